@@ -1,0 +1,268 @@
+"""RooGab's configuration: one frozen ``Config``, built once at start-up.
+
+Precedence, lowest first: defaults < TOML file (``--config FILE``) < ``ROOGAB_*`` environment
+variables < command-line flags. This is the only module that reads ``os.environ``; everything
+else receives the ``Config`` (or its slice) as an argument.
+
+Secrets (API keys, passwords) are never accepted as literal command-line values: they come from
+files or from environment variables whose names the config gives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from .errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = ["Config", "ProviderProfile", "SocketIOEvents", "load_config", "demo_profile"]
+
+ProviderKind = Literal["demo", "socketio", "websocket", "chainlit"]
+StoreKind = Literal["memory", "sqlite"]
+LogFormat = Literal["text", "json"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+ENV_PREFIX = "ROOGAB_"
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class SocketIOEvents:
+    """Event and field names of a multiplexed Socket.IO chat service (providers.md §6 A).
+
+    The defaults are the demo service's, which follow the original RooGab target service.
+    """
+
+    socketio_path: str = "socket.io"
+    create: str = "newConversation"          # emit {prompt, model, ref}: the first prompt rides along
+    created: str = "loadConversation"        # recv {id, ref}
+    subscribe: str = "subscribe"             # emit [room] after created and after each reconnect
+    room: str = "c:{id}"
+    send: str = "sendPrompt"                 # emit {prompt, c}
+    snapshot: str = "tokenStream"            # recv {c, content}: the whole reply so far
+    delta: str = "tokenDelta"                # recv {c, content}: the next piece
+    end: str = "streamEnd"                   # recv {c}
+    error: str = "conversationError"         # recv {c, code, message}
+    delete: str = "deleteConversation"       # emit {c}
+    conversation_field: str = "c"
+    content_field: str = "content"
+    prompt_field: str = "prompt"
+    model_field: str = "agentId"
+    ref_field: str = "ref"
+    id_field: str = "id"
+    gone_code: str = "not_found"             # error code meaning "no such conversation"
+
+
+@dataclass(frozen=True)
+class ProviderProfile:
+    """One chat service RooGab talks to. Model ids are published as ``<name>/<model>``."""
+
+    name: str = "demo"
+    kind: ProviderKind = "demo"
+    url: str = ""
+    models: tuple[str, ...] = ("gab-1", "gab-2")
+    context_length: int = 128_000
+    max_message_chars: int = 0                # 0 = no limit
+    events: SocketIOEvents = field(default_factory=SocketIOEvents)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting RooGab has. Frozen: build a new one with ``dataclasses.replace``."""
+
+    host: str = "127.0.0.1"
+    port: int = 8787
+    threads: int = 64
+    api_keys: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    providers: tuple[ProviderProfile, ...] = (ProviderProfile(),)
+    prompts_dir: Path | None = None
+    store: StoreKind = "memory"
+    data_dir: Path | None = None
+    connect_timeout: float = 10.0
+    first_token_timeout: float = 120.0
+    silence_timeout: float = 60.0
+    reply_timeout: float = 600.0
+    ping_interval: float = 1.0
+    max_body_bytes: int = 32 * MIB
+    max_json_depth: int = 64
+    repair_attempts: int = 1
+    log_level: LogLevel = "info"
+    log_format: LogFormat = "text"
+
+    def is_loopback(self) -> bool:
+        """True when the server binds only to the loopback interface."""
+        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+
+
+_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("providers", "api_keys")}
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None,
+                overrides: Mapping[str, Any] | None = None) -> Config:
+    """Build the ``Config`` from a TOML file, the environment and command-line overrides.
+
+    Raises:
+        ConfigError: a value is missing, unknown or invalid; the message names the key.
+    """
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(_read_toml(path))
+    values.update(_from_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return _build(values, env)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError("--config", f"cannot read {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", f"{path} is not valid TOML: {exc}") from exc
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in _SCALARS:
+        raw = env.get(ENV_PREFIX + name.upper())
+        if raw is not None:
+            values[name] = raw
+    return values
+
+
+def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
+    kwargs: dict[str, Any] = {}
+    for key, raw in values.items():
+        if key in _SCALARS:
+            kwargs[key] = _coerce(key, _SCALARS[key].type, raw)
+        elif key not in ("providers", "api_keys_file", "api_keys_env"):
+            raise ConfigError(key, "unknown setting")
+    if "providers" in values:
+        kwargs["providers"] = _providers(values["providers"])
+    kwargs["api_keys"] = _api_keys(values, env)
+    config = Config(**kwargs)
+    _check(config)
+    return config
+
+
+def _coerce(key: str, annotation: object, raw: Any) -> Any:
+    text = str(annotation)
+    if text in ("int", "float"):
+        return _number(key, raw, int if text == "int" else float)
+    if text.startswith("Path"):
+        return Path(str(raw)).expanduser() if raw not in ("", None) else None
+    if text.startswith("tuple"):
+        items = raw.split(",") if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple):
+            raise ConfigError(key, "must be a list of strings")
+        return tuple(str(item).strip() for item in items if str(item).strip())
+    choices = get_args(getattr(sys.modules[__name__], text, None))
+    if choices and raw not in choices:
+        raise ConfigError(key, f"must be one of {', '.join(choices)}, not {raw!r}")
+    if not isinstance(raw, str):
+        raise ConfigError(key, "must be a string")
+    return raw
+
+
+def _number(key: str, raw: Any, kind: type[int] | type[float]) -> int | float:
+    if isinstance(raw, bool):
+        raise ConfigError(key, "must be a number")
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"must be {'an integer' if kind is int else 'a number'}, not {raw!r}") from None
+    if value < 0:
+        raise ConfigError(key, "must not be negative")
+    return value
+
+
+def _providers(raw: Any) -> tuple[ProviderProfile, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("providers", "must be a non-empty list of [[providers]] tables")
+    profiles = tuple(_profile(i, item) for i, item in enumerate(raw))
+    names = [p.name for p in profiles]
+    if len(set(names)) != len(names):
+        raise ConfigError("providers", "two providers share a name")
+    return profiles
+
+
+def _profile(index: int, raw: Any) -> ProviderProfile:
+    where = f"providers[{index}]"
+    if not isinstance(raw, dict):
+        raise ConfigError(where, "must be a table")
+    known = {f.name for f in dataclasses.fields(ProviderProfile)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"{where}.{key}", "unknown setting")
+    kwargs = dict(raw)
+    if "events" in kwargs:
+        kwargs["events"] = _events(where, kwargs["events"])
+    if "models" in kwargs:
+        kwargs["models"] = _coerce(f"{where}.models", "tuple", kwargs["models"])
+    for key in ("context_length", "max_message_chars"):
+        if key in kwargs:
+            kwargs[key] = _number(f"{where}.{key}", kwargs[key], int)
+    kind = kwargs.get("kind", "demo")
+    if kind not in get_args(ProviderKind):
+        raise ConfigError(f"{where}.kind", f"must be one of {', '.join(get_args(ProviderKind))}, not {kind!r}")
+    if kind != "demo" and not kwargs.get("url"):
+        raise ConfigError(f"{where}.url", "is required for this kind")
+    if "/" in str(kwargs.get("name", "")):
+        raise ConfigError(f"{where}.name", "must not contain '/'")
+    return ProviderProfile(**kwargs)
+
+
+def _events(where: str, raw: Any) -> SocketIOEvents:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}.events", "must be a table")
+    known = {f.name for f in dataclasses.fields(SocketIOEvents)}
+    for key, value in raw.items():
+        if key not in known:
+            raise ConfigError(f"{where}.events.{key}", "unknown event or field name")
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}.events.{key}", "must be a string")
+    return SocketIOEvents(**raw)
+
+
+def _api_keys(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:
+    keys: list[str] = []
+    env_name = values.get("api_keys_env", ENV_PREFIX + "API_KEYS")
+    keys += env.get(str(env_name), "").split(",")
+    if "api_keys_file" in values:
+        path = Path(str(values["api_keys_file"])).expanduser()
+        try:
+            keys += path.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError("api_keys_file", f"cannot read {path}: {exc.strerror}") from exc
+    return tuple(k.strip() for k in keys if k.strip() and not k.strip().startswith("#"))
+
+
+def _check(config: Config) -> None:
+    if not 1 <= config.port <= 65535 and config.port != 0:
+        raise ConfigError("port", f"must be between 1 and 65535, not {config.port}")
+    if config.threads < 1:
+        raise ConfigError("threads", "must be at least 1")
+    if config.ping_interval <= 0:
+        raise ConfigError("ping_interval", "must be greater than 0")
+    if not config.is_loopback() and not config.api_keys:
+        raise ConfigError(
+            "host", f"{config.host} is not a loopback address: set API keys (ROOGAB_API_KEYS or "
+            "api_keys_file) before serving on a network, or bind 127.0.0.1")
+
+
+def demo_profile(url: str) -> ProviderProfile:
+    """The profile of the bundled demo chat service listening at *url*."""
+    return ProviderProfile(name="demo", kind="demo", url=url)

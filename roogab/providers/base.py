@@ -1,0 +1,187 @@
+"""What every provider is: a small protocol, its event model, and the turn inbox they share.
+
+A provider's own thread (the asyncio provider loop, or a WebSocket reader thread) puts events
+into a ``Turn``; the request thread that asked for the turn drains it with ``Turn.events()``,
+which enforces the deadlines and yields ``None`` on every idle tick so the API can send a
+keep-alive ping. The two sides meet only at the turn's thread-safe queue.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Protocol, Union
+
+from ..errors import ProviderTimeout, UpstreamError
+
+__all__ = [
+    "Created", "Delta", "Snapshot", "Done", "ProviderEvent", "Deadlines", "ModelInfo", "Health",
+    "Turn", "Provider",
+]
+
+
+@dataclass(frozen=True)
+class Created:
+    """The service created a conversation; ``handle`` is its id, for later turns."""
+
+    handle: str
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The next piece of the reply."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The whole reply so far (cumulative services); may be HTML."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Done:
+    """The reply is complete; ``text`` is the full reply when the service sends it."""
+
+    text: str | None = None
+
+
+ProviderEvent = Union[Created, Delta, Snapshot, Done]
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long a turn may take, in seconds: to the first token, between tokens, in all."""
+
+    first_token: float = 120.0
+    silence: float = 60.0
+    total: float = 600.0
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model the provider offers, by its local name (without the ``provider/`` prefix)."""
+
+    id: str
+    context_length: int
+
+
+@dataclass(frozen=True)
+class Health:
+    """A provider's readiness as ``/healthz`` reports it."""
+
+    ready: bool
+    connected: bool
+    logged_in: bool | None = None
+    last_error: str | None = None
+    since: float = 0.0
+
+
+_CLOSED = object()
+
+
+class Turn:
+    """One reply being received: fed by the provider side, drained by one request thread."""
+
+    def __init__(self, provider: str, deadlines: Deadlines, *,
+                 on_cancel: Callable[[], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.provider = provider
+        self.deadlines = deadlines
+        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._on_cancel = on_cancel
+        self._clock = clock
+        self._cancelled = threading.Event()
+
+    @property
+    def cancelled(self) -> bool:
+        """True once ``cancel()`` was called."""
+        return self._cancelled.is_set()
+
+    def put(self, item: ProviderEvent | UpstreamError) -> None:
+        """Deliver an event or a failure; safe from any thread."""
+        if not self._cancelled.is_set():
+            self._inbox.put(item)
+
+    def cancel(self) -> None:
+        """Stop the turn: the client went away or the service must be told to stop."""
+        if not self._cancelled.is_set():
+            self._cancelled.set()
+            self._inbox.put(_CLOSED)
+            if self._on_cancel is not None:
+                self._on_cancel()
+
+    def events(self, tick: float = 1.0) -> Iterator[ProviderEvent | None]:
+        """Yield the turn's events up to ``Done``; ``None`` after each *tick* seconds of silence.
+
+        Raises:
+            ProviderTimeout: a deadline passed.
+            UpstreamError: the provider reported a failure.
+        """
+        start = last = self._clock()
+        started = False
+        while True:
+            wait = min(tick, self._until_deadline(start, last, started))
+            try:
+                item = self._inbox.get(timeout=max(0.0, wait))
+            except queue.Empty:
+                self._check_deadlines(start, last, started)
+                yield None
+                continue
+            if item is _CLOSED:
+                return
+            if isinstance(item, UpstreamError):
+                raise item
+            assert isinstance(item, (Created, Delta, Snapshot, Done))
+            if not isinstance(item, Created):
+                started, last = True, self._clock()
+            yield item
+            if isinstance(item, Done):
+                return
+
+    def _until_deadline(self, start: float, last: float, started: bool) -> float:
+        now = self._clock()
+        gap = (last + self.deadlines.silence) if started else (start + self.deadlines.first_token)
+        return min(gap, start + self.deadlines.total) - now
+
+    def _check_deadlines(self, start: float, last: float, started: bool) -> None:
+        now = self._clock()
+        d = self.deadlines
+        if now - start >= d.total:
+            raise ProviderTimeout(f"{self.provider}: no complete reply within {d.total:g} s",
+                                  provider=self.provider)
+        if not started and now - start >= d.first_token:
+            raise ProviderTimeout(f"{self.provider}: no reply within {d.first_token:g} s",
+                                  provider=self.provider)
+        if started and now - last >= d.silence:
+            raise ProviderTimeout(f"{self.provider}: the reply stalled for {d.silence:g} s",
+                                  provider=self.provider)
+
+
+class Provider(Protocol):
+    """A chat service RooGab can hold conversations with.
+
+    ``send`` starts one turn: with ``handle=None`` it creates a conversation (the turn's first
+    event is then ``Created``); otherwise it continues that conversation. A conversation the
+    service no longer knows ends the turn with ``ConversationGone``.
+    """
+
+    name: str
+    max_message_chars: int
+
+    def start(self) -> None: ...
+
+    def models(self) -> list[ModelInfo]: ...
+
+    def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn: ...
+
+    def forget(self, handle: str) -> None: ...
+
+    def health(self) -> Health: ...
+
+    def close(self) -> None: ...
