@@ -1,0 +1,277 @@
+"""The OpenAI chat-completions wire format: request validation and response shapes. Pure.
+
+``parse_chat_request`` is the one place a request body is checked; everything past it trusts the
+typed ``ChatRequest``. Errors name the offending field (``messages[3].role``) so the client can
+fix it. Unknown keys are ignored, as clients send many (``cache_control``, ``reasoning_details``,
+``$schema``, ``strict``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from .errors import InvalidRequest, UnsupportedFeature
+
+__all__ = [
+    "ChatRequest", "Message", "ToolSpec", "ToolCallRef", "Usage", "parse_chat_request",
+    "chunk", "usage_chunk", "completion", "model_list", "canonical_json",
+]
+
+Role = Literal["system", "developer", "user", "assistant", "tool"]
+ROLES: tuple[str, ...] = ("system", "developer", "user", "assistant", "tool")
+
+
+@dataclass(frozen=True)
+class ToolCallRef:
+    """A tool call inside an assistant message the client sends back (history)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message, its content flattened to text; ``images`` counts image parts left out."""
+
+    role: Role
+    content: str
+    images: int = 0
+    tool_calls: tuple[ToolCallRef, ...] = ()
+    tool_call_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """A function tool the client offers: its name, description and JSON Schema."""
+
+    name: str
+    description: str
+    parameters: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """A validated ``POST /v1/chat/completions`` body."""
+
+    model: str
+    messages: tuple[Message, ...]
+    tools: tuple[ToolSpec, ...] = ()
+    stream: bool = False
+    include_usage: bool = False
+    tool_choice: str = "auto"
+
+    @property
+    def native_tools(self) -> bool:
+        """True when the client takes native ``tool_calls`` (it sent ``tools``)."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def tool_schemas(self) -> dict[str, Mapping[str, Any]]:
+        """Tool name -> JSON Schema of its parameters."""
+        return {t.name: t.parameters for t in self.tools}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one completion."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    def as_dict(self) -> dict[str, int]:
+        """The OpenAI ``usage`` object."""
+        total = self.prompt_tokens + self.completion_tokens
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                "total_tokens": total}
+
+
+def parse_chat_request(body: object) -> ChatRequest:
+    """Validate a decoded JSON body and return the typed request.
+
+    Raises:
+        InvalidRequest: a field is missing or has the wrong type or value; ``param`` names it.
+        UnsupportedFeature: a valid OpenAI option RooGab cannot honour (``n > 1``, audio ...).
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest("the request body must be a JSON object", param=None)
+    _check_unsupported(body)
+    model = body.get("model")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
+    stream = _optional(body, "stream", bool, False)
+    options = _optional(body, "stream_options", dict, None) or {}
+    include_usage = _optional(options, "include_usage", bool, False, where="stream_options.")
+    for key in ("temperature", "top_p", "max_tokens", "max_completion_tokens"):
+        if body.get(key) is not None and not _is_number(body[key]):
+            raise InvalidRequest(f"'{key}' must be a number", param=key)
+    return ChatRequest(
+        model=model.strip(),
+        messages=_messages(body.get("messages")),
+        tools=_tools(body.get("tools")),
+        stream=stream,
+        include_usage=bool(stream and include_usage),
+        tool_choice=_tool_choice(body.get("tool_choice")),
+    )
+
+
+def _check_unsupported(body: Mapping[str, Any]) -> None:
+    n = body.get("n")
+    if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
+        raise InvalidRequest("'n' must be a positive integer", param="n")
+    if isinstance(n, int) and n > 1:
+        raise UnsupportedFeature("'n' greater than 1 is not supported: a chat service gives one answer",
+                                 param="n")
+    if body.get("logprobs"):
+        raise UnsupportedFeature("'logprobs' is not supported by a chat service", param="logprobs")
+    modalities = body.get("modalities")
+    if isinstance(modalities, list) and "audio" in modalities or body.get("audio") is not None:
+        raise UnsupportedFeature("audio output is not supported", param="audio")
+
+
+def _optional(body: Mapping[str, Any], key: str, kind: type, default: Any, *, where: str = "") -> Any:
+    value = body.get(key)
+    if value is None:
+        return default
+    if not isinstance(value, kind):
+        raise InvalidRequest(f"'{where}{key}' must be of type {kind.__name__}", param=where + key)
+    return value
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _messages(raw: object) -> tuple[Message, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise InvalidRequest("'messages' must be a non-empty array", param="messages")
+    return tuple(_message(i, m) for i, m in enumerate(raw))
+
+
+def _message(i: int, raw: object) -> Message:
+    where = f"messages[{i}]"
+    if not isinstance(raw, dict):
+        raise InvalidRequest(f"'{where}' must be an object", param=where)
+    role = raw.get("role")
+    if role not in ROLES:
+        raise InvalidRequest(f"'{where}.role' must be one of {', '.join(ROLES)}", param=f"{where}.role")
+    content, images = _content(where, raw.get("content"), allow_none=role == "assistant")
+    tool_calls = _tool_call_refs(where, raw.get("tool_calls")) if role == "assistant" else ()
+    tool_call_id = raw.get("tool_call_id")
+    if role == "tool" and not isinstance(tool_call_id, str):
+        raise InvalidRequest(f"'{where}.tool_call_id' is required for a tool message",
+                             param=f"{where}.tool_call_id")
+    if role == "assistant" and not content and not tool_calls and raw.get("content") is None:
+        raise InvalidRequest(f"'{where}' needs content or tool_calls", param=f"{where}.content")
+    return Message(role=role, content=content, images=images, tool_calls=tool_calls,
+                   tool_call_id=tool_call_id if role == "tool" else None)
+
+
+def _content(where: str, raw: object, *, allow_none: bool) -> tuple[str, int]:
+    if isinstance(raw, str):
+        return raw, 0
+    if raw is None and allow_none:
+        return "", 0
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"'{where}.content' must be a string or an array of parts",
+                             param=f"{where}.content")
+    texts: list[str] = []
+    images = 0
+    for j, part in enumerate(raw):
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            texts.append(part["text"])
+        elif kind == "image_url" and isinstance(part.get("image_url"), (dict, str)):
+            images += 1
+        else:
+            raise InvalidRequest(f"'{where}.content[{j}]' must be a text or image_url part",
+                                 param=f"{where}.content[{j}]")
+    return "\n\n".join(texts), images
+
+
+def _tool_call_refs(where: str, raw: object) -> tuple[ToolCallRef, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"'{where}.tool_calls' must be an array", param=f"{where}.tool_calls")
+    refs = []
+    for j, call in enumerate(raw):
+        at = f"{where}.tool_calls[{j}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+            raise InvalidRequest(f"'{at}.function.name' is required", param=f"{at}.function.name")
+        arguments = fn.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        refs.append(ToolCallRef(id=str(call.get("id") or ""), name=fn["name"], arguments=arguments))
+    return tuple(refs)
+
+
+def _tools(raw: object) -> tuple[ToolSpec, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise InvalidRequest("'tools' must be an array", param="tools")
+    specs = []
+    for i, tool in enumerate(raw):
+        fn = tool.get("function") if isinstance(tool, dict) else None
+        if not isinstance(tool, dict) or tool.get("type", "function") != "function" or not isinstance(fn, dict):
+            raise InvalidRequest(f"'tools[{i}]' must be a function tool", param=f"tools[{i}]")
+        name = fn.get("name")
+        if not isinstance(name, str) or not name:
+            raise InvalidRequest(f"'tools[{i}].function.name' is required", param=f"tools[{i}].function.name")
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(params, dict):
+            raise InvalidRequest(f"'tools[{i}].function.parameters' must be an object",
+                                 param=f"tools[{i}].function.parameters")
+        specs.append(ToolSpec(name, str(fn.get("description") or ""), params))
+    return tuple(specs)
+
+
+def _tool_choice(raw: object) -> str:
+    if raw is None:
+        return "auto"
+    if raw in ("auto", "none", "required"):
+        return str(raw)
+    if isinstance(raw, dict) and isinstance(raw.get("function"), dict):
+        return "required"
+    raise InvalidRequest("'tool_choice' must be auto, none, required or a function", param="tool_choice")
+
+
+def canonical_json(text: str) -> str:
+    """Arguments JSON in one canonical spelling (clients re-serialize what we sent)."""
+    try:
+        return json.dumps(json.loads(text or "{}"), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return text
+
+
+def chunk(cid: str, model: str, created: int, delta: dict[str, Any],
+          finish_reason: str | None = None) -> dict[str, Any]:
+    """One ``chat.completion.chunk`` with a single choice."""
+    choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [choice]}
+
+
+def usage_chunk(cid: str, model: str, created: int, usage: Usage) -> dict[str, Any]:
+    """The one usage chunk of a stream: no choices."""
+    return {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+            "choices": [], "usage": usage.as_dict()}
+
+
+def completion(cid: str, model: str, created: int, message: dict[str, Any], finish_reason: str,
+               usage: Usage) -> dict[str, Any]:
+    """A whole non-streaming ``chat.completion``."""
+    choice = {"index": 0, "message": message, "finish_reason": finish_reason, "logprobs": None}
+    return {"id": cid, "object": "chat.completion", "created": created, "model": model,
+            "choices": [choice], "usage": usage.as_dict()}
+
+
+def model_list(models: list[tuple[str, int]], created: int) -> dict[str, Any]:
+    """The ``GET /v1/models`` body from ``(id, context_length)`` pairs."""
+    data = [{"id": mid, "object": "model", "created": created, "owned_by": "roogab",
+             "context_length": length} for mid, length in models]
+    return {"object": "list", "data": data}
