@@ -1,0 +1,137 @@
+"""The provider loop: one asyncio event loop on one dedicated daemon thread.
+
+Every Socket.IO client lives on this loop (design.md §1). Request threads never touch those
+clients; they hand coroutines over with ``submit``/``run`` (``asyncio.run_coroutine_threadsafe``
+underneath) and read replies from thread-safe ``Turn`` inboxes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["ProviderLoop"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
+
+
+class ProviderLoop:
+    """An asyncio event loop running on its own daemon thread until ``stop()``."""
+
+    def __init__(self, name: str = "roogab-provider-loop") -> None:
+        self.name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def running(self) -> bool:
+        """True between ``start()`` and ``stop()``."""
+        loop = self._loop
+        return loop is not None and loop.is_running() and not loop.is_closed()
+
+    def in_loop_thread(self) -> bool:
+        """True when called from the loop's own thread."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def start(self) -> None:
+        """Start the thread and its event loop; a no-op when already running."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            ready = threading.Event()
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._thread = threading.Thread(target=self._main, args=(loop, ready), name=self.name,
+                                            daemon=True)
+            self._thread.start()
+        ready.wait()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the loop, cancel leftover tasks and join the thread; idempotent."""
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._thread = None
+        if loop is None or thread is None:
+            return
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(loop.stop)
+        if thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Schedule *coro* on the loop from any thread; return its future.
+
+        Raises:
+            RuntimeError: the loop is not running (the coroutine is closed, never run).
+        """
+        loop = self._running_loop(coro)
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """Run *coro* on the loop and block until its result (for request threads).
+
+        Raises:
+            TimeoutError: no result within *timeout* seconds; the coroutine is cancelled.
+            RuntimeError: the loop is not running, or this is the loop's own thread.
+        """
+        if self.in_loop_thread():
+            coro.close()
+            raise RuntimeError("ProviderLoop.run() called from the loop thread would deadlock")
+        future = self.submit(coro)
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError(f"no result within {timeout:g} s") from None
+
+    def call_soon(self, fn: Callable[..., object], *args: object) -> None:
+        """Call ``fn(*args)`` on the loop thread as soon as possible; safe from any thread.
+
+        A call made after ``stop()`` is dropped silently: there is nothing left to act on.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(fn, *args)
+        except RuntimeError:  # closed between the check and the call
+            logger.debug("%s: call_soon after stop dropped", self.name)
+
+    def _running_loop(self, coro: Coroutine[Any, Any, object]) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None or loop.is_closed() or self._thread is None:
+            coro.close()
+            raise RuntimeError(f"{self.name} is not running")
+        return loop
+
+    @staticmethod
+    def _main(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+        asyncio.set_event_loop(loop)
+        loop.call_soon(ready.set)
+        try:
+            loop.run_forever()
+        finally:
+            _cancel_leftovers(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel the tasks still pending on *loop* and let them finish their cleanup."""
+    tasks = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("task %s failed during shutdown", task.get_name(), exc_info=task.exception())

@@ -1,0 +1,485 @@
+"""MultiplexProvider: many conversations on one Socket.IO connection (providers.md §6, family A).
+
+One ``socketio.AsyncClient`` lives on the provider loop (design.md §1) and is touched only from
+that loop's thread. Request threads call ``send``, which hands a coroutine to the loop and
+returns a ``Turn`` at once; the client's handlers, registered once, route every incoming event
+by conversation id to the turn in flight for that conversation.
+
+Event and field names all come from ``ProviderProfile.events``. A create is matched to its answer
+by a fresh ``ref``, never by order. Tokens are appended in the handler before any ``await``, so
+they keep their arrival order (``AsyncClient`` starts its handler tasks in arrival order).
+
+Reconnection is python-socketio's own, on the bounded ``Reconnection`` schedule; after each
+reconnect the known conversations are re-subscribed. A drop while turns are in flight fails each
+of them with ``ProviderDisconnected``: a cut-off reply is an error, never a short answer.
+
+This is the only module that names socketio's exceptions; ``_socketio_errors`` translates them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import socketio
+
+from ..config import ProviderProfile
+from ..errors import (ConfigError, ConversationGone, ProviderDisconnected, ProviderRejected,
+                      ProviderTimeout, ProviderUnavailable, UpstreamError)
+from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
+from .loop import ProviderLoop
+
+__all__ = ["MultiplexProvider", "Reconnection"]
+
+logger = logging.getLogger(__name__)
+
+_MAX_SERVICE_MESSAGE = 200
+
+
+@dataclass(frozen=True)
+class Reconnection:
+    """python-socketio's reconnection schedule: delays double from ``delay`` up to
+    ``delay_max``, ± ``jitter`` seconds; after ``attempts`` failed tries it gives up."""
+
+    attempts: int = 8
+    delay: float = 0.5
+    delay_max: float = 5.0
+    jitter: float = 0.25
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One turn in flight: where its events go and what has arrived so far."""
+
+    conversation: str | None
+    turn: Turn = field(init=False)
+    ref: str = field(default_factory=lambda: uuid.uuid4().hex)
+    parts: list[str] = field(default_factory=list)
+    snapshot: str | None = None
+
+    def text(self) -> str:
+        """The reply so far."""
+        return self.snapshot if self.snapshot is not None else "".join(self.parts)
+
+
+@contextmanager
+def _socketio_errors(provider: str, action: str) -> Iterator[None]:
+    """Translate socketio's exceptions into RooGab's, once, here."""
+    try:
+        yield
+    except socketio.exceptions.BadNamespaceError as exc:
+        raise ProviderUnavailable(f"{provider}: {action}: not connected to the service",
+                                  provider=provider) from exc
+    except socketio.exceptions.TimeoutError as exc:
+        raise ProviderTimeout(f"{provider}: {action}: the service did not answer",
+                              provider=provider) from exc
+    except socketio.exceptions.ConnectionError as exc:
+        raise ProviderUnavailable(f"{provider}: {action}: {exc}", provider=provider) from exc
+    except socketio.exceptions.SocketIOError as exc:
+        raise ProviderUnavailable(f"{provider}: {action}: {type(exc).__name__}",
+                                  provider=provider) from exc
+    except OSError as exc:
+        raise ProviderUnavailable(f"{provider}: {action}: {exc.strerror or exc}",
+                                  provider=provider) from exc
+
+
+def _safe_url(url: str) -> str:
+    """*url* without credentials, query or fragment, for messages and logs."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"{host}:{parts.port}" if parts.port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _short(value: object) -> str:
+    text = str(value) if value is not None else ""
+    return text if len(text) <= _MAX_SERVICE_MESSAGE else text[:_MAX_SERVICE_MESSAGE - 3] + "..."
+
+
+class MultiplexProvider:
+    """A multiplexed Socket.IO chat service: one connection, many conversations.
+
+    Raises (from ``__init__``):
+        ConfigError: the profile's URL is not an http(s) or ws(s) URL.
+    """
+
+    def __init__(self, profile: ProviderProfile, loop: ProviderLoop, *, connect_timeout: float = 10.0,
+                 headers: Mapping[str, str] | None = None,
+                 reconnection: Reconnection = Reconnection()) -> None:
+        if urlsplit(profile.url).scheme not in ("http", "https", "ws", "wss"):
+            raise ConfigError(f"providers.{profile.name}.url", "must be an http(s) or ws(s) URL")
+        self.profile = profile
+        self.name = profile.name
+        self.max_message_chars = profile.max_message_chars
+        self._ev = profile.events
+        self._loop = loop
+        self._connect_timeout = connect_timeout
+        self._headers = dict(headers or {})
+        self._reconnection = reconnection
+        self._where = _safe_url(profile.url)
+        self._health = Health(ready=False, connected=False, since=time.time())
+        # Everything below is touched only on the provider loop's thread.
+        self._client: socketio.AsyncClient | None = None
+        self._connected: asyncio.Event | None = None
+        self._connect_lock: asyncio.Lock | None = None
+        self._creating: dict[str, _Flight] = {}
+        self._flights: dict[str, _Flight] = {}
+        self._known: set[str] = set()
+        self._subscribed: set[str] = set()
+        self._draining: dict[str, asyncio.Event] = {}
+        self._reconnecting = False
+        self._failed_attempts = 0
+        self._closing = False
+
+    # -- the Provider protocol (request threads) -------------------------------------------
+
+    def start(self) -> None:
+        """Connect to the service (a no-op when connected).
+
+        Raises:
+            ProviderUnavailable: the connection could not be made; the message says why.
+        """
+        try:
+            self._loop.run(self._connect(), timeout=self._connect_timeout + 5.0)
+        except TimeoutError as exc:
+            raise ProviderUnavailable(f"{self.name}: no connection to {self._where} within "
+                                      f"{self._connect_timeout:g} s", provider=self.name) from exc
+
+    def models(self) -> list[ModelInfo]:
+        """The profile's models, each with the profile's context length."""
+        return [ModelInfo(m, self.profile.context_length) for m in self.profile.models]
+
+    def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
+        """Start a turn: create a conversation (``handle=None``) or continue one; never blocks."""
+        flight = _Flight(handle)
+        turn = flight.turn = Turn(self.name, deadlines,
+                                  on_cancel=functools.partial(self._loop.call_soon, self._abandon, flight))
+        try:
+            future = self._loop.submit(self._begin(flight, model, text, deadlines))
+        except RuntimeError:
+            turn.put(ProviderUnavailable(f"{self.name}: the provider loop is not running",
+                                         provider=self.name))
+            return turn
+        future.add_done_callback(functools.partial(self._begun, flight))
+        return turn
+
+    def forget(self, handle: str) -> None:
+        """Ask the service to delete a conversation; never blocks, never raises."""
+        try:
+            self._loop.submit(self._forget(handle))
+        except RuntimeError:
+            logger.debug("%s: forget(%s) after the loop stopped", self.name, handle)
+
+    def health(self) -> Health:
+        """Readiness for ``/healthz``: connected or not, and the last error."""
+        return self._health
+
+    def close(self) -> None:
+        """Disconnect (and stop any reconnection); turns still in flight fail. Idempotent."""
+        try:
+            self._loop.run(self._shutdown(), timeout=self._connect_timeout)
+        except RuntimeError:
+            logger.debug("%s: close() after the loop stopped", self.name)
+        except TimeoutError:
+            logger.warning("%s: the connection did not close within %g s", self.name, self._connect_timeout)
+
+    # -- connection (loop thread) ------------------------------------------------------
+
+    def _new_client(self) -> socketio.AsyncClient:
+        r = self._reconnection
+        client = socketio.AsyncClient(
+            reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
+            reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
+            handle_sigint=False, logger=False, engineio_logger=False)
+        ev = self._ev
+        client.on("connect", self._on_connect)
+        client.on("disconnect", self._on_disconnect)
+        client.on("connect_error", self._on_connect_error)
+        client.on(ev.created, self._on_created)
+        client.on(ev.delta, self._on_delta)
+        client.on(ev.snapshot, self._on_snapshot)
+        client.on(ev.end, self._on_end)
+        client.on(ev.error, self._on_error)
+        return client
+
+    async def _connect(self) -> None:
+        if self._client is None:
+            self._client = self._new_client()
+            self._connected = asyncio.Event()
+            self._connect_lock = asyncio.Lock()
+        assert self._connect_lock is not None
+        async with self._connect_lock:
+            if self._client.connected:
+                return
+            self._closing = False
+            try:
+                with _socketio_errors(self.name, f"cannot connect to {self._where}"):
+                    await self._client.connect(
+                        self.profile.url, headers=self._headers, transports=["websocket"],
+                        socketio_path=self._ev.socketio_path, wait_timeout=self._connect_timeout)
+            except ProviderUnavailable as exc:
+                self._set_health(connected=False, error=str(exc))
+                raise
+
+    async def _ensure_connected(self) -> None:
+        """Wait for python-socketio's reconnection, or connect once when it is not trying."""
+        client = self._client
+        if client is not None and client.connected:
+            return
+        if client is None or not self._reconnecting:
+            await self._connect()
+            return
+        assert self._connected is not None
+        try:
+            await asyncio.wait_for(self._connected.wait(), self._connect_timeout)
+        except asyncio.TimeoutError:
+            raise ProviderUnavailable(f"{self.name}: not connected to {self._where} (reconnecting)",
+                                      provider=self.name) from None
+
+    async def _shutdown(self) -> None:
+        self._closing = True
+        if self._client is not None:
+            with _socketio_errors(self.name, "disconnect"):
+                await self._client.shutdown()
+        self._fail_all(lambda f: ProviderUnavailable(f"{self.name}: the provider was closed",
+                                                     provider=self.name))
+        self._reconnecting = False
+        self._set_health(connected=False, error=None)
+
+    def _set_health(self, *, connected: bool, error: str | None) -> None:
+        self._health = Health(ready=connected, connected=connected,
+                              last_error=error if error is not None else self._health.last_error,
+                              since=time.time())
+
+    async def _on_connect(self) -> None:
+        assert self._connected is not None
+        self._connected.set()
+        self._reconnecting, self._failed_attempts = False, 0
+        self._set_health(connected=True, error=None)
+        rooms = [self._room(cid) for cid in sorted(self._known)]
+        self._subscribed = set(self._known)
+        if rooms:
+            await self._emit_quietly(self._ev.subscribe, rooms)
+
+    def _on_disconnect(self, reason: object = None) -> None:
+        assert self._connected is not None and self._client is not None
+        self._connected.clear()
+        self._subscribed.clear()
+        final = (self._client.reason.CLIENT_DISCONNECT, self._client.reason.SERVER_DISCONNECT)
+        self._reconnecting = not self._closing and reason not in final
+        self._failed_attempts = 0
+        self._set_health(connected=False, error=None if self._closing else f"disconnected: {reason}")
+        if self._closing:
+            return
+        self._fail_all(lambda f: ProviderDisconnected(
+            f"{self.name}: the connection to {self._where} dropped in the middle of a reply ({reason})",
+            provider=self.name, partial=f.text()))
+
+    def _on_connect_error(self, data: object = None) -> None:
+        self._failed_attempts += 1
+        if self._failed_attempts >= self._reconnection.attempts > 0:
+            self._reconnecting = False
+        message = data.get("message") if isinstance(data, dict) else data
+        self._set_health(connected=False, error=f"connect failed: {_short(message)}")
+
+    def _fail_all(self, error: Any) -> None:
+        flights = list(self._creating.values()) + list(self._flights.values())
+        self._creating.clear()
+        self._flights.clear()
+        for flight in flights:
+            flight.turn.put(error(flight))
+        for done in self._draining.values():
+            done.set()
+        self._draining.clear()
+
+    # -- turns (loop thread) -----------------------------------------------------------
+
+    async def _begin(self, flight: _Flight, model: str, text: str, deadlines: Deadlines) -> None:
+        try:
+            await self._ensure_connected()
+            if flight.turn.cancelled:
+                return
+            if flight.conversation is None:
+                await self._create(flight, model, text)
+            else:
+                await self._continue(flight, flight.conversation, text, deadlines)
+        except UpstreamError as exc:
+            self._discard(flight)
+            flight.turn.put(exc)
+
+    def _begun(self, flight: _Flight, future: concurrent.futures.Future[None]) -> None:
+        """Done callback of ``_begin``: a bug or a stopped loop must not leave the turn hanging."""
+        if future.cancelled():
+            flight.turn.put(ProviderUnavailable(f"{self.name}: the provider loop stopped", provider=self.name))
+            return
+        exc = future.exception()
+        if exc is not None:
+            logger.error("%s: starting a turn failed", self.name, exc_info=exc)
+            flight.turn.put(UpstreamError(f"{self.name}: internal error ({type(exc).__name__})",
+                                          provider=self.name))
+
+    async def _create(self, flight: _Flight, model: str, text: str) -> None:
+        ev = self._ev
+        self._creating[flight.ref] = flight
+        await self._emit(ev.create, {ev.prompt_field: text, ev.model_field: model, ev.ref_field: flight.ref})
+
+    async def _continue(self, flight: _Flight, cid: str, text: str, deadlines: Deadlines) -> None:
+        ev = self._ev
+        self._supersede(cid)
+        await self._drained(cid, deadlines.silence)
+        self._flights[cid] = flight
+        self._known.add(cid)
+        if cid not in self._subscribed:
+            self._subscribed.add(cid)
+            await self._emit(ev.subscribe, [self._room(cid)])
+        await self._emit(ev.send, {ev.prompt_field: text, ev.conversation_field: cid})
+
+    def _supersede(self, cid: str) -> None:
+        """A new turn in *cid* means its caller gave up on the old one (turns are serialised
+        per conversation upstream): end the old turn; let a reply already under way drain."""
+        old = self._flights.pop(cid, None)
+        if old is None:
+            return
+        old.turn.put(ProviderRejected(f"{self.name}: superseded by a newer turn in conversation {cid}",
+                                      provider=self.name))
+        if old.parts or old.snapshot is not None:
+            self._draining[cid] = asyncio.Event()
+
+    async def _drained(self, cid: str, limit: float) -> None:
+        """Wait until the rest of an abandoned reply in *cid* has gone by (at most *limit* s)."""
+        done = self._draining.get(cid)
+        if done is None:
+            return
+        try:
+            await asyncio.wait_for(done.wait(), limit)
+        except asyncio.TimeoutError:
+            logger.info("%s: conversation %s still busy after %g s; sending anyway", self.name, cid, limit)
+        self._draining.pop(cid, None)
+
+    def _abandon(self, flight: _Flight) -> None:
+        """The request went away: stop routing to its turn; let the rest of the reply drain."""
+        cid = flight.conversation
+        if cid is not None and self._flights.get(cid) is flight:
+            del self._flights[cid]
+            self._draining[cid] = asyncio.Event()
+
+    def _discard(self, flight: _Flight) -> None:
+        if self._creating.get(flight.ref) is flight:
+            del self._creating[flight.ref]
+        cid = flight.conversation
+        if cid is not None and self._flights.get(cid) is flight:
+            del self._flights[cid]
+
+    async def _forget(self, handle: str) -> None:
+        self._known.discard(handle)
+        self._subscribed.discard(handle)
+        if self._client is not None and self._client.connected:
+            await self._emit_quietly(self._ev.delete, {self._ev.conversation_field: handle})
+
+    async def _emit(self, event: str, data: object) -> None:
+        if self._client is None:
+            raise ProviderUnavailable(f"{self.name}: not started", provider=self.name)
+        with _socketio_errors(self.name, f"sending {event}"):
+            await self._client.emit(event, data)
+
+    async def _emit_quietly(self, event: str, data: object) -> None:
+        """Emit where a failure has nobody to report to; the disconnect handler tells the turns."""
+        try:
+            await self._emit(event, data)
+        except UpstreamError as exc:
+            logger.info("%s", exc)
+
+    def _room(self, cid: str) -> str:
+        return self._ev.room.format(id=cid)
+
+    # -- incoming events (loop thread; route before any await) -------------------------
+
+    async def _on_created(self, data: object) -> None:
+        ev = self._ev
+        payload = data if isinstance(data, dict) else {}
+        cid, ref = payload.get(ev.id_field), payload.get(ev.ref_field)
+        flight = self._creating.pop(ref, None) if isinstance(ref, str) else self._only_creating()
+        if flight is None or not isinstance(cid, str) or not cid:
+            logger.debug("%s: %s for a create that is not ours (ref %r)", self.name, ev.created, ref)
+            return
+        flight.conversation = cid
+        if flight.turn.cancelled:  # nobody will ever know this handle: delete it again
+            await self._emit_quietly(ev.delete, {ev.conversation_field: cid})
+            return
+        self._flights[cid] = flight
+        self._known.add(cid)
+        self._subscribed.add(cid)
+        flight.turn.put(Created(cid))
+        await self._emit_quietly(ev.subscribe, [self._room(cid)])
+
+    def _only_creating(self) -> _Flight | None:
+        """A ``created`` without a ref matches only when exactly one create is pending."""
+        if len(self._creating) != 1:
+            return None
+        ref = next(iter(self._creating))
+        return self._creating.pop(ref)
+
+    def _flight_for(self, data: object) -> tuple[_Flight | None, str]:
+        payload = data if isinstance(data, dict) else {}
+        content = payload.get(self._ev.content_field)
+        cid = payload.get(self._ev.conversation_field)
+        flight = self._flights.get(cid) if isinstance(cid, str) else None
+        return flight, content if isinstance(content, str) else ""
+
+    def _on_delta(self, data: object) -> None:
+        flight, piece = self._flight_for(data)
+        if flight is not None and piece:
+            flight.parts.append(piece)
+            flight.turn.put(Delta(piece))
+
+    def _on_snapshot(self, data: object) -> None:
+        flight, whole = self._flight_for(data)
+        if flight is not None:
+            flight.snapshot = whole
+            flight.turn.put(Snapshot(whole))
+
+    def _on_end(self, data: object) -> None:
+        cid = data.get(self._ev.conversation_field) if isinstance(data, dict) else None
+        if not isinstance(cid, str):
+            return
+        done = self._draining.pop(cid, None)
+        if done is not None:
+            done.set()
+        flight = self._flights.pop(cid, None)
+        if flight is not None:
+            flight.turn.put(Done(flight.text()))
+
+    def _on_error(self, data: object) -> None:
+        ev = self._ev
+        payload = data if isinstance(data, dict) else {}
+        cid, ref = payload.get(ev.conversation_field), payload.get(ev.ref_field)
+        code, message = payload.get("code"), _short(payload.get("message"))
+        flight = None
+        if isinstance(cid, str):
+            flight = self._flights.pop(cid, None)
+            done = self._draining.pop(cid, None)
+            if done is not None:
+                done.set()
+        if flight is None and isinstance(ref, str):
+            flight = self._creating.pop(ref, None)
+        if code == ev.gone_code and isinstance(cid, str):
+            self._known.discard(cid)
+            self._subscribed.discard(cid)
+        if flight is None:
+            logger.debug("%s: %s for no turn in flight: %s %s", self.name, ev.error, code, message)
+            return
+        if code == ev.gone_code:
+            flight.turn.put(ConversationGone(
+                f"{self.name}: the service no longer knows conversation {cid}: {message}", provider=self.name))
+        else:
+            flight.turn.put(ProviderRejected(
+                f"{self.name}: the service refused the turn ({_short(code)}): {message}", provider=self.name))
