@@ -1,0 +1,78 @@
+"""Config precedence and start-up errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from roogab.config import Config, load_config
+from roogab.errors import ConfigError
+
+
+def test_defaults_are_safe() -> None:
+    config = load_config(env={})
+    assert config.host == "127.0.0.1" and config.port == 8787 and config.threads == 64
+    assert config.api_keys == () and config.is_loopback()
+
+
+def test_precedence_file_env_flags(tmp_path: Path) -> None:
+    path = tmp_path / "roogab.toml"
+    path.write_text('port = 9000\nthreads = 8\nrepair_attempts = 2\n')
+    env = {"ROOGAB_PORT": "9100", "ROOGAB_THREADS": "16"}
+    config = load_config(path, env, overrides={"port": 9200, "host": None})
+    assert (config.port, config.threads, config.repair_attempts) == (9200, 16, 2)
+
+
+@pytest.mark.parametrize(("text", "key"), [
+    ("port = 'abc'", "port"),
+    ("port = 70000", "port"),
+    ("threads = 0", "threads"),
+    ("log_level = 'loud'", "log_level"),
+    ("colour = 'red'", "colour"),
+    ("[[providers]]\nkind = 'telepathy'", "providers[0].kind"),
+    ("[[providers]]\nkind = 'socketio'", "providers[0].url"),
+    ("[[providers]]\nname = 'a'\nwhatever = 1", "providers[0].whatever"),
+    ("[[providers]]\nname = 'a'\n[providers.events]\nsend = 3", "providers[0].events.send"),
+])
+def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, env={})
+    assert info.value.key == key
+    assert key in str(info.value)
+
+
+def test_bad_env_value_names_the_key() -> None:
+    with pytest.raises(ConfigError, match="reply_timeout"):
+        load_config(env={"ROOGAB_REPLY_TIMEOUT": "soon"})
+
+
+def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "missing.toml", env={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(bad, env={})
+
+
+def test_non_loopback_needs_keys(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="API keys"):
+        load_config(env={}, overrides={"host": "0.0.0.0"})
+    config = load_config(env={"ROOGAB_API_KEYS": "k1, k2"}, overrides={"host": "0.0.0.0"})
+    assert config.api_keys == ("k1", "k2") and not config.is_loopback()
+
+
+def test_keys_from_file(tmp_path: Path) -> None:
+    keys = tmp_path / "keys"
+    keys.write_text("# team keys\nalpha\n\nbeta\n")
+    path = tmp_path / "c.toml"
+    path.write_text(f"api_keys_file = '{keys}'\n")
+    assert load_config(path, env={}).api_keys == ("alpha", "beta")
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(AttributeError):
+        Config().port = 1  # type: ignore[misc]
