@@ -25,12 +25,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Config", "ProviderProfile", "SocketIOEvents", "load_config", "demo_profile"]
+__all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "load_config", "demo_profile"]
 
 ProviderKind = Literal["demo", "socketio", "websocket", "chainlit"]
 StoreKind = Literal["memory", "sqlite"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
+ContentFormat = Literal["markdown", "html"]
+StreamMode = Literal["delta", "cumulative"]
 
 ENV_PREFIX = "ROOGAB_"
 MIB = 1024 * 1024
@@ -64,8 +66,27 @@ class SocketIOEvents:
 
 
 @dataclass(frozen=True)
+class WebSocketFrames:
+    """JSON frame shapes of a plain-WebSocket chat service (providers.md §6 C, Cheshire Cat 1.x)."""
+
+    path: str = "/ws"
+    send_field: str = "text"                 # send {send_field: prompt}
+    type_field: str = "type"
+    token_type: str = "chat_token"           # {type: token_type, token_field: "<delta>"}
+    token_field: str = "content"
+    final_type: str = "chat"                 # {type: final_type, final_field: "<whole reply>"}
+    final_field: str = "text"
+    error_type: str = "error"                # {type: error_type, error_field: "..."}
+    error_field: str = "description"
+
+
+@dataclass(frozen=True)
 class ProviderProfile:
-    """One chat service RooGab talks to. Model ids are published as ``<name>/<model>``."""
+    """One chat service RooGab talks to. Model ids are published as ``<name>/<model>``.
+
+    ``models`` empty means "discover them" (Chainlit chat profiles). Secrets stay out of
+    ``repr``: ``password`` is read from the environment variable ``password_env`` names.
+    """
 
     name: str = "demo"
     kind: ProviderKind = "demo"
@@ -73,7 +94,15 @@ class ProviderProfile:
     models: tuple[str, ...] = ("gab-1", "gab-2")
     context_length: int = 128_000
     max_message_chars: int = 0                # 0 = no limit
+    content: ContentFormat = "markdown"       # how replies arrive: markdown text or rendered HTML
+    stream: StreamMode = "delta"              # websocket kind: pieces or whole-so-far snapshots
+    username: str = ""
+    password_env: str = ""
+    password: str = field(default="", repr=False)
+    cookie_file: Path | None = None
+    headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     events: SocketIOEvents = field(default_factory=SocketIOEvents)
+    frames: WebSocketFrames = field(default_factory=WebSocketFrames)
 
 
 @dataclass(frozen=True)
@@ -151,7 +180,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
         elif key not in ("providers", "api_keys_file", "api_keys_env"):
             raise ConfigError(key, "unknown setting")
     if "providers" in values:
-        kwargs["providers"] = _providers(values["providers"])
+        kwargs["providers"] = _providers(values["providers"], env)
     kwargs["api_keys"] = _api_keys(values, env)
     config = Config(**kwargs)
     _check(config)
@@ -189,27 +218,34 @@ def _number(key: str, raw: Any, kind: type[int] | type[float]) -> int | float:
     return value
 
 
-def _providers(raw: Any) -> tuple[ProviderProfile, ...]:
+def _providers(raw: Any, env: Mapping[str, str]) -> tuple[ProviderProfile, ...]:
     if not isinstance(raw, list) or not raw:
         raise ConfigError("providers", "must be a non-empty list of [[providers]] tables")
-    profiles = tuple(_profile(i, item) for i, item in enumerate(raw))
+    profiles = tuple(_profile(i, item, env) for i, item in enumerate(raw))
     names = [p.name for p in profiles]
     if len(set(names)) != len(names):
         raise ConfigError("providers", "two providers share a name")
     return profiles
 
 
-def _profile(index: int, raw: Any) -> ProviderProfile:
+def _profile(index: int, raw: Any, env: Mapping[str, str]) -> ProviderProfile:
     where = f"providers[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(where, "must be a table")
-    known = {f.name for f in dataclasses.fields(ProviderProfile)}
+    known = {f.name for f in dataclasses.fields(ProviderProfile)} - {"password"}
     for key in raw:
         if key not in known:
-            raise ConfigError(f"{where}.{key}", "unknown setting")
+            hint = " (passwords come from the variable password_env names)" if key == "password" else ""
+            raise ConfigError(f"{where}.{key}", "unknown setting" + hint)
     kwargs = dict(raw)
     if "events" in kwargs:
-        kwargs["events"] = _events(where, kwargs["events"])
+        kwargs["events"] = _names(f"{where}.events", kwargs["events"], SocketIOEvents)
+    if "frames" in kwargs:
+        kwargs["frames"] = _names(f"{where}.frames", kwargs["frames"], WebSocketFrames)
+    _secrets(where, kwargs, env)
+    for key, kind in (("content", ContentFormat), ("stream", StreamMode)):
+        if key in kwargs and kwargs[key] not in get_args(kind):
+            raise ConfigError(f"{where}.{key}", f"must be one of {', '.join(get_args(kind))}")
     if "models" in kwargs:
         kwargs["models"] = _coerce(f"{where}.models", "tuple", kwargs["models"])
     for key in ("context_length", "max_message_chars"):
@@ -225,16 +261,31 @@ def _profile(index: int, raw: Any) -> ProviderProfile:
     return ProviderProfile(**kwargs)
 
 
-def _events(where: str, raw: Any) -> SocketIOEvents:
+def _names(where: str, raw: Any, kind: type[Any]) -> Any:
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}.events", "must be a table")
-    known = {f.name for f in dataclasses.fields(SocketIOEvents)}
+        raise ConfigError(where, "must be a table")
+    known = {f.name for f in dataclasses.fields(kind)}
     for key, value in raw.items():
         if key not in known:
-            raise ConfigError(f"{where}.events.{key}", "unknown event or field name")
+            raise ConfigError(f"{where}.{key}", "unknown event or field name")
         if not isinstance(value, str):
-            raise ConfigError(f"{where}.events.{key}", "must be a string")
-    return SocketIOEvents(**raw)
+            raise ConfigError(f"{where}.{key}", "must be a string")
+    return kind(**raw)
+
+
+def _secrets(where: str, kwargs: dict[str, Any], env: Mapping[str, str]) -> None:
+    """Resolve the password from its environment variable; check cookie file and headers."""
+    name = kwargs.get("password_env", "")
+    if name:
+        if name not in env:
+            raise ConfigError(f"{where}.password_env", f"the environment variable {name} is not set")
+        kwargs["password"] = env[name]
+    if kwargs.get("cookie_file"):
+        kwargs["cookie_file"] = Path(str(kwargs["cookie_file"])).expanduser()
+    headers = kwargs.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"{where}.headers", "must be a table of strings")
+    kwargs["headers"] = tuple(headers.items())
 
 
 def _api_keys(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, ...]:

@@ -76,3 +76,26 @@ def test_keys_from_file(tmp_path: Path) -> None:
 def test_config_is_frozen() -> None:
     with pytest.raises(AttributeError):
         Config().port = 1  # type: ignore[misc]
+
+
+def test_provider_profile_with_login_from_env(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[providers]]\nname = "team"\nkind = "chainlit"\nurl = "http://127.0.0.1:8000"\n'
+                    'username = "alice"\npassword_env = "TEAM_PASSWORD"\nmodels = []\n'
+                    '[providers.headers]\nX-Team = "blue"\n')
+    config = load_config(path, env={"TEAM_PASSWORD": "hunter2"})
+    [team] = config.providers
+    assert (team.name, team.kind, team.username, team.password) == ("team", "chainlit", "alice", "hunter2")
+    assert team.headers == (("X-Team", "blue"),) and team.models == ()
+    assert "hunter2" not in repr(config) and "blue" not in repr(config)
+
+
+def test_missing_password_variable_and_literal_password_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[[providers]]\nkind = "chainlit"\nurl = "http://x"\npassword_env = "NOPE"\n')
+    with pytest.raises(ConfigError, match="NOPE is not set"):
+        load_config(path, env={})
+    path.write_text('[[providers]]\nkind = "chainlit"\nurl = "http://x"\npassword = "hunter2"\n')
+    with pytest.raises(ConfigError, match="password_env") as info:
+        load_config(path, env={})
+    assert "hunter2" not in str(info.value)
