@@ -1,0 +1,65 @@
+"""Turning a tool-call table (as the model wrote it) into a :class:`ToolCall`.
+
+Accepted shapes, all meaning the same call::
+
+    { name = "read_file", arguments = { path = "a.py" } }
+    { tool = "read_file", args = { path = "a.py" } }            -- aliases: tool/function, args/input/parameters
+    { name = "read_file", arguments = '{"path": "a.py"}' }      -- arguments as a JSON string
+    { type = "function", ["function"] = { name = "read_file", arguments = "{...}" } }   -- OpenAI's shape
+    read_file = { path = "a.py" }                               -- keyed by name inside tool_calls
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .events import ToolCall
+
+__all__ = ["to_tool_call"]
+
+_NAME_KEYS = ("name", "tool", "function", "tool_name")
+_ARG_KEYS = ("arguments", "args", "input", "parameters", "params")
+
+
+def to_tool_call(value: Any, name_hint: Any = None) -> ToolCall | str:
+    """Build a :class:`ToolCall` from a table's value, or return a message saying what is wrong."""
+    if not isinstance(value, dict):
+        if isinstance(value, list) and not value and isinstance(name_hint, str):
+            return ToolCall(name_hint, {})
+        return "a tool call must be a table with name and arguments"
+    fn = value.get("function")
+    if isinstance(fn, dict) and "name" in fn:
+        value = fn
+    name = _first(value, _NAME_KEYS)
+    has_args = any(k in value for k in _ARG_KEYS)
+    if name is None and isinstance(name_hint, str):
+        name = name_hint
+        if not has_args:
+            return _with_args(name, value)
+    if not isinstance(name, str) or not name.strip():
+        return "a tool call has no name"
+    return _with_args(name.strip(), _first(value, _ARG_KEYS))
+
+
+def _first(value: dict[Any, Any], keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if key in value:
+            return value[key]
+    return None
+
+
+def _with_args(name: str, args: Any) -> ToolCall | str:
+    if isinstance(args, str):
+        text = args.strip()
+        if not text:
+            return ToolCall(name, {})
+        try:
+            args = json.loads(text)
+        except ValueError:
+            return f"tool call '{name}': arguments is a string but not a JSON object"
+    if args is None or args == []:
+        return ToolCall(name, {})
+    if not isinstance(args, dict):
+        return f"tool call '{name}': arguments must be a table, got {type(args).__name__}"
+    return ToolCall(name, {str(k): v for k, v in args.items()})

@@ -1,0 +1,121 @@
+"""Finding where an envelope starts in the prose around it, and cleaning that prose afterwards.
+
+An envelope starts at the beginning of a line (after optional indentation and an optional fence
+opener such as ```` ```lua ```` or ``~~~`` on the same line) with one of:
+
+* ``return {`` followed by a key (``k =``, ``"k":``, ``["k"] =``) or ``}``;
+* ``{`` followed by one of the envelope's keys (``text``, ``tool_calls``, their aliases), which
+  also catches a JSON object written in place of the table;
+* ``print(`` followed by a string: the original RooGab form ``print([====[ ... ]====])``.
+
+Anything else is prose. :func:`probe` answers yes, no or "wait for more input".
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from .lexer import NAME_RE, skip_space
+from .tables import ENVELOPE_KEYS
+
+__all__ = ["Start", "probe", "WAIT", "NO", "clean_before", "clean_after"]
+
+_LINE_START_RE = re.compile(r"[ \t]*(?:(?:```|~~~)[\w+.-]*[ \t]+)?")
+_PARTIAL_FENCE_RE = re.compile(r"(?:`{1,3}|~{1,3})[\w+.-]*[ \t]*\Z")
+_QUOTED_KEY_RE = re.compile(r"""(["'])([^"'\\\n]{0,64})\1""")
+_BRACKET_KEY_RE = re.compile(r"""\[\s*(["'])([^"'\\\n]{0,64})\1\s*\]""")
+_PRINT_RE = re.compile(r"print\s*\(\s*(?=\[=*\[|[\"'])")
+_FENCE_OPEN_TAIL_RE = re.compile(r"(?:^|\n)[ \t]*(?:```|~~~)[\w+.-]*[ \t]*\Z")
+_FENCE_CLOSE_HEAD_RE = re.compile(r"\A\s*(?:```|~~~)[ \t]*(?:\n|\Z)")
+
+
+class Start(NamedTuple):
+    """An envelope starts: a table at ``pos`` (its ``{``), or a legacy ``print(`` whose argument is at ``pos``."""
+
+    legacy: bool
+    pos: int
+
+
+WAIT = None
+NO = False
+
+
+def probe(buf: str, pos: int, final: bool) -> Start | bool | None:
+    """Does an envelope start on the line beginning at *pos*? ``Start``, ``NO`` or ``WAIT``."""
+    n = len(buf)
+    p = _LINE_START_RE.match(buf, pos).end()
+    if p >= n:
+        return NO if final else WAIT
+    c = buf[p]
+    if c == "{":
+        return _probe_table(buf, p, final, strict=True)
+    if c == "r":
+        if not buf.startswith("return", p):
+            return WAIT if (not final and "return".startswith(buf[p:])) else NO
+        q, complete = skip_space(buf, p + 6, final)
+        if q >= n or not complete:
+            return NO if final else WAIT
+        if buf[q] != "{":
+            return NO
+        return _probe_table(buf, q, final, strict=False)
+    if c == "p":
+        m = _PRINT_RE.match(buf, p)
+        if m:
+            return Start(True, m.end())
+        tail = buf[p:p + 16]
+        return WAIT if (not final and len(tail) < 16 and ("print(".startswith(tail) or tail.startswith("print"))) else NO
+    if c in "`~" and not final and _PARTIAL_FENCE_RE.match(buf, p):
+        return WAIT
+    return NO
+
+
+def _probe_table(buf: str, brace: int, final: bool, strict: bool) -> Start | bool | None:
+    n = len(buf)
+    p, complete = skip_space(buf, brace + 1, final)
+    if p >= n or not complete:
+        return NO if final else WAIT
+    c = buf[p]
+    if c == "}":
+        return NO if strict else Start(False, brace)
+    key, end = _key_at(buf, p)
+    if key is None:
+        if end < 0 and not final:
+            return WAIT
+        return NO
+    q, complete = skip_space(buf, end, final)
+    if q >= n or not complete:
+        return NO if final else WAIT
+    if buf[q] not in "=:" or buf.startswith("==", q):
+        return NO
+    if key.lower() in ENVELOPE_KEYS or not strict:
+        return Start(False, brace)
+    return NO
+
+
+def _key_at(buf: str, p: int) -> tuple[str | None, int]:
+    """The key starting at *p* and its end; ``(None, -1)`` if it may still be arriving."""
+    c = buf[p]
+    n = len(buf)
+    if c in "\"'":
+        m = _QUOTED_KEY_RE.match(buf, p)
+    elif c == "[":
+        m = _BRACKET_KEY_RE.match(buf, p)
+    else:
+        m = NAME_RE.match(buf, p)
+        if m is None:
+            return None, len(buf)
+        return (None, -1) if m.end() == n else (m.group(), m.end())
+    if m is None:
+        return None, (-1 if n - p < 72 else n)
+    return m.group(2), m.end()
+
+
+def clean_before(prose: str) -> str:
+    """Prose that preceded an envelope, without the fence line that opened it."""
+    return _FENCE_OPEN_TAIL_RE.sub("", prose.rstrip())
+
+
+def clean_after(prose: str) -> str:
+    """Prose that followed an envelope, without the fence line that closed it."""
+    return _FENCE_CLOSE_HEAD_RE.sub("", prose)

@@ -1,0 +1,412 @@
+"""The table reader: a pushdown automaton over the envelope's tokens.
+
+It reads one envelope (``{ ... }``, or the legacy ``print( ... )``) from a buffer that grows,
+streams the strings that are the reply's text or reasoning to a :class:`Sink` as they arrive, and
+hands every tool-call table to the sink the moment it closes. Values are built as Python data:
+keyed tables become ``dict``, positional-only tables ``list`` (an empty table is ``{}``), a mixed
+table a ``dict`` whose positional values sit under the integer keys 1, 2, ...
+
+Tolerated beyond Lua: JSON objects and arrays (``"k": v``, ``[1, 2]``, ``null``), Python-style
+``True``/``False``/``None``, a missing separator between fields.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from .lexer import LONG_OPEN_RE, LONG_PREFIX_RE, NAME_RE, NUMBER_RE, held_suffix, number_value, plain_run_re, scan_escape, \
+    skip_space
+
+__all__ = ["Sink", "TableReader", "TEXT_KEYS", "REASONING_KEYS", "CALL_KEYS", "ENVELOPE_KEYS"]
+
+TEXT_KEYS = frozenset({"text", "content", "message"})
+REASONING_KEYS = frozenset({"reasoning", "reasoning_content", "thinking"})
+CALL_KEYS = frozenset({"tool_calls", "calls"})
+ENVELOPE_KEYS = TEXT_KEYS | REASONING_KEYS | CALL_KEYS
+
+_LITERALS: dict[str, Any] = {"true": True, "false": False, "nil": None, "null": None, "none": None}
+
+# Frame states.
+_FIELD, _VALUE, _SEP, _MAYBE_KEY, _BKEY, _BKEY_END, _ASSIGN = range(7)
+# Frame roles.
+_TOP, _CALLS, _CALL, _OTHER, _PRINT = range(5)
+
+
+class Sink(Protocol):
+    """Receives what the reader finds; implemented by the reply parser."""
+
+    def piece(self, target: str, text: str) -> None:
+        """A piece of a streamed string; *target* is ``text``, ``reasoning`` or ``legacy``."""
+
+    def end_string(self, target: str) -> None:
+        """The streamed string for *target* has ended."""
+
+    def call(self, value: Any, name_hint: str | None, offset: int) -> None:
+        """A tool-call table closed; *offset* is where it opened."""
+
+
+class _Frame:
+    __slots__ = ("close", "role", "offset", "state", "key", "keyed", "seq", "json", "held")
+
+    def __init__(self, close: str, role: int, offset: int, json: bool) -> None:
+        self.close = close
+        self.role = role
+        self.offset = offset
+        self.state = _FIELD
+        self.key: Any = None
+        self.keyed: dict[Any, Any] = {}
+        self.seq: list[Any] = []
+        self.json = json
+        self.held: Any = None
+
+    def value(self) -> Any:
+        if not self.seq:
+            return self.keyed
+        if not self.keyed:
+            return self.seq
+        merged = dict(enumerate(self.seq, 1))
+        merged.update(self.keyed)
+        return merged
+
+
+class _Str:
+    __slots__ = ("closer", "long", "parts", "target", "dest", "offset", "fresh")
+
+    def __init__(self, closer: str, long: bool, target: str | None, dest: int, offset: int) -> None:
+        self.closer = closer
+        self.long = long
+        self.parts: list[str] = []
+        self.target = target
+        self.dest = dest
+        self.offset = offset
+        self.fresh = long  # a long string drops a newline right after its opening bracket
+
+
+class TableReader:
+    """Reads one envelope from a growing buffer; see the module docstring."""
+
+    def __init__(self, sink: Sink, *, legacy: bool = False, offset: int = 0) -> None:
+        self._sink = sink
+        self._stack: list[_Frame] = []
+        self._str: _Str | None = None
+        self.done = False
+        self.error: tuple[str, int] | None = None
+        if legacy:
+            self._stack.append(_Frame(")", _PRINT, offset, False))
+
+    # -- driving ---------------------------------------------------------------------------
+
+    def run(self, buf: str, pos: int, base: int, final: bool) -> int:
+        """Consume ``buf[pos:]`` as far as possible; return the new position.
+
+        *base* is the absolute offset of ``buf[0]`` in the reply. Afterwards ``done`` is set when
+        the envelope closed, ``error`` holds ``(message, offset)`` after a syntax error.
+        """
+        n = len(buf)
+        while not self.done and self.error is None:
+            if self._str is not None:
+                pos = self._string(buf, pos, base, final)
+                if self._str is not None:
+                    break
+                continue
+            pos, complete = skip_space(buf, pos, final)
+            if not complete or pos >= n:
+                break
+            end = self._token(buf, pos, base, final)
+            if end < 0:
+                break
+            pos = end
+        return pos
+
+    def unfinished(self) -> tuple[str, int] | None:
+        """Why the envelope is incomplete, as ``(message, offset)``; ``None`` when it is not."""
+        if self._str is not None:
+            return "reply cut off inside a string", self._str.offset
+        if not self._stack:
+            return None
+        for frame in reversed(self._stack):
+            if frame.role == _CALL:
+                return f"tool call cut off: '{{' opened at {{line}} is never closed", frame.offset
+        frame = self._stack[-1]
+        opener = "(" if frame.role == _PRINT else {"}": "{", "]": "["}[frame.close]
+        return f"unbalanced bracket: '{opener}' opened at {{line}} is never closed", frame.offset
+
+    def abandon(self) -> None:
+        """Flush a string that is being streamed (the reply ended inside it)."""
+        s = self._str
+        if s is not None and s.target is not None:
+            self._sink.end_string(s.target)
+        self._str = None
+
+    # -- tokens ----------------------------------------------------------------------------
+
+    def _token(self, buf: str, pos: int, base: int, final: bool) -> int:
+        """Handle the token at *pos*; return its end, or -1 to wait for more input."""
+        c = buf[pos]
+        frame = self._stack[-1] if self._stack else None
+        if frame is not None and frame.state == _MAYBE_KEY and c not in "=:":
+            if not self._resolve_positional(frame, pos + base):
+                return -1
+        if frame is not None and frame.state == _SEP and c not in ",;}])":
+            frame.state = _FIELD  # tolerate a missing separator
+        if c == "{":
+            return self._open(frame, "}", pos, base)
+        if c == "]" and frame is not None and frame.state == _BKEY_END:
+            frame.state = _ASSIGN
+            return pos + 1
+        if c in "}])":
+            return self._close(frame, c, pos, base)
+        if c in ",;":
+            return self._separator(frame, c, pos, base)
+        if c in "=:":
+            return self._assign(frame, c, pos, base)
+        if c == "[":
+            return self._bracket(frame, buf, pos, base, final)
+        if c == '"' or c == "'":
+            self._start_string(frame, c, False, pos + 1, pos + base)
+            return pos + 1
+        if c.isdigit() or c in "-.":
+            return self._number(frame, buf, pos, base, final)
+        m = NAME_RE.match(buf, pos)
+        if m is None:
+            return self._fail(f"unexpected {c!r} at {{line}}", pos + base)
+        if m.end() == len(buf) and not final:
+            return -1
+        return self._name(frame, m.group(), pos, base)
+
+    def _open(self, frame: _Frame | None, close: str, pos: int, base: int) -> int:
+        if frame is None:
+            self._stack.append(_Frame(close, _TOP, pos + base, False))
+            return pos + 1
+        if frame.state not in (_FIELD, _VALUE):
+            return self._fail(f"unexpected {'{' if close == '}' else '['!r} at {{line}}", pos + base)
+        role, hint = _OTHER, None
+        if frame.role == _TOP and _norm(frame.key) in CALL_KEYS:
+            role = _CALLS
+        elif frame.role == _CALLS:
+            role, hint = _CALL, frame.key
+        child = _Frame(close, role, pos + base, frame.json or close == "]")
+        child.held = hint
+        self._stack.append(child)
+        return pos + 1
+
+    def _close(self, frame: _Frame | None, c: str, pos: int, base: int) -> int:
+        if frame is None or frame.state not in (_FIELD, _SEP):
+            return self._fail(f"unexpected {c!r} at {{line}}", pos + base)
+        if c != frame.close:
+            return self._fail(f"unbalanced bracket: {c!r} at {{line}} does not match the bracket "
+                              f"opened at {{line:{frame.offset}}}", pos + base)
+        self._stack.pop()
+        if frame.role == _CALL:
+            self._sink.call(frame.value(), frame.held, frame.offset)
+        if not self._stack:
+            self.done = True
+        else:
+            self._put(self._stack[-1], None if frame.role in (_TOP, _CALLS, _CALL) else frame.value())
+        return pos + 1
+
+    def _separator(self, frame: _Frame | None, c: str, pos: int, base: int) -> int:
+        if frame is None or frame.state not in (_SEP, _FIELD):
+            return self._fail(f"unexpected {c!r} at {{line}}", pos + base)
+        frame.state = _FIELD
+        return pos + 1
+
+    def _assign(self, frame: _Frame | None, c: str, pos: int, base: int) -> int:
+        if frame is not None and frame.state == _MAYBE_KEY:
+            frame.key, frame.held = frame.held, None
+            frame.json = frame.json or c == ":"
+        elif frame is not None and frame.state == _ASSIGN:
+            frame.key, frame.held = frame.held, None
+        else:
+            return self._fail(f"unexpected {c!r} at {{line}}", pos + base)
+        frame.state = _VALUE
+        return pos + 1
+
+    def _bracket(self, frame: _Frame | None, buf: str, pos: int, base: int, final: bool) -> int:
+        if frame is None:
+            return self._fail("unexpected '[' at {line}", pos + base)
+        if pos + 1 >= len(buf) and not final:
+            return -1
+        if not final and LONG_PREFIX_RE.match(buf, pos):
+            return -1
+        m = LONG_OPEN_RE.match(buf, pos)
+        if m is not None and not (frame.json and frame.state != _BKEY):
+            self._start_string(frame, "]" + m.group(1) + "]", True, m.end(), pos + base)
+            return m.end()
+        if frame.state == _FIELD and frame.close == "}" and not frame.json:
+            frame.state = _BKEY
+            return pos + 1
+        return self._open(frame, "]", pos, base)
+
+    def _number(self, frame: _Frame | None, buf: str, pos: int, base: int, final: bool) -> int:
+        m = NUMBER_RE.match(buf, pos)
+        if m is None:
+            if buf.startswith("-", pos) and pos + 1 >= len(buf) and not final:
+                return -1
+            return self._fail(f"unexpected {buf[pos]!r} at {{line}}", pos + base)
+        if m.end() == len(buf) and not final:
+            return -1
+        self._scalar(frame, number_value(m.group()), pos, base)
+        return m.end()
+
+    def _name(self, frame: _Frame | None, name: str, pos: int, base: int) -> int:
+        if frame is None:
+            return self._fail(f"unexpected {name!r} at {{line}}", pos + base)
+        if frame.state == _FIELD and frame.close == "}":
+            frame.state, frame.held = _MAYBE_KEY, _Name(name)
+            return pos + len(name)
+        if name.lower() not in _LITERALS:
+            return self._fail(f"unexpected {name!r} at {{line}}", pos + base)
+        self._scalar(frame, _LITERALS[name.lower()], pos, base)
+        return pos + len(name)
+
+    # -- values ----------------------------------------------------------------------------
+
+    def _scalar(self, frame: _Frame | None, value: Any, pos: int, base: int) -> None:
+        if frame is None:
+            self._fail("unexpected value at {line}", pos + base)
+        elif frame.state == _BKEY:
+            frame.held, frame.state = value, _BKEY_END
+        elif frame.state in (_FIELD, _VALUE):
+            self._put(frame, value)
+        else:
+            self._fail("unexpected value at {line}", pos + base)
+
+    def _put(self, frame: _Frame, value: Any) -> None:
+        if frame.key is not None:
+            frame.keyed[frame.key] = value
+            frame.key = None
+        else:
+            frame.seq.append(value)
+        frame.state = _SEP
+
+    def _resolve_positional(self, frame: _Frame, offset: int) -> bool:
+        held = frame.held
+        frame.held = None
+        frame.state = _FIELD
+        if isinstance(held, _Name):
+            if held.lower() not in _LITERALS:
+                self._fail(f"unexpected {str(held)!r} at {{line}}", offset)
+                return False
+            held = _LITERALS[held.lower()]
+        self._put(frame, held)
+        return True
+
+    # -- strings ---------------------------------------------------------------------------
+
+    def _start_string(self, frame: _Frame | None, closer: str, long: bool, pos: int, offset: int) -> None:
+        dest, target = _VALUE, None
+        if frame is None:
+            self._fail("unexpected string at {line}", offset)
+            return
+        if frame.state == _BKEY:
+            dest = _BKEY
+        elif frame.state == _FIELD and frame.close == "}" and not long:
+            dest = _MAYBE_KEY
+        elif frame.state not in (_FIELD, _VALUE):
+            self._fail("unexpected string at {line}", offset)
+            return
+        if dest == _VALUE:
+            target = _target(frame)
+        self._str = _Str(closer, long, target, dest, offset)
+        frame.state = -1  # inside a string
+
+    def _string(self, buf: str, pos: int, base: int, final: bool) -> int:
+        s = self._str
+        assert s is not None
+        if s.fresh:
+            if pos >= len(buf) or (buf[pos] == "\r" and pos + 1 >= len(buf)):
+                if not final:
+                    return pos
+            s.fresh = False
+            if buf.startswith("\r\n", pos):
+                pos += 2
+            elif buf.startswith(("\n", "\r"), pos):
+                pos += 1
+        end = self._long(s, buf, pos, final) if s.long else self._quoted(s, buf, pos, final)
+        return end
+
+    def _long(self, s: _Str, buf: str, pos: int, final: bool) -> int:
+        i = buf.find(s.closer, pos)
+        if i < 0:
+            cut = len(buf) if final else len(buf) - held_suffix(buf[-len(s.closer):], s.closer)
+            self._deliver(s, buf[pos:cut])
+            return max(cut, pos)
+        self._deliver(s, buf[pos:i])
+        self._finish_string(s)
+        return i + len(s.closer)
+
+    def _quoted(self, s: _Str, buf: str, pos: int, final: bool) -> int:
+        plain = plain_run_re(s.closer)
+        n = len(buf)
+        while True:
+            end = plain.match(buf, pos).end()
+            if end > pos:
+                self._deliver(s, buf[pos:end])
+                pos = end
+            if pos >= n:
+                return pos
+            if buf[pos] == s.closer:
+                self._finish_string(s)
+                return pos + 1
+            decoded = scan_escape(buf, pos, final)
+            if decoded is None:
+                return pos
+            self._deliver(s, decoded[0])
+            pos = decoded[1]
+
+    def _deliver(self, s: _Str, text: str) -> None:
+        if not text:
+            return
+        if s.target is None:
+            s.parts.append(text)
+        else:
+            self._sink.piece(s.target, text)
+
+    def _finish_string(self, s: _Str) -> None:
+        self._str = None
+        frame = self._stack[-1]
+        if s.target is not None:
+            self._sink.end_string(s.target)
+            value = ""
+        else:
+            value = "".join(s.parts)
+        if s.dest == _MAYBE_KEY:
+            frame.held, frame.state = value, _MAYBE_KEY
+        elif s.dest == _BKEY:
+            frame.held, frame.state = value, _BKEY_END
+        else:
+            frame.state = _VALUE if frame.key is not None else _FIELD
+            self._put(frame, value)
+
+    def _fail(self, message: str, offset: int) -> int:
+        if self.error is None:
+            self.error = (message, offset)
+        return -1
+
+
+class _Name(str):
+    """A bare name read where a key may follow; a literal (``true``) if no ``=`` comes."""
+
+
+def _norm(key: Any) -> Any:
+    return key.lower() if isinstance(key, str) else key
+
+
+def _target(frame: _Frame) -> str | None:
+    """Which stream a string value in *frame* belongs to, if any."""
+    if frame.role == _PRINT:
+        return "legacy"
+    if frame.role != _TOP:
+        return None
+    key = frame.key
+    if key is None:
+        return "text"
+    if not isinstance(key, str):
+        return None
+    key = key.lower()
+    if key in TEXT_KEYS:
+        return "text"
+    if key in REASONING_KEYS:
+        return "reasoning"
+    return None

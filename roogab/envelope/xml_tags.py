@@ -1,0 +1,131 @@
+"""XML tool tags written inside the text, for tools the request offers.
+
+Models trained on the old XML tool protocols (clients.md §4) write, by habit::
+
+    <read_file>
+    <path>a.py</path>
+    </read_file>
+
+:class:`XmlToolFilter` takes text as it streams and returns ``Text`` for everything else and a
+``ToolCall`` for each complete block whose outer tag names an offered tool. Parameters follow
+Roo's own XML parser: each child tag of the tool tag is one argument whose value is its **raw
+inner text** (nested tags such as read_file's ``<args><file>...`` stay a string, as Roo stored
+them), trimmed of surrounding whitespace, except ``content`` which loses only one leading and one
+trailing newline and ends at the *last* ``</content>`` (so file content may hold that tag). Text
+is held back only from a ``<`` that may begin an offered tool's tag, and while a block is open.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from .events import Event, Text, ToolCall
+
+__all__ = ["XmlToolFilter", "parse_params"]
+
+_TAG_RE = re.compile(r"<([A-Za-z_][\w-]*)\s*>")
+_PARTIAL_TAG_RE = re.compile(r"<([A-Za-z_][\w-]*)?\s*\Z")
+
+
+class XmlToolFilter:
+    """Streaming extraction of XML tool blocks; see the module docstring."""
+
+    def __init__(self, tool_names: Collection[str]) -> None:
+        self._names = frozenset(tool_names)
+        self._held = ""
+        self._block: str | None = None
+        self._search_from = 0
+        self.calls = 0
+        self.problem: str | None = None
+
+    def feed(self, text: str) -> list[Event]:
+        """Events for the text so far (``Text`` pieces and complete ``ToolCall`` s)."""
+        return self._scan(self._held + text, final=False)
+
+    def flush(self) -> list[Event]:
+        """The text has ended: release what was held; an unclosed block stays text."""
+        out = self._scan(self._held, final=True)
+        if self._block is not None:
+            self.problem = f"tool call cut off: <{self._block}> is never closed"
+            out.append(Text(f"<{self._block}>" + self._held))
+            self._block, self._held = None, ""
+        return out
+
+    def _scan(self, buf: str, final: bool) -> list[Event]:
+        out: list[Event] = []
+        text: list[str] = []
+        pos = 0
+        while True:
+            if self._block is not None:
+                closer = f"</{self._block}>"
+                i = buf.find(closer, max(pos, self._search_from))
+                if i < 0:
+                    self._search_from = max(pos, len(buf) - len(closer) + 1)
+                    break
+                _flush_text(text, out)
+                out.append(ToolCall(self._block, parse_params(buf[pos:i])))
+                self.calls += 1
+                self._block, pos = None, i + len(closer)
+                continue
+            j = buf.find("<", pos)
+            if j < 0:
+                text.append(buf[pos:])
+                pos = len(buf)
+                break
+            text.append(buf[pos:j])
+            m = _TAG_RE.match(buf, j)
+            if m is not None and m.group(1) in self._names:
+                self._block, pos, self._search_from = m.group(1), m.end(), m.end()
+                continue
+            if m is None and not final and self._may_be_tag(buf, j):
+                pos = j
+                break
+            text.append("<")
+            pos = j + 1
+        _flush_text(text, out)
+        self._search_from -= pos
+        self._held = buf[pos:]
+        return out
+
+    def _may_be_tag(self, buf: str, j: int) -> bool:
+        m = _PARTIAL_TAG_RE.match(buf, j)
+        if m is None:
+            return False
+        name = m.group(1) or ""
+        return any(n.startswith(name) for n in self._names) and (name in self._names or not m.group().endswith(" "))
+
+
+def _flush_text(text: list[str], out: list[Event]) -> None:
+    joined = "".join(text)
+    text.clear()
+    if joined:
+        out.append(Text(joined))
+
+
+def parse_params(inner: str) -> dict[str, str]:
+    """The arguments of one XML tool block's inner text (see the module docstring)."""
+    params: dict[str, str] = {}
+    pos = 0
+    while True:
+        m = _TAG_RE.search(inner, pos)
+        if m is None:
+            return params
+        name = m.group(1)
+        closer = f"</{name}>"
+        end = inner.rfind(closer) if name == "content" else inner.find(closer, m.end())
+        if end < m.end():
+            params[name] = _clean(name, inner[m.end():])
+            return params
+        params[name] = _clean(name, inner[m.end():end])
+        pos = end + len(closer)
+
+
+def _clean(name: str, value: str) -> str:
+    if name != "content":
+        return value.strip()
+    if value.startswith("\n"):
+        value = value[1:]
+    if value.endswith("\n"):
+        value = value[:-1]
+    return value
