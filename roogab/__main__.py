@@ -1,0 +1,5 @@
+"""``python -m roogab`` runs the ``roogab`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,247 @@
+"""The HTTP surface: translates HTTP into ChatService calls and back. Nothing else.
+
+``/v1/chat/completions`` (JSON and SSE) and ``/v1/models`` also answer without ``/v1``;
+``/healthz`` and ``/`` are status routes. Every error is OpenAI error JSON with its status.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Blueprint, Flask, Response, current_app, request
+from werkzeug.exceptions import HTTPException
+
+from .config import Config
+from .errors import (ForbiddenHost, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
+                     RooGabError, Unauthorized, to_openai_error)
+from .guide import client_settings
+from .render import tool_call_deltas
+from .service import CallOut, ChatService, Finished, Out, Ping, ReasoningOut, TextOut
+from .wire import chunk, completion, model_list, parse_chat_request, usage_chunk
+
+__all__ = ["AppState", "api", "status", "install_guards"]
+
+log = logging.getLogger(__name__)
+
+api = Blueprint("api", __name__)
+status = Blueprint("status", __name__)
+
+PROTECTED_BLUEPRINTS = ("api", "api_bare")
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+@dataclass
+class AppState:
+    """What the views need, kept in ``app.extensions["roogab"]``."""
+
+    config: Config
+    service: ChatService
+    started: float
+
+
+def _state() -> AppState:
+    state: AppState = current_app.extensions["roogab"]
+    return state
+
+
+@api.post("/chat/completions")
+def chat_completions() -> Response | tuple[dict[str, Any], int]:
+    """Run one turn; SSE when the request says ``stream: true``."""
+    state = _state()
+    chat = parse_chat_request(_json_body(state.config))
+    client = _client_identity(state.config)
+    cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
+    log.info("turn %s: model=%s stream=%s messages=%d tools=%d", cid, chat.model, chat.stream,
+             len(chat.messages), len(chat.tools))
+    if not chat.stream:
+        message, calls, finished, reasoning = state.service.complete(chat, client)
+        body = {"role": "assistant", "content": message.content or (None if calls else "")}
+        if calls:
+            body["tool_calls"] = [{"id": c.id, "type": "function",
+                                   "function": {"name": c.call.name, "arguments": ref.arguments}}
+                                  for c, ref in zip(calls, message.tool_calls)]
+        if reasoning:
+            body["reasoning_content"] = reasoning
+        return completion(cid, chat.model, created, body, finished.finish_reason, finished.usage), 200
+    items = state.service.run(chat, client)
+    first = next(items)  # errors before any output still get their real HTTP status
+    sse = _sse(first, items, cid, chat.model, created, chat.include_usage)
+    return Response(sse, mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@api.get("/models")
+def models() -> dict[str, Any]:
+    """The published models, with their context lengths."""
+    state = _state()
+    return model_list(state.service.models(), int(state.started))
+
+
+@status.get("/healthz")
+def healthz() -> tuple[dict[str, Any], int]:
+    """Per-provider readiness; 503 when no provider is usable."""
+    providers = {}
+    for name, provider in _state().service.providers.items():
+        h = provider.health()
+        providers[name] = {"ready": h.ready, "connected": h.connected, "logged_in": h.logged_in,
+                           "last_error": h.last_error, "since": h.since}
+    ready = any(p["ready"] for p in providers.values())
+    return {"status": "ok" if ready else "unavailable", "providers": providers}, 200 if ready else 503
+
+
+@status.get("/")
+def index() -> Response:
+    """What is running and the settings to paste into each client."""
+    state = _state()
+    base = request.host_url.rstrip("/")
+    key_hint = "one of the configured keys" if state.config.api_keys else "any text (no keys configured)"
+    text = "RooGab is running.\n\n" + client_settings(base, [m for m, _ in state.service.models()], key_hint)
+    return Response(text + "\n", mimetype="text/plain")
+
+
+def _sse(first: Out, rest: Iterator[Out], cid: str, model: str, created: int,
+         include_usage: bool) -> Iterator[str]:
+    items = _chain(first, rest)
+    role_sent = False
+    try:
+        for item in items:
+            if isinstance(item, Ping):
+                yield ": ping\n\n"
+                continue
+            for delta, finish in _deltas(item):
+                if not role_sent and delta:
+                    delta = {"role": "assistant", **delta}
+                    role_sent = True
+                yield _data(chunk(cid, model, created, delta, finish))
+            if isinstance(item, Finished) and include_usage:
+                yield _data(usage_chunk(cid, model, created, item.usage))
+    except RooGabError as exc:
+        log.warning("turn %s failed mid-stream: %s", cid, exc)
+        yield _data(to_openai_error(exc)[1])
+    finally:
+        items.close()
+    yield "data: [DONE]\n\n"
+
+
+def _chain(first: Out, rest: Iterator[Out]) -> Iterator[Out]:
+    try:
+        yield first
+        yield from rest
+    finally:
+        close = getattr(rest, "close", None)
+        if close is not None:
+            close()
+
+
+def _deltas(item: Out) -> list[tuple[dict[str, Any], str | None]]:
+    if isinstance(item, TextOut):
+        return [({"content": item.text}, None)]
+    if isinstance(item, ReasoningOut):
+        return [({"reasoning_content": item.text}, None)]
+    if isinstance(item, CallOut):
+        return [(d, None) for d in tool_call_deltas(item.call, item.index, item.id)]
+    if isinstance(item, Finished):
+        return [({}, item.finish_reason)]
+    return []
+
+
+def _data(obj: dict[str, Any]) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
+
+
+def _json_body(config: Config) -> object:
+    raw = request.get_data(cache=False)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not valid UTF-8") from None
+    try:
+        body = json.loads(text)
+    except RecursionError:
+        raise InvalidRequest(f"the JSON body is nested deeper than {config.max_json_depth} levels") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    if _depth_over(body, config.max_json_depth):
+        raise InvalidRequest(f"the JSON body is nested deeper than {config.max_json_depth} levels")
+    return body
+
+
+def _depth_over(value: object, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
+    return False
+
+
+def _client_identity(config: Config) -> str:
+    if config.api_keys:
+        return "key:" + hashlib.sha256(_bearer().encode()).hexdigest()[:16]
+    return "addr:" + (request.remote_addr or "?")
+
+
+def _bearer() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+def _check_host(config: Config) -> None:
+    if not config.is_loopback():
+        return
+    host = (request.host or "").lower()
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if name not in LOOPBACK_HOSTS and name not in config.allowed_hosts:
+        raise ForbiddenHost(f"Host '{host}' is not allowed: RooGab answers only to localhost "
+                            "(add the name to allowed_hosts to permit it)")
+
+
+def _check_key(config: Config) -> None:
+    if not config.api_keys or request.blueprint not in PROTECTED_BLUEPRINTS:
+        return
+    token = _bearer().encode()
+    matches = [hmac.compare_digest(token, key.encode()) for key in config.api_keys]
+    if not any(matches):
+        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
+
+
+def install_guards(app: Flask) -> None:
+    """Host and key checks before every request; OpenAI error JSON for every error."""
+
+    @app.before_request
+    def _guards() -> None:
+        config = _state().config
+        _check_host(config)
+        _check_key(config)
+
+    @app.errorhandler(RooGabError)
+    def _roogab_error(exc: RooGabError) -> tuple[dict[str, Any], int]:
+        status_code, body = to_openai_error(exc)
+        log.log(logging.WARNING if status_code >= 500 else logging.INFO, "%d %s %s: %s",
+                status_code, request.method, request.path, exc)
+        return body, status_code
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
+        mapped = {404: NotFound(f"no route {request.method} {request.path}"),
+                  405: MethodNotAllowed(f"{request.method} is not allowed on {request.path}"),
+                  413: PayloadTooLarge("the request body is larger than max_body_bytes")}
+        error = mapped.get(exc.code or 500)
+        if error is None:
+            body = {"error": {"message": exc.description, "type": "invalid_request_error",
+                              "param": None, "code": None}}
+            return body, exc.code or 500
+        return _roogab_error(error)

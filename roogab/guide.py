@@ -1,0 +1,30 @@
+"""What to paste into each client: the one text the CLI prints and the status page shows."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["client_settings"]
+
+
+def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
+    """Plain-text instructions for Roo Code, Cline, Kilo Code and the OpenAI SDKs."""
+    model = models[0] if models else "<model>"
+    api = f"{base_url}/v1"
+    lines = [
+        f"Base URL : {api}",
+        f"API key  : {key_hint}",
+        f"Models   : {', '.join(models) or '(none yet)'}",
+        "",
+        "Roo Code  : Settings > Providers > API Provider 'OpenAI Compatible'",
+        f"            Base URL {api}, API Key as above, Model {model}",
+        "Cline     : Settings > API Provider 'OpenAI Compatible'",
+        f"            Base URL {api}, API Key as above, Model ID {model}",
+        "Kilo Code : ~/.config/kilo/opencode.json, a provider with \"npm\": \"@ai-sdk/openai-compatible\",",
+        f"            \"options\": {{\"baseURL\": \"{api}\", \"apiKey\": \"<key>\"}}, \"models\": {{\"{model}\": {{}}}}",
+        "OpenAI SDK: OpenAI(base_url=\"" + api + "\", api_key=\"<key>\")"
+        f".chat.completions.create(model=\"{model}\", ...)",
+        f"curl      : curl {api}/chat/completions -H 'Content-Type: application/json' "
+        f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""Logging set-up for the CLI: readable text, or one JSON object a line for machines."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+__all__ = ["configure_logging", "JsonFormatter"]
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a record: time, level, logger, message (and the exception, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render *record* as a JSON line."""
+        entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """Send RooGab's logs to stderr at *level* in *fmt* (``text`` or ``json``)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("engineio", "socketio", "aiohttp.access", "waitress.queue"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,114 @@
+"""Assembling a running RooGab: provider loop, providers, app and HTTP server, and their shutdown.
+
+``serve`` (the CLI's ``roogab serve``) and ``demo`` (``roogab demo``, and the end-to-end test
+fixtures) build exactly the same stack; the demo also starts the bundled chat service first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from flask import Flask
+
+from .app import create_app
+from .config import Config, ProviderProfile
+from .demo import DemoChatService, ScriptedReply
+from .errors import ConfigError
+from .providers.base import Provider
+from .providers.loop import ProviderLoop
+from .providers.socketio_impl import MultiplexProvider
+from .server import Server
+
+__all__ = ["Running", "start", "start_demo"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Running:
+    """Everything a running RooGab owns, closed in reverse order by ``close``."""
+
+    config: Config
+    app: Flask
+    server: Server
+    loop: ProviderLoop
+    providers: dict[str, Provider]
+    demo: DemoChatService | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        """The proxy's base URL (without ``/v1``)."""
+        return self.server.url
+
+    def close(self) -> None:
+        """Stop serving, disconnect the providers, stop the loop and the demo service."""
+        if self._closed:
+            return
+        self._closed = True
+        self.server.close()
+        for provider in self.providers.values():
+            provider.close()
+        self.loop.stop()
+        if self.demo is not None:
+            self.demo.stop()
+
+
+def build_provider(profile: ProviderProfile, loop: ProviderLoop, config: Config) -> Provider:
+    """The provider for one profile.
+
+    Raises:
+        ConfigError: the profile's kind has no implementation yet.
+    """
+    if profile.kind in ("demo", "socketio"):
+        return MultiplexProvider(profile, loop, connect_timeout=config.connect_timeout)
+    raise ConfigError(f"providers.{profile.name}.kind", f"kind {profile.kind!r} is not supported yet")
+
+
+def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
+    """Start the provider loop, connect every provider, and start serving HTTP in the background.
+
+    Raises:
+        ConfigError: the configuration cannot be served.
+        ProviderUnavailable: a provider could not connect.
+    """
+    loop = ProviderLoop()
+    loop.start()
+    providers: dict[str, Provider] = {}
+    try:
+        for profile in config.providers:
+            provider = build_provider(profile, loop, config)
+            provider.start()
+            providers[profile.name] = provider
+        app = create_app(config, providers)
+        server = Server(app, config.host, config.port, threads=config.threads)
+    except BaseException:
+        for provider in providers.values():
+            provider.close()
+        loop.stop()
+        raise
+    server.start()
+    log.info("serving on %s", server.url)
+    return Running(config, app, server, loop, providers, demo)
+
+
+def start_demo(config: Config, script: Iterable[ScriptedReply] = ()) -> Running:
+    """Start the demo chat service, then RooGab wired to it (the ``roogab demo`` stack)."""
+    demo = DemoChatService(script)
+    url = demo.start()
+    profile = dataclasses.replace(_demo_profile(config), url=url)
+    try:
+        return start(dataclasses.replace(config, providers=(profile,)), demo=demo)
+    except BaseException:
+        demo.stop()
+        raise
+
+
+def _demo_profile(config: Config) -> ProviderProfile:
+    for profile in config.providers:
+        if profile.kind == "demo":
+            return profile
+    return ProviderProfile()

@@ -1,0 +1,47 @@
+"""The HTTP server: waitress, started and stopped in one place (the only waitress importer)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import waitress
+from flask import Flask
+
+__all__ = ["Server"]
+
+log = logging.getLogger(__name__)
+
+
+class Server:
+    """A waitress server for *app* on *host*:*port* (0 picks a free port)."""
+
+    def __init__(self, app: Flask, host: str, port: int, *, threads: int = 64) -> None:
+        self._server = waitress.create_server(
+            app, host=host, port=port, threads=threads, ident="roogab",
+            clear_untrusted_proxy_headers=True, channel_timeout=300)
+        self.host = host
+        self.port = int(self._server.effective_port)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        """Serve until interrupted (Ctrl-C) or closed from another thread."""
+        self._server.run()
+
+    def start(self) -> None:
+        """Serve on a background thread (tests, embedding)."""
+        self._thread = threading.Thread(target=self.serve_forever, name="roogab-http", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Stop listening, finish the worker threads, and wait for the server thread."""
+        self._server.close()
+        self._server.task_dispatcher.shutdown(timeout=3)
+        if self._thread is not None:
+            self._thread.join(timeout=5)

