@@ -63,6 +63,9 @@ def build_provider(profile: ProviderProfile, loop: ProviderLoop, config: Config)
     Raises:
         ConfigError: the profile's kind has no implementation yet.
     """
+    if profile.kind == "demo" and not profile.url:
+        raise ConfigError("providers", "no chat service is configured: add a [[providers]] table to "
+                          "the --config file (see docs/providers.md), or try `roogab demo`")
     if profile.kind in ("demo", "socketio"):
         return MultiplexProvider(profile, loop, connect_timeout=config.connect_timeout)
     raise ConfigError(f"providers.{profile.name}.kind", f"kind {profile.kind!r} is not supported yet")

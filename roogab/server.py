@@ -8,18 +8,27 @@ import threading
 import waitress
 from flask import Flask
 
+from .errors import ConfigError
+
 __all__ = ["Server"]
 
 log = logging.getLogger(__name__)
 
 
 class Server:
-    """A waitress server for *app* on *host*:*port* (0 picks a free port)."""
+    """A waitress server for *app* on *host*:*port* (0 picks a free port).
+
+    Raises:
+        ConfigError: the address cannot be listened on (in use, not local, no permission).
+    """
 
     def __init__(self, app: Flask, host: str, port: int, *, threads: int = 64) -> None:
-        self._server = waitress.create_server(
-            app, host=host, port=port, threads=threads, ident="roogab",
-            clear_untrusted_proxy_headers=True, channel_timeout=300)
+        try:
+            self._server = waitress.create_server(
+                app, host=host, port=port, threads=threads, ident="roogab",
+                clear_untrusted_proxy_headers=True, channel_timeout=300)
+        except OSError as exc:
+            raise ConfigError("port", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         self.host = host
         self.port = int(self._server.effective_port)
         self._thread: threading.Thread | None = None
