@@ -2,5 +2,7 @@
 
 from .events import End, Event, Reasoning, Text, ToolCall
 from .parser import ReplyParser, parse_reply
+from .snapshots import SnapshotFeeder
+from .validate import check_call
 
-__all__ = ["End", "Event", "Reasoning", "Text", "ToolCall", "ReplyParser", "parse_reply"]
+__all__ = ["End", "Event", "Reasoning", "Text", "ToolCall", "ReplyParser", "parse_reply", "SnapshotFeeder", "check_call"]

@@ -97,10 +97,11 @@ class ReplyParser:
         if self._closed:
             raise ParserClosedError("close() called twice")
         tail = self._html.close() if self._html is not None else ""
-        self._push(tail, final=True)
+        out = self._push(tail, final=True)
         self._closed = True
         self._finish()
-        out, self._out = self._out, []
+        out += self._out
+        self._out = []
         return out
 
     def _feed_decoded(self, text: str) -> list[Event]:
@@ -269,6 +270,8 @@ class ReplyParser:
         for event in events:
             if isinstance(event, Text):
                 self._has_text = self._has_text or not event.text.isspace()
+            else:
+                self._calls += 1
             self._out.append(event)
         if source.problem is not None:
             self._note(source.problem, -1)

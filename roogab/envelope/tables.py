@@ -3,8 +3,8 @@
 It reads one envelope (``{ ... }``, or the legacy ``print( ... )``) from a buffer that grows,
 streams the strings that are the reply's text or reasoning to a :class:`Sink` as they arrive, and
 hands every tool-call table to the sink the moment it closes. Values are built as Python data:
-keyed tables become ``dict``, positional-only tables ``list`` (an empty table is ``{}``), a mixed
-table a ``dict`` whose positional values sit under the integer keys 1, 2, ...
+keyed tables become ``dict`` (keys as strings, as JSON has them), positional-only tables ``list`` (an empty table is ``{}``), a mixed
+table a ``dict`` whose positional values sit under the keys "1", "2", ...
 
 Tolerated beyond Lua: JSON objects and arrays (``"k": v``, ``[1, 2]``, ``null``), Python-style
 ``True``/``False``/``None``, a missing separator between fields.
@@ -12,6 +12,7 @@ Tolerated beyond Lua: JSON objects and arrays (``"k": v``, ``[1, 2]``, ``null``)
 
 from __future__ import annotations
 
+import re
 from typing import Any, Protocol
 
 from .lexer import LONG_OPEN_RE, LONG_PREFIX_RE, NAME_RE, NUMBER_RE, held_suffix, number_value, plain_run_re, scan_escape, \
@@ -24,6 +25,7 @@ REASONING_KEYS = frozenset({"reasoning", "reasoning_content", "thinking"})
 CALL_KEYS = frozenset({"tool_calls", "calls"})
 ENVELOPE_KEYS = TEXT_KEYS | REASONING_KEYS | CALL_KEYS
 
+_NUMBER_TAIL_RE = re.compile(r"[\w.+-]*\Z")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "nil": None, "null": None, "none": None}
 
 # Frame states.
@@ -46,7 +48,7 @@ class Sink(Protocol):
 
 
 class _Frame:
-    __slots__ = ("close", "role", "offset", "state", "key", "keyed", "seq", "json", "held")
+    __slots__ = ("close", "role", "offset", "state", "key", "keyed", "seq", "json", "held", "hint")
 
     def __init__(self, close: str, role: int, offset: int, json: bool) -> None:
         self.close = close
@@ -58,13 +60,14 @@ class _Frame:
         self.seq: list[Any] = []
         self.json = json
         self.held: Any = None
+        self.hint: Any = None  # a call's name given as its key in tool_calls
 
     def value(self) -> Any:
         if not self.seq:
             return self.keyed
         if not self.keyed:
             return self.seq
-        merged = dict(enumerate(self.seq, 1))
+        merged: dict[Any, Any] = {str(i): v for i, v in enumerate(self.seq, 1)}
         merged.update(self.keyed)
         return merged
 
@@ -186,7 +189,7 @@ class TableReader:
         elif frame.role == _CALLS:
             role, hint = _CALL, frame.key
         child = _Frame(close, role, pos + base, frame.json or close == "]")
-        child.held = hint
+        child.hint = hint
         self._stack.append(child)
         return pos + 1
 
@@ -198,7 +201,7 @@ class TableReader:
                               f"opened at {{line:{frame.offset}}}", pos + base)
         self._stack.pop()
         if frame.role == _CALL:
-            self._sink.call(frame.value(), frame.held, frame.offset)
+            self._sink.call(frame.value(), frame.hint, frame.offset)
         if not self._stack:
             self.done = True
         else:
@@ -241,11 +244,11 @@ class TableReader:
     def _number(self, frame: _Frame | None, buf: str, pos: int, base: int, final: bool) -> int:
         m = NUMBER_RE.match(buf, pos)
         if m is None:
-            if buf.startswith("-", pos) and pos + 1 >= len(buf) and not final:
+            if not final and _NUMBER_TAIL_RE.match(buf, pos):
                 return -1
             return self._fail(f"unexpected {buf[pos]!r} at {{line}}", pos + base)
-        if m.end() == len(buf) and not final:
-            return -1
+        if not final and _NUMBER_TAIL_RE.match(buf, m.end()):
+            return -1  # "0" of "0x1F", "1" of "1e+5": wait for a delimiter
         self._scalar(frame, number_value(m.group()), pos, base)
         return m.end()
 
@@ -274,7 +277,7 @@ class TableReader:
 
     def _put(self, frame: _Frame, value: Any) -> None:
         if frame.key is not None:
-            frame.keyed[frame.key] = value
+            frame.keyed[frame.key if type(frame.key) is str else _key_text(frame.key)] = value
             frame.key = None
         else:
             frame.seq.append(value)
@@ -387,6 +390,11 @@ class TableReader:
 
 class _Name(str):
     """A bare name read where a key may follow; a literal (``true``) if no ``=`` comes."""
+
+
+def _key_text(key: Any) -> str:
+    """A non-string key as JSON would write it (``[1] =`` → ``"1"``, ``[true] =`` → ``"true"``)."""
+    return "null" if key is None else str(key).lower() if isinstance(key, bool) else str(key)
 
 
 def _norm(key: Any) -> Any:
