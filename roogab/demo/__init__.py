@@ -10,5 +10,13 @@ from .markup import markdown_to_html
 from .script import ScriptedReply, load_script, parse_reply, parse_script
 from .server import DemoChatService, Received
 
-__all__ = ["DemoChatService", "Received", "ScriptedReply", "load_script", "parse_script", "parse_reply",
-           "answer", "markdown_to_html"]
+__all__ = [
+           "DemoChatService",
+           "Received",
+           "ScriptedReply",
+           "answer",
+           "load_script",
+           "markdown_to_html",
+           "parse_reply",
+           "parse_script",
+]

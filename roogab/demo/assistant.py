@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["answer", "task_line", "long_string"]
+__all__ = ["answer", "long_string", "task_line"]
 
 _COMPLETION_TOOL = "attempt_completion"
 _TASK = re.compile(r"<(user_message|task)>(.*?)</\1>", re.DOTALL)

@@ -21,13 +21,17 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 
-__all__ = ["ScriptedReply", "load_script", "parse_script", "parse_reply"]
+__all__ = ["ScriptedReply", "load_script", "parse_reply", "parse_script"]
 
 ReplyFormat = Literal["markdown", "html"]
 StreamMode = Literal["delta", "cumulative"]
 
 _KNOWN = frozenset({"reply", "format", "stream", "chunk", "delay_ms", "drop_after", "error", "code",
                     "silent"})
+
+
+class _BadEntry(Exception):
+    """One script entry is invalid; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -91,20 +95,20 @@ def _parse_at(number: int | None, raw: object) -> ScriptedReply:
     where = f"line {number}: " if number is not None else ""
     try:
         return _build(raw)
-    except ValueError as exc:
+    except _BadEntry as exc:
         raise ConfigError("--script", f"{where}{exc}") from None
 
 
 def _build(raw: object) -> ScriptedReply:
     if not isinstance(raw, Mapping):
-        raise ValueError("each line must be a JSON object")
+        raise _BadEntry("each line must be a JSON object")
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
-        raise ValueError(f"unknown field {unknown[0]!r}")
+        raise _BadEntry(f"unknown field {unknown[0]!r}")
     silent = _boolean(raw, "silent")
     error = _optional_str(raw, "error")
     if "reply" not in raw and error is None and not silent:
-        raise ValueError("'reply' is required")
+        raise _BadEntry("'reply' is required")
     return ScriptedReply(
         reply=_string(raw, "reply", ""),
         format=_choice(raw, "format", ("markdown", "html")),
@@ -121,7 +125,7 @@ def _build(raw: object) -> ScriptedReply:
 def _string(raw: Mapping[str, Any], key: str, default: str) -> str:
     value = raw.get(key, default)
     if not isinstance(value, str):
-        raise ValueError(f"{key!r} must be a string")
+        raise _BadEntry(f"{key!r} must be a string")
     return value
 
 
@@ -132,7 +136,7 @@ def _optional_str(raw: Mapping[str, Any], key: str) -> str | None:
 def _choice(raw: Mapping[str, Any], key: str, choices: tuple[str, str]) -> Any:
     value = raw.get(key, choices[0])
     if value not in choices:
-        raise ValueError(f"{key!r} must be {' or '.join(repr(c) for c in choices)}, not {value!r}")
+        raise _BadEntry(f"{key!r} must be {' or '.join(repr(c) for c in choices)}, not {value!r}")
     return value
 
 
@@ -141,14 +145,14 @@ def _integer(raw: Mapping[str, Any], key: str, default: int | None, *, minimum: 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{key!r} must be an integer")
+        raise _BadEntry(f"{key!r} must be an integer")
     if value < minimum:
-        raise ValueError(f"{key!r} must be at least {minimum}")
+        raise _BadEntry(f"{key!r} must be at least {minimum}")
     return value
 
 
 def _boolean(raw: Mapping[str, Any], key: str) -> bool:
     value = raw.get(key, False)
     if not isinstance(value, bool):
-        raise ValueError(f"{key!r} must be true or false")
+        raise _BadEntry(f"{key!r} must be true or false")
     return value

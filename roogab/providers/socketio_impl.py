@@ -30,11 +30,19 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import socketio
+import aiohttp
+import socketio  # type: ignore[import-untyped]
 
 from ..config import ProviderProfile
-from ..errors import (ConfigError, ConversationGone, ProviderDisconnected, ProviderRejected,
-                      ProviderTimeout, ProviderUnavailable, UpstreamError)
+from ..errors import (
+    ConfigError,
+    ConversationGone,
+    ProviderDisconnected,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    UpstreamError,
+)
 from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
 from .loop import ProviderLoop
 
@@ -129,6 +137,7 @@ class MultiplexProvider:
         self._health = Health(ready=False, connected=False, since=time.time())
         # Everything below is touched only on the provider loop's thread.
         self._client: socketio.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._connected: asyncio.Event | None = None
         self._connect_lock: asyncio.Lock | None = None
         self._creating: dict[str, _Flight] = {}
@@ -139,6 +148,7 @@ class MultiplexProvider:
         self._reconnecting = False
         self._failed_attempts = 0
         self._closing = False
+        self._closed = False
 
     # -- the Provider protocol (request threads) -------------------------------------------
 
@@ -194,12 +204,13 @@ class MultiplexProvider:
 
     # -- connection (loop thread) ------------------------------------------------------
 
-    def _new_client(self) -> socketio.AsyncClient:
+    def _new_client(self, http: aiohttp.ClientSession) -> socketio.AsyncClient:
         r = self._reconnection
+        # Our own HTTP session, so a failed connect leaves nothing unclosed behind.
         client = socketio.AsyncClient(
             reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
             reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
-            handle_sigint=False, logger=False, engineio_logger=False)
+            handle_sigint=False, logger=False, engineio_logger=False, http_session=http)
         ev = self._ev
         client.on("connect", self._on_connect)
         client.on("disconnect", self._on_disconnect)
@@ -213,14 +224,14 @@ class MultiplexProvider:
 
     async def _connect(self) -> None:
         if self._client is None:
-            self._client = self._new_client()
             self._connected = asyncio.Event()
             self._connect_lock = asyncio.Lock()
+            self._client = self._new_client(await self._open_http())
         assert self._connect_lock is not None
         async with self._connect_lock:
+            self._closing = self._closed = False
             if self._client.connected:
                 return
-            self._closing = False
             try:
                 with _socketio_errors(self.name, f"cannot connect to {self._where}"):
                     await self._client.connect(
@@ -230,8 +241,14 @@ class MultiplexProvider:
                 self._set_health(connected=False, error=str(exc))
                 raise
 
+    async def _open_http(self) -> aiohttp.ClientSession:
+        self._http = aiohttp.ClientSession()
+        return self._http
+
     async def _ensure_connected(self) -> None:
         """Wait for python-socketio's reconnection, or connect once when it is not trying."""
+        if self._closed:
+            raise ProviderUnavailable(f"{self.name}: the provider was closed", provider=self.name)
         client = self._client
         if client is not None and client.connected:
             return
@@ -246,10 +263,14 @@ class MultiplexProvider:
                                       provider=self.name) from None
 
     async def _shutdown(self) -> None:
-        self._closing = True
+        self._closing = self._closed = True
         if self._client is not None:
             with _socketio_errors(self.name, "disconnect"):
                 await self._client.shutdown()
+            self._client = None  # a later start() builds a fresh client and HTTP session
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         self._fail_all(lambda f: ProviderUnavailable(f"{self.name}: the provider was closed",
                                                      provider=self.name))
         self._reconnecting = False
@@ -271,10 +292,10 @@ class MultiplexProvider:
             await self._emit_quietly(self._ev.subscribe, rooms)
 
     def _on_disconnect(self, reason: object = None) -> None:
-        assert self._connected is not None and self._client is not None
+        assert self._connected is not None
         self._connected.clear()
         self._subscribed.clear()
-        final = (self._client.reason.CLIENT_DISCONNECT, self._client.reason.SERVER_DISCONNECT)
+        final = (socketio.AsyncClient.reason.CLIENT_DISCONNECT, socketio.AsyncClient.reason.SERVER_DISCONNECT)
         self._reconnecting = not self._closing and reason not in final
         self._failed_attempts = 0
         self._set_health(connected=False, error=None if self._closing else f"disconnected: {reason}")
@@ -351,8 +372,7 @@ class MultiplexProvider:
             return
         old.turn.put(ProviderRejected(f"{self.name}: superseded by a newer turn in conversation {cid}",
                                       provider=self.name))
-        if old.parts or old.snapshot is not None:
-            self._draining[cid] = asyncio.Event()
+        self._drain_later(cid, old)
 
     async def _drained(self, cid: str, limit: float) -> None:
         """Wait until the rest of an abandoned reply in *cid* has gone by (at most *limit* s)."""
@@ -370,6 +390,14 @@ class MultiplexProvider:
         cid = flight.conversation
         if cid is not None and self._flights.get(cid) is flight:
             del self._flights[cid]
+            self._drain_later(cid, flight)
+
+    def _drain_later(self, cid: str, flight: _Flight) -> None:
+        """Hold the next turn in *cid* until the end of a reply that has started to arrive.
+
+        A reply that never started (a silent service) is not waited for: it may never come.
+        """
+        if flight.parts or flight.snapshot is not None:
             self._draining[cid] = asyncio.Event()
 
     def _discard(self, flight: _Flight) -> None:

@@ -1,0 +1,124 @@
+"""The demo chat service as a live server: HTTP helpers, concurrency, lifecycle."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from roogab.config import demo_profile
+from roogab.demo import DemoChatService, ScriptedReply
+from roogab.errors import ConfigError
+from roogab.providers.base import Deadlines, Delta, Done, ProviderEvent
+from roogab.providers.loop import ProviderLoop
+from roogab.providers.socketio_impl import MultiplexProvider
+
+pytestmark = pytest.mark.loopback
+
+QUICK = Deadlines(first_token=5, silence=5, total=20)
+
+
+@pytest.fixture
+def demo() -> Iterator[DemoChatService]:
+    with DemoChatService([ScriptedReply("from the constructor")]) as service:
+        yield service
+
+
+@pytest.fixture
+def provider(demo: DemoChatService) -> Iterator[MultiplexProvider]:
+    loop = ProviderLoop()
+    loop.start()
+    p = MultiplexProvider(demo_profile(demo.url), loop, connect_timeout=2.0)
+    try:
+        p.start()
+        yield p
+    finally:
+        p.close()
+        loop.stop()
+
+
+def http(url: str, body: object = None) -> tuple[int, Any]:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="GET" if body is None else "POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.load(exc)
+
+
+def text_of(events: list[ProviderEvent | None]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Delta))
+
+
+def test_start_returns_a_loopback_url_on_a_free_port(demo: DemoChatService) -> None:
+    assert demo.url.startswith("http://127.0.0.1:") and demo.port > 0
+    assert demo.start() == demo.url  # idempotent
+    assert http(demo.url + "/healthz") == (200, {"status": "ok", "conversations": 0, "script": 1,
+                                                  "models": ["gab-1", "gab-2"]})
+
+
+def test_busy_port_is_a_config_error(demo: DemoChatService) -> None:
+    with pytest.raises(ConfigError, match="cannot listen on 127.0.0.1"):
+        DemoChatService(port=demo.port).start()
+
+
+def test_script_received_and_reset_over_http(demo: DemoChatService, provider: MultiplexProvider) -> None:
+    assert http(demo.url + "/demo/script", [{"reply": "over http", "chunk": 100}]) == \
+        (200, {"queued": 1, "script": 2})
+    first = list(provider.send(None, "gab-1", "one", QUICK).events(0.1))
+    handle = first[0].handle  # type: ignore[union-attr]
+    assert text_of(first) == "from the constructor"
+    assert text_of(list(provider.send(handle, "gab-1", "two", QUICK).events(0.1))) == "over http"
+    status, received = http(demo.url + "/demo/received")
+    assert status == 200
+    prompts = [(r["event"], r["conversation"], r["prompt"]) for r in received if r["prompt"]]
+    assert prompts == [("newConversation", handle, "one"), ("sendPrompt", handle, "two")]
+    assert all(isinstance(r["time"], float) for r in received)
+    assert http(demo.url + "/demo/reset", {}) == (200, {"status": "reset"})
+    assert http(demo.url + "/demo/received") == (200, [])
+
+
+def test_bad_script_over_http_is_a_400(demo: DemoChatService) -> None:
+    status, body = http(demo.url + "/demo/script", [{"reply": "ok"}, {"chunk": 3}])
+    assert status == 400 and "'reply' is required" in body["error"]
+    status, body = http(demo.url + "/demo/script", {"reply": "not a list"})
+    assert status == 400
+    assert http(demo.url + "/healthz")[1]["script"] == 1  # nothing queued
+
+
+def test_conversations_are_served_concurrently(demo: DemoChatService, provider: MultiplexProvider) -> None:
+    demo.reset()
+    slow = ScriptedReply("abcdefghij", chunk=1, delay_ms=30)  # ~0.3 s each
+    demo.push(slow, slow, slow)
+    start = time.perf_counter()
+    turns = [provider.send(None, "gab-1", f"p{i}", QUICK) for i in range(3)]
+    results = [list(t.events(0.1)) for t in turns]
+    elapsed = time.perf_counter() - start
+    assert all(text_of(r) == "abcdefghij" and isinstance(r[-1], Done) for r in results)
+    assert elapsed < 0.75, f"three 0.3 s replies took {elapsed:.2f} s: not concurrent"
+
+
+def test_builtin_assistant_answers_when_the_script_is_empty(
+        demo: DemoChatService, provider: MultiplexProvider) -> None:
+    demo.reset()
+    got = list(provider.send(None, "gab-1", "<task>Say hi</task>\nattempt_completion", QUICK).events(0.1))
+    assert "[==[Done: Say hi]==]" in text_of(got)
+
+
+def test_stop_frees_the_port() -> None:
+    service = DemoChatService()
+    service.start()
+    port = service.port
+    service.stop()
+    service.stop()  # idempotent
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))
