@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,7 @@ def chat_completions() -> Response | tuple[dict[str, Any], int]:
              len(chat.messages), len(chat.tools))
     if not chat.stream:
         message, calls, finished, reasoning = state.service.complete(chat, client)
-        body = {"role": "assistant", "content": message.content or (None if calls else "")}
+        body: dict[str, Any] = {"role": "assistant", "content": message.content or (None if calls else "")}
         if calls:
             body["tool_calls"] = [{"id": c.id, "type": "function",
                                    "function": {"name": c.call.name, "arguments": ref.arguments}}
@@ -131,7 +131,7 @@ def _sse(first: Out, rest: Iterator[Out], cid: str, model: str, created: int,
     yield "data: [DONE]\n\n"
 
 
-def _chain(first: Out, rest: Iterator[Out]) -> Iterator[Out]:
+def _chain(first: Out, rest: Iterator[Out]) -> Generator[Out, None, None]:
     try:
         yield first
         yield from rest

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -175,7 +175,7 @@ class _Turn:
             if not recorded:
                 self.service.registry.drop(self.plan)
 
-    def _answer(self) -> Iterator[Out]:
+    def _answer(self) -> Generator[Out, None, str]:
         """Send, parse, repair while allowed; return the provider conversation's handle."""
         prompt = self._opening_prompt()
         handle = self.plan.conversation.handle
@@ -192,6 +192,7 @@ class _Turn:
                 continue
             handle = reply.handle
             if reply.problem is None:
+                assert handle is not None, "a provider turn ended without naming its conversation"
                 return handle
             if repairs <= 0:
                 raise _non_compliant(reply)
@@ -206,7 +207,7 @@ class _Turn:
             return prompts.first_turn(self.request, self.plan.history, self.plan.new)
         return prompts.next_turn(self.request, self.plan.new)
 
-    def _exchange(self, handle: str | None, prompt: str) -> Iterator[Out]:
+    def _exchange(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
         settings = self.service.settings
         turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
         self.sent.append(prompt)

@@ -50,7 +50,7 @@ class ToolSpec:
 
     name: str
     description: str
-    parameters: Mapping[str, Any]
+    parameters: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,7 @@ class ChatRequest:
         """True when the client takes native ``tool_calls`` (it sent ``tools``)."""
         return bool(self.tools) and self.tool_choice != "none"
 
-    def tool_schemas(self) -> dict[str, Mapping[str, Any]]:
+    def tool_schemas(self) -> dict[str, dict[str, Any]]:
         """Tool name -> JSON Schema of its parameters."""
         return {t.name: t.parameters for t in self.tools}
 
