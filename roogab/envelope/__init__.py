@@ -5,4 +5,4 @@ from .parser import ReplyParser, parse_reply
 from .snapshots import SnapshotFeeder
 from .validate import check_call
 
-__all__ = ["End", "Event", "Reasoning", "Text", "ToolCall", "ReplyParser", "parse_reply", "SnapshotFeeder", "check_call"]
+__all__ = ["End", "Event", "Reasoning", "ReplyParser", "SnapshotFeeder", "Text", "ToolCall", "check_call", "parse_reply"]

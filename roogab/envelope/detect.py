@@ -19,7 +19,7 @@ from typing import NamedTuple
 from .lexer import NAME_RE, skip_space
 from .tables import ENVELOPE_KEYS
 
-__all__ = ["Start", "probe", "WAIT", "NO", "clean_before", "clean_after"]
+__all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "probe"]
 
 _LINE_START_RE = re.compile(r"[ \t]*(?:(?:```|~~~)[\w+.-]*[ \t]+)?")
 _PARTIAL_FENCE_RE = re.compile(r"(?:`{1,3}|~{1,3})[\w+.-]*[ \t]*\Z")
@@ -44,7 +44,8 @@ NO = False
 def probe(buf: str, pos: int, final: bool) -> Start | bool | None:
     """Does an envelope start on the line beginning at *pos*? ``Start``, ``NO`` or ``WAIT``."""
     n = len(buf)
-    p = _LINE_START_RE.match(buf, pos).end()
+    m = _LINE_START_RE.match(buf, pos)
+    p = m.end() if m else pos
     if p >= n:
         return NO if final else WAIT
     c = buf[p]

@@ -20,23 +20,22 @@ import re
 from bs4 import BeautifulSoup
 from bs4.element import Comment, NavigableString, Tag
 
-__all__ = ["HtmlDecoder", "looks_like_html", "fragment_to_text"]
+__all__ = ["HtmlDecoder", "fragment_to_text", "looks_like_html"]
 
 logger = logging.getLogger(__name__)
 
 HTML_TAGS = frozenset(
-    "p div pre code h1 h2 h3 h4 h5 h6 ul ol li blockquote table thead tbody tr td th hr br span em "
-    "strong b i a section article details summary html body head main figure img html".split()
+    ["p", "div", "pre", "code", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "table", "thead", "tbody", "tr", "td", "th", "hr", "br", "span", "em", "strong", "b", "i", "a", "section", "article", "details", "summary", "html", "body", "head", "main", "figure", "img", "html"]
 )
 _START_TAG_RE = re.compile(r"<(!|[A-Za-z][A-Za-z0-9]*)([\s/>])?")
-_PRE_CODE_RE = re.compile(r"<pre\b[^>]*>\s*<code\b([^>]*)>", re.I)
+_PRE_CODE_RE = re.compile(r"<pre\b[^>]*>\s*<code\b([^>]*)>", re.IGNORECASE)
 _LANG_RE = re.compile(r"(?:language|lang)-([\w+.-]+)")
 _TAIL_CLOSERS_RE = re.compile(r"</code>(?:\s*</[A-Za-z][A-Za-z0-9]*\s*>)*\s*\Z")
-_PRE_END_RE = re.compile(r"\s*</pre\s*>", re.I)
-_BR_RE = re.compile(r"<br\s*/?>", re.I)
+_PRE_END_RE = re.compile(r"\s*</pre\s*>", re.IGNORECASE)
+_BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]*>")
 _PARTIAL_ENTITY_RE = re.compile(r"&[#\w]*\Z")
-_BLOCKS = frozenset("p div blockquote ul ol table tr h1 h2 h3 h4 h5 h6 section article details".split())
+_BLOCKS = frozenset(["p", "div", "blockquote", "ul", "ol", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "details"])
 
 
 def looks_like_html(buf: str, pos: int, final: bool) -> bool | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["LegacyUnescaper", "ESCAPES"]
+__all__ = ["ESCAPES", "LegacyUnescaper"]
 
 ESCAPES = {"@F_BLOCK@": "```", "@E_QUAD@": "===="}
 _ESCAPE_RE = re.compile("|".join(map(re.escape, ESCAPES)))

@@ -15,10 +15,10 @@ __all__ = [
     "NAME_RE",
     "NUMBER_RE",
     "held_suffix",
-    "skip_space",
-    "scan_escape",
     "number_value",
     "plain_run_re",
+    "scan_escape",
+    "skip_space",
 ]
 
 LONG_OPEN_RE = re.compile(r"\[(=*)\[")
@@ -43,6 +43,11 @@ _SIMPLE_ESCAPES = {
 _PLAIN_RUNS = {'"': re.compile(r'[^"\\]*'), "'": re.compile(r"[^'\\]*")}
 
 
+def _end(pattern: re.Pattern[str], buf: str, pos: int) -> int:
+    m = pattern.match(buf, pos)
+    return m.end() if m else pos
+
+
 def plain_run_re(quote: str) -> re.Pattern[str]:
     """The regex matching a run of characters that need no decoding inside a *quote* string."""
     return _PLAIN_RUNS[quote]
@@ -64,7 +69,7 @@ def skip_space(buf: str, pos: int, final: bool) -> tuple[int, bool]:
     """
     n = len(buf)
     while True:
-        pos = _SPACE_RE.match(buf, pos).end()
+        pos = _end(_SPACE_RE, buf, pos)
         if not buf.startswith("-", pos):
             return pos, True
         if pos + 1 >= n:
@@ -122,7 +127,7 @@ def scan_escape(buf: str, pos: int, final: bool) -> tuple[str, int] | None:
     if c.isdigit() or c == "x":
         return _scan_bytes(buf, pos, final)
     if c == "z":
-        end = _SPACE_RE.match(buf, pos + 2).end()
+        end = _end(_SPACE_RE, buf, pos + 2)
         return None if (end == n and not final) else ("", end)
     if c == "\r":
         if pos + 2 >= n and not final:

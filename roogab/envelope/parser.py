@@ -86,6 +86,13 @@ class ReplyParser:
             raise ParserClosedError("feed() after close()")
         if self._html is not None:
             chunk = self._html.feed(chunk)
+        elif self._reader is not None and self._pos >= len(self._buf) and self._reader.take(chunk):
+            # Fast path: the chunk lies inside a long string and cannot hold its closing bracket.
+            self._raw.append(chunk)
+            self._base += len(self._buf) + len(chunk)
+            self._buf, self._pos = "", 0
+            out, self._out = self._out, []
+            return out
         return self._push(chunk, final=False)
 
     def close(self) -> list[Event]:
@@ -141,7 +148,7 @@ class ReplyParser:
 
     def _start(self, final: bool) -> bool:
         buf = self._buf
-        p = _SPACE_RE.match(buf, self._pos).end()
+        p = _space_end(buf, self._pos)
         rest = buf[p:p + len(_THINK_OPEN)]
         if rest == _THINK_OPEN:
             self._pos, self._state = p + len(_THINK_OPEN), _THINK
@@ -162,7 +169,7 @@ class ReplyParser:
     def _think(self, final: bool) -> bool:
         buf, pos = self._buf, self._pos
         if self._think_fresh:
-            pos = _SPACE_RE.match(buf, pos).end()
+            pos = _space_end(buf, pos)
             if pos < len(buf):
                 self._think_fresh = False
         i = buf.find(_THINK_CLOSE, pos)
@@ -344,6 +351,11 @@ class ReplyParser:
         where = int(m.group(1)) if m.group(1) else offset
         text = "".join(self._raw)
         return f"line {text.count(chr(10), 0, max(where, 0)) + 1}"
+
+
+def _space_end(buf: str, pos: int) -> int:
+    m = _SPACE_RE.match(buf, pos)
+    return m.end() if m else pos
 
 
 def parse_reply(text: str, tool_names: Collection[str] = ()) -> list[Event]:

@@ -15,10 +15,19 @@ from __future__ import annotations
 import re
 from typing import Any, Protocol
 
-from .lexer import LONG_OPEN_RE, LONG_PREFIX_RE, NAME_RE, NUMBER_RE, held_suffix, number_value, plain_run_re, scan_escape, \
-    skip_space
+from .lexer import (
+    LONG_OPEN_RE,
+    LONG_PREFIX_RE,
+    NAME_RE,
+    NUMBER_RE,
+    held_suffix,
+    number_value,
+    plain_run_re,
+    scan_escape,
+    skip_space,
+)
 
-__all__ = ["Sink", "TableReader", "TEXT_KEYS", "REASONING_KEYS", "CALL_KEYS", "ENVELOPE_KEYS"]
+__all__ = ["CALL_KEYS", "ENVELOPE_KEYS", "REASONING_KEYS", "TEXT_KEYS", "Sink", "TableReader"]
 
 TEXT_KEYS = frozenset({"text", "content", "message"})
 REASONING_KEYS = frozenset({"reasoning", "reasoning_content", "thinking"})
@@ -48,7 +57,7 @@ class Sink(Protocol):
 
 
 class _Frame:
-    __slots__ = ("close", "role", "offset", "state", "key", "keyed", "seq", "json", "held", "hint")
+    __slots__ = ("close", "held", "hint", "json", "key", "keyed", "offset", "role", "seq", "state")
 
     def __init__(self, close: str, role: int, offset: int, json: bool) -> None:
         self.close = close
@@ -73,7 +82,7 @@ class _Frame:
 
 
 class _Str:
-    __slots__ = ("closer", "long", "parts", "target", "dest", "offset", "fresh")
+    __slots__ = ("closer", "dest", "fresh", "long", "offset", "parts", "target")
 
     def __init__(self, closer: str, long: bool, target: str | None, dest: int, offset: int) -> None:
         self.closer = closer
@@ -129,10 +138,18 @@ class TableReader:
             return None
         for frame in reversed(self._stack):
             if frame.role == _CALL:
-                return f"tool call cut off: '{{' opened at {{line}} is never closed", frame.offset
+                return "tool call cut off: '{' opened at {line} is never closed", frame.offset
         frame = self._stack[-1]
         opener = "(" if frame.role == _PRINT else {"}": "{", "]": "["}[frame.close]
         return f"unbalanced bracket: '{opener}' opened at {{line}} is never closed", frame.offset
+
+    def take(self, chunk: str) -> bool:
+        """Consume *chunk* at once if it lies inside a long string and cannot end it."""
+        s = self._str
+        if s is None or not s.long or s.fresh or "]" in chunk:
+            return False
+        self._deliver(s, chunk)
+        return True
 
     def abandon(self) -> None:
         """Flush a string that is being streamed (the reply ended inside it)."""
@@ -343,7 +360,8 @@ class TableReader:
         plain = plain_run_re(s.closer)
         n = len(buf)
         while True:
-            end = plain.match(buf, pos).end()
+            m = plain.match(buf, pos)
+            end = m.end() if m else pos
             if end > pos:
                 self._deliver(s, buf[pos:end])
                 pos = end

@@ -24,6 +24,7 @@ is not the first one and either its description says it is optional (``optional`
 from __future__ import annotations
 
 import json
+import math
 import logging
 import re
 from collections.abc import Mapping
@@ -40,7 +41,7 @@ _MAX_DEPTH = 16
 _INT_RE = re.compile(r"\s*[-+]?\d+\s*\Z")
 _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off"})
-_OPTIONAL_RE = re.compile(r"\boptional\b|\bdefault\b|only used when|if omitted", re.I)
+_OPTIONAL_RE = re.compile(r"\boptional\b|\bdefault\b|only used when|if omitted", re.IGNORECASE)
 _TYPE_NAMES = {"string": "a string", "integer": "an integer", "number": "a number", "boolean": "a boolean",
                "array": "an array", "object": "an object", "null": "null"}
 
@@ -179,7 +180,7 @@ def _number(value: Any) -> Any:
         number = float(value)
     except ValueError:
         return _NO
-    return number if number == number and abs(number) != float("inf") else _NO
+    return number if math.isfinite(number) else _NO
 
 
 def _boolean(value: Any) -> Any:

@@ -124,8 +124,6 @@ def parse_params(inner: str) -> dict[str, str]:
 def _clean(name: str, value: str) -> str:
     if name != "content":
         return value.strip()
-    if value.startswith("\n"):
-        value = value[1:]
-    if value.endswith("\n"):
-        value = value[:-1]
+    value = value.removeprefix("\n")
+    value = value.removesuffix("\n")
     return value
