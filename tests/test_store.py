@@ -1,0 +1,332 @@
+"""The conversation store and turn log, on real SQLite files (and the in-memory twin)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from roogab.errors import ConfigError, StoreError
+from roogab.redact import Redactor
+from roogab.store import (
+    SCHEMA_VERSION,
+    ConversationRecord,
+    MemoryStore,
+    SqliteStore,
+    Store,
+    TurnRecord,
+    open_store,
+)
+
+COOKIE = "sess-9f8e7d6c5b4a"
+PASSWORD = "hunter2-correct-horse"
+
+
+def _conv(cid: str = "c1", *, updated: float = 100.0, transcript: tuple[str, ...] = ("a" * 32, "b" * 32),
+          **kw: object) -> ConversationRecord:
+    base = ConversationRecord(id=cid, client="addr:127.0.0.1", thread="t" * 32, provider="demo",
+                              model="gab-1", handle="h-" + cid, transcript=transcript, created=50.0,
+                              updated=updated, turns=len(transcript) // 2)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+def _turn(tid: str, cid: str = "c1", *, started_at: float = 1.0, **kw: object) -> TurnRecord:
+    base = TurnRecord(id=tid, conversation_id=cid, provider="demo", model="gab-1", started_at=started_at,
+                      duration_ms=1234, request_summary=json.dumps({"messages": 3}),
+                      provider_prompt="Hello model", raw_reply="```lua\nreturn { text = [==[hi]==] }\n```",
+                      verdict="ok", replayed=False, repairs=0,
+                      usage=json.dumps({"prompt_tokens": 3, "completion_tokens": 1}),
+                      response=json.dumps({"content": "hi"}), error=None)
+    return replace(base, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """Each shared behaviour runs against both stores."""
+    s = open_store(request.param, tmp_path, max_turns=5)
+    yield s
+    s.close()
+
+
+# -- behaviour shared by both stores -------------------------------------------------------------
+
+def test_conversation_round_trip(store: Store) -> None:
+    full = _conv("c1", last_request="r" * 32, last_reply=json.dumps({"content": "done"}))
+    empty = _conv("c2", transcript=(), handle=None, updated=10.0)
+    store.save_conversation(full)
+    store.save_conversation(empty)
+    assert store.load_conversations() == [full, empty]
+
+
+def test_save_is_an_upsert(store: Store) -> None:
+    store.save_conversation(_conv("c1"))
+    newer = _conv("c1", transcript=("a" * 32, "b" * 32, "c" * 32, "d" * 32), updated=200.0,
+                  last_request="x" * 32, last_reply="{}")
+    store.save_conversation(newer)
+    assert store.load_conversations() == [newer]
+
+
+def test_conversations_newest_first(store: Store) -> None:
+    for cid, updated in [("old", 1.0), ("new", 3.0), ("mid", 2.0)]:
+        store.save_conversation(_conv(cid, updated=updated))
+    assert [c.id for c in store.load_conversations()] == ["new", "mid", "old"]
+
+
+def test_delete(store: Store) -> None:
+    store.save_conversation(_conv("c1"))
+    store.save_conversation(_conv("c2"))
+    assert store.delete_conversation("c1") is True
+    assert store.delete_conversation("c1") is False
+    assert [c.id for c in store.load_conversations()] == ["c2"]
+
+
+def test_expiry_removes_only_idle_conversations(store: Store) -> None:
+    for cid, updated in [("a", 10.0), ("b", 20.0), ("c", 30.0)]:
+        store.save_conversation(_conv(cid, updated=updated))
+    assert store.expire_conversations(idle_before=25.0) == ["a", "b"]
+    assert [c.id for c in store.load_conversations()] == ["c"]
+    assert store.expire_conversations(idle_before=25.0) == []
+
+
+def test_bad_digest_is_refused(store: Store) -> None:
+    with pytest.raises(ValueError):
+        store.save_conversation(_conv(transcript=("a\nb",)))
+    with pytest.raises(ValueError):
+        store.save_conversation(_conv(transcript=("",)))
+
+
+def test_turn_round_trip(store: Store) -> None:
+    turn = _turn("t1", replayed=True, repairs=1, verdict="repaired", error="ReplyFormatError: no envelope")
+    store.add_turn(turn)
+    assert store.turns() == [turn]
+
+
+def test_turns_newest_first_and_filtered(store: Store) -> None:
+    for i in range(4):
+        store.add_turn(_turn(f"t{i}", "c1" if i % 2 else "c2", started_at=float(i)))
+    assert [t.id for t in store.turns()] == ["t3", "t2", "t1", "t0"]
+    assert [t.id for t in store.turns(limit=2)] == ["t3", "t2"]
+    assert [t.id for t in store.turns(conversation_id="c1")] == ["t3", "t1"]
+    assert store.turns(limit=0) == []
+    assert store.turns(conversation_id="nope") == []
+
+
+def test_turn_log_keeps_only_the_newest(store: Store) -> None:
+    for i in range(12):  # the fixture's bound is 5
+        store.add_turn(_turn(f"t{i:02}"))
+    assert [t.id for t in store.turns(limit=100)] == ["t11", "t10", "t09", "t08", "t07"]
+
+
+def test_duplicate_turn_id_is_refused(store: Store) -> None:
+    store.add_turn(_turn("t1"))
+    with pytest.raises(StoreError):
+        store.add_turn(_turn("t1"))
+    assert len(store.turns()) == 1
+
+
+def test_concurrent_writers(store: Store) -> None:
+    threads, per_thread = 8, 25
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(per_thread):
+                store.save_conversation(_conv(f"c{n}-{i}", updated=float(i)))
+                store.add_turn(_turn(f"t{n}-{i}", f"c{n}-{i}"))
+                store.load_conversations()
+        except BaseException as exc:  # collected and re-raised on the main thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    assert len(store.load_conversations()) == threads * per_thread
+    assert len(store.turns(limit=1000)) == 5
+
+
+def test_redactor_scrubs_every_text_field_of_a_turn(tmp_path: Path) -> None:
+    redactor = Redactor([COOKIE, PASSWORD])
+    s = SqliteStore(tmp_path / "db" / "roogab.sqlite3", redactor=redactor)
+    leaky = _turn(
+        "t1",
+        request_summary=json.dumps({"headers": {"Cookie": f"session={COOKIE}"}, "note": PASSWORD}),
+        provider_prompt=f"login with {PASSWORD} please\nCookie: theme=dark; session={COOKIE}",
+        raw_reply=f"I saw {COOKIE}",
+        response=json.dumps({"content": f"pw was {PASSWORD}"}),
+        error=f"login failed for password={PASSWORD}",
+    )
+    s.add_turn(leaky)
+    (got,) = s.turns()
+    s.close()
+    for text in (got.request_summary, got.provider_prompt, got.raw_reply, got.response, got.error or ""):
+        assert COOKIE not in text and PASSWORD not in text
+        assert "[redacted]" in text
+    json.loads(got.request_summary)
+    json.loads(got.response)
+    assert "login with [redacted] please" in got.provider_prompt
+    # Nothing of either secret reached the file (WAL included).
+    for f in (tmp_path / "db").iterdir():
+        data = f.read_bytes()
+        assert COOKIE.encode() not in data and PASSWORD.encode() not in data
+
+
+def test_memory_store_redacts_too() -> None:
+    s = MemoryStore(redactor=Redactor([PASSWORD]))
+    s.add_turn(_turn("t1", provider_prompt=f"pw: {PASSWORD}"))
+    assert s.turns()[0].provider_prompt == "pw: [redacted]"
+
+
+# -- SQLite specifics ----------------------------------------------------------------------------
+
+def _user_version(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA user_version").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_fresh_database_is_migrated_to_latest_in_wal_mode(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "roogab.sqlite3"  # parents are created
+    SqliteStore(path).close()
+    assert _user_version(path) == SCHEMA_VERSION == 3
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    finally:
+        db.close()
+    assert {"conversations", "turns"} <= tables
+    assert {"conversations_updated", "turns_conversation"} <= indexes
+
+
+def test_v1_database_with_data_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "roogab.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript("""
+        CREATE TABLE conversations (
+            id TEXT PRIMARY KEY, client TEXT NOT NULL, thread TEXT NOT NULL, provider TEXT NOT NULL,
+            model TEXT NOT NULL, handle TEXT, transcript TEXT NOT NULL, created REAL NOT NULL,
+            updated REAL NOT NULL, turns INTEGER NOT NULL);
+        CREATE INDEX conversations_updated ON conversations (updated);
+        INSERT INTO conversations VALUES ('old', 'addr:1', 'th', 'demo', 'gab-1', 'h9', 'd1
+d2
+d3', 1.5, 2.5, 1);
+        PRAGMA user_version = 1;
+    """)
+    db.close()
+    s = SqliteStore(path)
+    try:
+        assert s.load_conversations() == [
+            ConversationRecord(id="old", client="addr:1", thread="th", provider="demo", model="gab-1",
+                               handle="h9", transcript=("d1", "d2", "d3"), created=1.5, updated=2.5,
+                               turns=1, last_request=None, last_reply=None)]
+        s.add_turn(_turn("t1", "old"))  # v2's table exists
+        s.save_conversation(_conv("old", last_request="q", last_reply="{}"))  # v3's columns exist
+        assert s.load_conversations()[0].last_reply == "{}"
+    finally:
+        s.close()
+    assert _user_version(path) == SCHEMA_VERSION
+
+
+def test_data_survives_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "roogab.sqlite3"
+    s = SqliteStore(path)
+    s.save_conversation(_conv("c1"))
+    s.add_turn(_turn("t1"))
+    s.close()
+    s = SqliteStore(path)
+    try:
+        assert s.load_conversations() == [_conv("c1")]
+        assert [t.id for t in s.turns()] == ["t1"]
+    finally:
+        s.close()
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "roogab.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StoreError, match="newer than this RooGab"):
+        SqliteStore(path)
+    assert _user_version(path) == SCHEMA_VERSION + 1  # untouched
+
+
+def test_failed_migration_rolls_back(tmp_path: Path) -> None:
+    path = tmp_path / "roogab.sqlite3"
+    db = sqlite3.connect(path)
+    # A v1 database that already has a column v3 would add: the v3 migration fails half way.
+    db.executescript("""
+        CREATE TABLE conversations (id TEXT PRIMARY KEY, client TEXT, thread TEXT, provider TEXT,
+            model TEXT, handle TEXT, transcript TEXT, created REAL, updated REAL, turns INTEGER,
+            last_reply TEXT);
+        PRAGMA user_version = 1;
+    """)
+    db.close()
+    with pytest.raises(StoreError, match="cannot migrate"):
+        SqliteStore(path)
+    assert _user_version(path) == 2  # v2 committed, v3 rolled back as a whole
+    db = sqlite3.connect(path)
+    try:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(conversations)")]
+    finally:
+        db.close()
+    assert "last_request" not in columns
+
+
+def test_not_a_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "roogab.sqlite3"
+    path.write_bytes(b"this is not a database, just some text that is long enough" * 20)
+    with pytest.raises(StoreError) as info:
+        SqliteStore(path)
+    assert isinstance(info.value.__cause__, sqlite3.Error)
+
+
+def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+    s = SqliteStore(tmp_path / "roogab.sqlite3")
+    s.close()
+    s.close()
+    with pytest.raises(StoreError):
+        s.load_conversations()
+
+
+def test_two_stores_on_one_file(tmp_path: Path) -> None:
+    """The CLI reads the database while the server writes it."""
+    path = tmp_path / "roogab.sqlite3"
+    writer, reader = SqliteStore(path), SqliteStore(path)
+    try:
+        writer.save_conversation(_conv("c1"))
+        assert [c.id for c in reader.load_conversations()] == ["c1"]
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_open_store(tmp_path: Path) -> None:
+    s = open_store("sqlite", tmp_path / "data")
+    s.close()
+    assert (tmp_path / "data" / "roogab.sqlite3").exists()
+    assert isinstance(open_store("memory", None), MemoryStore)
+    with pytest.raises(ConfigError):
+        open_store("sqlite", None)
+    with pytest.raises(ConfigError):
+        open_store("redis", tmp_path)
+
+
+def test_limits_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        MemoryStore(max_turns=0)
+    with pytest.raises(ValueError):
+        SqliteStore(tmp_path / "x.sqlite3", max_turns=0)
+    with pytest.raises(ValueError):
+        MemoryStore().turns(limit=-1)
