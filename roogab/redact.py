@@ -87,12 +87,12 @@ def _replace(match: re.Match[str]) -> str:
 
 
 def _variants(secret: str) -> set[str]:
-    """The forms *secret* may take in logged text: raw, JSON-escaped, percent-encoded."""
-    forms = {
-        secret,
-        json.dumps(secret)[1:-1],
-        json.dumps(secret, ensure_ascii=False)[1:-1],
-        quote(secret, safe=""),
-        quote_plus(secret, safe=""),
-    }
+    """The forms *secret* may take in logged text: raw, percent-encoded, JSON-escaped once or twice.
+
+    Twice because tool-call arguments are JSON strings inside JSON (``"arguments": "{\\"pw\\": ..}"``).
+    """
+    forms = {secret}
+    for _ in range(2):
+        forms |= {json.dumps(f, ensure_ascii=only_ascii)[1:-1] for f in forms for only_ascii in (True, False)}
+    forms |= {quote(secret, safe=""), quote_plus(secret, safe="")}
     return {f for f in forms if len(f) >= MIN_SECRET_LENGTH}

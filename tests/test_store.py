@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -131,23 +131,17 @@ def test_duplicate_turn_id_is_refused(store: Store) -> None:
 
 def test_concurrent_writers(store: Store) -> None:
     threads, per_thread = 8, 25
-    errors: list[BaseException] = []
 
     def work(n: int) -> None:
-        try:
-            for i in range(per_thread):
-                store.save_conversation(_conv(f"c{n}-{i}", updated=float(i)))
-                store.add_turn(_turn(f"t{n}-{i}", f"c{n}-{i}"))
-                store.load_conversations()
-        except BaseException as exc:  # collected and re-raised on the main thread
-            errors.append(exc)
+        for i in range(per_thread):
+            store.save_conversation(_conv(f"c{n}-{i}", updated=float(i)))
+            store.add_turn(_turn(f"t{n}-{i}", f"c{n}-{i}"))
+            store.load_conversations()
+            store.turns()
 
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    assert errors == []
+    with ThreadPoolExecutor(threads) as pool:
+        for done in [pool.submit(work, n) for n in range(threads)]:
+            done.result()  # re-raises what a worker raised
     assert len(store.load_conversations()) == threads * per_thread
     assert len(store.turns(limit=1000)) == 5
 
