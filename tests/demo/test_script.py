@@ -61,3 +61,10 @@ def test_parse_reply_for_one_decoded_entry() -> None:
     with pytest.raises(ConfigError, match="--script: 'reply' is required"):
         parse_reply({})
     assert parse_script([]) == []
+
+
+def test_the_shipped_example_script_is_valid() -> None:
+    import roogab.demo
+
+    replies = load_script(Path(roogab.demo.__file__).with_name("example.jsonl"))
+    assert len(replies) == 2 and replies[1].format == "html"

@@ -38,6 +38,16 @@ def create(provider: MultiplexProvider, text: str = "hi", model: str = "gab-1") 
     return got[0].handle, got[1:]
 
 
+def eventually(condition: Callable[[], bool], timeout: float = 2.0) -> bool:
+    """Poll *condition* until it holds (the server logs events on its own thread)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def deltas(got: list[ProviderEvent]) -> str:
     return "".join(e.text for e in got if isinstance(e, Delta))
 
@@ -49,7 +59,7 @@ def test_create_streams_deltas_then_done(provider: MultiplexProvider, demo: Demo
     assert got[-1] == Done("Hello, loopback world!")
     creates = [r for r in demo.received if r.event == "newConversation"]
     assert [(r.conversation, r.prompt, r.model) for r in creates] == [(handle, "first prompt", "gab-2")]
-    assert any(r.event == "subscribe" and r.conversation == handle for r in demo.received)
+    assert eventually(lambda: any(r.event == "subscribe" and r.conversation == handle for r in demo.received))
 
 
 def test_continue_sends_to_the_same_conversation(provider: MultiplexProvider, demo: DemoChatService) -> None:
@@ -162,7 +172,8 @@ def test_forget_deletes_the_conversation(provider: MultiplexProvider, demo: Demo
     provider.forget(handle)
     with pytest.raises(ConversationGone):
         events(provider.send(handle, "gab-1", "after delete", QUICK))
-    assert any(r.event == "deleteConversation" and r.conversation == handle for r in demo.received)
+    assert eventually(lambda: any(r.event == "deleteConversation" and r.conversation == handle
+                                  for r in demo.received))
 
 
 def test_scripted_error_is_rejected(provider: MultiplexProvider, demo: DemoChatService) -> None:
@@ -188,7 +199,9 @@ def test_drop_mid_reply_then_next_turn_after_reconnect(
     received = demo.received
     reconnect = max(i for i, r in enumerate(received) if r.event == "connect")
     assert reconnect > 0
-    assert any(r.event == "subscribe" and r.conversation == handle for r in received[reconnect:])
+    resubscribed = [r for r in received[reconnect:] if r.event == "subscribe" and r.conversation == handle]
+    sent = [r for r in received[reconnect:] if r.event == "sendPrompt"]
+    assert resubscribed and resubscribed[0].time <= sent[0].time
     assert provider.health().connected
 
 
@@ -252,6 +265,7 @@ def test_server_stopped_mid_session_fails_the_next_send(provider_loop: ProviderL
         p.start()
         handle, _ = create(p)
         service.stop()
+        assert eventually(lambda: not p.health().connected)
         with pytest.raises(ProviderUnavailable):
             events(p.send(handle, "gab-1", "anyone?", QUICK))
         assert not p.health().connected
