@@ -6,6 +6,7 @@ import random
 import string
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 
