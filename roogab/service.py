@@ -160,8 +160,7 @@ class _Turn:
     calls: list[CallOut] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
-    attempt: int = 0
-    saw_text: bool = False
+    repeat: _Repeat | None = None
 
     def run(self) -> Iterator[Out]:
         recorded = False
@@ -197,8 +196,8 @@ class _Turn:
             if repairs <= 0:
                 raise _non_compliant(reply)
             repairs -= 1
-            self.attempt += 1
             log.info("repairing a reply from %s: %s", self.provider.name, reply.problem)
+            self._forget_attempt()
             prompt = self.service.prompts.repair(self.request, reply.problem)
 
     def _opening_prompt(self) -> str:
@@ -255,13 +254,25 @@ class _Turn:
             return
         if isinstance(event, ToolCall):
             yield from self._accept_call(event, reply)
-        elif self.attempt and self.saw_text:
-            return  # a repaired reply must not repeat text the agent already has
         elif isinstance(event, Text) and event.text:
-            self.texts.append(event.text)
-            yield TextOut(event.text)
-        elif isinstance(event, Reasoning) and event.text:
+            text = self.repeat.next(event.text) if self.repeat else event.text
+            if text:
+                self.texts.append(text)
+                yield TextOut(text)
+        elif isinstance(event, Reasoning) and event.text and not self.repeat:
             yield ReasoningOut(event.text)
+
+    def _forget_attempt(self) -> None:
+        """Before a repair: what the agent has not seen yet is dropped; what it has seen stays.
+
+        A non-streaming agent has seen nothing, so the repaired reply replaces the failed one.
+        A streaming agent keeps the text it was sent; the repaired reply continues after it.
+        """
+        if not self.request.stream:
+            self.texts.clear()
+            self.calls.clear()
+        elif self.texts:
+            self.repeat = _Repeat("".join(self.texts))
 
     def _judge_end(self, events: list[Event], reply: _Reply) -> None:
         """Judge the reply's End before the held-back prose that precedes it is let through."""
@@ -289,7 +300,6 @@ class _Turn:
         yield out
 
     def _check_whole(self, reply: _Reply) -> None:
-        self.saw_text = self.saw_text or bool(self.texts)
         if reply.problem is None and not self.texts and not self.calls:
             reply.problem = "the reply was empty: it had neither text nor a tool call"
 
@@ -299,6 +309,31 @@ class _Turn:
         tools = json.dumps([t.parameters for t in self.request.tools]) if self.request.tools else ""
         held = sum(count(m.content) for m in self.request.messages) + count(tools)
         return Usage(held + sum(count(p) for p in self.sent), sum(count(r) for r in self.raws))
+
+
+@dataclass
+class _Repeat:
+    """Text of a repaired reply, minus what the agent already received from the failed one.
+
+    While the new text repeats the old, nothing is sent; once it goes beyond, only the rest is.
+    New text that differs from the old is sent whole, after a paragraph break.
+    """
+
+    sent: str
+    seen: str = ""
+    through: bool = False
+
+    def next(self, piece: str) -> str:
+        """The part of *piece* the agent has not seen yet."""
+        if self.through:
+            return piece
+        self.seen += piece
+        if self.sent.startswith(self.seen):
+            return ""
+        self.through = True
+        if self.seen.startswith(self.sent):
+            return self.seen[len(self.sent):]
+        return "\n\n" + self.seen
 
 
 def _echo_message(text: str, calls: list[CallOut]) -> Message:

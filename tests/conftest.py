@@ -1,11 +1,16 @@
-"""Fixtures shared by the whole suite."""
+"""Fixtures shared by the whole suite, including one live demo stack per test session."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+import openai
 import pytest
 
+from roogab.config import load_config
+from roogab.demo import DemoChatService
+from roogab.runtime import Running, start_demo
 from support import ROO, captured_bodies
 
 
@@ -13,3 +18,25 @@ from support import ROO, captured_bodies
 def roo_body() -> dict[str, Any]:
     """Roo Code v3.52.1's first streaming request."""
     return captured_bodies(ROO)[0]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Running]:
+    """RooGab wired to the demo chat service, as `roogab demo` runs it, on free loopback ports."""
+    running = start_demo(load_config(env={}, overrides={"port": 0, "ping_interval": 0.2}))
+    yield running
+    running.close()
+
+
+@pytest.fixture
+def demo(stack: Running) -> DemoChatService:
+    """The live demo chat service, with an empty script and log."""
+    assert stack.demo is not None
+    stack.demo.reset()
+    return stack.demo
+
+
+@pytest.fixture
+def client(stack: Running) -> openai.OpenAI:
+    """The official OpenAI SDK pointed at the live stack."""
+    return openai.OpenAI(base_url=stack.url + "/v1", api_key="anything", max_retries=0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -19,3 +20,10 @@ def captured_bodies(name: str) -> list[dict[str, Any]]:
     """The POST bodies of a captured client session, in order."""
     data = json.loads((FIXTURES / "captured" / name).read_text("utf-8"))
     return [r["body"] for r in data["requests"] if isinstance(r.get("body"), dict)]
+
+
+def as_demo_model(body: dict[str, Any], model: str = "demo/gab-1") -> dict[str, Any]:
+    """A copy of a captured body addressed to a demo model."""
+    body = copy.deepcopy(body)
+    body["model"] = model
+    return body

@@ -6,7 +6,6 @@ answers with scripted envelopes; the agent side must get valid tool calls back.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import http.client
 import json
@@ -20,7 +19,7 @@ import pytest
 from roogab.config import load_config
 from roogab.demo import ScriptedReply
 from roogab.runtime import Running, start_demo
-from support import CLINE, KILO, ROO, ROO_NONSTREAM, captured_bodies
+from support import CLINE, KILO, ROO, ROO_NONSTREAM, as_demo_model as _as_demo_model, captured_bodies
 
 pytestmark = pytest.mark.loopback
 
@@ -33,31 +32,6 @@ ENVELOPES = {
     "read": '```lua\nreturn {\n  tool_calls = {\n'
             '    { name = "read", arguments = { filePath = "/home/dev/project/hello.txt" } },\n  },\n}\n```',
 }
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[Running]:
-    running = start_demo(load_config(env={}, overrides={"port": 0, "ping_interval": 0.2}))
-    yield running
-    running.close()
-
-
-@pytest.fixture
-def demo(stack: Running) -> Any:
-    assert stack.demo is not None
-    stack.demo.reset()
-    return stack.demo
-
-
-@pytest.fixture
-def client(stack: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key="anything", max_retries=0)
-
-
-def _as_demo_model(body: dict[str, Any]) -> dict[str, Any]:
-    body = copy.deepcopy(body)
-    body["model"] = "demo/gab-1"
-    return body
 
 
 def _tools(body: dict[str, Any]) -> set[str]:

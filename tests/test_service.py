@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -77,14 +78,40 @@ def test_zero_repair_attempts_fail_at_once() -> None:
     assert len(fake.sent) == 1
 
 
-def test_repaired_reply_does_not_repeat_streamed_text() -> None:
-    bad = '```lua\nreturn { text = [==[Let me read it.]==], tool_calls = { { name = "nope" } } }\n```'
-    good = '```lua\nreturn { text = [==[Let me read it.]==], tool_calls = {\n' \
+def _streamed(request: ChatRequest) -> ChatRequest:
+    return dataclasses.replace(request, stream=True)
+
+
+def _text_then_bad_call(text: str) -> str:
+    return f'```lua\nreturn {{ text = [==[{text}]==], tool_calls = {{ {{ name = "nope" }} }} }}\n```'
+
+
+def _text_and_good_call(text: str) -> str:
+    return f'```lua\nreturn {{ text = [==[{text}]==], tool_calls = {{\n' \
            '  { name = "read_files", arguments = { files = { { path = "a" } } } } } }\n```'
-    service, _ = _service(bad, good)
-    items = _run(service, _cline())
+
+
+def test_repaired_reply_does_not_repeat_streamed_text() -> None:
+    service, _ = _service(_text_then_bad_call("Let me read it."), _text_and_good_call("Let me read it."))
+    items = _run(service, _streamed(_cline()))
     assert _text(items) == "Let me read it."
     assert len([i for i in items if isinstance(i, CallOut)]) == 1
+
+
+def test_repaired_reply_that_goes_further_sends_only_the_rest() -> None:
+    service, _ = _service(_text_then_bad_call("Let me"), _text_and_good_call("Let me read it."))
+    assert _text(_run(service, _streamed(_cline()))) == "Let me read it."
+
+
+def test_repaired_reply_that_differs_follows_after_a_break() -> None:
+    service, _ = _service(_text_then_bad_call("Plan A."), _text_and_good_call("Plan B."))
+    assert _text(_run(service, _streamed(_cline()))) == "Plan A.\n\nPlan B."
+
+
+def test_without_streaming_the_repaired_reply_replaces_the_failed_one() -> None:
+    service, _ = _service(_text_then_bad_call("Plan A."), _text_and_good_call("Plan B."))
+    message, calls, finished, _ = service.complete(_cline(), "addr:test")
+    assert message.content == "Plan B." and len(calls) == 1 and finished.finish_reason == "tool_calls"
 
 
 def test_prose_without_envelope_is_repaired_when_tools_are_offered() -> None:
