@@ -33,7 +33,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import socketio  # type: ignore[import-untyped]
+import socketio
 from aiohttp import web
 
 from ..config import SocketIOEvents

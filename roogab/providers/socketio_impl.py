@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
-import socketio  # type: ignore[import-untyped]
+import socketio
 
 from ..config import ProviderProfile
 from ..errors import (
@@ -98,6 +98,8 @@ def _socketio_errors(provider: str, action: str) -> Iterator[None]:
     except OSError as exc:
         raise ProviderUnavailable(f"{provider}: {action}: {exc.strerror or exc}",
                                   provider=provider) from exc
+    except ValueError as exc:  # engine.io: "Client is not in a disconnected state", a bad URL
+        raise ProviderUnavailable(f"{provider}: {action}: {exc}", provider=provider) from exc
 
 
 def _safe_url(url: str) -> str:
@@ -259,8 +261,10 @@ class MultiplexProvider:
         try:
             await asyncio.wait_for(self._connected.wait(), self._connect_timeout)
         except asyncio.TimeoutError:
-            raise ProviderUnavailable(f"{self.name}: not connected to {self._where} (reconnecting)",
-                                      provider=self.name) from None
+            # python-socketio gave up without our noticing (it does not always say so):
+            # one direct attempt, which fails fast when the service is down.
+            self._reconnecting = False
+            await self._connect()
 
     async def _shutdown(self) -> None:
         self._closing = self._closed = True

@@ -290,3 +290,21 @@ def test_custom_event_names(provider_loop: ProviderLoop) -> None:
             assert [r.event for r in service.received if r.conversation == handle][:1] == ["open"]
         finally:
             p.close()
+
+
+def test_reconnects_on_demand_after_python_socketio_gave_up(provider_loop: ProviderLoop) -> None:
+    service = DemoChatService()
+    service.start()
+    p = MultiplexProvider(demo_profile(service.url), provider_loop, connect_timeout=1.0,
+                          reconnection=FAST_RECONNECT)
+    try:
+        p.start()
+        service.stop()
+        assert eventually(lambda: (p.health().last_error or "").startswith("connect failed"))
+        time.sleep(0.5)  # past the three quick attempts
+        with DemoChatService(port=service.port) as restarted:
+            restarted.push(ScriptedReply("back online"))
+            _, got = create(p)
+            assert deltas(got) == "back online"
+    finally:
+        p.close()
