@@ -7,6 +7,7 @@ import threading
 
 import waitress
 from flask import Flask
+from waitress import wasyncore
 
 from .errors import ConfigError
 
@@ -23,9 +24,10 @@ class Server:
     """
 
     def __init__(self, app: Flask, host: str, port: int, *, threads: int = 64) -> None:
+        self._map: dict[int, object] = {}
         try:
             self._server = waitress.create_server(
-                app, host=host, port=port, threads=threads, ident="roogab",
+                app, map=self._map, host=host, port=port, threads=threads, ident="roogab",
                 clear_untrusted_proxy_headers=True, channel_timeout=300)
         except OSError as exc:
             raise ConfigError("port", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
@@ -49,8 +51,14 @@ class Server:
         self._thread.start()
 
     def close(self) -> None:
-        """Stop listening, finish the worker threads, and wait for the server thread."""
-        self._server.close()
-        self._server.task_dispatcher.shutdown(timeout=3)
-        if self._thread is not None:
+        """Close every connection and the listener, then stop the worker threads.
+
+        The sockets are closed from inside the server's own loop (through its trigger), so the
+        loop never selects on a closed descriptor, and open keep-alive connections end too.
+        """
+        if self._thread is not None and self._thread.is_alive():
+            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
             self._thread.join(timeout=5)
+        else:
+            wasyncore.close_all(self._map)
+        self._server.task_dispatcher.shutdown(timeout=3)

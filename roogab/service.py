@@ -181,7 +181,7 @@ class _Turn:
         repairs = self.service.settings.repair_attempts
         while True:
             try:
-                reply = yield from self._exchange(handle, prompt)
+                reply = yield from self._attempt(handle, prompt)
             except ConversationGone:
                 if self.plan.fresh or self.calls or self.texts:
                     raise
@@ -199,6 +199,24 @@ class _Turn:
             log.info("repairing a reply from %s: %s", self.provider.name, reply.problem)
             self._forget_attempt()
             prompt = self.service.prompts.repair(self.request, reply.problem)
+
+    def _attempt(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
+        """One exchange. A streaming agent sees it live; otherwise only a successful one counts."""
+        if self.request.stream:
+            return (yield from self._exchange(handle, prompt))
+        held: list[Out] = []
+        exchange = self._exchange(handle, prompt)
+        while True:
+            try:
+                item = next(exchange)
+            except StopIteration as stop:
+                reply: _Reply = stop.value
+                break
+            if not isinstance(item, Ping):
+                held.append(item)
+        if reply.problem is None:
+            yield from held
+        return reply
 
     def _opening_prompt(self) -> str:
         prompts = self.service.prompts
