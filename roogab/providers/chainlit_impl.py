@@ -1,0 +1,666 @@
+"""ChainlitProvider: a Chainlit >= 2.0 app, one Socket.IO connection per conversation (providers.md §1).
+
+Start-up is plain HTTP (``login.WebClient``): ``GET /auth/config``, then a login when the app asks
+for one (``POST /login`` form → ``access_token`` cookie, a cookie file, or header auth), then the
+chat profiles from ``GET /project/settings`` when the profile lists no models.
+
+A conversation is a Chainlit *session*: RooGab invents its ``sessionId`` (the handle) and opens
+one ``socketio.AsyncClient`` for it, on the provider loop (design.md §1), with the ``auth``
+payload as a callable so python-socketio's own, bounded reconnection reuses the same
+``sessionId`` and Chainlit restores the session. The chat profile (= the model) is chosen at
+connect time. Every (re)connect emits ``connection_successful``; its ``task_end`` answer is the
+handshake.
+
+A turn is ours from the moment ``client_message`` goes out. Its steps are recognised by their
+parent chain, which starts at our message id (the ``on_message`` run step's ``parentId``), so a
+stray message of an older, stopped turn can never leak into a newer one. The turn ends at the
+``task_end`` that brings the count of running tasks back to zero after our run step appeared;
+the ``task_end`` of the handshake and the ``task_start``/``task_end`` pair of ``on_chat_start``
+are accounted for, never mistaken for the end. Tokens are handled in synchronous handlers, so
+they keep their arrival order.
+
+Failures: a drop mid-reply → ``ProviderDisconnected`` (never a short answer); an ``isError``
+step → ``ProviderRejected``; ``first_interaction`` on a continuation means the server started
+the session afresh (it restarted, or the session timed out) → ``stop`` and ``ConversationGone``
+so RooGab replays.
+
+This is the only module that names socketio's exceptions for this client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import aiohttp
+import socketio
+
+from ..config import ProviderProfile
+from ..cookies import expiry_warnings, load_cookies
+from ..errors import (ConfigError, ConversationGone, ProviderDisconnected, ProviderRejected,
+                      ProviderTimeout, ProviderUnavailable, UpstreamError)
+from ._text import safe_url, short
+from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
+from .login import Retry, WebClient, form_login
+from .loop import ProviderLoop
+from .socketio_impl import Reconnection
+
+__all__ = ["ChainlitProvider", "DEFAULT_MODEL"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "default"  # the one model of an app without chat profiles
+SOCKET_PATH = "/ws/socket.io"
+STOPPED_TEXT = "Task manually stopped."  # what Chainlit sends when it honours a ``stop``
+STOP_WAIT = 5.0  # how long a new turn waits for an earlier ``stop`` to take effect
+
+
+@dataclass(eq=False)
+class _Reply:
+    """The assistant messages of one turn in order, and what the turn has been told so far."""
+
+    turn: Turn
+    messages: dict[str, list[str]] = field(default_factory=dict)
+    told: list[str] = field(default_factory=list)
+    snapshots: bool = False
+
+    def text(self) -> str:
+        """The reply so far: the turn's assistant messages, separated by blank lines."""
+        return "\n\n".join(t for t in ("".join(p) for p in self.messages.values()) if t)
+
+    def append(self, mid: str, token: str) -> None:
+        """Add *token* to message *mid*: a ``Delta`` in the usual case."""
+        if not token:
+            return
+        parts = self.messages.setdefault(mid, [])
+        if self.snapshots or next(reversed(self.messages)) != mid:
+            parts.append(token)
+            self._publish()
+            return
+        piece = "\n\n" + token if self.told and not any(parts) else token
+        parts.append(token)
+        self.told.append(piece)
+        self.turn.put(Delta(piece))
+
+    def replace(self, mid: str, text: str) -> None:
+        """Message *mid* now reads *text* (a sequence token or its final version)."""
+        self.messages[mid] = [text]
+        self._publish()
+
+    def _publish(self) -> None:
+        whole, told = self.text(), "".join(self.told)
+        if whole == told:
+            return
+        if not self.snapshots and whole.startswith(told):
+            self.told.append(whole[len(told):])
+            self.turn.put(Delta(whole[len(told):]))
+            return
+        self.snapshots, self.told = True, [whole]  # a rewrite: from here on, whole snapshots
+        self.turn.put(Snapshot(whole))
+
+    def finish(self) -> None:
+        """End the turn with the reconciled full text."""
+        whole = self.text()
+        if self.snapshots and whole != "".join(self.told):
+            self.turn.put(Snapshot(whole))
+        elif not self.snapshots and not whole.startswith("".join(self.told)):
+            logger.warning("%s: the final reply differs from the streamed one", self.turn.provider)
+        self.turn.put(Done(whole))
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One turn: our message id, the steps descending from it, and the reply being assembled."""
+
+    turn: Turn
+    continuation: bool
+    message_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    family: set[str] = field(default_factory=set)
+    streams: set[str] = field(default_factory=set)
+    started: bool = False
+    sent: bool = False
+    reply: _Reply = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.family.add(self.message_id)
+        self.reply = _Reply(self.turn)
+
+    def adopt(self, step: dict[str, Any]) -> bool:
+        """True when *step* descends from our message (and remember it for its children)."""
+        sid = step.get("id")
+        if sid in self.family:
+            return True
+        if step.get("parentId") in self.family and isinstance(sid, str):
+            self.family.add(sid)
+            self.started = True
+            return True
+        return False
+
+
+@dataclass(eq=False)
+class _Session:
+    """One Chainlit session: its id (the handle), chat profile and Socket.IO client."""
+
+    handle: str
+    chat_profile: str
+    client: socketio.AsyncClient | None = None
+    http: aiohttp.ClientSession | None = None
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    stopped: asyncio.Event = field(default_factory=lambda: _event(True))
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    reconnecting: bool = False
+    failed_attempts: int = 0
+    refused: str = ""
+    tasks: int = 0
+    flight: _Flight | None = None
+    closing: bool = False
+
+    def auth(self) -> dict[str, str]:
+        """The connect ``auth`` payload; called again on every reconnect."""
+        return {"clientType": "webapp", "sessionId": self.handle, "threadId": "", "userEnv": "{}",
+                "chatProfile": self.chat_profile}
+
+
+@contextmanager
+def _socketio_errors(provider: str, action: str) -> Iterator[None]:
+    """Translate socketio's (and the transport's) exceptions into RooGab's, once, here."""
+    try:
+        yield
+    except socketio.exceptions.BadNamespaceError as exc:
+        raise ProviderUnavailable(f"{provider}: {action}: not connected to the service",
+                                  provider=provider) from exc
+    except socketio.exceptions.TimeoutError as exc:
+        raise ProviderTimeout(f"{provider}: {action}: the service did not answer", provider=provider) from exc
+    except socketio.exceptions.SocketIOError as exc:
+        raise ProviderUnavailable(f"{provider}: {action}: {exc or type(exc).__name__}",
+                                  provider=provider) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ProviderUnavailable(f"{provider}: {action}: {type(exc).__name__}", provider=provider) from exc
+
+
+class ChainlitProvider:
+    """A Chainlit app reached the way its web page reaches it.
+
+    Raises (from ``__init__``):
+        ConfigError: the profile's URL is not an http(s) URL.
+    """
+
+    def __init__(self, profile: ProviderProfile, loop: ProviderLoop, *, connect_timeout: float = 10.0,
+                 reconnection: Reconnection = Reconnection(), retry: Retry = Retry()) -> None:
+        parts = urlsplit(profile.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"providers.{profile.name}.url", "must be the app's http(s) URL")
+        self.profile = profile
+        self.name = profile.name
+        self.max_message_chars = profile.max_message_chars
+        self._loop = loop
+        self._connect_timeout = connect_timeout
+        self._reconnection = reconnection
+        self._base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        self._socket_path = parts.path.rstrip("/") + SOCKET_PATH
+        self._where = safe_url(profile.url)
+        self._web = WebClient(self.name, profile.url, headers=profile.headers, timeout=connect_timeout,
+                              retry=retry)
+        self._models: list[str] = list(profile.models)
+        self._chat_profiles: set[str] = set(profile.models)
+        self._login_required = False
+        self._health = Health(ready=False, connected=False, since=time.time())
+        # Touched only on the provider loop's thread:
+        self._sessions: dict[str, _Session] = {}
+        self._gone: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    # -- the Provider protocol (request threads) -------------------------------------------
+
+    def start(self) -> None:
+        """Check the app, log in when it asks for it, and discover its chat profiles.
+
+        Raises:
+            ConfigError: the cookie file cannot be read.
+            ProviderRejected: the login was refused, or the app needs one and none is configured.
+            ProviderUnavailable: the app could not be reached, or does not look like Chainlit.
+        """
+        try:
+            auth = self._json("/auth/config")
+            self._login_required = bool(auth.get("requireLogin"))
+            self._load_cookie_file()
+            if self._login_required:
+                self._log_in(auth)
+            if not self.profile.models:
+                self._models = self._discover()
+        except UpstreamError as exc:
+            self._set_health(connected=isinstance(exc, ProviderRejected), error=str(exc), logged_in=False)
+            raise
+        self._closed = False
+        self._set_health(connected=True, error=None, logged_in=True if self._login_required else None)
+        logger.info("%s: %s ready, models: %s", self.name, self._where, ", ".join(self._models))
+
+    def models(self) -> list[ModelInfo]:
+        """The chat profiles (discovered or configured), or ``default`` when the app has none."""
+        return [ModelInfo(m, self.profile.context_length) for m in self._models or [DEFAULT_MODEL]]
+
+    def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
+        """Start a turn in a new session (``handle=None``) or an existing one; never blocks."""
+        turn = Turn(self.name, deadlines, on_cancel=lambda: self._loop.call_soon(self._abandon, turn))
+        flight = _Flight(turn, continuation=handle is not None)
+        try:
+            future = self._loop.submit(self._begin(flight, handle, model, text))
+        except RuntimeError:
+            turn.put(ProviderUnavailable(f"{self.name}: the provider loop is not running", provider=self.name))
+            return turn
+        future.add_done_callback(functools.partial(self._begun, flight))
+        return turn
+
+    def forget(self, handle: str) -> None:
+        """Tell the app to drop the session (``clear_session``) and disconnect; never blocks."""
+        try:
+            self._loop.submit(self._forget(handle))
+        except RuntimeError:
+            logger.debug("%s: forget(%s) after the loop stopped", self.name, handle)
+
+    def health(self) -> Health:
+        """Readiness for ``/healthz``: reachable, logged in, the last error and since when."""
+        return self._health
+
+    def close(self) -> None:
+        """Disconnect every session (keeping them on the server for a later resume). Idempotent."""
+        try:
+            self._loop.run(self._shutdown(), timeout=self._connect_timeout + 5.0)
+        except RuntimeError:
+            logger.debug("%s: close() after the loop stopped", self.name)
+        except TimeoutError:
+            logger.warning("%s: the sessions did not close within %g s", self.name, self._connect_timeout)
+
+    # -- start-up HTTP (the caller's thread) -------------------------------------------------
+
+    def _json(self, path: str) -> dict[str, Any]:
+        reply = self._web.get(path)
+        if reply.status in (401, 403):
+            raise ProviderRejected(f"{self.name}: {path} refused ({reply.status}): not logged in",
+                                   provider=self.name)
+        data = reply.json()
+        if not reply.ok or not isinstance(data, dict):
+            raise ProviderUnavailable(f"{self.name}: {self._where.rstrip('/')}{path} answered {reply.status}"
+                                      " without JSON: is this a Chainlit >= 2.0 app?", provider=self.name)
+        return data
+
+    def _load_cookie_file(self) -> None:
+        path = self.profile.cookie_file
+        if path is None:
+            return
+        cookies = load_cookies(path, key=f"providers.{self.name}.cookie_file")
+        for warning in expiry_warnings(cookies, time.time()):
+            logger.warning("%s: %s (%s)", self.name, warning, path)
+        self._web.cookies.extend(cookies)
+
+    def _log_in(self, auth: dict[str, Any]) -> None:
+        p = self.profile
+        if p.username and p.password:
+            if not auth.get("passwordAuth"):
+                raise ProviderRejected(f"{self.name}: the app does not offer password login", provider=self.name)
+            form_login(self._web, "/login", p.username, p.password)
+            return
+        if auth.get("headerAuth") and p.headers and not self._web.cookie_line():
+            reply = self._web.post_form("/auth/header", {})
+            if not reply.ok:
+                raise ProviderRejected(f"header login to {self.name} refused ({reply.status})", provider=self.name)
+            self._web.cookies.extend(reply.cookies)
+            return
+        if not self._web.cookie_line():
+            raise ProviderRejected(f"{self.name}: the app requires login: configure username and "
+                                   "password_env, a cookie_file, or headers", provider=self.name)
+        reply = self._web.get("/user")
+        if not reply.ok:
+            source = f"the cookies from {p.cookie_file}" if p.cookie_file else "the configured cookie"
+            raise ProviderRejected(f"{self.name}: the app refused {source} ({reply.status}); sign in "
+                                   "in the browser and export them again", provider=self.name)
+
+    def _discover(self) -> list[str]:
+        settings = self._json("/project/settings")
+        raw = settings.get("chatProfiles") or []
+        names = [p["name"] for p in raw if isinstance(p, dict) and isinstance(p.get("name"), str)]
+        self._chat_profiles = set(names)
+        return names or [DEFAULT_MODEL]
+
+    def _relogin(self) -> bool:
+        """Log in again with the password (a refused socket after the token expired)."""
+        p = self.profile
+        if not (self._login_required and p.username and p.password):
+            return False
+        self._web.cookies.clear()
+        self._load_cookie_file()
+        form_login(self._web, "/login", p.username, p.password)
+        return True
+
+    def _set_health(self, *, connected: bool, error: str | None, logged_in: bool | None = None) -> None:
+        old = self._health
+        logged = old.logged_in if logged_in is None and self._login_required else logged_in
+        self._health = Health(ready=connected and logged is not False, connected=connected, logged_in=logged,
+                              last_error=error if error is not None else old.last_error, since=time.time())
+
+    # -- connection (loop thread) ---------------------------------------------------------
+
+    def _new_client(self, s: _Session, http: aiohttp.ClientSession) -> socketio.AsyncClient:
+        r = self._reconnection
+        client = socketio.AsyncClient(
+            reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
+            reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
+            handle_sigint=False, logger=False, engineio_logger=False, http_session=http)
+        handlers: dict[str, Callable[..., Any]] = {
+            "connect": self._on_connect, "disconnect": self._on_disconnect,
+            "connect_error": self._on_connect_error, "task_start": self._on_task_start,
+            "task_end": self._on_task_end, "first_interaction": self._on_first_interaction,
+            "stream_start": self._on_stream_start, "stream_token": self._on_stream_token,
+            "new_message": self._on_step, "update_message": self._on_step}
+        for event, handler in handlers.items():
+            client.on(event, functools.partial(handler, s))
+        return client
+
+    def _headers(self) -> dict[str, str]:
+        """The handshake headers; called again on every reconnect, so a new login is picked up."""
+        headers = {k: v for k, v in self.profile.headers if k.lower() != "cookie"}
+        cookie = self._web.cookie_line(self._base + self._socket_path)
+        if cookie:
+            headers["Cookie"] = cookie
+        return headers
+
+    async def _connect(self, s: _Session) -> None:
+        """Open a fresh client for *s* (a given-up one is never reused), then the handshake."""
+        await self._drop_client(s)
+        s.http = aiohttp.ClientSession()
+        s.client = self._new_client(s, s.http)
+        s.refused, s.closing = "", False
+        try:
+            with _socketio_errors(self.name, f"cannot connect to {self._where}"):
+                await s.client.connect(self._base, headers=self._headers, auth=s.auth, transports=["websocket"],
+                                       socketio_path=self._socket_path, wait_timeout=self._connect_timeout)
+        except ProviderUnavailable as exc:
+            await self._drop_client(s)
+            if s.refused:
+                raise ProviderRejected(f"{self.name}: the app refused the connection ({short(s.refused)})",
+                                       provider=self.name) from exc
+            self._set_health(connected=False, error=str(exc))
+            raise
+
+    async def _ensure_connected(self, s: _Session) -> None:
+        """Connected and handshaken: wait for python-socketio's reconnection, else connect anew."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._connect_timeout
+        while not s.connected.is_set():
+            if s.client is None or not s.reconnecting:
+                await self._connect_or_relogin(s)
+                break
+            if loop.time() >= deadline:
+                raise ProviderUnavailable(f"{self.name}: {self._where}: still reconnecting", provider=self.name)
+            await asyncio.sleep(0.05)
+        try:
+            await asyncio.wait_for(s.ready.wait(), self._connect_timeout)
+        except asyncio.TimeoutError:
+            raise ProviderUnavailable(f"{self.name}: {self._where}: the handshake was not answered",
+                                      provider=self.name) from None
+
+    async def _connect_or_relogin(self, s: _Session) -> None:
+        """Connect; when the app refuses us and a password is configured, log in again once."""
+        try:
+            await self._connect(s)
+        except ProviderRejected:
+            if not await asyncio.get_running_loop().run_in_executor(None, self._relogin):
+                raise
+            await self._connect(s)
+
+    async def _drop_client(self, s: _Session) -> None:
+        client, http = s.client, s.http
+        s.client = s.http = None
+        s.closing = True
+        if client is not None:
+            with _socketio_errors(self.name, "disconnect"):
+                await client.shutdown()
+        if http is not None:
+            await http.close()
+
+    async def _on_connect(self, s: _Session) -> None:
+        s.tasks, s.reconnecting, s.failed_attempts, s.refused = 0, False, 0, ""
+        s.ready.clear()
+        s.connected.set()
+        self._set_health(connected=True, error=None)
+        await self._emit_quietly(s, "connection_successful")
+
+    def _on_disconnect(self, s: _Session, reason: object = None) -> None:
+        s.connected.clear()
+        s.ready.clear()
+        final = (socketio.AsyncClient.reason.CLIENT_DISCONNECT, socketio.AsyncClient.reason.SERVER_DISCONNECT)
+        s.reconnecting = not s.closing and reason not in final
+        s.failed_attempts, s.tasks = 0, 0
+        flight, s.flight = s.flight, None
+        if s.closing:
+            return
+        self._set_health(connected=False, error=f"disconnected: {reason}")
+        if flight is not None:
+            flight.turn.put(ProviderDisconnected(
+                f"{self.name}: the connection to {self._where} dropped in the middle of a reply ({reason})",
+                provider=self.name, partial=flight.reply.text()))
+
+    def _on_connect_error(self, s: _Session, data: object = None) -> None:
+        s.failed_attempts += 1
+        if s.failed_attempts >= self._reconnection.attempts > 0:
+            s.reconnecting = False
+        message = data.get("message") if isinstance(data, dict) else data
+        s.refused = str(message or "") if isinstance(data, dict) else ""
+        self._set_health(connected=False, error=f"connect failed: {short(message)}")
+
+    # -- turns (loop thread) --------------------------------------------------------------
+
+    async def _begin(self, flight: _Flight, handle: str | None, model: str, text: str) -> None:
+        s: _Session | None = None
+        try:
+            s = self._session(handle, model)
+            async with s.lock:
+                await self._ensure_connected(s)
+                if handle is None:
+                    flight.turn.put(Created(s.handle))
+                await self._take_turn(s, flight)
+                if flight.turn.cancelled:
+                    return
+                await self._emit(s, "client_message", _message(flight.message_id, text))
+        except UpstreamError as exc:
+            if s is not None and s.flight is flight:
+                s.flight = None
+            if s is not None and handle is None:
+                await self._retire(s, clear=False)
+            flight.turn.put(exc)
+
+    def _begun(self, flight: _Flight, future: concurrent.futures.Future[None]) -> None:
+        """Done callback of ``_begin``: a bug or a stopped loop must not leave the turn hanging."""
+        if future.cancelled():
+            flight.turn.put(ProviderUnavailable(f"{self.name}: the provider loop stopped", provider=self.name))
+            return
+        exc = future.exception()
+        if exc is not None:
+            logger.error("%s: starting a turn failed", self.name, exc_info=exc)
+            flight.turn.put(UpstreamError(f"{self.name}: internal error ({type(exc).__name__})", provider=self.name))
+
+    def _session(self, handle: str | None, model: str) -> _Session:
+        if self._closed:
+            raise ProviderUnavailable(f"{self.name}: the provider was closed", provider=self.name)
+        if handle is not None and handle in self._gone:
+            raise ConversationGone(f"{self.name}: session {handle} is gone from the app", provider=self.name)
+        if handle is not None and handle in self._sessions:
+            return self._sessions[handle]
+        profile = model if model in self._chat_profiles or model != DEFAULT_MODEL else ""
+        # An unknown handle (e.g. from before a RooGab restart) reconnects with the same sessionId:
+        # Chainlit restores the session if it still has it; otherwise first_interaction tells us.
+        s = _Session(handle or str(uuid.uuid4()), quote(profile, safe=""))
+        self._sessions[s.handle] = s
+        return s
+
+    async def _take_turn(self, s: _Session, flight: _Flight) -> None:
+        """Make *flight* the session's turn: one at a time; an older one is superseded and stopped."""
+        old, s.flight = s.flight, None
+        if old is not None:
+            old.turn.put(ProviderRejected(f"{self.name}: superseded by a newer turn in session {s.handle}",
+                                          provider=self.name))
+            await self._stop(s)
+        if not s.stopped.is_set():
+            try:  # Chainlit's stop cancels whatever task is current: let it land before the next one
+                await asyncio.wait_for(s.stopped.wait(), STOP_WAIT)
+            except asyncio.TimeoutError:
+                logger.info("%s: session %s: no answer to stop; going on", self.name, s.handle)
+            s.stopped.set()
+        s.flight = flight
+        flight.sent = True
+
+    async def _stop(self, s: _Session) -> None:
+        s.stopped.clear()
+        await self._emit_quietly(s, "stop")
+
+    def _abandon(self, turn: Turn) -> None:
+        """The request went away: stop routing to its turn and tell the app to stop it."""
+        for s in self._sessions.values():
+            if s.flight is not None and s.flight.turn is turn:
+                s.flight = None
+                self._spawn(self._stop(s))
+
+    async def _forget(self, handle: str) -> None:
+        s = self._sessions.get(handle)
+        if s is not None:
+            await self._retire(s, clear=True)
+
+    async def _retire(self, s: _Session, *, clear: bool) -> None:
+        """Close *s*'s connection; with *clear*, ask the app to drop the session first."""
+        if self._sessions.get(s.handle) is s:
+            del self._sessions[s.handle]
+        flight, s.flight = s.flight, None
+        if flight is not None:
+            flight.turn.put(ProviderUnavailable(f"{self.name}: session {s.handle} was closed", provider=self.name))
+        if clear and s.client is not None and s.client.connected:
+            try:  # with an ack: the server must mark the session before it sees the disconnect
+                with _socketio_errors(self.name, "clear_session"):
+                    await s.client.call("clear_session", timeout=self._connect_timeout)
+            except UpstreamError as exc:
+                logger.info("%s", exc)
+        await self._drop_client(s)
+
+    async def _shutdown(self) -> None:
+        self._closed = True
+        for s in list(self._sessions.values()):
+            await self._retire(s, clear=False)
+        for task in list(self._background):
+            task.cancel()
+        self._set_health(connected=False, error=None)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _emit(self, s: _Session, event: str, data: object = None) -> None:
+        if s.client is None:
+            raise ProviderUnavailable(f"{self.name}: not connected", provider=self.name)
+        with _socketio_errors(self.name, f"sending {event}"):
+            await s.client.emit(event, data)
+
+    async def _emit_quietly(self, s: _Session, event: str, data: object = None) -> None:
+        """Emit where a failure has nobody to report to; the disconnect handler tells the turn."""
+        try:
+            await self._emit(s, event, data)
+        except UpstreamError as exc:
+            logger.info("%s", exc)
+
+    # -- incoming events (loop thread; synchronous, so they keep their arrival order) --------
+
+    def _on_task_start(self, s: _Session, data: object = None) -> None:
+        s.tasks += 1
+
+    def _on_task_end(self, s: _Session, data: object = None) -> None:
+        if not s.ready.is_set():  # the answer to connection_successful
+            s.ready.set()
+            return
+        s.tasks = max(0, s.tasks - 1)
+        flight = s.flight
+        if s.tasks == 0 and flight is not None and flight.started:
+            s.flight = None
+            flight.reply.finish()
+
+    def _on_first_interaction(self, s: _Session, data: object = None) -> None:
+        flight = s.flight
+        if flight is None or not flight.continuation:
+            return
+        s.flight = None
+        self._gone.add(s.handle)
+        flight.turn.put(ConversationGone(
+            f"{self.name}: the app no longer knows session {s.handle} (it restarted or the session expired)",
+            provider=self.name))
+        self._spawn(self._stop_and_retire(s))
+
+    async def _stop_and_retire(self, s: _Session) -> None:
+        await self._stop(s)
+        await self._retire(s, clear=True)
+
+    def _on_stream_start(self, s: _Session, data: object = None) -> None:
+        flight = s.flight
+        if flight is None or not isinstance(data, dict) or not flight.adopt(data):
+            return
+        mid = data.get("id")
+        if data.get("type") == "assistant_message" and isinstance(mid, str):
+            flight.streams.add(mid)
+            output = data.get("output")
+            flight.reply.append(mid, output if isinstance(output, str) else "")
+
+    def _on_stream_token(self, s: _Session, data: object = None) -> None:
+        flight = s.flight
+        if flight is None or not isinstance(data, dict) or data.get("isInput"):
+            return
+        mid, token = data.get("id"), data.get("token")
+        if mid not in flight.streams or not isinstance(mid, str) or not isinstance(token, str):
+            return
+        if data.get("isSequence"):
+            flight.reply.replace(mid, token)
+        else:
+            flight.reply.append(mid, token)
+
+    def _on_step(self, s: _Session, data: object = None) -> None:
+        """``new_message`` / ``update_message``: a step of ours, an error, or the final text."""
+        if not isinstance(data, dict):
+            return
+        if data.get("parentId") is None and data.get("output") == STOPPED_TEXT:
+            s.stopped.set()
+        flight = s.flight
+        if flight is None:
+            return
+        ours = flight.adopt(data)
+        if data.get("isError") and (ours or data.get("parentId") is None):
+            s.flight = None
+            flight.turn.put(ProviderRejected(f"{self.name}: the app reported an error: "
+                                             f"{short(data.get('output')) or 'no details'}", provider=self.name))
+            return
+        mid, output = data.get("id"), data.get("output")
+        if ours and data.get("type") == "assistant_message" and isinstance(mid, str) and isinstance(output, str):
+            flight.streams.add(mid)
+            flight.reply.replace(mid, output)
+
+
+def _event(is_set: bool) -> asyncio.Event:
+    event = asyncio.Event()
+    if is_set:
+        event.set()
+    return event
+
+
+def _message(message_id: str, text: str) -> dict[str, object]:
+    """The ``client_message`` payload of a user message (providers.md §1.3)."""
+    created = datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+    step = {"id": message_id, "threadId": "", "name": "User", "type": "user_message", "output": text,
+            "createdAt": created}
+    return {"message": step, "fileReferences": []}
