@@ -24,7 +24,8 @@ from .errors import (ForbiddenHost, InvalidRequest, MethodNotAllowed, NotFound, 
                      RooGabError, Unauthorized, to_openai_error)
 from .guide import client_settings
 from .render import tool_call_deltas
-from .service import CallOut, ChatService, Finished, Out, Ping, ReasoningOut, TextOut
+from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut
+from .service import ChatService
 from .wire import chunk, completion, model_list, parse_chat_request, usage_chunk
 
 __all__ = ["AppState", "api", "status", "install_guards"]

@@ -8,7 +8,11 @@ only the suffix is sent. Anything else starts a fresh provider conversation and 
 history. Correctness first: a replay is never wrong, a wrong match is.
 
 One turn at a time per conversation: ``Registry.turn`` holds the conversation's lock for the
-whole turn, so a second request for the same task waits and is then matched afresh.
+whole turn. A request identical to the one in flight waits for it and is then answered from the
+recorded reply, as is a retry of a completed turn; a retry of a failed turn is sent again.
+
+The registry works in memory and writes through a ``Store`` so that conversations survive a
+restart of RooGab.
 """
 
 from __future__ import annotations
@@ -22,9 +26,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from .store import ConversationRecord, MemoryStore, Store
 from .wire import ChatRequest, Message, canonical_json
 
 __all__ = ["Conversation", "Plan", "Registry", "message_digest", "thread_key"]
+
+Key = tuple[str, str, str, str]
+EXPIRY_CHECK_SECONDS = 60.0
+RETRY_WINDOW_SECONDS = 600.0  # agents retry within seconds to minutes; later, ask the model again
 
 
 def message_digest(m: Message) -> str:
@@ -41,6 +50,10 @@ def thread_key(request: ChatRequest) -> str:
     return hashlib.sha256(json.dumps([system, first]).encode()).hexdigest()[:32]
 
 
+def _request_digest(digests: tuple[str, ...]) -> str:
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:32]
+
+
 @dataclass
 class Conversation:
     """A provider conversation that one task of one client is mapped onto."""
@@ -55,18 +68,44 @@ class Conversation:
     created: float = 0.0
     updated: float = 0.0
     turns: int = 0
+    last_request: str | None = None
+    last_reply: str | None = None
+    inflight: str | None = None
+    dead: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    @property
+    def key(self) -> Key:
+        """The task this conversation serves."""
+        return (self.client, self.thread, self.provider, self.model)
+
+    def record(self) -> ConversationRecord:
+        """The stored form."""
+        return ConversationRecord(self.id, self.client, self.thread, self.provider, self.model,
+                                  self.handle, self.transcript, self.created, self.updated, self.turns,
+                                  self.last_request, self.last_reply)
+
+    @classmethod
+    def from_record(cls, rec: ConversationRecord) -> Conversation:
+        """Back from the store."""
+        return cls(rec.id, rec.client, rec.thread, rec.provider, rec.model, rec.handle, rec.transcript,
+                   rec.created, rec.updated, rec.turns, rec.last_request, rec.last_reply)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """What one turn must send: *history* to replay (fresh conversations only) and *new*."""
+    """What one turn must send: *history* to replay (fresh conversations only) and *new*.
+
+    ``recorded`` is set when the request repeats a completed turn: the JSON of what the agent
+    got then, to be sent again without asking the chat service.
+    """
 
     conversation: Conversation
     messages: tuple[Message, ...]
     digests: tuple[str, ...]
     history: tuple[Message, ...]
     new: tuple[Message, ...]
+    recorded: str | None = None
 
     @property
     def fresh(self) -> bool:
@@ -80,43 +119,68 @@ class Plan:
 
 
 class Registry:
-    """Maps requests onto provider conversations; in memory."""
+    """Maps requests onto provider conversations; in memory, written through to a store."""
 
-    def __init__(self, clock: Callable[[], float] = time.time,
+    def __init__(self, store: Store | None = None, *, idle_expiry: float = 7 * 86400.0,
+                 clock: Callable[[], float] = time.time,
                  new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> None:
+        self.store = store if store is not None else MemoryStore()
+        self._idle_expiry = idle_expiry
         self._clock = clock
         self._new_id = new_id
         self._lock = threading.Lock()
-        self._threads: dict[tuple[str, str, str, str], list[Conversation]] = {}
+        self._threads: dict[Key, list[Conversation]] = {}
+        self._next_expiry = 0.0
+        for rec in self.store.load_conversations():
+            conv = Conversation.from_record(rec)
+            self._threads.setdefault(conv.key, []).append(conv)
 
     @contextmanager
     def turn(self, client: str, request: ChatRequest, provider: str, model: str) -> Iterator[Plan]:
         """Plan a turn and hold its conversation for the duration of the ``with`` block."""
+        self._expire()
         key = (client, thread_key(request), provider, model)
         digests = tuple(message_digest(m) for m in request.messages)
+        asked = _request_digest(digests)
         while True:
-            conv = self._match(key, digests) or self._create(key)
+            conv = self._claim(key, digests, asked)
             with conv.lock:
-                if _extends(conv.transcript, digests):
-                    yield self._plan(conv, request, digests)
+                if conv.dead:
+                    continue
+                if self._is_retry(conv, asked):
+                    yield Plan(conv, request.messages, digests, (), (), recorded=conv.last_reply)
                     return
+                if not _extends(conv.transcript, digests):
+                    continue
+                conv.inflight = asked
+                try:
+                    yield self._plan(conv, request.messages, digests)
+                finally:
+                    conv.inflight = None
+                return
 
-    def record(self, plan: Plan, handle: str, reply: Message) -> None:
+    def record(self, plan: Plan, handle: str, reply: Message, reply_json: str) -> None:
         """The turn succeeded: the provider has now seen the request and *reply*."""
         conv = plan.conversation
         conv.handle = handle
         conv.transcript = plan.digests + (message_digest(reply),)
+        conv.last_request, conv.last_reply = _request_digest(plan.digests), reply_json
         conv.updated = self._clock()
         conv.turns += 1
+        self.store.save_conversation(conv.record())
 
     def drop(self, plan: Plan) -> None:
         """The turn failed after it may have reached the provider: never continue it."""
-        key = (plan.conversation.client, plan.conversation.thread, plan.conversation.provider,
-               plan.conversation.model)
+        self.forget(plan.conversation)
+
+    def forget(self, conv: Conversation) -> None:
+        """Remove a conversation from memory and from the store."""
+        conv.dead = True
         with self._lock:
-            convs = self._threads.get(key, [])
-            if plan.conversation in convs:
-                convs.remove(plan.conversation)
+            convs = self._threads.get(conv.key, [])
+            if conv in convs:
+                convs.remove(conv)
+        self.store.delete_conversation(conv.id)
 
     def restart(self, plan: Plan) -> Plan:
         """The provider forgot the conversation: same lock, fresh conversation, full replay."""
@@ -125,30 +189,45 @@ class Registry:
         return replace(plan, history=history, new=new)
 
     def conversations(self) -> list[Conversation]:
-        """Every known conversation, newest first."""
+        """Every known conversation, most recently used first."""
         with self._lock:
             convs = [c for cs in self._threads.values() for c in cs]
         return sorted(convs, key=lambda c: c.updated, reverse=True)
 
-    def _match(self, key: tuple[str, str, str, str], digests: tuple[str, ...]) -> Conversation | None:
-        with self._lock:
-            candidates = [c for c in self._threads.get(key, []) if _extends(c.transcript, digests)]
-        return max(candidates, key=lambda c: len(c.transcript), default=None)
+    def _is_retry(self, conv: Conversation, asked: str) -> bool:
+        recent = self._clock() - conv.updated < RETRY_WINDOW_SECONDS
+        return recent and conv.last_request == asked and conv.last_reply is not None
 
-    def _create(self, key: tuple[str, str, str, str]) -> Conversation:
-        now = self._clock()
-        conv = Conversation(id=self._new_id(), client=key[0], thread=key[1], provider=key[2],
-                            model=key[3], created=now, updated=now)
+    def _claim(self, key: Key, digests: tuple[str, ...], asked: str) -> Conversation:
+        """The conversation this request belongs to, created (and claimed) if there is none."""
         with self._lock:
+            convs = [c for c in self._threads.get(key, []) if not c.dead]
+            same = [c for c in convs if asked in (c.inflight, c.last_request)]
+            extending = [c for c in convs if _extends(c.transcript, digests)]
+            found = same or sorted(extending, key=lambda c: len(c.transcript), reverse=True)
+            if found:
+                return found[0]
+            now = self._clock()
+            conv = Conversation(id=self._new_id(), client=key[0], thread=key[1], provider=key[2],
+                                model=key[3], created=now, updated=now, inflight=asked)
             self._threads.setdefault(key, []).append(conv)
-        return conv
+            return conv
 
-    def _plan(self, conv: Conversation, request: ChatRequest, digests: tuple[str, ...]) -> Plan:
-        messages = request.messages
+    def _plan(self, conv: Conversation, messages: tuple[Message, ...], digests: tuple[str, ...]) -> Plan:
         if conv.handle is not None:
             return Plan(conv, messages, digests, (), messages[len(conv.transcript):])
         history, new = _answered_split(messages)
         return Plan(conv, messages, digests, history, new)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        if now < self._next_expiry:
+            return
+        self._next_expiry = now + EXPIRY_CHECK_SECONDS
+        gone = set(self.store.expire_conversations(now - self._idle_expiry))
+        with self._lock:
+            for key, convs in self._threads.items():
+                self._threads[key] = [c for c in convs if c.id not in gone or c.inflight]
 
 
 def _extends(transcript: tuple[str, ...], digests: tuple[str, ...]) -> bool:

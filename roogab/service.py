@@ -9,62 +9,25 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Union
 
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
-from .errors import ConversationGone, ModelNotFound, ReplyFormatError
+from .errors import ConversationGone, ModelNotFound, ReplyFormatError, RooGabError, StoreError
+from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
+from .turnlog import turn_record
 from .usage import TokenCounter
 from .wire import ChatRequest, Message, ToolCallRef, Usage
 
-__all__ = ["ChatService", "TurnSettings", "Ping", "TextOut", "ReasoningOut", "CallOut", "Finished", "Out"]
+__all__ = ["ChatService", "TurnSettings"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Ping:
-    """Nothing new yet; the API sends a keep-alive comment."""
-
-
-@dataclass(frozen=True)
-class TextOut:
-    """Text for the agent (``delta.content``)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class ReasoningOut:
-    """Reasoning for the agent (``delta.reasoning_content``)."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class CallOut:
-    """A validated tool call with its index in this turn and the id RooGab gave it."""
-
-    index: int
-    id: str
-    call: ToolCall
-
-
-@dataclass(frozen=True)
-class Finished:
-    """The turn is complete."""
-
-    finish_reason: str
-    usage: Usage
-
-
-Out = Union[Ping, TextOut, ReasoningOut, CallOut, Finished]
 
 
 @dataclass(frozen=True)
@@ -117,11 +80,13 @@ class ChatService:
         """
         provider, model = self.resolve_model(request.model)
         with self.registry.turn(client, request, provider.name, model) as plan:
-            yield from _Turn(self, plan, request, provider, model).run()
+            yield from _Turn(self, plan, request, provider, model, client).run()
 
     def complete(self, request: ChatRequest, client: str) -> tuple[Message, list[CallOut], Finished, str]:
         """Run one turn to the end: the assistant message, its calls, the finish, reasoning."""
-        texts, reasoning, calls = [], [], []
+        texts: list[str] = []
+        reasoning: list[str] = []
+        calls: list[CallOut] = []
         finished = Finished("stop", Usage(0, 0))
         for item in self.run(request, client):
             if isinstance(item, TextOut):
@@ -156,23 +121,56 @@ class _Turn:
     request: ChatRequest
     provider: Provider
     model: str
+    client: str
     texts: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
     calls: list[CallOut] = field(default_factory=list)
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
+    repairs: int = 0
+    usage: Usage | None = None
     repeat: _Repeat | None = None
 
     def run(self) -> Iterator[Out]:
-        recorded = False
+        """The turn's items; every outcome (answer, retry, failure, agent gone) is logged."""
+        started, clock = time.time(), time.monotonic()
+        if self.plan.recorded is not None:
+            items = from_json(self.plan.recorded)
+            yield from items
+            self._log(started, clock, "retry answered from the record", self.plan.recorded, None)
+            return
+        recorded, error = False, "the agent went away before the turn ended"
         try:
             handle = yield from self._answer()
-            message = _echo_message("".join(self.texts), self.calls)
-            self.service.registry.record(self.plan, handle, message)
+            self.usage = self._usage()
+            finished = Finished("tool_calls" if self.calls and self.request.native_tools else "stop", self.usage)
+            reply = to_json([TextOut("".join(self.texts)), ReasoningOut("".join(self.reasoning)),
+                             *self.calls, finished])
+            self.service.registry.record(self.plan, handle, _echo_message("".join(self.texts), self.calls),
+                                         reply)
             recorded = True
-            yield Finished("tool_calls" if self.calls and self.request.native_tools else "stop", self._usage())
+            self._log(started, clock, "repaired" if self.repairs else "ok", reply, None)
+            yield finished
+        except RooGabError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            raise
         finally:
             if not recorded:
                 self.service.registry.drop(self.plan)
+                verdict = "non_compliant" if error.startswith("ReplyFormatError") else "failed"
+                self._log(started, clock, verdict, to_json([TextOut("".join(self.texts)), *self.calls]), error)
+
+    def _log(self, started: float, clock: float, verdict: str, response: str, error: str | None) -> None:
+        record = turn_record(
+            turn_id=uuid.uuid4().hex, conversation_id=self.plan.conversation.id, provider=self.provider.name,
+            request=self.request, client=self.client, started_at=started,
+            duration_ms=int((time.monotonic() - clock) * 1000), prompts=self.sent, raws=self.raws,
+            verdict=verdict, replayed=self.plan.replay, repairs=self.repairs,
+            usage=self.usage, response=response, error=error)
+        try:
+            self.service.registry.store.add_turn(record)
+        except StoreError as exc:
+            log.warning("could not write the turn log: %s", exc)
 
     def _answer(self) -> Generator[Out, None, str]:
         """Send, parse, repair while allowed; return the provider conversation's handle."""
@@ -196,6 +194,7 @@ class _Turn:
             if repairs <= 0:
                 raise _non_compliant(reply)
             repairs -= 1
+            self.repairs += 1
             log.info("repairing a reply from %s: %s", self.provider.name, reply.problem)
             self._forget_attempt()
             prompt = self.service.prompts.repair(self.request, reply.problem)
@@ -278,6 +277,7 @@ class _Turn:
                 self.texts.append(text)
                 yield TextOut(text)
         elif isinstance(event, Reasoning) and event.text and not self.repeat:
+            self.reasoning.append(event.text)
             yield ReasoningOut(event.text)
 
     def _forget_attempt(self) -> None:
@@ -288,6 +288,7 @@ class _Turn:
         """
         if not self.request.stream:
             self.texts.clear()
+            self.reasoning.clear()
             self.calls.clear()
         elif self.texts:
             self.repeat = _Repeat("".join(self.texts))

@@ -152,6 +152,8 @@ def test_title_request_without_tools_gets_plain_text(client: openai.OpenAI, demo
 
 def test_second_turn_sends_only_what_is_new(client: openai.OpenAI, demo: Any) -> None:
     first, second = (_as_demo_model(b) for b in captured_bodies(CLINE))
+    for body in (first, second):  # a task of its own: other tests sent Cline's first turn already
+        body["messages"][1]["content"] += " (continuity test)"
     demo.push(ScriptedReply(ENVELOPES["read_files"]))
     calls, _, _ = _collect_stream(client.chat.completions.create(**first))
     [call] = calls.values()

@@ -29,10 +29,11 @@ def _case(path: Path) -> dict[str, Any]:
     return case
 
 
-def _request(client_name: str, case: dict[str, Any]) -> dict[str, Any]:
+def _request(client_name: str, case: dict[str, Any], name: str) -> dict[str, Any]:
     capture, _, _ = CLIENTS[client_name]
     body = as_demo_model(captured_bodies(capture)[0])
     body["messages"] = body["messages"][:2]
+    body["messages"][0]["content"] += f"\n(corpus case {name})"  # each case is a task of its own
     body["stream"] = True
     body["stream_options"] = {"include_usage": True}
     if case["tool_names"]:
@@ -89,7 +90,7 @@ def test_corpus_reply_reaches_the_agent(client: openai.OpenAI, demo: DemoChatSer
     demo.push(ScriptedReply(case["reply"], stream=stream, chunk=chunk))
     if repaired:
         demo.push(ScriptedReply(GOOD_TEXT, stream=stream, chunk=chunk))
-    body = _request(client_name, case)
+    body = _request(client_name, case, path.stem)
     if not body.get("tools") and any(e["type"] == "tool_call" for e in case["expected"]):
         pytest.skip("calls in a request without tools are rendered as XML text (tested in test_service)")
     text, calls = _run(client, body)
@@ -107,7 +108,7 @@ def test_two_bad_replies_give_non_compliant_response(client: openai.OpenAI, demo
     case = _case(FIXTURES / "replies" / "hand_call_without_name.json")
     demo.push(ScriptedReply(case["reply"]), ScriptedReply(case["reply"]))
     with pytest.raises(openai.APIError) as info:
-        _run(client, _request("roo", case))
+        _run(client, _request("roo", case, "two-bad-stream"))
     assert "non_compliant_response" in str(info.value.body) or "reply format" in str(info.value)
     assert len([r for r in demo.received if r.prompt]) == 2
 
@@ -115,7 +116,7 @@ def test_two_bad_replies_give_non_compliant_response(client: openai.OpenAI, demo
 def test_non_compliant_before_streaming_is_a_502(client: openai.OpenAI, demo: DemoChatService) -> None:
     case = _case(FIXTURES / "replies" / "hand_call_without_name.json")
     demo.push(ScriptedReply(case["reply"]), ScriptedReply(case["reply"]))
-    body = _request("roo", case)
+    body = _request("roo", case, "two-bad-json")
     body["stream"] = False
     body.pop("stream_options")
     with pytest.raises(openai.APIStatusError) as info:

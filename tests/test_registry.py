@@ -26,7 +26,7 @@ def test_second_turn_is_a_continuation_with_only_the_tool_result() -> None:
     first, second = captured_bodies(CLINE)
     plan = _turn(registry, first)
     assert plan.fresh and not plan.replay and [m.role for m in plan.new] == ["system", "user"]
-    registry.record(plan, "conv-1", _cline_reply())
+    registry.record(plan, "conv-1", _cline_reply(), "{}")
     plan2 = _turn(registry, second)
     assert not plan2.fresh and plan2.conversation.handle == "conv-1"
     assert [m.role for m in plan2.new] == ["tool"]
@@ -36,7 +36,7 @@ def test_edited_history_starts_a_fresh_conversation_with_replay() -> None:
     registry = Registry()
     first, second = captured_bodies(CLINE)
     plan = _turn(registry, first)
-    registry.record(plan, "conv-1", _cline_reply())
+    registry.record(plan, "conv-1", _cline_reply(), "{}")
     second["messages"][2]["content"] = "I edited this."
     plan2 = _turn(registry, second)
     assert plan2.fresh and plan2.replay
@@ -56,7 +56,7 @@ def test_same_task_from_two_clients_never_mix() -> None:
     registry = Registry()
     first, _ = captured_bodies(CLINE)
     plan = _turn(registry, first, "addr:1")
-    registry.record(plan, "conv-1", _cline_reply())
+    registry.record(plan, "conv-1", _cline_reply(), "{}")
     assert _turn(registry, captured_bodies(CLINE)[1], "addr:2").fresh
 
 
@@ -71,7 +71,7 @@ def test_failed_turn_is_never_continued() -> None:
 def test_restart_turns_a_continuation_into_a_full_replay() -> None:
     registry = Registry()
     first, second = captured_bodies(CLINE)
-    registry.record(_turn(registry, first), "conv-1", _cline_reply())
+    registry.record(_turn(registry, first), "conv-1", _cline_reply(), "{}")
     plan = registry.restart(_turn(registry, second))
     assert plan.fresh and plan.replay and [m.role for m in plan.new] == ["tool"]
 
@@ -79,7 +79,7 @@ def test_restart_turns_a_continuation_into_a_full_replay() -> None:
 def test_a_turn_holds_its_conversation() -> None:
     registry = Registry()
     first, second = captured_bodies(CLINE)
-    registry.record(_turn(registry, first), "conv-1", _cline_reply())
+    registry.record(_turn(registry, first), "conv-1", _cline_reply(), "{}")
     req = parse_chat_request(second)
     order: list[str] = []
     with registry.turn("addr:1", req, "demo", "gab-1") as plan:
@@ -90,6 +90,6 @@ def test_a_turn_holds_its_conversation() -> None:
         t.start()
         t.join(0.2)
         order.append("first")
-        registry.record(plan, "conv-1", Message("assistant", "done"))
+        registry.record(plan, "conv-1", Message("assistant", "done"), "{}")
     t.join(5)
     assert order == ["first", "second"]

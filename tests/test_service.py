@@ -11,7 +11,8 @@ from roogab.errors import ConversationGone, ProviderDisconnected, ReplyFormatErr
 from roogab.prompt import PromptBook
 from roogab.providers.fake import FakeProvider
 from roogab.registry import Registry
-from roogab.service import CallOut, ChatService, Finished, Out, TextOut, TurnSettings
+from roogab.outputs import CallOut, Finished, Out, TextOut
+from roogab.service import ChatService, TurnSettings
 from roogab.wire import ChatRequest, parse_chat_request
 from support import CLINE, ROO, captured_bodies
 

@@ -1,0 +1,86 @@
+"""What a turn yields to the API: the items of one coherent answer, and their JSON form.
+
+The JSON form is what the registry records as a turn's reply (a retried request is answered
+from it, with the same call ids) and what the turn log shows as "what the agent got".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .envelope.events import ToolCall
+from .wire import Usage
+
+__all__ = ["Ping", "TextOut", "ReasoningOut", "CallOut", "Finished", "Out", "to_json", "from_json"]
+
+
+@dataclass(frozen=True)
+class Ping:
+    """Nothing new yet; the API sends a keep-alive comment."""
+
+
+@dataclass(frozen=True)
+class TextOut:
+    """Text for the agent (``delta.content``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ReasoningOut:
+    """Reasoning for the agent (``delta.reasoning_content``)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class CallOut:
+    """A validated tool call with its index in this turn and the id RooGab gave it."""
+
+    index: int
+    id: str
+    call: ToolCall
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The turn is complete."""
+
+    finish_reason: str
+    usage: Usage
+
+
+Out = Union[Ping, TextOut, ReasoningOut, CallOut, Finished]
+
+
+def to_json(items: Iterable[Out]) -> str:
+    """One answer's items as JSON: text, reasoning, calls, finish reason and usage."""
+    reply: dict[str, Any] = {"text": "", "reasoning": "", "calls": [], "finish_reason": "stop",
+                             "usage": [0, 0]}
+    for item in items:
+        if isinstance(item, TextOut):
+            reply["text"] += item.text
+        elif isinstance(item, ReasoningOut):
+            reply["reasoning"] += item.text
+        elif isinstance(item, CallOut):
+            reply["calls"].append({"id": item.id, "name": item.call.name, "arguments": item.call.arguments})
+        elif isinstance(item, Finished):
+            reply["finish_reason"] = item.finish_reason
+            reply["usage"] = [item.usage.prompt_tokens, item.usage.completion_tokens]
+    return json.dumps(reply, ensure_ascii=False)
+
+
+def from_json(text: str) -> list[Out]:
+    """The items ``to_json`` recorded, in the order an agent reads them."""
+    reply = json.loads(text)
+    items: list[Out] = []
+    if reply["reasoning"]:
+        items.append(ReasoningOut(reply["reasoning"]))
+    if reply["text"]:
+        items.append(TextOut(reply["text"]))
+    items += [CallOut(i, c["id"], ToolCall(c["name"], c["arguments"])) for i, c in enumerate(reply["calls"])]
+    items.append(Finished(reply["finish_reason"], Usage(*reply["usage"])))
+    return items
