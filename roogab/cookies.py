@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from .errors import ConfigError
 
-__all__ = ["Cookie", "load_cookies", "parse_netscape", "parse_json", "cookie_header", "expiry_warnings"]
+__all__ = ["Cookie", "cookie_header", "expiry_warnings", "load_cookies", "parse_json", "parse_netscape"]
 
 _DAY = 86_400.0
 _SECURE_SCHEMES = ("https", "wss")
@@ -71,7 +71,7 @@ def load_cookies(path: Path, *, key: str = "cookie_file") -> list[Cookie]:
             the line (or JSON entry), never a cookie value.
     """
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = path.read_bytes().decode("utf-8-sig")  # bytes: keep a stray \r for the checks
     except OSError as exc:
         raise ConfigError(key, f"cannot read {path}: {exc.strerror or exc}") from exc
     except UnicodeDecodeError as exc:
@@ -88,7 +88,7 @@ def parse_netscape(text: str, *, source: str = "cookies.txt", key: str = "cookie
         ConfigError: a line is malformed; the message gives *source* and the line number.
     """
     cookies = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):  # a lone \r stays in its line
         host_only_prefix = line.startswith("#HttpOnly_")
         if host_only_prefix:
             line = line[len("#HttpOnly_"):]

@@ -47,15 +47,22 @@ import socketio
 
 from ..config import ProviderProfile
 from ..cookies import expiry_warnings, load_cookies
-from ..errors import (ConfigError, ConversationGone, ProviderDisconnected, ProviderRejected,
-                      ProviderTimeout, ProviderUnavailable, UpstreamError)
+from ..errors import (
+    ConfigError,
+    ConversationGone,
+    ProviderDisconnected,
+    ProviderRejected,
+    ProviderTimeout,
+    ProviderUnavailable,
+    UpstreamError,
+)
 from ._text import safe_url, short
 from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
 from .login import Retry, WebClient, form_login
 from .loop import ProviderLoop
 from .socketio_impl import Reconnection
 
-__all__ = ["ChainlitProvider", "DEFAULT_MODEL"]
+__all__ = ["DEFAULT_MODEL", "ChainlitProvider"]
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +204,7 @@ class ChainlitProvider:
     """
 
     def __init__(self, profile: ProviderProfile, loop: ProviderLoop, *, connect_timeout: float = 10.0,
-                 reconnection: Reconnection = Reconnection(), retry: Retry = Retry()) -> None:
+                 reconnection: Reconnection | None = None, retry: Retry | None = None) -> None:
         parts = urlsplit(profile.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(f"providers.{profile.name}.url", "must be the app's http(s) URL")
@@ -206,12 +213,12 @@ class ChainlitProvider:
         self.max_message_chars = profile.max_message_chars
         self._loop = loop
         self._connect_timeout = connect_timeout
-        self._reconnection = reconnection
+        self._reconnection = reconnection or Reconnection()
         self._base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         self._socket_path = parts.path.rstrip("/") + SOCKET_PATH
         self._where = safe_url(profile.url)
         self._web = WebClient(self.name, profile.url, headers=profile.headers, timeout=connect_timeout,
-                              retry=retry)
+                              retry=retry or Retry())
         self._models: list[str] = list(profile.models)
         self._chat_profiles: set[str] = set(profile.models)
         self._login_required = False

@@ -32,7 +32,7 @@ from ..cookies import Cookie, cookie_header
 from ..errors import ProviderRejected, ProviderUnavailable
 from ._text import safe_url
 
-__all__ = ["Retry", "Reply", "WebClient", "form_login"]
+__all__ = ["Reply", "Retry", "WebClient", "form_login"]
 
 logger = logging.getLogger(__name__)
 

@@ -25,14 +25,19 @@ import pytest
 
 pytest.importorskip("chainlit")
 
-from roogab.config import ProviderProfile  # noqa: E402
-from roogab.errors import (ConfigError, ConversationGone, ProviderDisconnected, ProviderRejected,  # noqa: E402
-                           ProviderUnavailable)
-from roogab.providers.base import Created, Deadlines, Delta, Done, ProviderEvent, Snapshot, Turn  # noqa: E402
-from roogab.providers.chainlit_impl import ChainlitProvider  # noqa: E402
-from roogab.providers.login import Retry  # noqa: E402
-from roogab.providers.loop import ProviderLoop  # noqa: E402
-from roogab.providers.socketio_impl import Reconnection  # noqa: E402
+from roogab.config import ProviderProfile
+from roogab.errors import (
+    ConfigError,
+    ConversationGone,
+    ProviderDisconnected,
+    ProviderRejected,
+    ProviderUnavailable,
+)
+from roogab.providers.base import Created, Deadlines, Delta, Done, ProviderEvent, Snapshot, Turn
+from roogab.providers.chainlit_impl import ChainlitProvider
+from roogab.providers.login import Retry
+from roogab.providers.loop import ProviderLoop
+from roogab.providers.socketio_impl import Reconnection
 
 pytestmark = pytest.mark.loopback
 
@@ -63,8 +68,7 @@ class ChainlitServer:
 
     def start(self, timeout: float = 40.0) -> None:
         env = {**os.environ, "CHAINLIT_AUTH_SECRET": self.secret, "ROOGAB_TEST_PASSWORD": PASSWORD}
-        log = open(self.workdir / "server.log", "ab")
-        with log:
+        with open(self.workdir / "server.log", "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--host", "127.0.0.1",
                  "--port", str(self.port)], cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
