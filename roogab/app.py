@@ -19,24 +19,25 @@ __all__ = ["create_app", "build_service"]
 
 def build_service(config: Config, providers: Mapping[str, Provider], *,
                   registry: Registry | None = None, prompts: PromptBook | None = None) -> ChatService:
-    """The ChatService for *config* over already-started *providers*."""
+    """The ChatService for *config* over already-started *providers* (memory store by default)."""
     settings = TurnSettings(
         deadlines=Deadlines(first_token=config.first_token_timeout, silence=config.silence_timeout,
                             total=config.reply_timeout),
         tick=config.ping_interval,
         repair_attempts=config.repair_attempts,
     )
-    return ChatService(providers, registry or Registry(), prompts or PromptBook.load(config.prompts_dir),
-                       settings)
+    registry = registry or Registry(idle_expiry=config.idle_expiry)
+    return ChatService(providers, registry, prompts or PromptBook.load(config.prompts_dir), settings)
 
 
 def create_app(config: Config, providers: Mapping[str, Provider], *,
-               service: ChatService | None = None) -> Flask:
+               service: ChatService | None = None, registry: Registry | None = None) -> Flask:
     """A Flask app serving *providers* (already started) with the settings of *config*."""
     app = Flask("roogab")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.extensions["roogab"] = AppState(config, service or build_service(config, providers), time.time())
+    service = service or build_service(config, providers, registry=registry)
+    app.extensions["roogab"] = AppState(config, service, time.time())
     app.register_blueprint(api, url_prefix="/v1")
     app.register_blueprint(api, name="api_bare")
     app.register_blueprint(status)

@@ -116,8 +116,10 @@ class Config:
     allowed_hosts: tuple[str, ...] = ()
     providers: tuple[ProviderProfile, ...] = (ProviderProfile(),)
     prompts_dir: Path | None = None
-    store: StoreKind = "memory"
-    data_dir: Path | None = None
+    store: StoreKind = "sqlite"
+    data_dir: Path | None = None              # None: $XDG_DATA_HOME/roogab or ~/.local/share/roogab
+    max_turns: int = 2000                     # turn log retention
+    idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
     connect_timeout: float = 10.0
     first_token_timeout: float = 120.0
     silence_timeout: float = 60.0
@@ -182,6 +184,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
     if "providers" in values:
         kwargs["providers"] = _providers(values["providers"], env)
     kwargs["api_keys"] = _api_keys(values, env)
+    kwargs.setdefault("data_dir", _default_data_dir(env))
     config = Config(**kwargs)
     _check(config)
     return config
@@ -301,11 +304,19 @@ def _api_keys(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, .
     return tuple(k.strip() for k in keys if k.strip() and not k.strip().startswith("#"))
 
 
+def _default_data_dir(env: Mapping[str, str]) -> Path:
+    """The user data directory: $XDG_DATA_HOME/roogab, else ~/.local/share/roogab."""
+    base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or "~").expanduser() / ".local" / "share")
+    return Path(base) / "roogab"
+
+
 def _check(config: Config) -> None:
     if not 1 <= config.port <= 65535 and config.port != 0:
         raise ConfigError("port", f"must be between 1 and 65535, not {config.port}")
     if config.threads < 1:
         raise ConfigError("threads", "must be at least 1")
+    if config.max_turns < 1:
+        raise ConfigError("max_turns", "must be at least 1")
     if config.ping_interval <= 0:
         raise ConfigError("ping_interval", "must be greater than 0")
     if not config.is_loopback() and not config.api_keys:

@@ -15,12 +15,16 @@ from flask import Flask
 
 from .app import create_app
 from .config import Config, ProviderProfile
+from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
 from .errors import ConfigError
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
 from .providers.socketio_impl import MultiplexProvider
+from .redact import Redactor
+from .registry import Registry
 from .server import Server
+from .store import Store, open_store
 
 __all__ = ["Running", "start", "start_demo"]
 
@@ -36,6 +40,7 @@ class Running:
     server: Server
     loop: ProviderLoop
     providers: dict[str, Provider]
+    store: Store
     demo: DemoChatService | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -53,6 +58,7 @@ class Running:
         for provider in self.providers.values():
             provider.close()
         self.loop.stop()
+        self.store.close()
         if self.demo is not None:
             self.demo.stop()
 
@@ -78,6 +84,8 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         ConfigError: the configuration cannot be served.
         ProviderUnavailable: a provider could not connect.
     """
+    store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
+                       redactor=Redactor(secrets(config)))
     loop = ProviderLoop()
     loop.start()
     providers: dict[str, Provider] = {}
@@ -86,16 +94,33 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
             provider = build_provider(profile, loop, config)
             provider.start()
             providers[profile.name] = provider
-        app = create_app(config, providers)
+        app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry))
         server = Server(app, config.host, config.port, threads=config.threads)
     except BaseException:
         for provider in providers.values():
             provider.close()
         loop.stop()
+        store.close()
         raise
+    app.extensions["roogab"].service.tokens.warm()
     server.start()
-    log.info("serving on %s", server.url)
-    return Running(config, app, server, loop, providers, demo)
+    log.info("serving on %s (store: %s)", server.url, _where(config))
+    return Running(config, app, server, loop, providers, store, demo)
+
+
+def secrets(config: Config) -> list[str]:
+    """Every secret value the configuration holds, for the turn log's redactor."""
+    values = list(config.api_keys)
+    for profile in config.providers:
+        values.append(profile.password)
+        values += [value for _, value in profile.headers]
+        if profile.cookie_file is not None and profile.cookie_file.is_file():
+            values += [c.value for c in load_cookies(profile.cookie_file)]
+    return [v for v in values if v]
+
+
+def _where(config: Config) -> str:
+    return "memory" if config.store == "memory" else str(config.data_dir)
 
 
 def start_demo(config: Config, script: Iterable[ScriptedReply] = ()) -> Running:

@@ -21,9 +21,11 @@ def roo_body() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Running]:
-    """RooGab wired to the demo chat service, as `roogab demo` runs it, on free loopback ports."""
-    running = start_demo(load_config(env={}, overrides={"port": 0, "ping_interval": 0.2}))
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    """RooGab wired to the demo chat service, as `roogab demo` runs it, on free loopback ports,
+    with its SQLite store in a temporary data directory."""
+    data_dir = tmp_path_factory.mktemp("data")
+    running = start_demo(load_config(env={}, overrides={"port": 0, "ping_interval": 0.2, "data_dir": str(data_dir)}))
     yield running
     running.close()
 

@@ -172,7 +172,7 @@ def test_second_turn_sends_only_what_is_new(client: openai.OpenAI, demo: Any) ->
 
 @pytest.fixture(scope="module")
 def keyed_stack() -> Iterator[Running]:
-    config = load_config(env={"ROOGAB_API_KEYS": "s3cret"}, overrides={"port": 0})
+    config = load_config(env={"ROOGAB_API_KEYS": "s3cret"}, overrides={"port": 0, "store": "memory"})
     running = start_demo(dataclasses.replace(config))
     yield running
     running.close()
