@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 api = Blueprint("api", __name__)
 status = Blueprint("status", __name__)
 
-PROTECTED_BLUEPRINTS = ("api", "api_bare")
+PROTECTED_BLUEPRINTS = ("api", "api_bare", "inspect")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 

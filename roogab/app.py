@@ -9,6 +9,7 @@ from flask import Flask
 
 from .api import AppState, api, install_guards, status
 from .config import Config
+from .inspect_api import inspect
 from .prompt import PromptBook
 from .providers.base import Deadlines, Provider
 from .registry import Registry
@@ -41,5 +42,6 @@ def create_app(config: Config, providers: Mapping[str, Provider], *,
     app.register_blueprint(api, url_prefix="/v1")
     app.register_blueprint(api, name="api_bare")
     app.register_blueprint(status)
+    app.register_blueprint(inspect)
     install_guards(app)
     return app

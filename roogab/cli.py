@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
@@ -16,10 +19,14 @@ import click
 from . import __version__
 from .config import Config, load_config
 from .demo import ScriptedReply, load_script
-from .errors import ConfigError, UpstreamError
+from .errors import ConfigError, RequestError, StoreError, UpstreamError
+from .inspect_api import turn_json
+from .offline import parse_report
 from .guide import client_settings
 from .logs import configure_logging
 from .runtime import Running, start, start_demo
+from .store import ConversationRecord, Store, open_store
+from .wire import ChatRequest, parse_chat_request
 
 __all__ = ["main"]
 
@@ -80,6 +87,115 @@ def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
     from_script = _script(script)
     config = _load(config_file, flags)
     _run(lambda: start_demo(config, from_script), config)
+
+
+@main.command()
+@click.argument("reply_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--request", "request_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The chat-completions request (JSON body, or a captured session file): its tools "
+                   "are used to recognise XML tool tags and to validate each call.")
+def parse(reply_file: Path, request_file: Path | None) -> None:
+    """Parse a raw model reply offline and print its events as JSON Lines.
+
+    With --request, each tool call is validated against the request's tools and a last
+    line gives the verdict. Exit status 1 when the reply is not compliant.
+    """
+    chat = _read_request(request_file) if request_file else None
+    report = parse_report(reply_file.read_text("utf-8"), chat)
+    for line in report.lines:
+        click.echo(json.dumps(line, ensure_ascii=False))
+    sys.exit(0 if report.compliant else 1)
+
+
+@main.group()
+def conversations() -> None:
+    """List, show or remove the stored conversations (the SQLite store of the config).
+
+    Removing a conversation makes the next turn of its task start afresh by replay; restart a
+    running RooGab for it to notice.
+    """
+
+
+@conversations.command("list")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a line.")
+def conversations_list(config_file: Path | None, as_json: bool) -> None:
+    """Every stored conversation, most recently used first."""
+    with _store(config_file) as store:
+        records = store.load_conversations()
+    for rec in records:
+        if as_json:
+            click.echo(json.dumps(_record_json(rec)))
+        else:
+            click.echo(f"{rec.id}  {rec.provider}/{rec.model:<12} turns={rec.turns:<4} "
+                       f"updated={_when(rec.updated)}  handle={rec.handle or '-'}")
+    if not records and not as_json:
+        click.echo("no conversations stored")
+
+
+@conversations.command("show")
+@click.argument("conversation_id")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+def conversations_show(conversation_id: str, config_file: Path | None) -> None:
+    """One conversation and its latest turns, as JSON."""
+    with _store(config_file) as store:
+        found = [r for r in store.load_conversations() if r.id == conversation_id]
+        if not found:
+            _fail(f"no conversation {conversation_id}", status=1)
+        turns = store.turns(limit=50, conversation_id=conversation_id)
+    body = _record_json(found[0])
+    body["turns"] = [turn_json(t) for t in turns]
+    click.echo(json.dumps(body, indent=2, ensure_ascii=False))
+
+
+@conversations.command("rm")
+@click.argument("conversation_id")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+def conversations_rm(conversation_id: str, config_file: Path | None) -> None:
+    """Remove one conversation (its turn log stays until retention drops it)."""
+    with _store(config_file) as store:
+        removed = store.delete_conversation(conversation_id)
+    if not removed:
+        _fail(f"no conversation {conversation_id}", status=1)
+    click.echo(f"removed {conversation_id}")
+
+
+@contextmanager
+def _store(config_file: Path | None) -> Iterator[Store]:
+    config = _load(config_file, {})
+    if config.store == "memory":
+        _fail("the memory store keeps nothing between runs: set store = \"sqlite\"")
+    try:
+        store = open_store(config.store, config.data_dir)
+    except (ConfigError, StoreError) as exc:
+        _fail(str(exc), status=1)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _record_json(rec: ConversationRecord) -> dict[str, Any]:
+    return {"id": rec.id, "client": rec.client, "provider": rec.provider, "model": rec.model,
+            "handle": rec.handle, "turns": rec.turns, "messages_seen": len(rec.transcript),
+            "created": rec.created, "updated": rec.updated}
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp))
+
+
+def _read_request(path: Path) -> ChatRequest:
+    try:
+        body = json.loads(path.read_text("utf-8"))
+    except ValueError as exc:
+        _fail(f"{path} is not JSON: {exc}")
+    if isinstance(body, dict) and isinstance(body.get("requests"), list):
+        body = next((r["body"] for r in body["requests"] if isinstance(r.get("body"), dict)), None)
+    try:
+        return parse_chat_request(body)
+    except RequestError as exc:
+        _fail(f"{path}: {exc}")
 
 
 def _script(path: Path | None) -> list[ScriptedReply]:

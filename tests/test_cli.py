@@ -1,0 +1,108 @@
+"""The roogab command: help, version, start-up errors, parse, conversations, and a live demo."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import openai
+import pytest
+from click.testing import CliRunner
+
+from roogab import __version__
+from roogab.cli import main
+from roogab.store import ConversationRecord, SqliteStore
+from support import ROO, FIXTURES
+
+ENVELOPE = '```lua\nreturn { tool_calls = { { name = "read_file", arguments = { path = "a.py" } } } }\n```'
+
+
+def test_version_and_help() -> None:
+    runner = CliRunner()
+    assert __version__ in runner.invoke(main, ["--version"]).output
+    for command in ([], ["serve"], ["demo"], ["parse"], ["conversations"]):
+        result = runner.invoke(main, [*command, "--help"])
+        assert result.exit_code == 0 and "Usage:" in result.output
+    assert "--script" in runner.invoke(main, ["demo", "--help"]).output
+
+
+def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["serve", "--port", "70000"])
+    assert result.exit_code == 2 and "port" in result.output
+    bad = tmp_path / "script.jsonl"
+    bad.write_text('{"reply": "ok"}\n{"stream": "sideways", "reply": "x"}\n')
+    result = CliRunner().invoke(main, ["demo", "--script", str(bad)])
+    assert result.exit_code == 2 and "line 2" in result.output
+
+
+def test_parse_prints_events_and_verdict(tmp_path: Path) -> None:
+    reply = tmp_path / "reply.txt"
+    reply.write_text(ENVELOPE)
+    result = CliRunner().invoke(main, ["parse", str(reply), "--request", str(FIXTURES / "captured" / ROO)])
+    lines = [json.loads(line) for line in result.output.splitlines()]
+    assert result.exit_code == 0
+    assert lines[0] == {"type": "tool_call", "name": "read_file", "arguments": {"path": "a.py"}}
+    assert lines[-1]["type"] == "verdict" and lines[-1]["compliant"]
+    reply.write_text("no envelope here")
+    result = CliRunner().invoke(main, ["parse", str(reply), "--request", str(FIXTURES / "captured" / ROO)])
+    assert result.exit_code == 1 and "no envelope found" in result.output
+
+
+def test_conversations_list_show_rm(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "roogab" / "roogab.sqlite3")
+    store.save_conversation(ConversationRecord("abc123", "addr:1", "t", "demo", "gab-1", "h1", ("d1", "d2"),
+                                               1.0, 2.0, 1))
+    store.close()
+    env = {"XDG_DATA_HOME": str(tmp_path)}
+    runner = CliRunner()
+    listed = runner.invoke(main, ["conversations", "list"], env=env)
+    assert listed.exit_code == 0 and "abc123" in listed.output and "demo/gab-1" in listed.output
+    shown = runner.invoke(main, ["conversations", "show", "abc123"], env=env)
+    assert shown.exit_code == 0 and json.loads(shown.output)["messages_seen"] == 2
+    assert runner.invoke(main, ["conversations", "rm", "abc123"], env=env).exit_code == 0
+    assert runner.invoke(main, ["conversations", "rm", "abc123"], env=env).exit_code == 1
+    assert "no conversations stored" in runner.invoke(main, ["conversations", "list"], env=env).output
+
+
+@pytest.mark.loopback
+def test_live_roogab_demo_with_a_script(tmp_path: Path) -> None:
+    script = tmp_path / "script.jsonl"
+    script.write_text(json.dumps({"reply": ENVELOPE, "chunk": 5}) + "\n")
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--port", "0", "--script", str(script)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        url, banner = _wait_for_url(proc)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        result = client.chat.completions.create(
+            model="demo/gab-1", messages=[{"role": "user", "content": "read a.py"}],
+            tools=[{"type": "function", "function": {"name": "read_file", "parameters": {
+                "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}])
+        [call] = result.choices[0].message.tool_calls or []
+        assert call.function.name == "read_file" and json.loads(call.function.arguments) == {"path": "a.py"}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output, _ = proc.communicate(timeout=15)
+    output = banner + output
+    assert proc.returncode == 0, output
+    assert "Roo Code" in output and "Cline" in output and "Kilo Code" in output
+
+
+def _wait_for_url(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """The URL `roogab demo` prints, and the banner up to the last line of its settings."""
+    assert proc.stdout is not None
+    seen, url = "", None
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and "Press Ctrl-C" not in seen:
+        seen += proc.stdout.readline()
+        match = re.search(r"running at (http://127\.0\.0\.1:\d+)", seen)
+        url = match.group(1) if match else None
+    if url is None:
+        raise AssertionError(f"roogab demo did not print its URL: {seen}")
+    return url, seen
