@@ -135,7 +135,6 @@ class _Flight:
     family: set[str] = field(default_factory=set)
     streams: set[str] = field(default_factory=set)
     started: bool = False
-    sent: bool = False
     reply: _Reply = field(init=False)
 
     def __post_init__(self) -> None:
@@ -349,6 +348,7 @@ class ChainlitProvider:
         self._web.cookies.clear()
         self._load_cookie_file()
         form_login(self._web, "/login", p.username, p.password)
+        self._set_health(connected=True, error=None, logged_in=True)
         return True
 
     def _set_health(self, *, connected: bool, error: str | None, logged_in: bool | None = None) -> None:
@@ -477,8 +477,7 @@ class ChainlitProvider:
                 await self._ensure_connected(s)
                 if handle is None:
                     flight.turn.put(Created(s.handle))
-                await self._take_turn(s, flight)
-                if flight.turn.cancelled:
+                if not await self._take_turn(s, flight):
                     return
                 await self._emit(s, "client_message", _message(flight.message_id, text))
         except UpstreamError as exc:
@@ -512,32 +511,39 @@ class ChainlitProvider:
         self._sessions[s.handle] = s
         return s
 
-    async def _take_turn(self, s: _Session, flight: _Flight) -> None:
-        """Make *flight* the session's turn: one at a time; an older one is superseded and stopped."""
+    async def _take_turn(self, s: _Session, flight: _Flight) -> bool:
+        """Make *flight* the session's turn: one at a time; an older one is superseded and stopped.
+
+        Returns False when *flight* was cancelled meanwhile (then nothing is to be sent).
+        """
         old, s.flight = s.flight, None
         if old is not None:
             old.turn.put(ProviderRejected(f"{self.name}: superseded by a newer turn in session {s.handle}",
                                           provider=self.name))
-            await self._stop(s)
+            self._request_stop(s)
         if not s.stopped.is_set():
             try:  # Chainlit's stop cancels whatever task is current: let it land before the next one
                 await asyncio.wait_for(s.stopped.wait(), STOP_WAIT)
             except asyncio.TimeoutError:
                 logger.info("%s: session %s: no answer to stop; going on", self.name, s.handle)
             s.stopped.set()
+        if flight.turn.cancelled:
+            return False
         s.flight = flight
-        flight.sent = True
+        return True
 
-    async def _stop(self, s: _Session) -> None:
+    def _request_stop(self, s: _Session) -> None:
+        """Emit ``stop``; the next turn waits for its answer (``s.stopped``), cleared right here so
+        no ``client_message`` can slip in first and be the task that ``stop`` cancels."""
         s.stopped.clear()
-        await self._emit_quietly(s, "stop")
+        self._spawn(self._emit_quietly(s, "stop"))
 
     def _abandon(self, turn: Turn) -> None:
         """The request went away: stop routing to its turn and tell the app to stop it."""
         for s in self._sessions.values():
             if s.flight is not None and s.flight.turn is turn:
                 s.flight = None
-                self._spawn(self._stop(s))
+                self._request_stop(s)
 
     async def _forget(self, handle: str) -> None:
         s = self._sessions.get(handle)
@@ -609,11 +615,8 @@ class ChainlitProvider:
         flight.turn.put(ConversationGone(
             f"{self.name}: the app no longer knows session {s.handle} (it restarted or the session expired)",
             provider=self.name))
-        self._spawn(self._stop_and_retire(s))
-
-    async def _stop_and_retire(self, s: _Session) -> None:
-        await self._stop(s)
-        await self._retire(s, clear=True)
+        self._request_stop(s)
+        self._spawn(self._retire(s, clear=True))
 
     def _on_stream_start(self, s: _Session, data: object = None) -> None:
         flight = s.flight

@@ -261,6 +261,16 @@ def test_cancel_stops_the_reply_and_the_session_goes_on(provider: ChainlitProvid
     assert "t5 " not in final(got) and time.monotonic() - began < 3
 
 
+def test_a_newer_turn_supersedes_one_in_flight(provider: ChainlitProvider) -> None:
+    handle, _ = create(provider, "one")
+    old = provider.send(handle, "Fast Lane", "slow two", QUICK)
+    rest = first_delta(old)
+    got = events(provider.send(handle, "Fast Lane", "three", QUICK))
+    with pytest.raises(ProviderRejected, match="superseded by a newer turn"):
+        list(rest)
+    assert facts(final(got)) == {"profile": "Fast Lane", "messages": "3", "prompt": "three"}
+
+
 def test_forget_clears_the_session_on_the_server(provider: ChainlitProvider) -> None:
     handle, _ = create(provider, "one")
     provider.forget(handle)
