@@ -16,7 +16,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, request
+from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
@@ -99,13 +99,16 @@ def healthz() -> tuple[dict[str, Any], int]:
 
 
 @status.get("/")
-def index() -> Response:
-    """What is running and the settings to paste into each client."""
+def index() -> Response | str:
+    """What is running and the settings to paste into each client (a page, or text for curl)."""
     state = _state()
     base = request.host_url.rstrip("/")
     key_hint = "one of the configured keys" if state.config.api_keys else "any text (no keys configured)"
-    text = "RooGab is running.\n\n" + client_settings(base, [m for m, _ in state.service.models()], key_hint)
-    return Response(text + "\n", mimetype="text/plain")
+    settings = client_settings(base, [m for m, _ in state.service.models()], key_hint)
+    if request.accept_mimetypes.best_match(["text/plain", "text/html"]) == "text/html":
+        health = {name: p.health() for name, p in state.service.providers.items()}
+        return render_template("index.html", settings=settings, providers=health)
+    return Response("RooGab is running.\n\n" + settings + "\n", mimetype="text/plain")
 
 
 def _sse(first: Out, rest: Iterator[Out], cid: str, model: str, created: int,
@@ -197,7 +200,11 @@ def _client_identity(config: Config) -> str:
 def _bearer() -> str:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else ""
+    if scheme.lower() == "bearer":
+        return token.strip()
+    if request.blueprint == "inspect":  # a browser opening the inspector: /inspect?key=...
+        return request.args.get("key", "")
+    return ""
 
 
 def _check_host(config: Config) -> None:

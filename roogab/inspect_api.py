@@ -6,19 +6,50 @@ Behind the API key when keys are configured; secrets were redacted when the log 
 from __future__ import annotations
 
 import json
+import re
+import time
 from typing import Any
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, render_template, request
 
 from .errors import InvalidRequest
 from .registry import Conversation
 from .store import TurnRecord
 
-__all__ = ["inspect", "turn_json", "conversation_json"]
+__all__ = ["inspect", "turn_json", "conversation_json", "split_envelope"]
 
 inspect = Blueprint("inspect", __name__, url_prefix="/inspect")
 
 MAX_LIMIT = 1000
+PAGE_TURNS = 100
+# Where the envelope is in a raw reply: a fenced block (``` or ~~~), an HTML code element, or a
+# bare `return {` to the end. Only for showing it marked; the parser does the real work.
+ENVELOPE = re.compile(r"(```|~~~)[^\n]*\n.*?(?:\n\1|\Z)|<pre[^>]*>.*?(?:</pre>|\Z)|^return\s*\{.*",
+                      re.DOTALL | re.MULTILINE)
+VERDICT_CLASSES = {"retry answered from the record": "retry"}
+
+
+@inspect.get("")
+def page() -> str:
+    """The inspector page: conversations and their turns, updating live."""
+    registry = current_app.extensions["roogab"].service.registry
+    records = registry.store.turns(limit=PAGE_TURNS)
+    convs = [conversation_json(c) for c in registry.conversations()]
+    return render_template("inspect.html", turns=[_view(t) for t in records], conversations=convs,
+                           providers=sorted({t.provider for t in records}),
+                           models=sorted({t.model for t in records}))
+
+
+@inspect.get("/fragment")
+def fragment() -> str:
+    """Turn cards newer than ``?since=<started_at>``, rendered as on the page."""
+    try:
+        since = float(request.args.get("since", "0"))
+    except ValueError:
+        raise InvalidRequest("'since' must be a number", param="since") from None
+    registry = current_app.extensions["roogab"].service.registry
+    newer = [t for t in registry.store.turns(limit=PAGE_TURNS) if t.started_at > since]
+    return render_template("turns.html", turns=[_view(t) for t in newer])
 
 
 @inspect.get("/turns.json")
@@ -51,6 +82,22 @@ def conversation_json(c: Conversation) -> dict[str, Any]:
     return {"id": c.id, "client": c.client, "thread": c.thread, "provider": c.provider, "model": c.model,
             "handle": c.handle, "turns": c.turns, "messages_seen": len(c.transcript),
             "created": c.created, "updated": c.updated}
+
+
+def split_envelope(raw: str) -> tuple[str, str, str]:
+    """(before, envelope, after) of a raw reply, to show the envelope marked."""
+    match = ENVELOPE.search(raw)
+    if match is None:
+        return raw, "", ""
+    return raw[:match.start()], match.group(0), raw[match.end():]
+
+
+def _view(t: TurnRecord) -> dict[str, Any]:
+    view = turn_json(t)
+    view["verdict_class"] = VERDICT_CLASSES.get(t.verdict, t.verdict)
+    view["when"] = time.strftime("%H:%M:%S", time.localtime(t.started_at))
+    view["raw_before"], view["raw_envelope"], view["raw_after"] = split_envelope(t.raw_reply)
+    return view
 
 
 def _limit(raw: str) -> int:
