@@ -1,0 +1,246 @@
+"""Added latency of one turn: a 40 KB Roo request through RooGab versus the chat service direct.
+
+Run: ``PYTHONPATH=. python bench/bench_turn.py [--turns 200] [--json out.json]``.
+
+Both paths hit the same demo chat service (``roogab.runtime.start_demo``, the ``roogab demo``
+stack, SQLite store in a temporary directory) with the same scripted reply:
+
+* RooGab: Roo Code's captured request (21 tools, system prompt padded to a 40 KB body), a task
+  of its own each turn (a nonce in the user message), POSTed with ``http.client`` on a kept-alive
+  connection, streaming (SSE) and not. Time to first token = first chunk carrying content or a
+  tool call.
+* direct (the floor): a ``socketio.AsyncClient`` on its own event loop speaking the demo's
+  protocol itself — ``newConversation`` with the very prompt RooGab sent, then ``loadConversation``,
+  ``tokenDelta``…, ``streamEnd``. Timed inside the loop: emit to first ``tokenDelta`` / ``streamEnd``.
+
+Turns alternate RooGab / direct so drift in machine load hits both alike. "Added" is per pair:
+RooGab's time minus the direct time of the turn run right after it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+import socketio
+
+from roogab.config import load_config
+from roogab.demo import ScriptedReply
+from roogab.runtime import Running, start_demo
+
+try:
+    from bench._common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
+except ImportError:  # run as a script: bench/ is on sys.path, the repo root may not be
+    from _common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
+
+TEXT = ("I will start by listing the files in the current directory so that I can see how the "
+        "project is laid out, which language it uses and where its tests live. After that I will "
+        "read the most relevant files before proposing any change. " * 3).strip()
+REPLY = ("```lua\nreturn {\n  text = [==[" + TEXT + "]==],\n  tool_calls = {\n"
+         '    { name = "list_files", arguments = { path = ".", recursive = false } },\n  },\n}\n```')
+CHUNK = 16
+
+
+def script(delay_ms: int = 0, chunk: int = CHUNK) -> ScriptedReply:
+    """The reply both paths get: ~800 characters of envelope, text then one tool call."""
+    return ScriptedReply(REPLY, chunk=chunk, delay_ms=delay_ms)
+
+
+class DirectClient:
+    """The chat service's own protocol, spoken by a python-socketio AsyncClient on its own loop."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="direct-client", daemon=True)
+        self.thread.start()
+        self.sio: socketio.AsyncClient | None = None
+        self.pending: dict[str, dict[str, Any]] = {}   # ref -> turn state
+        self.by_cid: dict[str, dict[str, Any]] = {}
+        self.call(self._connect())
+
+    def call(self, coro: Any, timeout: float = 60.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    async def _connect(self) -> None:
+        sio = socketio.AsyncClient(reconnection=False, logger=False, engineio_logger=False)
+        sio.on("loadConversation", self._created)
+        sio.on("tokenDelta", self._delta)
+        sio.on("tokenStream", self._snapshot)
+        sio.on("streamEnd", self._end)
+        sio.on("conversationError", self._error)
+        await sio.connect(self.url, transports=["websocket"], wait_timeout=10)
+        self.sio = sio
+
+    def _created(self, data: dict[str, Any]) -> None:
+        st = self.pending.pop(data.get("ref"), None)
+        if st is not None:
+            self.by_cid[data["id"]] = st
+
+    def _delta(self, data: dict[str, Any]) -> None:
+        st = self.by_cid.get(data.get("c"))
+        if st is not None:
+            if not st["first"]:
+                st["first"] = time.perf_counter()
+            st["parts"].append(data.get("content") or "")
+
+    def _snapshot(self, data: dict[str, Any]) -> None:
+        st = self.by_cid.get(data.get("c"))
+        if st is not None:
+            if not st["first"]:
+                st["first"] = time.perf_counter()
+            st["parts"][:] = [data.get("content") or ""]
+
+    def _end(self, data: dict[str, Any]) -> None:
+        st = self.by_cid.pop(data.get("c"), None)
+        if st is not None:
+            st["end"] = time.perf_counter()
+            st["done"].set()
+
+    def _error(self, data: dict[str, Any]) -> None:
+        st = self.by_cid.pop(data.get("c"), None) or self.pending.pop(data.get("ref"), None)
+        if st is not None:
+            st["error"] = data
+            st["done"].set()
+
+    async def _turn(self, prompt: str, model: str) -> Timing:
+        assert self.sio is not None
+        ref = uuid.uuid4().hex
+        st: dict[str, Any] = {"first": 0.0, "end": 0.0, "parts": [], "done": asyncio.Event(), "error": None}
+        self.pending[ref] = st
+        t0 = time.perf_counter()
+        await self.sio.emit("newConversation", {"prompt": prompt, "agentId": model, "ref": ref})
+        await asyncio.wait_for(st["done"].wait(), 60)
+        if st["error"]:
+            raise RuntimeError(f"direct turn failed: {st['error']}")
+        return Timing(st["first"] - t0, st["end"] - t0, "".join(st["parts"]))
+
+    def turn(self, prompt: str, model: str = "gab-1") -> Timing:
+        """One fresh conversation: create with *prompt*, read the reply to its end."""
+        return self.call(self._turn(prompt, model))
+
+    def close(self) -> None:
+        if self.sio is not None:
+            self.call(self.sio.disconnect())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+def start_stack(tmp: str, **overrides: Any) -> Running:
+    """The ``roogab demo`` stack on free loopback ports, its SQLite store under *tmp*."""
+    config = load_config(env={}, overrides={"port": 0, "data_dir": tmp, **overrides})
+    return start_demo(replace(config))
+
+
+def check_roogab(t: Timing) -> None:
+    calls = t.tool_calls or []
+    if TEXT not in t.content or [c["name"] for c in calls] != ["list_files"]:
+        raise AssertionError(f"RooGab's answer is not the scripted one: {t.content[:80]!r} {calls}")
+
+
+def check_direct(t: Timing) -> None:
+    if t.content != REPLY:
+        raise AssertionError("the direct client did not receive the scripted reply whole")
+
+
+def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: int = 0,
+            tag: str = "") -> dict[str, Any]:
+    """Alternate *turns* RooGab turns and direct turns (after *warmup* of each); ms summaries."""
+    assert running.demo is not None
+    demo = running.demo
+    base = roo_body()
+    base["stream"] = stream
+    if stream:
+        base["stream_options"] = {"include_usage": True}
+    else:
+        base.pop("stream_options", None)
+    http = Http(running.url)
+    direct = DirectClient(demo.url)
+    rg: list[Timing] = []
+    dr: list[Timing] = []
+    prompt_bytes = 0
+    try:
+        for i in range(warmup + turns):
+            body = with_nonce(base, f"bench {tag}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}")
+            payload = json.dumps(body).encode()
+            demo.push(script(delay_ms))
+            t = http.chat(payload, stream)
+            check_roogab(t)
+            prompt = next(r.prompt for r in reversed(demo.received) if r.event == "newConversation")
+            assert prompt
+            prompt_bytes = len(prompt.encode())
+            demo.push(script(delay_ms))
+            d = direct.turn(prompt)
+            check_direct(d)
+            if i >= warmup:
+                rg.append(t)
+                dr.append(d)
+    finally:
+        http.close()
+        direct.close()
+    ms = 1000.0
+    added = [(a.total - b.total) * ms for a, b in zip(rg, dr)]
+    added_ttft = [(a.ttft - b.ttft) * ms for a, b in zip(rg, dr)]
+    return {
+        "stream": stream, "turns": turns, "delay_ms": delay_ms, "request_bytes": len(payload),
+        "prompt_bytes": prompt_bytes, "reply_chars": len(REPLY), "chunk": CHUNK,
+        "roogab_total": summary([t.total * ms for t in rg]), "direct_total": summary([t.total * ms for t in dr]),
+        "roogab_ttft": summary([t.ttft * ms for t in rg]), "direct_ttft": summary([t.ttft * ms for t in dr]),
+        "added_total": summary(added), "added_ttft": summary(added_ttft),
+    }
+
+
+def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, False),
+        delay_ms: int = 0) -> dict[str, Any]:
+    """Start a stack, measure each mode, stop the stack."""
+    with tempfile.TemporaryDirectory(prefix="roogab-bench-") as tmp:
+        running = start_stack(tmp)
+        try:
+            return {"modes": [compare(running, turns, warmup, s, delay_ms) for s in modes]}
+        finally:
+            running.close()
+
+
+def rows(result: dict[str, Any], label: str = "RooGab") -> list[list[Any]]:
+    """Table rows: one per mode."""
+    out = []
+    for m in result["modes"]:
+        d, r, a = m["direct_total"], m["roogab_total"], m["added_total"]
+        dt, rt, at = m["direct_ttft"], m["roogab_ttft"], m["added_ttft"]
+        out.append([f"{label} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
+                    d["p50"], r["p50"], a["p50"], a["p95"], r["p50"] / d["p50"],
+                    dt["p50"], rt["p50"], at["p50"], at["p95"]])
+    return out
+
+
+HEADERS = ["path", "turns", "direct p50", "proxy p50", "added p50", "added p95", "ratio p50",
+           "direct TTFT", "proxy TTFT", "added TTFT p50", "added TTFT p95"]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--turns", type=int, default=200, help="measured turns per mode (default 200)")
+    ap.add_argument("--warmup", type=int, default=20)
+    ap.add_argument("--delay-ms", type=int, default=0, help="pause between the service's events")
+    ap.add_argument("--json", help="write the results here")
+    args = ap.parse_args()
+    started = time.monotonic()
+    result = run(args.turns, args.warmup, delay_ms=args.delay_ms)
+    m0 = result["modes"][0]
+    print(f"request {m0['request_bytes']} B JSON -> prompt {m0['prompt_bytes']} B to the chat service; "
+          f"reply {m0['reply_chars']} chars in {CHUNK}-char tokenDelta events, delay {args.delay_ms} ms; ms:")
+    print_table(HEADERS, rows(result))
+    print(f"({time.monotonic() - started:.0f} s; load average {machine()['loadavg'][0]:.2f})")
+    write_json(args.json, {"benchmark": "turn", **result})
+
+
+if __name__ == "__main__":
+    main()
