@@ -23,6 +23,7 @@ from .config import Config
 from .errors import (ForbiddenHost, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
                      RooGabError, Unauthorized, to_openai_error)
 from .guide import client_settings
+from .logs import request_id
 from .render import tool_call_deltas
 from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut
 from .service import ChatService
@@ -60,6 +61,7 @@ def chat_completions() -> Response | tuple[dict[str, Any], int]:
     chat = parse_chat_request(_json_body(state.config))
     client = _client_identity(state.config)
     cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
+    request_id.set(cid)
     log.info("turn %s: model=%s stream=%s messages=%d tools=%d", cid, chat.model, chat.stream,
              len(chat.messages), len(chat.tools))
     if not chat.stream:
@@ -113,6 +115,7 @@ def index() -> Response | str:
 
 def _sse(first: Out, rest: Iterator[Out], cid: str, model: str, created: int,
          include_usage: bool) -> Iterator[str]:
+    request_id.set(cid)  # the body streams after the view returned, still on this worker thread
     items = _chain(first, rest)
     role_sent = False
     try:
@@ -231,6 +234,7 @@ def install_guards(app: Flask) -> None:
 
     @app.before_request
     def _guards() -> None:
+        request_id.set("req-" + uuid.uuid4().hex[:12])
         config = _state().config
         _check_host(config)
         _check_key(config)

@@ -5,10 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+from contextvars import ContextVar
 
-__all__ = ["configure_logging", "JsonFormatter"]
+__all__ = ["configure_logging", "JsonFormatter", "RequestIdFilter", "request_id"]
 
-TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s"
+
+# The id of the HTTP request (for a turn, its chatcmpl id) the current thread is serving. A
+# ContextVar, like Flask's own request context: each waitress worker thread sees its own value.
+request_id: ContextVar[str] = ContextVar("roogab_request_id", default="-")
+
+
+class RequestIdFilter(logging.Filter):
+    """Adds ``request_id`` to every record, so all lines of one turn can be found together."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Stamp the record; never drops one."""
+        record.request_id = request_id.get()
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -17,7 +31,8 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """Render *record* as a JSON line."""
         entry = {"time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
-                 "level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+                 "level": record.levelname.lower(), "logger": record.name,
+                 "request_id": getattr(record, "request_id", "-"), "message": record.getMessage()}
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
@@ -27,6 +42,7 @@ def configure_logging(level: str, fmt: str) -> None:
     """Send RooGab's logs to stderr at *level* in *fmt* (``text`` or ``json``)."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -167,6 +167,10 @@ class _Turn:
             duration_ms=int((time.monotonic() - clock) * 1000), prompts=self.sent, raws=self.raws,
             verdict=verdict, replayed=self.plan.replay, repairs=self.repairs,
             usage=self.usage, response=response, error=error)
+        log.log(logging.INFO if error is None else logging.WARNING,
+                "%s: %s in %d ms, conversation %s%s%s", verdict, self.provider.name, record.duration_ms,
+                record.conversation_id, f", {self.repairs} repair(s)" if self.repairs else "",
+                ", replayed" if self.plan.replay else "")
         try:
             self.service.registry.store.add_turn(record)
         except StoreError as exc:
