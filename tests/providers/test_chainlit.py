@@ -7,6 +7,7 @@ prompt. Skipped when chainlit is not installed.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import secrets
@@ -23,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("chainlit")
+# Like pytest.importorskip, without importing chainlit here: its import writes .chainlit/ into the cwd.
+if importlib.util.find_spec("chainlit") is None:
+    pytest.skip("chainlit is not installed", allow_module_level=True)
 
 from roogab.config import ProviderProfile
 from roogab.errors import (
