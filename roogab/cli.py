@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import click
 
 from . import __version__
+from .check import check_providers
 from .config import Config, load_config
 from .demo import ScriptedReply, load_script
 from .errors import ConfigError, RequestError, StoreError, UpstreamError
@@ -87,6 +88,24 @@ def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
     from_script = _script(script)
     config = _load(config_file, flags)
     _run(lambda: start_demo(config, from_script), config)
+
+
+@main.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+def check(config_file: Path | None) -> None:
+    """Check every configured chat service: connect, log in, list models, send a one-line probe
+    and report whether the reply came back as a valid envelope. Exit status 1 on any failure."""
+    config = _load(config_file, {})
+    failed = False
+    try:
+        for result in check_providers(config):
+            click.echo(f"{result.provider}:")
+            for line in result.lines:
+                click.echo(f"  {line}")
+            failed = failed or not result.ok
+    except ConfigError as exc:
+        _fail(str(exc))
+    sys.exit(1 if failed else 0)
 
 
 @main.command()

@@ -17,10 +17,12 @@ from .app import create_app
 from .config import Config, ProviderProfile
 from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
-from .errors import ConfigError
+from .errors import ConfigError, UpstreamError
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
+from .providers.chainlit_impl import ChainlitProvider
 from .providers.socketio_impl import MultiplexProvider
+from .providers.websocket_impl import WebSocketProvider
 from .redact import Redactor
 from .registry import Registry
 from .server import Server
@@ -72,9 +74,11 @@ def build_provider(profile: ProviderProfile, loop: ProviderLoop, config: Config)
     if profile.kind == "demo" and not profile.url:
         raise ConfigError("providers", "no chat service is configured: add a [[providers]] table to "
                           "the --config file (see docs/providers.md), or try `roogab demo`")
-    if profile.kind in ("demo", "socketio"):
-        return MultiplexProvider(profile, loop, connect_timeout=config.connect_timeout)
-    raise ConfigError(f"providers.{profile.name}.kind", f"kind {profile.kind!r} is not supported yet")
+    if profile.kind == "chainlit":
+        return ChainlitProvider(profile, loop, connect_timeout=config.connect_timeout)
+    if profile.kind == "websocket":
+        return WebSocketProvider(profile, loop, connect_timeout=config.connect_timeout)
+    return MultiplexProvider(profile, loop, connect_timeout=config.connect_timeout)
 
 
 def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
@@ -91,9 +95,8 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
     providers: dict[str, Provider] = {}
     try:
         for profile in config.providers:
-            provider = build_provider(profile, loop, config)
-            provider.start()
-            providers[profile.name] = provider
+            providers[profile.name] = build_provider(profile, loop, config)
+            _start_provider(providers[profile.name], strict=demo is not None)
         app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry))
         server = Server(app, config.host, config.port, threads=config.threads)
     except BaseException:
@@ -106,6 +109,17 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
     server.start()
     log.info("serving on %s (store: %s)", server.url, _where(config))
     return Running(config, app, server, loop, providers, store, demo)
+
+
+def _start_provider(provider: Provider, *, strict: bool) -> None:
+    """Connect and log in. A service that fails is reported and stays unhealthy (``/healthz``
+    says why) rather than stopping RooGab, unless *strict* (the bundled demo must work)."""
+    try:
+        provider.start()
+    except UpstreamError as exc:
+        if strict:
+            raise
+        log.error("provider %s is not usable: %s", provider.name, exc)
 
 
 def secrets(config: Config) -> list[str]:

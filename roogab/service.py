@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
@@ -25,9 +26,11 @@ from .turnlog import turn_record
 from .usage import TokenCounter
 from .wire import ChatRequest, Message, ToolCallRef, Usage
 
-__all__ = ["ChatService", "TurnSettings"]
+__all__ = ["ChatService", "TurnSettings", "published_id"]
 
 log = logging.getLogger(__name__)
+
+O_SERIES = re.compile(r"o([134])")
 
 
 @dataclass(frozen=True)
@@ -54,23 +57,30 @@ class ChatService:
 
     def models(self) -> list[tuple[str, int]]:
         """Every published model id with its context length."""
-        return [(f"{name}/{m.id}", m.context_length)
-                for name, p in self.providers.items() for m in p.models()]
+        return [(published, length) for published, (_, _, length) in self._catalog().items()]
 
     def resolve_model(self, model: str) -> tuple[Provider, str]:
-        """``provider/model`` (or a model id only one provider has) -> (provider, local id).
+        """A published id, ``provider/model``, or a model id only one provider has ->
+        (provider, local id).
 
         Raises:
             ModelNotFound: no provider publishes that model.
         """
-        name, _, local = model.partition("/")
-        if local and name in self.providers and any(m.id == local for m in self.providers[name].models()):
+        catalog = self._catalog()
+        if model in catalog:
+            name, local, _ = catalog[model]
             return self.providers[name], local
-        owners = [p for p in self.providers.values() if any(m.id == model for m in p.models())]
-        if len(owners) == 1:
-            return owners[0], model
-        known = ", ".join(mid for mid, _ in self.models())
+        name, _, local = model.partition("/")
+        matches = [(n, m) for n, m, _ in catalog.values() if (n, m) == (name, local) or m == model]
+        if len(matches) == 1:
+            return self.providers[matches[0][0]], matches[0][1]
+        known = ", ".join(catalog)
         raise ModelNotFound(f"model '{model}' does not exist; available: {known}", param="model")
+
+    def _catalog(self) -> dict[str, tuple[str, str, int]]:
+        """Published id -> (provider name, local model id, context length)."""
+        return {published_id(name, m.id): (name, m.id, m.context_length)
+                for name, p in self.providers.items() for m in p.models()}
 
     def run(self, request: ChatRequest, client: str) -> Iterator[Out]:
         """Run one turn, yielding what the agent should see, ``Finished`` last.
@@ -357,6 +367,12 @@ class _Repeat:
         if self.seen.startswith(self.sent):
             return self.seen[len(self.sent):]
         return "\n\n" + self.seen
+
+
+def published_id(provider: str, model: str) -> str:
+    """``provider/model``, with o1/o3/o4 written o-1/o-3/o-4: Roo Code switches to another
+    request shape for any model id that contains those (clients.md §1.1)."""
+    return O_SERIES.sub(r"o-\1", f"{provider}/{model}")
 
 
 def _echo_message(text: str, calls: list[CallOut]) -> Message:

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from roogab import __version__
 from roogab.cli import main
+from roogab.demo import DemoChatService, ScriptedReply
 from roogab.store import ConversationRecord, SqliteStore
 from support import ROO, FIXTURES
 
@@ -106,3 +107,20 @@ def _wait_for_url(proc: subprocess.Popen[str]) -> tuple[str, str]:
     if url is None:
         raise AssertionError(f"roogab demo did not print its URL: {seen}")
     return url, seen
+
+
+@pytest.mark.loopback
+def test_check_reports_each_provider(tmp_path: Path) -> None:
+    with DemoChatService() as demo:
+        config = tmp_path / "roogab.toml"
+        config.write_text(f'store = "memory"\n[[providers]]\nname = "team"\nkind = "socketio"\nurl = "{demo.url}"\n'
+                          'models = ["gab-1"]\n')
+        result = CliRunner().invoke(main, ["check", "--config", str(config)])
+        assert result.exit_code == 0, result.output
+        assert "team:" in result.output and "valid envelope" in result.output
+        demo.push(ScriptedReply("I refuse to use your format."), ScriptedReply("Still no."))
+        result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 1 and "FAILED" in result.output and "did not follow the reply format" in result.output
+    config.write_text('[[providers]]\nname = "gone"\nkind = "socketio"\nurl = "http://127.0.0.1:9"\n')
+    result = CliRunner().invoke(main, ["check", "--config", str(config)])
+    assert result.exit_code == 1 and "FAILED" in result.output

@@ -9,6 +9,7 @@ import pytest
 
 from roogab.errors import ConversationGone, ProviderDisconnected, ReplyFormatError
 from roogab.prompt import PromptBook
+from roogab.providers.base import ModelInfo
 from roogab.providers.fake import FakeProvider
 from roogab.registry import Registry
 from roogab.outputs import CallOut, Finished, Out, TextOut
@@ -196,3 +197,15 @@ def test_models_and_resolution() -> None:
     assert service.models() == [("fake/model", 128_000)]
     assert service.resolve_model("fake/model")[1] == "model"
     assert service.resolve_model("model")[1] == "model"
+
+
+def test_o_series_model_ids_are_published_under_an_alias() -> None:
+    fake = FakeProvider(["```lua\nreturn { text = [==[hi]==] }\n```"])
+    fake.models = lambda: [ModelInfo("o3-mini", 200_000), ModelInfo("gpt-4o", 128_000)]  # type: ignore[method-assign]
+    service = ChatService({"team1": fake}, Registry(), BOOK)
+    published = [m for m, _ in service.models()]
+    assert published == ["team1/o-3-mini", "team1/gpt-4o"]
+    assert not any(bad in m for m in published for bad in ("o1", "o3", "o4"))
+    assert service.resolve_model("team1/o-3-mini") == (fake, "o3-mini")
+    assert service.resolve_model("team1/o3-mini") == (fake, "o3-mini")
+    assert service.resolve_model("gpt-4o") == (fake, "gpt-4o")
