@@ -56,8 +56,9 @@ from ..errors import (
     ProviderUnavailable,
     UpstreamError,
 )
+from ._chainlit_reply import AssistantReply
 from ._text import safe_url, short
-from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
+from .base import Created, Deadlines, Health, ModelInfo, Turn
 from .login import Retry, WebClient, form_login
 from .loop import ProviderLoop
 from .socketio_impl import Reconnection
@@ -73,59 +74,6 @@ STOP_WAIT = 5.0  # how long a new turn waits for an earlier ``stop`` to take eff
 
 
 @dataclass(eq=False)
-class _Reply:
-    """The assistant messages of one turn in order, and what the turn has been told so far."""
-
-    turn: Turn
-    messages: dict[str, list[str]] = field(default_factory=dict)
-    told: list[str] = field(default_factory=list)
-    snapshots: bool = False
-
-    def text(self) -> str:
-        """The reply so far: the turn's assistant messages, separated by blank lines."""
-        return "\n\n".join(t for t in ("".join(p) for p in self.messages.values()) if t)
-
-    def append(self, mid: str, token: str) -> None:
-        """Add *token* to message *mid*: a ``Delta`` in the usual case."""
-        if not token:
-            return
-        parts = self.messages.setdefault(mid, [])
-        if self.snapshots or next(reversed(self.messages)) != mid:
-            parts.append(token)
-            self._publish()
-            return
-        piece = "\n\n" + token if self.told and not any(parts) else token
-        parts.append(token)
-        self.told.append(piece)
-        self.turn.put(Delta(piece))
-
-    def replace(self, mid: str, text: str) -> None:
-        """Message *mid* now reads *text* (a sequence token or its final version)."""
-        self.messages[mid] = [text]
-        self._publish()
-
-    def _publish(self) -> None:
-        whole, told = self.text(), "".join(self.told)
-        if whole == told:
-            return
-        if not self.snapshots and whole.startswith(told):
-            self.told.append(whole[len(told):])
-            self.turn.put(Delta(whole[len(told):]))
-            return
-        self.snapshots, self.told = True, [whole]  # a rewrite: from here on, whole snapshots
-        self.turn.put(Snapshot(whole))
-
-    def finish(self) -> None:
-        """End the turn with the reconciled full text."""
-        whole = self.text()
-        if self.snapshots and whole != "".join(self.told):
-            self.turn.put(Snapshot(whole))
-        elif not self.snapshots and not whole.startswith("".join(self.told)):
-            logger.warning("%s: the final reply differs from the streamed one", self.turn.provider)
-        self.turn.put(Done(whole))
-
-
-@dataclass(eq=False)
 class _Flight:
     """One turn: our message id, the steps descending from it, and the reply being assembled."""
 
@@ -135,11 +83,11 @@ class _Flight:
     family: set[str] = field(default_factory=set)
     streams: set[str] = field(default_factory=set)
     started: bool = False
-    reply: _Reply = field(init=False)
+    reply: AssistantReply = field(init=False)
 
     def __post_init__(self) -> None:
         self.family.add(self.message_id)
-        self.reply = _Reply(self.turn)
+        self.reply = AssistantReply(self.turn)
 
     def adopt(self, step: dict[str, Any]) -> bool:
         """True when *step* descends from our message (and remember it for its children)."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from roogab.providers._chainlit_reply import AssistantReply
 from roogab.providers.base import Deadlines, Delta, Done, ProviderEvent, Snapshot, Turn
-from roogab.providers.chainlit_impl import _Reply
 
 
 def drained(turn: Turn) -> list[ProviderEvent]:
@@ -11,7 +11,7 @@ def drained(turn: Turn) -> list[ProviderEvent]:
 
 
 def test_tokens_are_deltas_and_a_second_message_is_set_apart() -> None:
-    reply = _Reply(Turn("t", Deadlines()))
+    reply = AssistantReply(Turn("t", Deadlines()))
     reply.append("m1", "Hel")
     reply.append("m1", "lo")
     reply.replace("m1", "Hello")  # the final new_message of m1: nothing new
@@ -21,7 +21,7 @@ def test_tokens_are_deltas_and_a_second_message_is_set_apart() -> None:
 
 
 def test_sequence_tokens_that_extend_stay_deltas() -> None:
-    reply = _Reply(Turn("t", Deadlines()))
+    reply = AssistantReply(Turn("t", Deadlines()))
     for text in ("ab", "abcd", "abcdef"):
         reply.replace("m", text)
     reply.finish()
@@ -29,7 +29,7 @@ def test_sequence_tokens_that_extend_stay_deltas() -> None:
 
 
 def test_a_rewrite_switches_the_turn_to_snapshots() -> None:
-    reply = _Reply(Turn("t", Deadlines()))
+    reply = AssistantReply(Turn("t", Deadlines()))
     reply.append("m", "draft")
     reply.replace("m", "final answer")
     reply.append("m", "!")
@@ -39,7 +39,7 @@ def test_a_rewrite_switches_the_turn_to_snapshots() -> None:
 
 
 def test_a_final_text_that_extends_the_stream_is_the_done_text() -> None:
-    reply = _Reply(Turn("t", Deadlines()))
+    reply = AssistantReply(Turn("t", Deadlines()))
     reply.append("m", "abc")
     reply.messages["m"] = ["abcdef"]  # tokens lost on the way; the final message has it all
     reply.finish()
