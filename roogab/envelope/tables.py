@@ -35,6 +35,9 @@ CALL_KEYS = frozenset({"tool_calls", "calls"})
 ENVELOPE_KEYS = TEXT_KEYS | REASONING_KEYS | CALL_KEYS
 
 _NUMBER_TAIL_RE = re.compile(r"[\w.+-]*\Z")
+_SPACE_RE = re.compile(r"\s*")
+_NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
+_KEY_ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "nil": None, "null": None, "none": None}
 
 # Frame states.
@@ -115,15 +118,20 @@ class TableReader:
         the envelope closed, ``error`` holds ``(message, offset)`` after a syntax error.
         """
         n = len(buf)
+        space = _SPACE_RE.match
         while not self.done and self.error is None:
             if self._str is not None:
                 pos = self._string(buf, pos, base, final)
                 if self._str is not None:
                     break
                 continue
-            pos, complete = skip_space(buf, pos, final)
-            if not complete or pos >= n:
+            pos = space(buf, pos).end()
+            if pos >= n:
                 break
+            if buf[pos] == "-":  # a comment, or a negative number (plain spaces skip inline: hot)
+                pos, complete = skip_space(buf, pos, final)
+                if not complete or pos >= n:
+                    break
             end = self._token(buf, pos, base, final)
             if end < 0:
                 break
@@ -169,6 +177,17 @@ class TableReader:
                 return -1
         if frame is not None and frame.state == _SEP and c not in ",;}])":
             frame.state = _FIELD  # tolerate a missing separator
+        if c in _NAME_START:  # the commonest token: a key or a literal
+            if frame is not None and frame.state == _FIELD and frame.close == "}":
+                m = _KEY_ASSIGN_RE.match(buf, pos)
+                if m is not None:  # "key =", the commonest start of a field: one match, not two tokens
+                    frame.key, frame.state = m.group(1), _VALUE
+                    return m.end()
+            m = NAME_RE.match(buf, pos)
+            assert m is not None
+            if m.end() == len(buf) and not final:
+                return -1
+            return self._name(frame, m.group(), pos, base)
         if c == "{":
             return self._open(frame, "}", pos, base)
         if c == "]" and frame is not None and frame.state == _BKEY_END:
@@ -187,12 +206,7 @@ class TableReader:
             return pos + 1
         if c.isdigit() or c in "-.":
             return self._number(frame, buf, pos, base, final)
-        m = NAME_RE.match(buf, pos)
-        if m is None:
-            return self._fail(f"unexpected {c!r} at {{line}}", pos + base)
-        if m.end() == len(buf) and not final:
-            return -1
-        return self._name(frame, m.group(), pos, base)
+        return self._fail(f"unexpected {c!r} at {{line}}", pos + base)
 
     def _open(self, frame: _Frame | None, close: str, pos: int, base: int) -> int:
         if frame is None:
