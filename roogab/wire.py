@@ -226,8 +226,37 @@ def _tools(raw: object) -> tuple[ToolSpec, ...]:
         if not isinstance(params, dict):
             raise InvalidRequest(f"'tools[{i}].function.parameters' must be an object",
                                  param=f"tools[{i}].function.parameters")
+        _check_schema(params, f"tools[{i}].function.parameters")
         specs.append(ToolSpec(name, str(fn.get("description") or ""), params))
     return tuple(specs)
+
+
+def _check_schema(schema: Mapping[str, Any], where: str) -> None:
+    """The schema keywords the prompt and the call checker read must have their JSON Schema
+    shapes: ``properties`` an object, ``required`` an array of strings, ``enum`` an array.
+
+    ``required`` is checked on object schemas only: draft-3 style ``"required": true`` on a
+    scalar property is still sent by some tools and harms nothing there.
+    """
+    problems = (("properties", dict, "an object"), ("required", list, "an array of strings"),
+                ("enum", list, "an array"))
+    is_object = schema.get("type") == "object" or "properties" in schema
+    for key, kind, shape in problems:
+        value = schema.get(key) if key != "required" or is_object else None
+        if value is not None and (not isinstance(value, kind)
+                                  or key == "required" and not all(isinstance(k, str) for k in value)):
+            raise InvalidRequest(f"'{where}.{key}' must be {shape}", param=f"{where}.{key}")
+    for name, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, dict):
+            _check_schema(sub, f"{where}.properties.{name}")
+    for key in ("items", "additionalProperties"):
+        if isinstance(schema.get(key), dict):
+            _check_schema(schema[key], f"{where}.{key}")
+    for key in ("anyOf", "oneOf", "allOf"):
+        branches = schema.get(key)
+        for j, sub in enumerate(branches if isinstance(branches, list) else []):
+            if isinstance(sub, dict):
+                _check_schema(sub, f"{where}.{key}[{j}]")
 
 
 def _tool_choice(raw: object) -> str:
