@@ -9,7 +9,8 @@ fix it. Unknown keys are ignored, as clients send many (``cache_control``, ``rea
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -97,6 +98,7 @@ def parse_chat_request(body: object) -> ChatRequest:
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param=None)
+    _check_text(body)
     _check_unsupported(body)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -142,6 +144,31 @@ def _optional(body: Mapping[str, Any], key: str, kind: type, default: Any, *, wh
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(body: dict[str, Any]) -> None:
+    """Refuse strings holding a lone surrogate (``"\\ud800"`` is valid JSON syntax but no
+    Unicode text): they cannot be encoded as UTF-8 to be hashed, stored or sent on."""
+    for where, text in _strings(body, ""):
+        if _LONE_SURROGATE.search(text):
+            raise InvalidRequest(f"'{where or 'body'}' holds an unpaired surrogate escape; "
+                                 "it is not valid Unicode text", param=where or None)
+
+
+def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            at = f"{where}.{key}" if where else str(key)
+            yield at, key
+            yield from _strings(item, at)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}[{i}]")
 
 
 def _messages(raw: object) -> tuple[Message, ...]:
