@@ -9,6 +9,7 @@ fix it. Unknown keys are ignored, as clients send many (``cache_control``, ``rea
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ def parse_chat_request(body: object) -> ChatRequest:
     include_usage = _optional(options, "include_usage", bool, False, where="stream_options.")
     for key in ("temperature", "top_p", "max_tokens", "max_completion_tokens"):
         if body.get(key) is not None and not _is_number(body[key]):
-            raise InvalidRequest(f"'{key}' must be a number", param=key)
+            raise InvalidRequest(f"'{key}' must be a finite number", param=key)
     return ChatRequest(
         model=model.strip(),
         messages=_messages(body.get("messages")),
@@ -143,7 +144,9 @@ def _optional(body: Mapping[str, Any], key: str, kind: type, default: Any, *, wh
 
 
 def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN and Infinity are not JSON; 1e999 decodes to inf
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
