@@ -255,6 +255,8 @@ def _profile(index: int, raw: Any, env: Mapping[str, str]) -> ProviderProfile:
         if key in kwargs:
             kwargs[key] = _number(f"{where}.{key}", kwargs[key], int)
     kind = kwargs.get("kind", "demo")
+    if kind != "demo":
+        kwargs.setdefault("models", ())  # discovered where the kind can; the demo's names are its own
     if kind not in get_args(ProviderKind):
         raise ConfigError(f"{where}.kind", f"must be one of {', '.join(get_args(ProviderKind))}, not {kind!r}")
     if kind != "demo" and not kwargs.get("url"):

@@ -15,6 +15,8 @@ __all__ = ["Server"]
 
 log = logging.getLogger(__name__)
 
+STOP_POLL_SECONDS = 0.2
+
 
 class Server:
     """A waitress server for *app* on *host*:*port* (0 picks a free port).
@@ -34,6 +36,7 @@ class Server:
         self.host = host
         self.port = int(self._server.effective_port)
         self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def url(self) -> str:
@@ -42,8 +45,14 @@ class Server:
         return f"http://{host}:{self.port}"
 
     def serve_forever(self) -> None:
-        """Serve until interrupted (Ctrl-C) or closed from another thread."""
-        self._server.run()
+        """Serve until ``close()``; then close every connection, from this (the loop's) thread."""
+        try:
+            while not self._stopping.is_set():
+                # One poll at a time, so a stop request is seen within STOP_POLL_SECONDS. Output
+                # is not delayed: waitress wakes the poll through its trigger when a worker writes.
+                wasyncore.loop(timeout=STOP_POLL_SECONDS, map=self._map, count=1)
+        finally:
+            wasyncore.close_all(self._map)
 
     def start(self) -> None:
         """Serve on a background thread (tests, embedding)."""
@@ -51,13 +60,10 @@ class Server:
         self._thread.start()
 
     def close(self) -> None:
-        """Close every connection and the listener, then stop the worker threads.
-
-        The sockets are closed from inside the server's own loop (through its trigger), so the
-        loop never selects on a closed descriptor, and open keep-alive connections end too.
-        """
-        if self._thread is not None and self._thread.is_alive():
-            self._server.trigger.pull_trigger(lambda: wasyncore.close_all(self._map))
+        """Stop serving: the loop thread closes every connection and the listener (no other
+        thread touches its descriptors), then the worker threads stop."""
+        self._stopping.set()
+        if self._thread is not None:
             self._thread.join(timeout=5)
         else:
             wasyncore.close_all(self._map)

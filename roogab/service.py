@@ -270,6 +270,8 @@ class _Turn:
             reply.raw += event.text
             return parser.feed(event.text)
         if isinstance(event, Snapshot):
+            if reply.raw and not reply.snapshots:
+                return self._rewrite(event.text, parser, reply)
             reply.raw, reply.snapshots = event.text, True
             return feeder.feed_snapshot(event.text)
         assert isinstance(event, Done)
@@ -279,6 +281,15 @@ class _Turn:
             reply.raw = event.text
             events = parser.feed(rest)
         return events + (feeder.close() if reply.snapshots else parser.close())
+
+    def _rewrite(self, text: str, parser: ReplyParser, reply: _Reply) -> list[Event]:
+        """A whole-reply snapshot after deltas (Chainlit rewrites a message this way)."""
+        if text.startswith(reply.raw):
+            rest, reply.raw = text[len(reply.raw):], text
+            return parser.feed(rest)
+        log.warning("%s rewrote a reply it had already streamed; keeping what was streamed",
+                    self.provider.name)
+        return []
 
     def _accept(self, event: Event, reply: _Reply) -> Iterator[Out]:
         if reply.problem is not None or isinstance(event, End):

@@ -146,7 +146,8 @@ def test_two_tasks_interleaved_never_mix(roogab: Running, service: DemoChatServi
 
 def test_kilo_title_request_gets_its_own_conversation(roogab: Running, service: DemoChatService) -> None:
     main, _, title = (as_demo_model(b) for b in captured_bodies(KILO))
-    service.push(ScriptedReply(READ.format(tool="read", args='filePath = "hello.txt"')))
+    read = ScriptedReply(READ.format(tool="read", args='filePath = "hello.txt"'))
+    service.push(read, read)  # the two requests race for the script: either order must work
     client = _client(roogab)
     results: dict[str, Any] = {}
     t = threading.Thread(target=lambda: results.update(title=_call(client, title)))

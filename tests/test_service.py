@@ -9,7 +9,7 @@ import pytest
 
 from roogab.errors import ConversationGone, ProviderDisconnected, ReplyFormatError
 from roogab.prompt import PromptBook
-from roogab.providers.base import ModelInfo
+from roogab.providers.base import Created, Deadlines, Delta, Done, ModelInfo, Snapshot, Turn
 from roogab.providers.fake import FakeProvider
 from roogab.registry import Registry
 from roogab.outputs import CallOut, Finished, Out, TextOut
@@ -209,3 +209,23 @@ def test_o_series_model_ids_are_published_under_an_alias() -> None:
     assert service.resolve_model("team1/o-3-mini") == (fake, "o3-mini")
     assert service.resolve_model("team1/o3-mini") == (fake, "o3-mini")
     assert service.resolve_model("gpt-4o") == (fake, "gpt-4o")
+
+
+class _RewritingProvider(FakeProvider):
+    """Streams deltas, then sends the whole reply as a snapshot (as Chainlit does on a rewrite)."""
+
+    def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
+        turn = Turn(self.name, deadlines)
+        turn.put(Created("fake-1"))
+        reply = str(self.replies.pop(0))
+        turn.put(Delta(reply[:20]))
+        turn.put(Snapshot(reply))
+        turn.put(Done(reply))
+        return turn
+
+
+def test_snapshot_after_deltas_feeds_only_the_new_tail() -> None:
+    provider = _RewritingProvider([TEXT_ONLY])
+    service = ChatService({"fake": provider}, Registry(), BOOK)
+    request = parse_chat_request({"model": "fake/model", "messages": [{"role": "user", "content": "x"}]})
+    assert _text(_run(service, request)) == "All done."
