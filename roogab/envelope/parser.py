@@ -57,6 +57,11 @@ class ReplyParser:
         self._pos = 0
         self._base = 0
         self._raw: list[str] = []
+        # Chunks in which _wake finds nothing skip the reader (TableReader.bypass): they go to
+        # the stream _target or, when it is None, wait unparsed in _pending.
+        self._wake: re.Pattern[str] | None = None
+        self._target: str | None = None
+        self._pending: list[str] = []
         self._state = _START
         self._closed = False
         self._html: HtmlDecoder | None = None
@@ -84,15 +89,19 @@ class ReplyParser:
         """
         if self._closed:
             raise ParserClosedError("feed() after close()")
-        if self._html is not None:
-            chunk = self._html.feed(chunk)
-        elif self._reader is not None and self._pos >= len(self._buf) and self._reader.take(chunk):
-            # Fast path: the chunk lies inside a long string and cannot hold its closing bracket.
+        wake = self._wake
+        if wake is not None and wake.search(chunk) is None:
+            # Fast paths: the chunk cannot change what the table reader does (see _set_bypass).
+            if self._target is None:
+                self._pending.append(chunk)
+                return []
             self._raw.append(chunk)
-            self._base += len(self._buf) + len(chunk)
-            self._buf, self._pos = "", 0
+            self._base += len(chunk)
+            self.piece(self._target, chunk)
             out, self._out = self._out, []
             return out
+        if self._html is not None:
+            chunk = self._html.feed(chunk)
         return self._push(chunk, final=False)
 
     def close(self) -> list[Event]:
@@ -122,6 +131,9 @@ class ReplyParser:
     # -- the state machine -----------------------------------------------------------------
 
     def _push(self, text: str, final: bool) -> list[Event]:
+        if self._pending:
+            text = "".join(self._pending) + text
+            self._pending.clear()
         if text:
             self._raw.append(text)
             self._buf = self._buf[self._pos:] + text if self._pos else self._buf + text
@@ -129,8 +141,30 @@ class ReplyParser:
             self._pos = 0
         while self._step(final):
             pass
+        self._wake = self._target = None
+        if self._state == _ENVELOPE and self._html is None and not final:
+            self._set_bypass()
         out, self._out = self._out, []
         return out
+
+    def _set_bypass(self) -> None:
+        """Let the next chunks skip the reader while they cannot change what it does.
+
+        Feeding a reply a few characters at a time would otherwise run the whole state machine
+        for each of them. Inside a tool call such chunks wait in ``_pending`` until a closing
+        bracket arrives; inside a streamed string they are its text, handed on at once.
+        """
+        assert self._reader is not None
+        bypass = self._reader.bypass()
+        if bypass is None:
+            return
+        wake, target = bypass
+        if target is not None:
+            if self._pos < len(self._buf):
+                return  # the reader waits on held text (a possible closing bracket)
+            self._base += self._pos
+            self._buf, self._pos = "", 0
+        self._wake, self._target = wake, target
 
     def _step(self, final: bool) -> bool:
         """Run the current state; True when the state changed and the loop should go on."""

@@ -36,6 +36,9 @@ ENVELOPE_KEYS = TEXT_KEYS | REASONING_KEYS | CALL_KEYS
 
 _NUMBER_TAIL_RE = re.compile(r"[\w.+-]*\Z")
 _SPACE_RE = re.compile(r"\s*")
+_CLOSERS_RE = re.compile(r"[\]})]")
+_LONG_END_RE = re.compile(r"\]")
+_QUOTED_END_RE = re.compile(r"[\\\"']")
 _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _KEY_ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=")
 _LITERALS: dict[str, Any] = {"true": True, "false": False, "nil": None, "null": None, "none": None}
@@ -151,13 +154,27 @@ class TableReader:
         opener = "(" if frame.role == _PRINT else {"}": "{", "]": "["}[frame.close]
         return f"unbalanced bracket: '{opener}' opened at {{line}} is never closed", frame.offset
 
-    def take(self, chunk: str) -> bool:
-        """Consume *chunk* at once if it lies inside a long string and cannot end it."""
+    def bypass(self) -> tuple[re.Pattern[str], str | None] | None:
+        """How the next chunks may skip the reader: ``(wake, target)``, or ``None`` if they may not.
+
+        A chunk in which *wake* finds nothing cannot change what the reader hands to the sink:
+
+        * ``target`` is ``None`` below the top level (inside ``tool_calls``, a call, its
+          arguments) outside streamed strings: nothing reaches the sink there until a bracket
+          closes (strings are plain values, a call is handed over when its table ends), so the
+          chunk may wait unparsed; parsing it later gives the same result, as for any split.
+        * ``target`` is set inside a string streamed to it (``text``, ``reasoning``, ``legacy``):
+          a chunk without a closing bracket (long string), quote or backslash (quoted string) is
+          plain text of that string, for the caller to hand to the sink itself.
+        """
+        if self.done or self.error is not None or not self._stack:
+            return None
         s = self._str
-        if s is None or not s.long or s.fresh or "]" in chunk:
-            return False
-        self._deliver(s, chunk)
-        return True
+        if s is not None and s.target is not None:
+            return None if s.fresh else (_LONG_END_RE if s.long else _QUOTED_END_RE, s.target)
+        if self._stack[-1].role in (_TOP, _PRINT):
+            return None
+        return _CLOSERS_RE, None
 
     def abandon(self) -> None:
         """Flush a string that is being streamed (the reply ended inside it)."""
