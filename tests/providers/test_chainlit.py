@@ -8,15 +8,8 @@ prompt. Skipped when chainlit is not installed.
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
-import secrets
-import shutil
-import socket
-import subprocess
-import sys
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
@@ -41,79 +34,14 @@ from roogab.providers.chainlit_impl import ChainlitProvider
 from roogab.providers.login import Retry
 from roogab.providers.loop import ProviderLoop
 from roogab.providers.socketio_impl import Reconnection
+from chainlit_server import PASSWORD, ChainlitServer, new_server
 
 pytestmark = pytest.mark.loopback
 
-APP = Path(__file__).parent.parent / "fixtures" / "chainlit_app"
-PASSWORD = "wonderland-" + secrets.token_hex(4)
 QUICK = Deadlines(first_token=10, silence=10, total=30)
 FAST_RECONNECT = Reconnection(attempts=3, delay=0.05, delay_max=0.2, jitter=0.02)
 FAST_RETRY = Retry(attempts=2, first=0.05, cap=0.1, max_time=2.0)
 REPLY = re.compile(r"profile=(?P<profile>.*?); messages=(?P<messages>\d+); prompt=(?P<prompt>.*?)\]==\]")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class ChainlitServer:
-    """``chainlit run app.py --headless`` in a throwaway folder, on a fixed loopback port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.secret = secrets.token_urlsafe(32)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_in = 0.0
-
-    def start(self, timeout: float = 40.0) -> None:
-        env = {**os.environ, "CHAINLIT_AUTH_SECRET": self.secret, "ROOGAB_TEST_PASSWORD": PASSWORD}
-        with open(self.workdir / "server.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--host", "127.0.0.1",
-                 "--port", str(self.port)], cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT)
-        began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"chainlit exited with {self.process.returncode}: {self.log()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/auth/config", timeout=1) as r:
-                    if r.status == 200:
-                        self.started_in = time.monotonic() - began
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"chainlit did not answer within {timeout} s: {self.log()[-2000:]}")
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL by PID): sockets drop mid-whatever."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(10)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-            self.process = None
-
-    def log(self) -> str:
-        return (self.workdir / "server.log").read_text(errors="replace")
-
-
-def new_server(tmp: Path) -> ChainlitServer:
-    workdir = tmp / "app"
-    shutil.copytree(APP, workdir)
-    return ChainlitServer(workdir)
 
 
 @pytest.fixture(scope="module")
