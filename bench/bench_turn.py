@@ -198,13 +198,29 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     }
 
 
+def usage_cost(running: Running, samples: int = 30) -> dict[str, float]:
+    """In-process: what recounting the request's tokens for ``usage`` costs (``_Turn._usage``)."""
+    from roogab.wire import parse_chat_request
+
+    tokens = running.app.extensions["roogab"].service.tokens
+    req = parse_chat_request(roo_body())
+    tools = json.dumps([t.parameters for t in req.tools])
+    out = []
+    for _ in range(samples):
+        t0 = time.perf_counter()
+        sum(tokens.count(m.content) for m in req.messages) + tokens.count(tools)
+        out.append((time.perf_counter() - t0) * 1000)
+    return summary(out)
+
+
 def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, False),
         delay_ms: int = 0) -> dict[str, Any]:
     """Start a stack, measure each mode, stop the stack."""
     with tempfile.TemporaryDirectory(prefix="roogab-bench-") as tmp:
         running = start_stack(tmp)
         try:
-            return {"modes": [compare(running, turns, warmup, s, delay_ms) for s in modes]}
+            modes_out = [compare(running, turns, warmup, s, delay_ms) for s in modes]
+            return {"modes": modes_out, "usage_count_ms": usage_cost(running)}
         finally:
             running.close()
 
@@ -238,6 +254,8 @@ def main() -> None:
     print(f"request {m0['request_bytes']} B JSON -> prompt {m0['prompt_bytes']} B to the chat service; "
           f"reply {m0['reply_chars']} chars in {CHUNK}-char tokenDelta events, delay {args.delay_ms} ms; ms:")
     print_table(HEADERS, rows(result))
+    print(f"of which recounting the request's tokens for usage (in-process): "
+          f"p50 {result['usage_count_ms']['p50']:.2f} ms per turn")
     print(f"({time.monotonic() - started:.0f} s; load average {machine()['loadavg'][0]:.2f})")
     write_json(args.json, {"benchmark": "turn", **result})
 

@@ -1,0 +1,145 @@
+"""A 50-turn Roo-like session: what the agent sends versus what RooGab sends the chat service.
+
+Run: ``PYTHONPATH=. python bench/bench_session.py [--turns 50] [--json out.json]``.
+
+The ``roogab demo`` stack in-process (SQLite store in a temporary directory). The agent is Roo
+Code's captured request with its 21 tools and a 40 KB system prompt; each turn the demo answers
+with one ``list_files`` call, and the agent, as a real one does, echoes RooGab's reply (text and
+the tool call with the id RooGab returned) and appends a 2 KB tool result for that id. Per turn:
+the agent's request size, the bytes RooGab sent the chat service (the demo's ``received``
+prompts), the new messages' size, and the turn's latency. Goal: after turn 1, bytes to the chat
+service <= new messages + 1 KB, flat.
+
+Then, in-process, the time ``Registry.turn`` takes to resolve turn 51's request (the whole
+50-turn history) against the live registry: goal < 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from typing import Any
+
+from roogab.demo import ScriptedReply
+from roogab.wire import parse_chat_request
+
+try:
+    from bench._common import Http, print_table, roo_body, summary, system_text, write_json
+    from bench.bench_turn import start_stack
+except ImportError:
+    from _common import Http, print_table, roo_body, summary, system_text, write_json
+    from bench_turn import start_stack
+
+KB = 1024
+
+
+def reply(i: int) -> str:
+    return ('```lua\nreturn {\n  text = [==[Listing the next folder.]==],\n  tool_calls = {\n'
+            f'    {{ name = "list_files", arguments = {{ path = "src/pkg{i:02}", recursive = false }} }},\n'
+            '  },\n}\n```')
+
+
+def tool_result(i: int, size: int = 2048) -> str:
+    lines = "".join(f"src/pkg{i:02}/module_{j:03}.py  # {j * 37 % 997} lines\n" for j in range(200))
+    return (f"Listing of src/pkg{i:02}:\n" + lines)[:size]
+
+
+def run(turns: int = 50, samples: int = 200) -> dict[str, Any]:
+    body = roo_body()
+    body["messages"][0]["content"] = system_text(40_000)
+    body["stream"] = False
+    body.pop("stream_options", None)
+    body["messages"][1]["content"][0]["text"] += f" (session {time.time_ns()})"
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="roogab-session-") as tmp:
+        running = start_stack(tmp)
+        assert running.demo is not None
+        demo = running.demo
+        http = Http(running.url)
+        try:
+            new_bytes = len(json.dumps(body["messages"]).encode())
+            for i in range(1, turns + 1):
+                payload = json.dumps(body).encode()
+                seen = len(demo.received)
+                demo.push(ScriptedReply(reply(i), chunk=64))
+                t = http.chat(payload, stream=False)
+                prompts = [r.prompt for r in demo.received[seen:] if r.prompt is not None]
+                sent = sum(len(p.encode()) for p in prompts)
+                [call] = t.tool_calls or [{}]
+                if call.get("name") != "list_files":
+                    raise AssertionError(f"turn {i}: unexpected answer {t.content!r} {t.tool_calls}")
+                rows.append({"turn": i, "request_bytes": len(payload), "messages": len(body["messages"]),
+                             "new_bytes": new_bytes, "sent_bytes": sent, "prompts": len(prompts),
+                             "over_new": sent - new_bytes, "ms": t.total * 1000})
+                added = [
+                    {"role": "assistant", "content": t.content,
+                     "tool_calls": [{"id": call["id"], "type": "function",
+                                     "function": {"name": call["name"], "arguments": call["arguments"]}}]},
+                    {"role": "tool", "tool_call_id": call["id"], "content": tool_result(i)},
+                ]
+                body["messages"] += added
+                new_bytes = len(json.dumps(added).encode())
+            # Registry.turn on the next request (the whole history), against the live registry.
+            registry = running.app.extensions["roogab"].service.registry
+            request = parse_chat_request(json.loads(json.dumps(body)))
+            resolve, parse = [], []
+            raw = json.dumps(body)
+            for _ in range(samples):
+                t0 = time.perf_counter()
+                req = parse_chat_request(json.loads(raw))
+                t1 = time.perf_counter()
+                with registry.turn("addr:127.0.0.1", req, "demo", "gab-1") as plan:
+                    t2 = time.perf_counter()
+                    assert not plan.fresh and len(plan.new) == 1, (plan.fresh, len(plan.new))
+                parse.append((t1 - t0) * 1000)
+                resolve.append((t2 - t1) * 1000)
+            # what ``_Turn._usage`` recounts every turn: every message of the history, the tools
+            tokens = running.app.extensions["roogab"].service.tokens
+            tools = json.dumps([t.parameters for t in request.tools])
+            counting = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                sum(tokens.count(m.content) for m in request.messages) + tokens.count(tools)
+                counting.append((time.perf_counter() - t0) * 1000)
+        finally:
+            http.close()
+            running.close()
+    later = rows[1:]
+    flat = all(r["over_new"] <= KB for r in later)
+    return {"turns": rows, "registry_turn_ms": summary(resolve), "parse_request_ms": summary(parse),
+            "count_history_tokens_ms": summary(counting),
+            "history_messages": len(body["messages"]), "history_bytes": len(raw),
+            "goal_bytes_met": flat, "max_over_new": max(r["over_new"] for r in later) if later else 0,
+            "goal_registry_met": summary(resolve)["p50"] < 2.0}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--turns", type=int, default=50)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    res = run(args.turns)
+    show = [r for r in res["turns"] if r["turn"] in (1, 2, 3, 5, 10, 20, 25, 30, 35, 40, 45, 50) or r["turn"] == args.turns]
+    print("bytes per turn (agent request vs. what RooGab sent the chat service):")
+    print_table(["turn", "messages", "agent request", "new messages", "sent to service", "sent - new", "turn ms"],
+                [[r["turn"], r["messages"], r["request_bytes"], r["new_bytes"], r["sent_bytes"], r["over_new"],
+                  r["ms"]] for r in show])
+    total_req = sum(r["request_bytes"] for r in res["turns"])
+    total_sent = sum(r["sent_bytes"] for r in res["turns"])
+    print(f"over {args.turns} turns: agent sent {total_req / 1e6:.2f} MB, RooGab sent the service "
+          f"{total_sent / 1e6:.3f} MB ({total_req / total_sent:.0f}x less)")
+    print(f"goal 'after turn 1, sent <= new + 1 KB': {'met' if res['goal_bytes_met'] else 'MISSED'} "
+          f"(max sent - new: {res['max_over_new']} B)")
+    r, p = res["registry_turn_ms"], res["parse_request_ms"]
+    print(f"Registry.turn at turn {args.turns + 1} ({res['history_messages']} messages, "
+          f"{res['history_bytes'] / 1000:.0f} KB): p50 {r['p50']:.3f} ms, p95 {r['p95']:.3f} ms "
+          f"(goal < 2 ms: {'met' if res['goal_registry_met'] else 'MISSED'}); "
+          f"parsing that request: p50 {p['p50']:.2f} ms; recounting its tokens (as every turn's usage does): "
+          f"p50 {res['count_history_tokens_ms']['p50']:.2f} ms")
+    write_json(args.json, {"benchmark": "session", **res})
+
+
+if __name__ == "__main__":
+    main()
