@@ -34,7 +34,7 @@ from roogab.providers.chainlit_impl import ChainlitProvider
 from roogab.providers.login import Retry
 from roogab.providers.loop import ProviderLoop
 from roogab.providers.socketio_impl import Reconnection
-from chainlit_server import PASSWORD, ChainlitServer, new_server
+from chainlit_server import PASSWORD, ChainlitServer, free_port, new_server
 
 pytestmark = pytest.mark.loopback
 
