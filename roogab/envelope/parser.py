@@ -61,6 +61,7 @@ class ReplyParser:
         # the stream _target or, when it is None, wait unparsed in _pending.
         self._wake: re.Pattern[str] | None = None
         self._target: str | None = None
+        self._closer: str | None = None
         self._pending: list[str] = []
         self._state = _START
         self._closed = False
@@ -90,16 +91,16 @@ class ReplyParser:
         if self._closed:
             raise ParserClosedError("feed() after close()")
         wake = self._wake
-        if wake is not None and wake.search(chunk) is None:
+        if wake is not None:
             # Fast paths: the chunk cannot change what the table reader does (see _set_bypass).
-            if self._target is None:
+            if wake.search(chunk) is None:
+                if self._target is None:
+                    self._pending.append(chunk)
+                    return []
+                return self._stream(chunk)
+            if self._closer is not None and not self._ends_closer(chunk):
                 self._pending.append(chunk)
                 return []
-            self._raw.append(chunk)
-            self._base += len(chunk)
-            self.piece(self._target, chunk)
-            out, self._out = self._out, []
-            return out
         if self._html is not None:
             chunk = self._html.feed(chunk)
         return self._push(chunk, final=False)
@@ -141,9 +142,21 @@ class ReplyParser:
             self._pos = 0
         while self._step(final):
             pass
-        self._wake = self._target = None
+        self._wake = self._target = self._closer = None
         if self._state == _ENVELOPE and self._html is None and not final:
             self._set_bypass()
+        out, self._out = self._out, []
+        return out
+
+    def _stream(self, chunk: str) -> list[Event]:
+        """Hand *chunk*, plain text of the string being streamed, to its target (a fast path)."""
+        self._raw.append(chunk)
+        self._base += len(chunk)
+        if self._target == "text" and not self._tool_names and chunk:
+            self._has_text = self._has_text or not chunk.isspace()  # as _emit_text, one call less
+            return [Text(chunk)]
+        assert self._target is not None and not self._out
+        self.piece(self._target, chunk)
         out, self._out = self._out, []
         return out
 
@@ -158,13 +171,26 @@ class ReplyParser:
         bypass = self._reader.bypass()
         if bypass is None:
             return
-        wake, target = bypass
-        if target is not None:
+        if bypass.target is not None:
             if self._pos < len(self._buf):
                 return  # the reader waits on held text (a possible closing bracket)
             self._base += self._pos
             self._buf, self._pos = "", 0
-        self._wake, self._target = wake, target
+        self._wake, self._target, self._closer = bypass
+
+    def _ends_closer(self, chunk: str) -> bool:
+        """Does *chunk* complete ``_closer``, the closing bracket of the long string being skipped?"""
+        closer = self._closer
+        assert closer is not None
+        need = len(closer) - 1  # characters before the chunk that may hold the closer's start
+        head = ""
+        for piece in reversed(self._pending):
+            if len(head) >= need:
+                break
+            head = piece + head
+        else:
+            head = self._buf[self._pos:] + head
+        return closer in head[-need:] + chunk
 
     def _step(self, final: bool) -> bool:
         """Run the current state; True when the state changed and the loop should go on."""

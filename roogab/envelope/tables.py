@@ -13,7 +13,7 @@ Tolerated beyond Lua: JSON objects and arrays (``"k": v``, ``[1, 2]``, ``null``)
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from .lexer import (
     LONG_OPEN_RE,
@@ -27,7 +27,7 @@ from .lexer import (
     skip_space,
 )
 
-__all__ = ["CALL_KEYS", "ENVELOPE_KEYS", "REASONING_KEYS", "TEXT_KEYS", "Sink", "TableReader"]
+__all__ = ["Bypass", "CALL_KEYS", "ENVELOPE_KEYS", "REASONING_KEYS", "TEXT_KEYS", "Sink", "TableReader"]
 
 TEXT_KEYS = frozenset({"text", "content", "message"})
 REASONING_KEYS = frozenset({"reasoning", "reasoning_content", "thinking"})
@@ -60,6 +60,14 @@ class Sink(Protocol):
 
     def call(self, value: Any, name_hint: str | None, offset: int) -> None:
         """A tool-call table closed; *offset* is where it opened."""
+
+
+class Bypass(NamedTuple):
+    """How chunks may skip the reader for a while; see :meth:`TableReader.bypass`."""
+
+    wake: re.Pattern[str]  # a chunk in which this finds something must be parsed
+    target: str | None = None  # the stream a skipping chunk belongs to; None: it waits unparsed
+    closer: str | None = None  # waiting inside a long string: a "]" matters only if it ends this
 
 
 class _Frame:
@@ -154,27 +162,30 @@ class TableReader:
         opener = "(" if frame.role == _PRINT else {"}": "{", "]": "["}[frame.close]
         return f"unbalanced bracket: '{opener}' opened at {{line}} is never closed", frame.offset
 
-    def bypass(self) -> tuple[re.Pattern[str], str | None] | None:
-        """How the next chunks may skip the reader: ``(wake, target)``, or ``None`` if they may not.
+    def bypass(self) -> Bypass | None:
+        """How the next chunks may skip the reader, or ``None`` if they may not.
 
-        A chunk in which *wake* finds nothing cannot change what the reader hands to the sink:
+        A chunk in which ``wake`` finds nothing cannot change what the reader hands to the sink:
 
-        * ``target`` is ``None`` below the top level (inside ``tool_calls``, a call, its
-          arguments) outside streamed strings: nothing reaches the sink there until a bracket
-          closes (strings are plain values, a call is handed over when its table ends), so the
-          chunk may wait unparsed; parsing it later gives the same result, as for any split.
-        * ``target`` is set inside a string streamed to it (``text``, ``reasoning``, ``legacy``):
-          a chunk without a closing bracket (long string), quote or backslash (quoted string) is
-          plain text of that string, for the caller to hand to the sink itself.
+        * Below the top level (inside ``tool_calls``, a call, its arguments) nothing reaches the
+          sink until a bracket closes: strings there are plain values and a call is handed over
+          when its table ends. Such chunks may wait unparsed (``target`` is ``None``); parsing
+          them later gives the same result, as for any split. Inside a long string there, only
+          a chunk that completes its ``closer`` matters.
+        * Inside a string streamed to ``target`` (``text``, ``reasoning``, ``legacy``), a chunk
+          without a closing bracket (long string), quote or backslash (quoted string) is plain
+          text of that string, for the caller to hand to the sink itself.
         """
         if self.done or self.error is not None or not self._stack:
             return None
         s = self._str
         if s is not None and s.target is not None:
-            return None if s.fresh else (_LONG_END_RE if s.long else _QUOTED_END_RE, s.target)
+            return None if s.fresh else Bypass(_LONG_END_RE if s.long else _QUOTED_END_RE, s.target)
         if self._stack[-1].role in (_TOP, _PRINT):
             return None
-        return _CLOSERS_RE, None
+        if s is not None and s.long:
+            return Bypass(_LONG_END_RE, None, s.closer)
+        return Bypass(_CLOSERS_RE)
 
     def abandon(self) -> None:
         """Flush a string that is being streamed (the reply ended inside it)."""
