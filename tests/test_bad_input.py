@@ -53,7 +53,7 @@ def app() -> Flask:
 def _post(client: FlaskClient, body: Any, *, raw: bytes | None = None) -> tuple[int, bytes, str]:
     data = raw if raw is not None else json.dumps(body).encode()
     response = client.post("/v1/chat/completions", data=data, content_type="application/json")
-    return response.status_code, response.get_data(), response.mimetype
+    return response.status_code, response.get_data(), response.mimetype or ""
 
 
 def _assert_error(status: int, raw: bytes, param: str | None = None, code: str | None = None) -> dict[str, Any]:
@@ -61,7 +61,7 @@ def _assert_error(status: int, raw: bytes, param: str | None = None, code: str |
     assert 400 <= status < 500, (status, raw[:300])
     body = json.loads(raw)
     assert set(body) == {"error"} and set(body["error"]) == ERROR_KEYS, body
-    error = body["error"]
+    error: dict[str, Any] = body["error"]
     assert isinstance(error["message"], str) and error["message"]
     assert isinstance(error["type"], str) and error["type"]
     assert error["param"] is None or isinstance(error["param"], str)
