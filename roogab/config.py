@@ -11,6 +11,7 @@ files or from environment variables whose names the config gives.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import sys
 from collections.abc import Mapping
@@ -132,8 +133,14 @@ class Config:
     log_format: LogFormat = "text"
 
     def is_loopback(self) -> bool:
-        """True when the server binds only to the loopback interface."""
-        return self.host in ("127.0.0.1", "localhost", "::1") or self.host.startswith("127.")
+        """True when the server binds only to the loopback interface: ``localhost`` or a
+        loopback address (a name such as ``127.example.com`` is not one)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
 
 _SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("providers", "api_keys")}

@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
-from .errors import ConversationGone, ModelNotFound, ReplyFormatError, RooGabError, StoreError
+from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError, StoreError
 from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
@@ -31,6 +31,7 @@ __all__ = ["ChatService", "TurnSettings", "published_id"]
 log = logging.getLogger(__name__)
 
 O_SERIES = re.compile(r"o([134])")
+ERROR_PAGE_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -323,6 +324,10 @@ class _Turn:
         end = next((e for e in events if isinstance(e, End)), None)
         if end is None or end.problem is None or reply.problem is not None:
             return
+        title = None if end.envelope else _error_page_title(reply.raw)
+        if title is not None:
+            raise ProviderRejected(f"{self.provider.name}: the chat service sent an HTML page instead of "
+                                   f"a reply ({title})", provider=self.provider.name)
         if end.envelope or self.request.tools:  # without tools, plain prose is a fine answer
             reply.problem, reply.offset = end.problem, end.offset
 
@@ -378,6 +383,18 @@ class _Repeat:
         if self.seen.startswith(self.sent):
             return self.seen[len(self.sent):]
         return "\n\n" + self.seen
+
+
+def _error_page_title(raw: str) -> str | None:
+    """The title of a whole HTML document (a proxy's or server's error page), else None.
+
+    A chat page's rendered reply is a fragment (``<p>``, ``<pre>``); a document is not a reply.
+    """
+    head = raw.lstrip()[:300].lower()
+    if not head.startswith(("<!doctype html", "<html")):
+        return None
+    match = ERROR_PAGE_TITLE.search(raw)
+    return match.group(1).strip()[:100] if match else "no title"
 
 
 def published_id(provider: str, model: str) -> str:

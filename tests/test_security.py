@@ -120,8 +120,6 @@ def test_cli_refuses_a_network_bind_without_keys_in_a_subprocess(tmp_path: Path)
     assert "running at" not in proc.stdout
 
 
-@pytest.mark.xfail(strict=True, reason="Config.is_loopback() treats any host starting with '127.' as loopback, "
-                                       "so a DNS name like 127.attacker.example starts without keys (config.py)")
 def test_a_name_that_merely_starts_with_127_is_not_loopback() -> None:
     with pytest.raises(ConfigError):
         load_config(env={}, overrides={"host": "127.attacker.example"})
