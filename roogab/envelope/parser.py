@@ -88,9 +88,7 @@ class ReplyParser:
         Raises:
             ParserClosedError: the parser was already closed.
         """
-        if self._closed:
-            raise ParserClosedError("feed() after close()")
-        wake = self._wake
+        wake = self._wake  # None once closed
         if wake is not None:
             # Fast paths: the chunk cannot change what the table reader does (see _set_bypass).
             if wake.search(chunk) is None:
@@ -101,6 +99,8 @@ class ReplyParser:
             if self._closer is not None and not self._ends_closer(chunk):
                 self._pending.append(chunk)
                 return []
+        if self._closed:
+            raise ParserClosedError("feed() after close()")
         if self._html is not None:
             chunk = self._html.feed(chunk)
         return self._push(chunk, final=False)
@@ -152,8 +152,9 @@ class ReplyParser:
         """Hand *chunk*, plain text of the string being streamed, to its target (a fast path)."""
         self._raw.append(chunk)
         self._base += len(chunk)
-        if self._target == "text" and not self._tool_names and chunk:
-            self._has_text = self._has_text or not chunk.isspace()  # as _emit_text, one call less
+        if chunk and self._target == "text" and not self._tool_names:
+            if not self._has_text:  # what _emit_text does, without two calls per character
+                self._has_text = not chunk.isspace()
             return [Text(chunk)]
         assert self._target is not None and not self._out
         self.piece(self._target, chunk)
