@@ -73,9 +73,11 @@ def test_non_compliant_turn_shows_verdict_and_raw_reply(browser: object, stack: 
         client.chat.completions.create(
             model="demo/gab-1", messages=[{"role": "user", "content": "please fail twice"}],
             tools=[{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}])
-    WebDriverWait(browser, 10).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, ".turn[data-verdict='non_compliant']"))
-    card = browser.find_element(By.CSS_SELECTOR, ".turn[data-verdict='non_compliant']")  # type: ignore[attr-defined]
+    def ours(d: object) -> object:
+        cards = d.find_elements(By.CSS_SELECTOR, ".turn[data-verdict='non_compliant']")  # type: ignore[attr-defined]
+        return next((c for c in cards if "please fail twice" in c.get_attribute("textContent")), None)
+
+    card = WebDriverWait(browser, 10).until(ours)
     assert card.find_element(By.CSS_SELECTOR, ".verdict").text == "non_compliant"
     raw = card.find_element(By.CSS_SELECTOR, ".raw pre")
     assert raw.is_displayed() and "no_such_tool" in raw.text
