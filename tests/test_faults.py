@@ -231,7 +231,9 @@ def test_html_error_page_is_not_an_answer_without_tools(faulty: Running, demo: D
                                                         stream: bool) -> None:
     demo.push(ScriptedReply(HTML_ERROR_PAGE, chunk=16), ScriptedReply(HTML_ERROR_PAGE, chunk=16))
     outcome = turn(faulty, _task("what is 2 + 2?"), stream=stream)
+    outcome.assert_clear_error("provider_rejected")
     assert "Bad Gateway" not in outcome.text and "nginx" not in outcome.text, outcome
+    _next_turn_works(faulty, stream)
 
 
 # -- the chat service restarts in a loop ----------------------------------------------------------
