@@ -229,7 +229,7 @@ def test_html_error_page_is_an_upstream_error_and_the_retry_works(faulty: Runnin
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
 def test_html_error_page_is_not_an_answer_without_tools(faulty: Running, demo: DemoChatService,
                                                         stream: bool) -> None:
-    demo.push(ScriptedReply(HTML_ERROR_PAGE, chunk=16), ScriptedReply(HTML_ERROR_PAGE, chunk=16))
+    demo.push(ScriptedReply(HTML_ERROR_PAGE, chunk=16))
     outcome = turn(faulty, _task("what is 2 + 2?"), stream=stream)
     outcome.assert_clear_error("provider_rejected")
     assert "Bad Gateway" not in outcome.text and "nginx" not in outcome.text, outcome
