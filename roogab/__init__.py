@@ -1,3 +1,26 @@
-"""RooGab: an OpenAI-compatible API in front of a browser chat service, for coding agents."""
+"""RooGab: an OpenAI-compatible API in front of a browser chat service, for coding agents.
+
+The public surface: ``create_app`` (a Flask app over started providers), ``Config`` and
+``load_config``, the error tree, and ``__version__``. Everything else is internal.
+"""
+
+from .app import create_app
+from .config import Config, ProviderProfile, load_config
+from .errors import (ConfigError, ProviderUnavailable, ReplyFormatError, RequestError, RooGabError,
+                     UpstreamError)
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ProviderProfile",
+    "ProviderUnavailable",
+    "ReplyFormatError",
+    "RequestError",
+    "RooGabError",
+    "UpstreamError",
+    "__version__",
+    "create_app",
+    "load_config",
+]
