@@ -21,7 +21,7 @@ ever evaluated. A reply that does not comply does not raise: ``End.problem`` say
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from ..errors import ParserClosedError
@@ -59,8 +59,9 @@ class ReplyParser:
         self._raw: list[str] = []
         # Chunks in which _wake finds nothing skip the reader (TableReader.bypass): they go to
         # the stream _target or, when it is None, wait unparsed in _pending.
-        self._wake: re.Pattern[str] | None = None
+        self._wake: Callable[[str], re.Match[str] | None] | None = None
         self._target: str | None = None
+        self._plain_text = False  # _target is "text", without XML tool tags to look for
         self._closer: str | None = None
         self._pending: list[str] = []
         self._state = _START
@@ -90,14 +91,20 @@ class ReplyParser:
         """
         wake = self._wake  # None once closed
         if wake is not None:
-            # Fast paths: the chunk cannot change what the table reader does (see _set_bypass).
-            if wake.search(chunk) is None:
-                if self._target is None:
+            # Fast paths (see _set_bypass): the chunk cannot change what the table reader does.
+            if wake(chunk) is None:
+                if self._target is None:  # inside a tool call: parse it once a bracket closes
                     self._pending.append(chunk)
                     return []
+                if self._plain_text and chunk:  # the reply's text, as _emit_text would emit it
+                    self._raw.append(chunk)
+                    self._base += len(chunk)
+                    if not self._has_text:
+                        self._has_text = not chunk.isspace()
+                    return [Text(chunk)]
                 return self._stream(chunk)
             if self._closer is not None and not self._ends_closer(chunk):
-                self._pending.append(chunk)
+                self._pending.append(chunk)  # a "]" inside a long string that does not end it
                 return []
         if self._closed:
             raise ParserClosedError("feed() after close()")
@@ -142,7 +149,7 @@ class ReplyParser:
             self._pos = 0
         while self._step(final):
             pass
-        self._wake = self._target = self._closer = None
+        self._wake, self._target, self._closer, self._plain_text = None, None, None, False
         if self._state == _ENVELOPE and self._html is None and not final:
             self._set_bypass()
         out, self._out = self._out, []
@@ -150,13 +157,9 @@ class ReplyParser:
 
     def _stream(self, chunk: str) -> list[Event]:
         """Hand *chunk*, plain text of the string being streamed, to its target (a fast path)."""
+        assert self._target is not None and not self._out
         self._raw.append(chunk)
         self._base += len(chunk)
-        if chunk and self._target == "text" and not self._tool_names:
-            if not self._has_text:  # what _emit_text does, without two calls per character
-                self._has_text = not chunk.isspace()
-            return [Text(chunk)]
-        assert self._target is not None and not self._out
         self.piece(self._target, chunk)
         out, self._out = self._out, []
         return out
@@ -177,7 +180,8 @@ class ReplyParser:
                 return  # the reader waits on held text (a possible closing bracket)
             self._base += self._pos
             self._buf, self._pos = "", 0
-        self._wake, self._target, self._closer = bypass
+        self._wake, self._target, self._closer = bypass.wake.search, bypass.target, bypass.closer
+        self._plain_text = bypass.target == "text" and not self._tool_names
 
     def _ends_closer(self, chunk: str) -> bool:
         """Does *chunk* complete ``_closer``, the closing bracket of the long string being skipped?"""
