@@ -158,6 +158,8 @@ class ReplyParser:
     def _stream(self, chunk: str) -> list[Event]:
         """Hand *chunk*, plain text of the string being streamed, to its target (a fast path)."""
         assert self._target is not None and not self._out
+        if not chunk:
+            return []
         self._raw.append(chunk)
         self._base += len(chunk)
         self.piece(self._target, chunk)

@@ -11,7 +11,7 @@ import random
 
 import pytest
 
-from roogab.envelope import Event, ReplyParser, Text, ToolCall
+from roogab.envelope import Event, Reasoning, ReplyParser, Text, ToolCall
 
 from .test_corpus import CASES, as_dicts, feed_pieces
 from .util import merge
@@ -26,6 +26,7 @@ def test_events_come_as_soon_as_the_prefix_allows(name: str) -> None:
     for i, ch in enumerate(reply, 1):
         so_far += parser.feed(ch)
         assert merge(so_far) == merge(ReplyParser(tools).feed(reply[:i])), f"after {i} characters"
+        assert parser.feed("") == [], f"an empty chunk after {i} characters"
 
 
 @pytest.mark.parametrize("name", CASES)
@@ -39,7 +40,9 @@ def test_random_chunks(name: str) -> None:
             size = rng.choice((0, 1, 1, 2, 3, 5, 8, 13))
             pieces.append(reply[pos:pos + size])
             pos += size
-        assert as_dicts(feed_pieces(pieces, case["tool_names"])) == case["expected"]
+        events = feed_pieces(pieces, case["tool_names"])
+        assert as_dicts(events) == case["expected"]
+        assert all(e.text for e in events if isinstance(e, (Text, Reasoning))), "an empty Text or Reasoning"
 
 
 def test_tool_call_comes_with_its_closing_brace() -> None:
