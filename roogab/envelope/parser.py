@@ -110,7 +110,9 @@ class ReplyParser:
             raise ParserClosedError("feed() after close()")
         if self._html is not None:
             chunk = self._html.feed(chunk)
-        return self._push(chunk, final=False)
+        out = self._push(chunk, final=False)
+        self._set_bypass()
+        return out
 
     def close(self) -> list[Event]:
         """The reply is complete: return the remaining events, ending with exactly one ``End``.
@@ -139,6 +141,7 @@ class ReplyParser:
     # -- the state machine -----------------------------------------------------------------
 
     def _push(self, text: str, final: bool) -> list[Event]:
+        self._wake, self._target, self._closer, self._plain_text = None, None, None, False
         if self._pending:
             text = "".join(self._pending) + text
             self._pending.clear()
@@ -149,9 +152,6 @@ class ReplyParser:
             self._pos = 0
         while self._step(final):
             pass
-        self._wake, self._target, self._closer, self._plain_text = None, None, None, False
-        if self._state == _ENVELOPE and self._html is None and not final:
-            self._set_bypass()
         out, self._out = self._out, []
         return out
 
@@ -171,8 +171,11 @@ class ReplyParser:
 
         Feeding a reply a few characters at a time would otherwise run the whole state machine
         for each of them. Inside a tool call such chunks wait in ``_pending`` until a closing
-        bracket arrives; inside a streamed string they are its text, handed on at once.
+        bracket arrives; inside a streamed string they are its text, handed on at once. Set
+        after ``feed`` only (every parse step clears it): snapshots arrive in big pieces.
         """
+        if self._state != _ENVELOPE or self._html is not None:
+            return
         assert self._reader is not None
         bypass = self._reader.bypass()
         if bypass is None:
