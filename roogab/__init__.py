@@ -4,7 +4,8 @@ The public surface: ``create_app`` (a Flask app over started providers), ``Confi
 ``load_config``, the error tree, and ``__version__``. Everything else is internal.
 """
 
-from .app import create_app
+from typing import Any
+
 from .config import Config, ProviderProfile, load_config
 from .errors import (ConfigError, ProviderUnavailable, ReplyFormatError, RequestError, RooGabError,
                      UpstreamError)
@@ -24,3 +25,13 @@ __all__ = [
     "create_app",
     "load_config",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``create_app`` loads Flask and the providers only when asked for (PEP 562), so importing a
+    pure module such as ``roogab.envelope`` pulls in no web, socket or database library."""
+    if name == "create_app":
+        from .app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'roogab' has no attribute {name!r}")
