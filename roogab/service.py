@@ -7,6 +7,7 @@ completion. It depends only on the Provider protocol, so tests drive it with a F
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -23,7 +24,7 @@ from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
 from .turnlog import turn_record
-from .usage import TokenCounter
+from .usage import TokenCache, TokenCounter
 from .wire import ChatRequest, Message, ToolCallRef, Usage
 
 __all__ = ["ChatService", "TurnSettings", "published_id"]
@@ -54,6 +55,7 @@ class ChatService:
         self.prompts = prompts
         self.settings = settings
         self.tokens = tokens or TokenCounter()
+        self.token_cache = TokenCache(self.tokens)
         self._new_id = new_id
 
     def models(self) -> list[tuple[str, int]]:
@@ -353,10 +355,16 @@ class _Turn:
             reply.problem = "the reply was empty: it had neither text nor a tool call"
 
     def _usage(self) -> Usage:
-        """What the model holds: the agent's messages and tools plus what RooGab sent."""
-        count = self.service.tokens.count
-        tools = json.dumps([t.parameters for t in self.request.tools]) if self.request.tools else ""
-        held = sum(count(m.content) for m in self.request.messages) + count(tools)
+        """What the model holds: the agent's messages and tools plus what RooGab sent.
+
+        Messages and tools are counted once and remembered by digest (the history repeats every
+        turn); RooGab's own prompts and the raw replies are new each turn.
+        """
+        cached, count = self.service.token_cache.count, self.service.tokens.count
+        held = sum(cached(d, m.content) for d, m in zip(self.plan.digests, self.request.messages))
+        if self.request.tools:
+            tools = json.dumps([t.parameters for t in self.request.tools])
+            held += cached(hashlib.sha256(tools.encode()).hexdigest(), tools)
         return Usage(held + sum(count(p) for p in self.sent), sum(count(r) for r in self.raws))
 
 

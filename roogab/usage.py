@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from typing import Protocol
 
-__all__ = ["OFFLINE_ENCODING", "TokenCounter"]
+__all__ = ["OFFLINE_ENCODING", "TokenCache", "TokenCounter"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,30 @@ class TokenCounter:
                 self._encoding = _load_encoding(self._name)
                 self._loaded = True
         return self._encoding
+
+
+class TokenCache:
+    """Token counts remembered by a key (a message digest): an agent resends its whole history
+    every turn, and counting it again would cost milliseconds per turn as the history grows."""
+
+    def __init__(self, counter: TokenCounter, size: int = 20_000) -> None:
+        self.counter = counter
+        self._size = size
+        self._counts: OrderedDict[str, int] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def count(self, key: str, text: str) -> int:
+        """The tokens of *text*, counted once per *key*."""
+        with self._lock:
+            if key in self._counts:
+                self._counts.move_to_end(key)
+                return self._counts[key]
+        tokens = self.counter.count(text)
+        with self._lock:
+            self._counts[key] = tokens
+            if len(self._counts) > self._size:
+                self._counts.popitem(last=False)
+        return tokens
 
 
 def _load_encoding(name: str) -> _Encoding | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from roogab.usage import TokenCounter
+from roogab.usage import TokenCache, TokenCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,3 +124,20 @@ def test_without_tiktoken_counts_are_estimated(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["3", "False"]
     assert "tiktoken is not installed" in done.stderr
+
+
+def test_token_cache_counts_each_key_once() -> None:
+    counted: list[str] = []
+
+    class Counting(TokenCounter):
+        def count(self, text: str) -> int:
+            counted.append(text)
+            return len(text)
+
+    cache = TokenCache(Counting(), size=2)
+    assert cache.count("a", "xx") == 2 and cache.count("a", "xx") == 2
+    assert counted == ["xx"]
+    cache.count("b", "yyy")
+    cache.count("c", "z")  # evicts "a", the least recently used
+    cache.count("a", "xx")
+    assert counted == ["xx", "yyy", "z", "xx"]
