@@ -95,7 +95,8 @@ def run(turns: int = 50, samples: int = 200) -> dict[str, Any]:
                     assert not plan.fresh and len(plan.new) == 1, (plan.fresh, len(plan.new))
                 parse.append((t1 - t0) * 1000)
                 resolve.append((t2 - t1) * 1000)
-            # what ``_Turn._usage`` recounts every turn: every message of the history, the tools
+            # tokenizing every message of the history and the tools afresh: what ``_Turn._usage``
+            # did every turn before per-message counts were cached (commit 6edb216)
             tokens = running.app.extensions["roogab"].service.tokens
             tools = json.dumps([t.parameters for t in request.tools])
             counting = []
@@ -136,7 +137,7 @@ def main() -> None:
     print(f"Registry.turn at turn {args.turns + 1} ({res['history_messages']} messages, "
           f"{res['history_bytes'] / 1000:.0f} KB): p50 {r['p50']:.3f} ms, p95 {r['p95']:.3f} ms "
           f"(goal < 2 ms: {'met' if res['goal_registry_met'] else 'MISSED'}); "
-          f"parsing that request: p50 {p['p50']:.2f} ms; recounting its tokens (as every turn's usage does): "
+          f"parsing that request: p50 {p['p50']:.2f} ms; tokenizing its whole history afresh (uncached): "
           f"p50 {res['count_history_tokens_ms']['p50']:.2f} ms")
     write_json(args.json, {"benchmark": "session", **res})
 
