@@ -105,7 +105,6 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         loop.stop()
         store.close()
         raise
-    app.extensions["roogab"].service.tokens.warm()
     server.start()
     log.info("serving on %s (store: %s)", server.url, _where(config))
     return Running(config, app, server, loop, providers, store, demo)

@@ -30,6 +30,8 @@ class Server:
         try:
             self._server = waitress.create_server(
                 app, map=self._map, host=host, port=port, threads=threads, ident="roogab",
+                # waitress's default of 100 counts its own sockets too; every open stream needs one
+                connection_limit=max(100, threads + 32),
                 clear_untrusted_proxy_headers=True, channel_timeout=300)
         except OSError as exc:
             raise ConfigError("port", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc

@@ -249,7 +249,7 @@ class _Turn:
         reply = _Reply(handle)
         done = False
         try:
-            for event in turn.events(settings.tick):
+            for event in turn.events(settings.tick, merge=True):
                 if event is None:
                     yield Ping()
                     continue

@@ -97,6 +97,7 @@ class Turn:
         self._on_cancel = on_cancel
         self._clock = clock
         self._cancelled = threading.Event()
+        self._held: object = None
 
     @property
     def cancelled(self) -> bool:
@@ -116,8 +117,10 @@ class Turn:
             if self._on_cancel is not None:
                 self._on_cancel()
 
-    def events(self, tick: float = 1.0) -> Iterator[ProviderEvent | None]:
+    def events(self, tick: float = 1.0, *, merge: bool = False) -> Iterator[ProviderEvent | None]:
         """Yield the turn's events up to ``Done``; ``None`` after each *tick* seconds of silence.
+
+        With *merge*, pieces that queued up while the reader was busy come as one (see ``_take``).
 
         Raises:
             ProviderTimeout: a deadline passed.
@@ -128,7 +131,7 @@ class Turn:
         while True:
             wait = min(tick, self._until_deadline(start, last, started))
             try:
-                item = self._inbox.get(timeout=max(0.0, wait))
+                item = self._take(max(0.0, wait), merge)
             except queue.Empty:
                 self._check_deadlines(start, last, started)
                 yield None
@@ -143,6 +146,29 @@ class Turn:
             yield item
             if isinstance(item, Done):
                 return
+
+    def _take(self, timeout: float, merge: bool) -> object:
+        """The next item. With *merge*, deltas already queued behind it are joined into one (and
+        snapshots reduced to the newest), so a reader that fell behind catches up in one step."""
+        if self._held is not None:
+            item, self._held = self._held, None
+        else:
+            item = self._inbox.get(timeout=timeout)
+        if not merge or not isinstance(item, (Delta, Snapshot)):
+            return item
+        texts = [item.text]
+        while True:
+            try:
+                follower = self._inbox.get_nowait()
+            except queue.Empty:
+                break
+            if type(follower) is not type(item):
+                self._held = follower
+                break
+            texts.append(follower.text)
+        if isinstance(item, Snapshot):
+            return Snapshot(texts[-1])
+        return Delta("".join(texts)) if len(texts) > 1 else item
 
     def _until_deadline(self, start: float, last: float, started: bool) -> float:
         now = self._clock()

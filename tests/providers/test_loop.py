@@ -107,3 +107,14 @@ def test_restart_after_stop() -> None:
         assert loop.run(_thread_name(), timeout=2) == "roogab-provider-loop"
     finally:
         loop.stop()
+
+
+def test_a_turn_merges_deltas_already_queued_and_keeps_the_order() -> None:
+    from roogab.providers.base import Created, Deadlines, Delta, Done, Snapshot, Turn
+
+    turn = Turn("t", Deadlines(first_token=5, silence=5, total=5))
+    for item in (Created("c"), Delta("a"), Delta("b"), Delta("c"), Snapshot("abc1"), Snapshot("abc12"),
+                 Delta("3"), Done("abc123")):
+        turn.put(item)
+    assert list(turn.events(0.5, merge=True)) == [Created("c"), Delta("abc"), Snapshot("abc12"), Delta("3"),
+                                                  Done("abc123")]
