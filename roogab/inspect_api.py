@@ -33,7 +33,7 @@ VERDICT_CLASSES = {"retry answered from the record": "retry"}
 def page() -> str:
     """The inspector page: conversations and their turns, updating live."""
     registry = current_app.extensions["roogab"].service.registry
-    records = registry.store.turns(limit=PAGE_TURNS)
+    records = registry.turns(limit=PAGE_TURNS)
     convs = [conversation_json(c) for c in registry.conversations()]
     return render_template("inspect.html", turns=[_view(t) for t in records], conversations=convs,
                            providers=sorted({t.provider for t in records}),
@@ -48,7 +48,7 @@ def fragment() -> str:
     except ValueError:
         raise InvalidRequest("'since' must be a number", param="since") from None
     registry = current_app.extensions["roogab"].service.registry
-    newer = [t for t in registry.store.turns(limit=PAGE_TURNS) if t.started_at > since]
+    newer = [t for t in registry.turns(limit=PAGE_TURNS) if t.started_at > since]
     return render_template("turns.html", turns=[_view(t) for t in newer])
 
 
@@ -57,7 +57,7 @@ def turns() -> dict[str, Any]:
     """The newest turns first; ``?limit=N`` (default 50), ``?conversation=ID``."""
     limit = _limit(request.args.get("limit", "50"))
     registry = current_app.extensions["roogab"].service.registry
-    records = registry.store.turns(limit=limit, conversation_id=request.args.get("conversation") or None)
+    records = registry.turns(limit=limit, conversation_id=request.args.get("conversation") or None)
     return {"object": "list", "data": [turn_json(t) for t in records]}
 
 

@@ -26,7 +26,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from .store import ConversationRecord, MemoryStore, Store
+from .store import ConversationRecord, MemoryStore, Store, TurnRecord
+from .turnlog import TurnLogWriter
 from .wire import ChatRequest, Message, canonical_json
 
 __all__ = ["Conversation", "Plan", "Registry", "message_digest", "thread_key"]
@@ -131,6 +132,7 @@ class Registry:
         self._lock = threading.Lock()
         self._threads: dict[Key, list[Conversation]] = {}
         self._next_expiry = 0.0
+        self._log = TurnLogWriter(self.store)
         for rec in self.store.load_conversations():
             conv = Conversation.from_record(rec)
             self._threads.setdefault(conv.key, []).append(conv)
@@ -187,6 +189,19 @@ class Registry:
         plan.conversation.handle, plan.conversation.transcript = None, ()
         history, new = _answered_split(plan.messages)
         return replace(plan, history=history, new=new)
+
+    def log_turn(self, record: TurnRecord) -> None:
+        """Add a turn to the turn log (written in the background)."""
+        self._log.add(record)
+
+    def turns(self, limit: int = 50, conversation_id: str | None = None) -> list[TurnRecord]:
+        """The newest turns first, including every turn that has ended."""
+        self._log.flush()
+        return self.store.turns(limit=limit, conversation_id=conversation_id)
+
+    def close(self) -> None:
+        """Write the turns still queued for the log."""
+        self._log.close()
 
     def conversations(self) -> list[Conversation]:
         """Every known conversation, most recently used first."""

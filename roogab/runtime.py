@@ -47,6 +47,12 @@ class Running:
     _closed: bool = field(default=False, repr=False)
 
     @property
+    def registry(self) -> Registry:
+        """The conversations and the turn log of this RooGab."""
+        registry: Registry = self.app.extensions["roogab"].service.registry
+        return registry
+
+    @property
     def url(self) -> str:
         """The proxy's base URL (without ``/v1``)."""
         return self.server.url
@@ -57,6 +63,7 @@ class Running:
             return
         self._closed = True
         self.server.close()
+        self.registry.close()
         for provider in self.providers.values():
             provider.close()
         self.loop.stop()

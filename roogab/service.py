@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
-from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError, StoreError
+from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
 from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
@@ -184,10 +184,7 @@ class _Turn:
                 "%s: %s in %d ms, conversation %s%s%s", verdict, self.provider.name, record.duration_ms,
                 record.conversation_id, f", {self.repairs} repair(s)" if self.repairs else "",
                 ", replayed" if self.plan.replay else "")
-        try:
-            self.service.registry.store.add_turn(record)
-        except StoreError as exc:
-            log.warning("could not write the turn log: %s", exc)
+        self.service.registry.log_turn(record)
 
     def _answer(self) -> Generator[Out, None, str]:
         """Send, parse, repair while allowed; return the provider conversation's handle."""
@@ -355,17 +352,19 @@ class _Turn:
             reply.problem = "the reply was empty: it had neither text nor a tool call"
 
     def _usage(self) -> Usage:
-        """What the model holds: the agent's messages and tools plus what RooGab sent.
+        """What the model holds: the agent's messages, and RooGab's format prompt with the tools
+        (it stays in the conversation from turn 1 on), plus any repair message of this turn.
 
-        Messages and tools are counted once and remembered by digest (the history repeats every
-        turn); RooGab's own prompts and the raw replies are new each turn.
+        Messages are counted once and remembered by digest, the format prompt by tool set: an
+        agent resends both every turn. Only the replies are new each time.
         """
         cached, count = self.service.token_cache.count, self.service.tokens.count
         held = sum(cached(d, m.content) for d, m in zip(self.plan.digests, self.request.messages))
-        if self.request.tools:
-            tools = json.dumps([t.parameters for t in self.request.tools])
-            held += cached(hashlib.sha256(tools.encode()).hexdigest(), tools)
-        return Usage(held + sum(count(p) for p in self.sent), sum(count(r) for r in self.raws))
+        tools = json.dumps([[t.name, t.description, t.parameters] for t in self.request.tools])
+        key = "format:" + hashlib.sha256(tools.encode()).hexdigest()
+        held += cached(key, lambda: self.service.prompts.format_prompt(self.request))
+        repairs = sum(count(p) for p in self.sent[1:])
+        return Usage(held + repairs, sum(count(r) for r in self.raws))
 
 
 @dataclass

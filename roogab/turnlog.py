@@ -1,17 +1,24 @@
-"""The turn log entry for one turn: what the agent sent, what the chat service got and said.
+"""The turn log: what the agent sent, what the chat service got and said, for every turn.
 
-Pure: builds a ``TurnRecord``; the store redacts secrets when it writes it.
+``turn_record`` builds an entry (pure); ``TurnLogWriter`` hands entries to the store off the
+request path. The store redacts secrets when it writes them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import queue
+import threading
 from collections.abc import Sequence
 
-from .store import TurnRecord
+from .errors import StoreError
+from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
-__all__ = ["turn_record", "SEPARATOR"]
+__all__ = ["turn_record", "request_summary", "TurnLogWriter", "SEPARATOR"]
+
+log = logging.getLogger(__name__)
 
 SEPARATOR = "\n\n===== next message of this turn =====\n\n"
 CONTENT_LIMIT = 4000
@@ -41,3 +48,50 @@ def _cut(text: str) -> str:
     if len(text) <= CONTENT_LIMIT:
         return text
     return text[:CONTENT_LIMIT] + f"\n[... {len(text) - CONTENT_LIMIT} more characters]"
+
+
+class TurnLogWriter:
+    """Writes turn records on a thread of its own, so an agent's reply never waits for redaction
+    and the insert. Readers call ``flush()`` first to see every turn that has ended."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._queue: queue.Queue[TurnRecord | threading.Event | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, record: TurnRecord) -> None:
+        """Queue *record* for the store; starts the writer on first use."""
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="roogab-turnlog", daemon=True)
+                self._thread.start()
+        self._queue.put(record)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every record queued so far is in the store."""
+        if self._thread is None:
+            return
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait(timeout)
+
+    def close(self) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+                continue
+            try:
+                self._store.add_turn(item)
+            except StoreError as exc:
+                log.warning("could not write the turn log: %s", exc)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["OFFLINE_ENCODING", "TokenCache", "TokenCounter"]
@@ -79,13 +80,14 @@ class TokenCache:
         self._counts: OrderedDict[str, int] = OrderedDict()
         self._lock = threading.Lock()
 
-    def count(self, key: str, text: str) -> int:
-        """The tokens of *text*, counted once per *key*."""
+    def count(self, key: str, text: str | Callable[[], str]) -> int:
+        """The tokens of *text* (or of what *text()* returns, made only when needed), counted
+        once per *key*."""
         with self._lock:
             if key in self._counts:
                 self._counts.move_to_end(key)
                 return self._counts[key]
-        tokens = self.counter.count(text)
+        tokens = self.counter.count(text if isinstance(text, str) else text())
         with self._lock:
             self._counts[key] = tokens
             if len(self._counts) > self._size:

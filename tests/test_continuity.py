@@ -229,7 +229,7 @@ def test_turn_log_and_conversations_are_inspectable(roogab: Running, service: De
     first, _ = _cline_turns()
     service.push(ScriptedReply(READ.format(tool="read_files", args='files = { { path = "a" } }')))
     _call(_client(roogab), first)
-    [turn] = roogab.store.turns(limit=5)
+    [turn] = roogab.registry.turns(limit=5)
     assert turn.verdict == "ok" and "You are Cline" in turn.provider_prompt
     assert "read_files" in turn.raw_reply and json.loads(turn.usage)["prompt_tokens"] > 0
     [conv] = roogab.store.load_conversations()

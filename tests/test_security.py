@@ -278,7 +278,7 @@ def test_secrets_never_reach_the_logs_or_the_turn_log(secured: Running, caplog: 
     logged = "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
     assert "turn chatcmpl-" in logged  # the turns were logged, so the search below means something
     stored = "\n".join(f"{t.request_summary} {t.provider_prompt} {t.raw_reply} {t.response} {t.error}"
-                       for t in secured.store.turns(limit=10))
+                       for t in secured.registry.turns(limit=10))
     assert "Please say hello" in stored and "[redacted]" in stored
     for secret in SECRETS:
         assert secret not in logged, secret
