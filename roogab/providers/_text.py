@@ -1,8 +1,4 @@
-"""Small text helpers the providers share for messages and logs: URLs without secrets, short quotes.
-
-``socketio_impl`` keeps identical private copies (``_safe_url``, ``_short``) for now; they can be
-replaced by imports from here.
-"""
+"""Small text helpers the providers share for messages and logs: URLs without secrets, short quotes."""
 
 from __future__ import annotations
 

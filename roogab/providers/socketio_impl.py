@@ -28,7 +28,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import socketio
@@ -43,6 +43,7 @@ from ..errors import (
     ProviderUnavailable,
     UpstreamError,
 )
+from ._text import safe_url, short
 from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
 from .loop import ProviderLoop
 
@@ -50,7 +51,6 @@ __all__ = ["MultiplexProvider", "Reconnection"]
 
 logger = logging.getLogger(__name__)
 
-_MAX_SERVICE_MESSAGE = 200
 
 
 @dataclass(frozen=True)
@@ -102,19 +102,6 @@ def _socketio_errors(provider: str, action: str) -> Iterator[None]:
         raise ProviderUnavailable(f"{provider}: {action}: {exc}", provider=provider) from exc
 
 
-def _safe_url(url: str) -> str:
-    """*url* without credentials, query or fragment, for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    netloc = f"{host}:{parts.port}" if parts.port else host
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def _short(value: object) -> str:
-    text = str(value) if value is not None else ""
-    return text if len(text) <= _MAX_SERVICE_MESSAGE else text[:_MAX_SERVICE_MESSAGE - 3] + "..."
-
-
 class MultiplexProvider:
     """A multiplexed Socket.IO chat service: one connection, many conversations.
 
@@ -135,7 +122,7 @@ class MultiplexProvider:
         self._connect_timeout = connect_timeout
         self._headers = dict(headers or {})
         self._reconnection = reconnection
-        self._where = _safe_url(profile.url)
+        self._where = safe_url(profile.url)
         self._health = Health(ready=False, connected=False, since=time.time())
         # Everything below is touched only on the provider loop's thread.
         self._client: socketio.AsyncClient | None = None
@@ -314,7 +301,7 @@ class MultiplexProvider:
         if self._failed_attempts >= self._reconnection.attempts > 0:
             self._reconnecting = False
         message = data.get("message") if isinstance(data, dict) else data
-        self._set_health(connected=False, error=f"connect failed: {_short(message)}")
+        self._set_health(connected=False, error=f"connect failed: {short(message)}")
 
     def _fail_all(self, error: Any) -> None:
         flights = list(self._creating.values()) + list(self._flights.values())
@@ -494,7 +481,7 @@ class MultiplexProvider:
         ev = self._ev
         payload = data if isinstance(data, dict) else {}
         cid, ref = payload.get(ev.conversation_field), payload.get(ev.ref_field)
-        code, message = payload.get("code"), _short(payload.get("message"))
+        code, message = payload.get("code"), short(payload.get("message"))
         flight = None
         if isinstance(cid, str):
             flight = self._flights.pop(cid, None)
@@ -514,4 +501,4 @@ class MultiplexProvider:
                 f"{self.name}: the service no longer knows conversation {cid}: {message}", provider=self.name))
         else:
             flight.turn.put(ProviderRejected(
-                f"{self.name}: the service refused the turn ({_short(code)}): {message}", provider=self.name))
+                f"{self.name}: the service refused the turn ({short(code)}): {message}", provider=self.name))
