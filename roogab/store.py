@@ -356,7 +356,7 @@ class SqliteStore:
                     self._db.execute(statement)
                 # PRAGMA takes no parameters; the value is an int from our own table.
                 self._db.execute(f"PRAGMA user_version = {version + 1}")
-            logger.info("store %s: migrated to schema version %d", self.path, version + 1)
+            logger.debug("store %s: migrated to schema version %d", self.path, version + 1)
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
