@@ -15,6 +15,10 @@ stack, SQLite store in a temporary directory) with the same scripted reply:
 
 Turns alternate RooGab / direct so drift in machine load hits both alike. "Added" is per pair:
 RooGab's time minus the direct time of the turn run right after it.
+
+``--processes``: the deployment shape instead of one process. The demo chat service and
+``roogab serve`` each run in a process of their own (the service driven through its HTTP test
+endpoints), so the benchmark client, RooGab and the service no longer share one GIL.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import socketio
@@ -140,6 +149,64 @@ def start_stack(tmp: str, **overrides: Any) -> Running:
     return start_demo(replace(config))
 
 
+class RemoteDemo:
+    """The demo chat service in a process of its own, driven through its HTTP test endpoints."""
+
+    def __init__(self) -> None:
+        code = ("import sys; from roogab.demo import DemoChatService; d = DemoChatService(); "
+                "print(d.start(), flush=True); sys.stdin.read(); d.stop()")
+        self.proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        self.url = self.proc.stdout.readline().strip()
+
+    def _post(self, path: str, body: object) -> None:
+        req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=10).close()
+
+    def push(self, reply: ScriptedReply) -> None:
+        self._post("/demo/script", [{k: v for k, v in asdict(reply).items() if v is not None}])
+
+    @property
+    def received(self) -> list[SimpleNamespace]:
+        """What arrived since the last look (then forgotten, so the log stays small)."""
+        with urllib.request.urlopen(self.url + "/demo/received", timeout=10) as r:
+            items = json.loads(r.read())
+        self._post("/demo/reset", {})
+        return [SimpleNamespace(**item) for item in items]
+
+    def close(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+class RemoteStack:
+    """``roogab serve`` in a process of its own, in front of a ``RemoteDemo``."""
+
+    def __init__(self, tmp: str) -> None:
+        self.demo = RemoteDemo()
+        cfg = Path(tmp) / "bench.toml"
+        cfg.write_text(f'port = 0\nlog_level = "warning"\ndata_dir = "{tmp}"\n\n[[providers]]\n'
+                       f'name = "demo"\nkind = "socketio"\nurl = "{self.demo.url}"\n'
+                       'models = ["gab-1", "gab-2"]\n')
+        self.proc = subprocess.Popen([sys.executable, "-m", "roogab", "serve", "--config", str(cfg)],
+                                     stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = ""
+        while "is running at" not in line:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError("roogab serve did not start")
+        self.url = line.strip().rsplit(" ", 1)[-1]
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+        self.demo.close()
+
+
 def check_roogab(t: Timing) -> None:
     calls = t.tool_calls or []
     if TEXT not in t.content or [c["name"] for c in calls] != ["list_files"]:
@@ -214,9 +281,16 @@ def usage_cost(running: Running, samples: int = 30) -> dict[str, float]:
 
 
 def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, False),
-        delay_ms: int = 0) -> dict[str, Any]:
+        delay_ms: int = 0, processes: bool = False) -> dict[str, Any]:
     """Start a stack, measure each mode, stop the stack."""
     with tempfile.TemporaryDirectory(prefix="roogab-bench-") as tmp:
+        if processes:
+            remote = RemoteStack(tmp)
+            try:
+                modes_out = [compare(remote, turns, warmup, s, delay_ms) for s in modes]  # type: ignore[arg-type]
+                return {"modes": modes_out, "processes": True}
+            finally:
+                remote.close()
         running = start_stack(tmp)
         try:
             modes_out = [compare(running, turns, warmup, s, delay_ms) for s in modes]
@@ -246,16 +320,19 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=200, help="measured turns per mode (default 200)")
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--delay-ms", type=int, default=0, help="pause between the service's events")
+    ap.add_argument("--processes", action="store_true",
+                    help="the chat service and roogab serve in processes of their own")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     started = time.monotonic()
-    result = run(args.turns, args.warmup, delay_ms=args.delay_ms)
+    result = run(args.turns, args.warmup, delay_ms=args.delay_ms, processes=args.processes)
     m0 = result["modes"][0]
     print(f"request {m0['request_bytes']} B JSON -> prompt {m0['prompt_bytes']} B to the chat service; "
           f"reply {m0['reply_chars']} chars in {CHUNK}-char tokenDelta events, delay {args.delay_ms} ms; ms:")
     print_table(HEADERS, rows(result))
-    print(f"of which recounting the request's tokens for usage (in-process): "
-          f"p50 {result['usage_count_ms']['p50']:.2f} ms per turn")
+    if "usage_count_ms" in result:
+        print(f"of which recounting the request's tokens for usage (in-process): "
+              f"p50 {result['usage_count_ms']['p50']:.2f} ms per turn")
     print(f"({time.monotonic() - started:.0f} s; load average {machine()['loadavg'][0]:.2f})")
     write_json(args.json, {"benchmark": "turn", **result})
 
