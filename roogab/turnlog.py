@@ -10,6 +10,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Sequence
 
 from .errors import StoreError
@@ -52,10 +53,16 @@ def _cut(text: str) -> str:
 
 class TurnLogWriter:
     """Writes turn records on a thread of its own, so an agent's reply never waits for redaction
-    and the insert. Readers call ``flush()`` first to see every turn that has ended."""
+    and the insert. Readers call ``flush()`` first to see every turn that has ended.
 
-    def __init__(self, store: Store) -> None:
+    The writer waits *delay* seconds after a turn ends before it writes (then writes everything
+    queued): a turn is logged just before its response goes out, and redacting and inserting
+    40 KB at that moment held the response up by ~1.4 ms through the GIL (measured).
+    """
+
+    def __init__(self, store: Store, delay: float = 0.05) -> None:
         self._store = store
+        self._delay = delay
         self._queue: queue.Queue[TurnRecord | threading.Event | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -85,13 +92,24 @@ class TurnLogWriter:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, threading.Event):
-                item.set()
-                continue
-            try:
-                self._store.add_turn(item)
-            except StoreError as exc:
-                log.warning("could not write the turn log: %s", exc)
+            batch = [self._queue.get()]
+            if isinstance(batch[0], TurnRecord):
+                time.sleep(self._delay)
+            while True:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for item in batch:
+                if item is None:
+                    return
+                if isinstance(item, threading.Event):
+                    item.set()
+                else:
+                    self._write(item)
+
+    def _write(self, record: TurnRecord) -> None:
+        try:
+            self._store.add_turn(record)
+        except StoreError as exc:
+            log.warning("could not write the turn log: %s", exc)
