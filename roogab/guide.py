@@ -20,7 +20,7 @@ def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
         f"            Base URL {api}, API Key as above, Model {model}",
         "Cline     : Settings > API Provider 'OpenAI Compatible'",
         f"            Base URL {api}, API Key as above, Model ID {model}",
-        "Kilo Code : ~/.config/kilo/opencode.json, a provider with \"npm\": \"@ai-sdk/openai-compatible\",",
+        "Kilo Code : in its opencode.json config, a custom provider with \"npm\": \"@ai-sdk/openai-compatible\",",
         f"            \"options\": {{\"baseURL\": \"{api}\", \"apiKey\": \"<key>\"}}, \"models\": {{\"{model}\": {{}}}}",
         "OpenAI SDK: OpenAI(base_url=\"" + api + "\", api_key=\"<key>\")"
         f".chat.completions.create(model=\"{model}\", ...)",
