@@ -30,7 +30,6 @@ This is the only module that names socketio's exceptions for this client.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import time
@@ -209,20 +208,12 @@ class ChainlitProvider:
         """Start a turn in a new session (``handle=None``) or an existing one; never blocks."""
         turn = Turn(self.name, deadlines, on_cancel=lambda: self._loop.call_soon(self._abandon, turn))
         flight = _Flight(turn, continuation=handle is not None)
-        try:
-            future = self._loop.submit(self._begin(flight, handle, model, text))
-        except RuntimeError:
-            turn.put(ProviderUnavailable(f"{self.name}: the provider loop is not running", provider=self.name))
-            return turn
-        future.add_done_callback(functools.partial(self._begun, flight))
+        self._loop.start_turn(turn, self._begin(flight, handle, model, text))
         return turn
 
     def forget(self, handle: str) -> None:
         """Tell the app to drop the session (``clear_session``) and disconnect; never blocks."""
-        try:
-            self._loop.submit(self._forget(handle))
-        except RuntimeError:
-            logger.debug("%s: forget(%s) after the loop stopped", self.name, handle)
+        self._loop.fire(self._forget(handle), f"{self.name}: forget({handle})")
 
     def health(self) -> Health:
         """Readiness for ``/healthz``: reachable, logged in, the last error and since when."""
@@ -230,12 +221,7 @@ class ChainlitProvider:
 
     def close(self) -> None:
         """Disconnect every session (keeping them on the server for a later resume). Idempotent."""
-        try:
-            self._loop.run(self._shutdown(), timeout=self._connect_timeout + 5.0)
-        except RuntimeError:
-            logger.debug("%s: close() after the loop stopped", self.name)
-        except TimeoutError:
-            logger.warning("%s: the sessions did not close within %g s", self.name, self._connect_timeout)
+        self._loop.finish(self._shutdown(), self._connect_timeout + 5.0, f"{self.name}: closing the sessions")
 
     # -- start-up HTTP (the caller's thread) -------------------------------------------------
 
@@ -434,16 +420,6 @@ class ChainlitProvider:
             if s is not None and handle is None:
                 await self._retire(s, clear=False)
             flight.turn.put(exc)
-
-    def _begun(self, flight: _Flight, future: concurrent.futures.Future[None]) -> None:
-        """Done callback of ``_begin``: a bug or a stopped loop must not leave the turn hanging."""
-        if future.cancelled():
-            flight.turn.put(ProviderUnavailable(f"{self.name}: the provider loop stopped", provider=self.name))
-            return
-        exc = future.exception()
-        if exc is not None:
-            logger.error("%s: starting a turn failed", self.name, exc_info=exc)
-            flight.turn.put(UpstreamError(f"{self.name}: internal error ({type(exc).__name__})", provider=self.name))
 
     def _session(self, handle: str | None, model: str) -> _Session:
         if self._closed:

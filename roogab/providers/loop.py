@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import threading
 from collections.abc import Callable, Coroutine
@@ -17,6 +18,9 @@ from typing import Any, TypeVar
 __all__ = ["ProviderLoop"]
 
 T = TypeVar("T")
+
+from ..errors import ProviderUnavailable, UpstreamError
+from .base import Turn
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +95,35 @@ class ProviderLoop:
             future.cancel()
             raise TimeoutError(f"no result within {timeout:g} s") from None
 
+    def start_turn(self, turn: Turn, coro: Coroutine[Any, Any, None]) -> None:
+        """Run the coroutine that starts *turn*, never blocking the caller. A stopped loop, a
+        cancelled start or a bug in *coro* ends the turn with an error instead of leaving the
+        request thread waiting for its deadline."""
+        try:
+            future = self.submit(coro)
+        except RuntimeError:
+            turn.put(ProviderUnavailable(f"{turn.provider}: the provider loop is not running",
+                                         provider=turn.provider))
+            return
+        future.add_done_callback(functools.partial(_report_start, turn))
+
+    def fire(self, coro: Coroutine[Any, Any, None], what: str) -> None:
+        """Run *coro* without waiting for it; after ``stop()`` it is dropped (logged as *what*)."""
+        try:
+            self.submit(coro)
+        except RuntimeError:
+            logger.debug("%s after the provider loop stopped", what)
+
+    def finish(self, coro: Coroutine[Any, Any, None], timeout: float, what: str) -> None:
+        """Run *coro* and wait up to *timeout* s; a stopped loop or a timeout is logged, not raised
+        (for ``close()`` methods, which must not fail)."""
+        try:
+            self.run(coro, timeout=timeout)
+        except RuntimeError:
+            logger.debug("%s after the provider loop stopped", what)
+        except TimeoutError:
+            logger.warning("%s did not finish within %g s", what, timeout)
+
     def call_soon(self, fn: Callable[..., object], *args: object) -> None:
         """Call ``fn(*args)`` on the loop thread as soon as possible; safe from any thread.
 
@@ -135,3 +168,14 @@ def _cancel_leftovers(loop: asyncio.AbstractEventLoop) -> None:
     for task in tasks:
         if not task.cancelled() and task.exception() is not None:
             logger.warning("task %s failed during shutdown", task.get_name(), exc_info=task.exception())
+
+
+def _report_start(turn: Turn, future: concurrent.futures.Future[None]) -> None:
+    """Done callback of a turn's start: a cancelled start or a bug must not leave it hanging."""
+    if future.cancelled():
+        turn.put(ProviderUnavailable(f"{turn.provider}: the provider loop stopped", provider=turn.provider))
+        return
+    exc = future.exception()
+    if exc is not None:
+        logger.error("%s: starting a turn failed", turn.provider, exc_info=exc)
+        turn.put(UpstreamError(f"{turn.provider}: internal error ({type(exc).__name__})", provider=turn.provider))

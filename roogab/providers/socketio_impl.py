@@ -19,7 +19,6 @@ This is the only module that names socketio's exceptions; ``_socketio_errors`` t
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
 import logging
 import time
@@ -162,21 +161,12 @@ class MultiplexProvider:
         flight = _Flight(handle)
         turn = flight.turn = Turn(self.name, deadlines,
                                   on_cancel=functools.partial(self._loop.call_soon, self._abandon, flight))
-        try:
-            future = self._loop.submit(self._begin(flight, model, text, deadlines))
-        except RuntimeError:
-            turn.put(ProviderUnavailable(f"{self.name}: the provider loop is not running",
-                                         provider=self.name))
-            return turn
-        future.add_done_callback(functools.partial(self._begun, flight))
+        self._loop.start_turn(turn, self._begin(flight, model, text, deadlines))
         return turn
 
     def forget(self, handle: str) -> None:
         """Ask the service to delete a conversation; never blocks, never raises."""
-        try:
-            self._loop.submit(self._forget(handle))
-        except RuntimeError:
-            logger.debug("%s: forget(%s) after the loop stopped", self.name, handle)
+        self._loop.fire(self._forget(handle), f"{self.name}: forget({handle})")
 
     def health(self) -> Health:
         """Readiness for ``/healthz``: connected or not, and the last error."""
@@ -184,12 +174,7 @@ class MultiplexProvider:
 
     def close(self) -> None:
         """Disconnect (and stop any reconnection); turns still in flight fail. Idempotent."""
-        try:
-            self._loop.run(self._shutdown(), timeout=self._connect_timeout)
-        except RuntimeError:
-            logger.debug("%s: close() after the loop stopped", self.name)
-        except TimeoutError:
-            logger.warning("%s: the connection did not close within %g s", self.name, self._connect_timeout)
+        self._loop.finish(self._shutdown(), self._connect_timeout, f"{self.name}: closing the connection")
 
     # -- connection (loop thread) ------------------------------------------------------
 
@@ -327,17 +312,6 @@ class MultiplexProvider:
         except UpstreamError as exc:
             self._discard(flight)
             flight.turn.put(exc)
-
-    def _begun(self, flight: _Flight, future: concurrent.futures.Future[None]) -> None:
-        """Done callback of ``_begin``: a bug or a stopped loop must not leave the turn hanging."""
-        if future.cancelled():
-            flight.turn.put(ProviderUnavailable(f"{self.name}: the provider loop stopped", provider=self.name))
-            return
-        exc = future.exception()
-        if exc is not None:
-            logger.error("%s: starting a turn failed", self.name, exc_info=exc)
-            flight.turn.put(UpstreamError(f"{self.name}: internal error ({type(exc).__name__})",
-                                          provider=self.name))
 
     async def _create(self, flight: _Flight, model: str, text: str) -> None:
         ev = self._ev

@@ -7,6 +7,8 @@ import threading
 
 import pytest
 
+from roogab.errors import ProviderUnavailable, UpstreamError
+from roogab.providers.base import Created, Deadlines, Delta, Done, Snapshot, Turn
 from roogab.providers.loop import ProviderLoop
 
 
@@ -110,11 +112,26 @@ def test_restart_after_stop() -> None:
 
 
 def test_a_turn_merges_deltas_already_queued_and_keeps_the_order() -> None:
-    from roogab.providers.base import Created, Deadlines, Delta, Done, Snapshot, Turn
-
     turn = Turn("t", Deadlines(first_token=5, silence=5, total=5))
     for item in (Created("c"), Delta("a"), Delta("b"), Delta("c"), Snapshot("abc1"), Snapshot("abc12"),
                  Delta("3"), Done("abc123")):
         turn.put(item)
     assert list(turn.events(0.5, merge=True)) == [Created("c"), Delta("abc"), Snapshot("abc12"), Delta("3"),
                                                   Done("abc123")]
+
+
+def test_start_turn_ends_the_turn_when_the_start_fails(provider_loop: ProviderLoop) -> None:
+    async def broken() -> None:
+        raise KeyError("a bug")
+
+    turn = Turn("p", Deadlines(first_token=5, silence=5, total=5))
+    provider_loop.start_turn(turn, broken())
+    with pytest.raises(UpstreamError, match="internal error"):
+        list(turn.events(0.5))
+    provider_loop.stop()
+    stopped = Turn("p", Deadlines(first_token=5, silence=5, total=5))
+    provider_loop.start_turn(stopped, broken())
+    with pytest.raises(ProviderUnavailable, match="not running"):
+        list(stopped.events(0.5))
+    provider_loop.fire(broken(), "p: forget")  # dropped quietly after stop
+    provider_loop.finish(broken(), 1.0, "p: close")
