@@ -24,7 +24,7 @@ step → ``ProviderRejected``; ``first_interaction`` on a continuation means the
 the session afresh (it restarted, or the session timed out) → ``stop`` and ``ConversationGone``
 so RooGab replays.
 
-This is the only module that names socketio's exceptions for this client.
+socketio's exceptions are translated in ``socketio_errors`` (shared with the multiplexed provider).
 """
 
 from __future__ import annotations
@@ -34,8 +34,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -51,7 +50,6 @@ from ..errors import (
     ConversationGone,
     ProviderDisconnected,
     ProviderRejected,
-    ProviderTimeout,
     ProviderUnavailable,
     UpstreamError,
 )
@@ -60,6 +58,7 @@ from ._text import safe_url, short
 from .base import Created, Deadlines, Health, ModelInfo, Turn
 from .login import Retry, WebClient, form_login
 from .loop import ProviderLoop
+from .socketio_errors import socketio_errors
 from .socketio_impl import Reconnection
 
 __all__ = ["DEFAULT_MODEL", "ChainlitProvider"]
@@ -123,23 +122,6 @@ class _Session:
         """The connect ``auth`` payload; called again on every reconnect."""
         return {"clientType": "webapp", "sessionId": self.handle, "threadId": "", "userEnv": "{}",
                 "chatProfile": self.chat_profile}
-
-
-@contextmanager
-def _socketio_errors(provider: str, action: str) -> Iterator[None]:
-    """Translate socketio's (and the transport's) exceptions into RooGab's, once, here."""
-    try:
-        yield
-    except socketio.exceptions.BadNamespaceError as exc:
-        raise ProviderUnavailable(f"{provider}: {action}: not connected to the service",
-                                  provider=provider) from exc
-    except socketio.exceptions.TimeoutError as exc:
-        raise ProviderTimeout(f"{provider}: {action}: the service did not answer", provider=provider) from exc
-    except socketio.exceptions.SocketIOError as exc:
-        raise ProviderUnavailable(f"{provider}: {action}: {exc or type(exc).__name__}",
-                                  provider=provider) from exc
-    except (aiohttp.ClientError, OSError) as exc:
-        raise ProviderUnavailable(f"{provider}: {action}: {type(exc).__name__}", provider=provider) from exc
 
 
 class ChainlitProvider:
@@ -324,7 +306,7 @@ class ChainlitProvider:
         s.client = self._new_client(s, s.http)
         s.refused, s.closing = "", False
         try:
-            with _socketio_errors(self.name, f"cannot connect to {self._where}"):
+            with socketio_errors(self.name, f"cannot connect to {self._where}"):
                 await s.client.connect(self._base, headers=self._headers, auth=s.auth, transports=["websocket"],
                                        socketio_path=self._socket_path, wait_timeout=self._connect_timeout)
         except ProviderUnavailable as exc:
@@ -366,7 +348,7 @@ class ChainlitProvider:
         s.client = s.http = None
         s.closing = True
         if client is not None:
-            with _socketio_errors(self.name, "disconnect"):
+            with socketio_errors(self.name, "disconnect"):
                 await client.shutdown()
         if http is not None:
             await http.close()
@@ -483,7 +465,7 @@ class ChainlitProvider:
             flight.turn.put(ProviderUnavailable(f"{self.name}: session {s.handle} was closed", provider=self.name))
         if clear and s.client is not None and s.client.connected:
             try:  # with an ack: the server must mark the session before it sees the disconnect
-                with _socketio_errors(self.name, "clear_session"):
+                with socketio_errors(self.name, "clear_session"):
                     await s.client.call("clear_session", timeout=self._connect_timeout)
             except UpstreamError as exc:
                 logger.info("%s", exc)
@@ -505,7 +487,7 @@ class ChainlitProvider:
     async def _emit(self, s: _Session, event: str, data: object = None) -> None:
         if s.client is None:
             raise ProviderUnavailable(f"{self.name}: not connected", provider=self.name)
-        with _socketio_errors(self.name, f"sending {event}"):
+        with socketio_errors(self.name, f"sending {event}"):
             await s.client.emit(event, data)
 
     async def _emit_quietly(self, s: _Session, event: str, data: object = None) -> None:

@@ -13,7 +13,7 @@ Reconnection is python-socketio's own, on the bounded ``Reconnection`` schedule;
 reconnect the known conversations are re-subscribed. A drop while turns are in flight fails each
 of them with ``ProviderDisconnected``: a cut-off reply is an error, never a short answer.
 
-This is the only module that names socketio's exceptions; ``_socketio_errors`` translates them.
+socketio's exceptions are translated in ``socketio_errors`` (shared with the Chainlit provider).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -38,13 +37,13 @@ from ..errors import (
     ConversationGone,
     ProviderDisconnected,
     ProviderRejected,
-    ProviderTimeout,
     ProviderUnavailable,
     UpstreamError,
 )
 from ._text import safe_url, short
 from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
 from .loop import ProviderLoop
+from .socketio_errors import socketio_errors
 
 __all__ = ["MultiplexProvider", "Reconnection"]
 
@@ -76,29 +75,6 @@ class _Flight:
     def text(self) -> str:
         """The reply so far."""
         return self.snapshot if self.snapshot is not None else "".join(self.parts)
-
-
-@contextmanager
-def _socketio_errors(provider: str, action: str) -> Iterator[None]:
-    """Translate socketio's exceptions into RooGab's, once, here."""
-    try:
-        yield
-    except socketio.exceptions.BadNamespaceError as exc:
-        raise ProviderUnavailable(f"{provider}: {action}: not connected to the service",
-                                  provider=provider) from exc
-    except socketio.exceptions.TimeoutError as exc:
-        raise ProviderTimeout(f"{provider}: {action}: the service did not answer",
-                              provider=provider) from exc
-    except socketio.exceptions.ConnectionError as exc:
-        raise ProviderUnavailable(f"{provider}: {action}: {exc}", provider=provider) from exc
-    except socketio.exceptions.SocketIOError as exc:
-        raise ProviderUnavailable(f"{provider}: {action}: {type(exc).__name__}",
-                                  provider=provider) from exc
-    except OSError as exc:
-        raise ProviderUnavailable(f"{provider}: {action}: {exc.strerror or exc}",
-                                  provider=provider) from exc
-    except ValueError as exc:  # engine.io: "Client is not in a disconnected state", a bad URL
-        raise ProviderUnavailable(f"{provider}: {action}: {exc}", provider=provider) from exc
 
 
 class MultiplexProvider:
@@ -207,7 +183,7 @@ class MultiplexProvider:
             if self._client.connected:
                 return
             try:
-                with _socketio_errors(self.name, f"cannot connect to {self._where}"):
+                with socketio_errors(self.name, f"cannot connect to {self._where}"):
                     await self._client.connect(
                         self.profile.url, headers=self._headers, transports=["websocket"],
                         socketio_path=self._ev.socketio_path, wait_timeout=self._connect_timeout)
@@ -241,7 +217,7 @@ class MultiplexProvider:
     async def _shutdown(self) -> None:
         self._closing = self._closed = True
         if self._client is not None:
-            with _socketio_errors(self.name, "disconnect"):
+            with socketio_errors(self.name, "disconnect"):
                 await self._client.shutdown()
             self._client = None  # a later start() builds a fresh client and HTTP session
         if self._http is not None:
@@ -381,7 +357,7 @@ class MultiplexProvider:
     async def _emit(self, event: str, data: object) -> None:
         if self._client is None:
             raise ProviderUnavailable(f"{self.name}: not started", provider=self.name)
-        with _socketio_errors(self.name, f"sending {event}"):
+        with socketio_errors(self.name, f"sending {event}"):
             await self._client.emit(event, data)
 
     async def _emit_quietly(self, event: str, data: object) -> None:
