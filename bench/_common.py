@@ -10,7 +10,9 @@ import http.client
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -247,3 +249,14 @@ def wait_http(url: str, deadline: float, path: str = "/healthz") -> float:
     finally:
         h.close()
     raise TimeoutError(f"{url}{path} not up")
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM a process this benchmark started, then SIGKILL it if it has not exited in 15 s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)

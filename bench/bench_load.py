@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from bench._common import pct, print_table, rss_kb, summary, write_json
+    from bench._common import pct, print_table, rss_kb, stop, summary, write_json
 except ImportError:
-    from _common import pct, print_table, rss_kb, summary, write_json
+    from _common import pct, print_table, rss_kb, stop, summary, write_json
 
 OPEN = "```lua\nreturn {\n  text = [==["
 CLOSE = "]==],\n}\n```"
@@ -272,16 +272,6 @@ def start_roogab(tmp: str, chat_url: str, threads: int,
             return proc, line.strip().rsplit(" ", 1)[-1]
     proc.kill()
     raise RuntimeError("roogab serve did not start")
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def cpu_s(pid: int) -> float:

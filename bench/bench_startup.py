@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -30,9 +29,19 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from bench._common import ROOT, Http, print_table, roo_body, rss_kb, wait_http, with_nonce, write_json
+    from bench._common import (
+        ROOT,
+        Http,
+        print_table,
+        roo_body,
+        rss_kb,
+        stop,
+        wait_http,
+        with_nonce,
+        write_json,
+    )
 except ImportError:
-    from _common import ROOT, Http, print_table, roo_body, rss_kb, wait_http, with_nonce, write_json
+    from _common import ROOT, Http, print_table, roo_body, rss_kb, stop, wait_http, with_nonce, write_json
 
 MB = 1024 * 1024
 
@@ -115,16 +124,6 @@ def launch(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str],
         raise RuntimeError(f"{' '.join(args)} printed no banner")
     healthy = wait_http(url, deadline) - t0
     return proc, banner, healthy, url, demo_url
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 def cold_starts(runs: int, venv: Path | None, tmp: Path) -> list[dict[str, float]]:
