@@ -108,13 +108,13 @@ def ensure_litellm(venv: Path) -> tuple[Path, str]:
     if not exe.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-                              "litellm[proxy]"], capture_output=True, text=True)
+                              "litellm[proxy]"], check=False, capture_output=True, text=True)
         if pip.returncode != 0 or not exe.exists():
             tail = "\n".join(line for line in pip.stderr.splitlines() if "Location" not in line)[-1500:]
             raise Unavailable(f"pip install 'litellm[proxy]' failed (exit {pip.returncode}): {tail}")
     version = subprocess.run([str(venv / "bin" / "python"), "-c",
                               "import importlib.metadata as m; print(m.version('litellm'))"],
-                             capture_output=True, text=True).stdout.strip()
+                             check=False, capture_output=True, text=True).stdout.strip()
     return exe, version
 
 
@@ -135,7 +135,7 @@ def start_litellm(exe: Path, tmp: Path, upstream_url: str) -> tuple[subprocess.P
     env = dict(os.environ, LITELLM_MASTER_KEY=MASTER_KEY, LITELLM_TELEMETRY="False", LITELLM_LOG="ERROR", NO_DOCS="True",
                DISABLE_ADMIN_UI="True")
     env.pop("PYTHONPATH", None)
-    log = open(tmp / "litellm.log", "wb")
+    log = open(tmp / "litellm.log", "wb")  # noqa: SIM115 (the proxy writes to it until stopped)
     t0 = time.monotonic()
     proc = subprocess.Popen([str(exe), "--config", str(cfg), "--host", "127.0.0.1", "--port", str(port),
                              "--num_workers", "1"], stdout=log, stderr=subprocess.STDOUT, env=env)

@@ -258,8 +258,8 @@ def start_roogab(tmp: str, chat_url: str, threads: int,
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     head = [sys.executable, "-m", "roogab"]
     if switch_interval:  # an experiment: the GIL hand-off interval of the serve process (default 5 ms)
-        head = [sys.executable, "-c", f"import sys; sys.setswitchinterval({switch_interval}); "
-                "sys.argv[0] = 'roogab'; from roogab.cli import main; main()"]
+        head = [sys.executable, "-c", (f"import sys; sys.setswitchinterval({switch_interval}); "
+                "sys.argv[0] = 'roogab'; from roogab.cli import main; main()")]
     proc = subprocess.Popen([*head, "serve", "--config", str(cfg)],
                             stdout=subprocess.PIPE, text=True, env=env)
     assert proc.stdout is not None

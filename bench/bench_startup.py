@@ -137,7 +137,7 @@ def cold_starts(runs: int, venv: Path | None, tmp: Path) -> list[dict[str, float
 
 
 def idle_rss(venv: Path | None, tmp: Path, turns: int) -> dict[str, Any]:
-    demo, _, _, demo_api, chat_url = launch([*command(venv), "demo", "--port", "0"], env_for(tmp / "d", venv))
+    demo, _, _, _demo_api, chat_url = launch([*command(venv), "demo", "--port", "0"], env_for(tmp / "d", venv))
     serve = None
     try:
         cfg = tmp / "serve.toml"

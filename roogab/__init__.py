@@ -7,8 +7,14 @@ The public surface: ``create_app`` (a Flask app over started providers), ``Confi
 from typing import Any
 
 from .config import Config, ProviderProfile, load_config
-from .errors import (ConfigError, ProviderUnavailable, ReplyFormatError, RequestError, RooGabError,
-                     UpstreamError)
+from .errors import (
+    ConfigError,
+    ProviderUnavailable,
+    ReplyFormatError,
+    RequestError,
+    RooGabError,
+    UpstreamError,
+)
 
 __version__ = "0.1.0"
 

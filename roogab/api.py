@@ -20,16 +20,24 @@ from flask import Blueprint, Flask, Response, current_app, render_template, requ
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
-from .errors import (ForbiddenHost, InvalidRequest, MethodNotAllowed, NotFound, PayloadTooLarge,
-                     RooGabError, Unauthorized, to_openai_error)
+from .errors import (
+    ForbiddenHost,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    RooGabError,
+    Unauthorized,
+    to_openai_error,
+)
 from .guide import client_settings
 from .logs import request_id
-from .render import tool_call_deltas
 from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut
+from .render import tool_call_deltas
 from .service import ChatService
 from .wire import chunk, completion, model_list, parse_chat_request, usage_chunk
 
-__all__ = ["AppState", "api", "status", "install_guards"]
+__all__ = ["AppState", "api", "install_guards", "status"]
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from .providers.base import Deadlines, Provider
 from .registry import Registry
 from .service import ChatService, TurnSettings
 
-__all__ = ["create_app", "build_service"]
+__all__ = ["build_service", "create_app"]
 
 
 def build_service(config: Config, providers: Mapping[str, Provider], *,

@@ -21,10 +21,10 @@ from .check import check_providers
 from .config import Config, load_config
 from .demo import ScriptedReply, load_script
 from .errors import ConfigError, RequestError, StoreError, UpstreamError
-from .inspect_api import turn_json
-from .offline import parse_report
 from .guide import client_settings
+from .inspect_api import turn_json
 from .logs import configure_logging
+from .offline import parse_report
 from .runtime import Running, start, start_demo
 from .store import ConversationRecord, Store, open_store
 from .wire import ChatRequest, parse_chat_request

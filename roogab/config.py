@@ -26,7 +26,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "load_config", "demo_profile"]
+__all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "demo_profile", "load_config"]
 
 ProviderKind = Literal["demo", "socketio", "websocket", "chainlit"]
 StoreKind = Literal["memory", "sqlite"]
@@ -216,7 +216,7 @@ def _coerce(key: str, annotation: object, raw: Any) -> Any:
     return raw
 
 
-def _number(key: str, raw: Any, kind: type[int] | type[float]) -> int | float:
+def _number(key: str, raw: Any, kind: type[int | float]) -> int | float:
     if isinstance(raw, bool):
         raise ConfigError(key, "must be a number")
     try:

@@ -24,7 +24,7 @@ def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
         f"            \"options\": {{\"baseURL\": \"{api}\", \"apiKey\": \"<key>\"}}, \"models\": {{\"{model}\": {{}}}}",
         "OpenAI SDK: OpenAI(base_url=\"" + api + "\", api_key=\"<key>\")"
         f".chat.completions.create(model=\"{model}\", ...)",
-        f"curl      : curl {api}/chat/completions -H 'Content-Type: application/json' "
-        f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'",
+        (f"curl      : curl {api}/chat/completions -H 'Content-Type: application/json' "
+        f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'"),
     ]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from .errors import InvalidRequest
 from .registry import Conversation
 from .store import TurnRecord
 
-__all__ = ["inspect", "turn_json", "conversation_json", "split_envelope"]
+__all__ = ["conversation_json", "inspect", "split_envelope", "turn_json"]
 
 inspect = Blueprint("inspect", __name__, url_prefix="/inspect")
 

@@ -7,7 +7,7 @@ import logging
 import time
 from contextvars import ContextVar
 
-__all__ = ["configure_logging", "JsonFormatter", "RequestIdFilter", "request_id"]
+__all__ = ["JsonFormatter", "RequestIdFilter", "configure_logging", "request_id"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s"
 

@@ -9,7 +9,7 @@ from .envelope import End, Event, Reasoning, Text, ToolCall, check_call, parse_r
 from .errors import ReplyFormatError
 from .wire import ChatRequest
 
-__all__ = ["ParseReport", "parse_report", "event_json"]
+__all__ = ["ParseReport", "event_json", "parse_report"]
 
 
 @dataclass

@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from .envelope.events import ToolCall
 from .wire import Usage
 
-__all__ = ["Ping", "TextOut", "ReasoningOut", "CallOut", "Finished", "Out", "to_json", "from_json"]
+__all__ = ["CallOut", "Finished", "Out", "Ping", "ReasoningOut", "TextOut", "from_json", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Finished:
     usage: Usage
 
 
-Out = Union[Ping, TextOut, ReasoningOut, CallOut, Finished]
+Out = Ping | TextOut | ReasoningOut | CallOut | Finished
 
 
 def to_json(items: Iterable[Out]) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 from .errors import ConfigError
 from .wire import ChatRequest, Message, ToolSpec, canonical_json
 
-__all__ = ["PromptBook", "TEMPLATE_NAMES"]
+__all__ = ["TEMPLATE_NAMES", "PromptBook"]
 
 TEMPLATE_NAMES = (
     "format", "tools", "no_tools", "call_examples", "reasoning_rule", "first_turn", "replay",

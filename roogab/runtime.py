@@ -19,8 +19,8 @@ from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
 from .errors import ConfigError, UpstreamError
 from .providers.base import Provider
-from .providers.loop import ProviderLoop
 from .providers.chainlit_impl import ChainlitProvider
+from .providers.loop import ProviderLoop
 from .providers.socketio_impl import MultiplexProvider
 from .providers.websocket_impl import WebSocketProvider
 from .redact import Redactor

@@ -39,7 +39,7 @@ ERROR_PAGE_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.D
 class TurnSettings:
     """The parts of the config a turn needs."""
 
-    deadlines: Deadlines = Deadlines()
+    deadlines: Deadlines = field(default_factory=Deadlines)
     tick: float = 1.0
     repair_attempts: int = 1
 

@@ -17,7 +17,7 @@ from .errors import StoreError
 from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
-__all__ = ["turn_record", "request_summary", "TurnLogWriter", "SEPARATOR"]
+__all__ = ["SEPARATOR", "TurnLogWriter", "request_summary", "turn_record"]
 
 log = logging.getLogger(__name__)
 

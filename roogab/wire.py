@@ -18,8 +18,17 @@ from typing import Any, Literal
 from .errors import InvalidRequest, UnsupportedFeature
 
 __all__ = [
-    "ChatRequest", "Message", "ToolSpec", "ToolCallRef", "Usage", "parse_chat_request",
-    "chunk", "usage_chunk", "completion", "model_list", "canonical_json",
+    "ChatRequest",
+    "Message",
+    "ToolCallRef",
+    "ToolSpec",
+    "Usage",
+    "canonical_json",
+    "chunk",
+    "completion",
+    "model_list",
+    "parse_chat_request",
+    "usage_chunk",
 ]
 
 Role = Literal["system", "developer", "user", "assistant", "tool"]

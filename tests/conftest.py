@@ -7,11 +7,11 @@ from typing import Any
 
 import openai
 import pytest
+from support import ROO, captured_bodies
 
 from roogab.config import load_config
 from roogab.demo import DemoChatService
 from roogab.runtime import Running, start_demo
-from support import ROO, captured_bodies
 
 
 @pytest.fixture

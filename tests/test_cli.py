@@ -14,12 +14,12 @@ from pathlib import Path
 import openai
 import pytest
 from click.testing import CliRunner
+from support import FIXTURES, ROO
 
 from roogab import __version__
 from roogab.cli import main
 from roogab.demo import DemoChatService, ScriptedReply
 from roogab.store import ConversationRecord, SqliteStore
-from support import ROO, FIXTURES
 
 ENVELOPE = '```lua\nreturn { tool_calls = { { name = "read_file", arguments = { path = "a.py" } } } }\n```'
 

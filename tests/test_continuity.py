@@ -12,11 +12,11 @@ from typing import Any
 
 import openai
 import pytest
+from support import CLINE, KILO, ROO, ROO_HISTORY, as_demo_model, captured_bodies
 
 from roogab.config import ProviderProfile, load_config
 from roogab.demo import DemoChatService, ScriptedReply
 from roogab.runtime import Running, start
-from support import CLINE, KILO, ROO, ROO_HISTORY, as_demo_model, captured_bodies
 
 pytestmark = pytest.mark.loopback
 
@@ -113,7 +113,7 @@ def test_edited_earlier_message_replays(roogab: Running, service: DemoChatServic
     turn2 = _echo(second, _call(client, first))
     turn2["messages"][1]["content"] = "Read hello.txt and summarise it."  # the user edited the task
     _call(client, turn2)
-    p1, p2 = _prompts(service)
+    _p1, p2 = _prompts(service)
     assert "You are Cline" in p2 and "replayed below" in p2 and "Read hello.txt and summarise it." in p2
     conversations = {r.conversation for r in service.received if r.event == "newConversation"}
     assert len(conversations) == 2
@@ -208,7 +208,7 @@ def test_restart_of_roogab_continues_the_task(service: DemoChatService, tmp_path
         assert _call(_client(running), _echo(second, message)).content == "It says hello."
     finally:
         running.close()
-    p1, p2 = _prompts(service)
+    _p1, p2 = _prompts(service)
     assert "You are Cline" not in p2 and "hello from the workspace" in p2
 
 

@@ -21,6 +21,7 @@ if importlib.util.find_spec("chainlit") is None:  # importing chainlit would wri
     pytest.skip("chainlit is not installed", allow_module_level=True)
 
 from chainlit_server import PASSWORD, ChainlitServer, new_server
+
 from roogab.config import ProviderProfile, load_config
 from roogab.runtime import Running, start
 

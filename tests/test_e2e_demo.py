@@ -15,11 +15,12 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
+from support import CLINE, KILO, ROO, ROO_NONSTREAM, captured_bodies
+from support import as_demo_model as _as_demo_model
 
 from roogab.config import load_config
 from roogab.demo import ScriptedReply
 from roogab.runtime import Running, start_demo
-from support import CLINE, KILO, ROO, ROO_NONSTREAM, as_demo_model as _as_demo_model, captured_bodies
 
 pytestmark = pytest.mark.loopback
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import openai
 import pytest
+from support import CLINE, FIXTURES, KILO, ROO, as_demo_model, captured_bodies
 
 from roogab.demo import DemoChatService, ScriptedReply
-from support import CLINE, FIXTURES, KILO, ROO, as_demo_model, captured_bodies
 
 pytestmark = pytest.mark.loopback
 

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import openai
 import pytest
 from aiohttp import WSMsgType, web
-
 from providers.aiohttp_server import AiohttpServer
+
 from roogab.config import ProviderProfile, load_config
 from roogab.runtime import Running, start
 

@@ -69,7 +69,7 @@ def test_inspection_needs_the_key(keyed: Running) -> None:
 
 def test_secrets_never_reach_the_turn_log(keyed: Running) -> None:
     assert keyed.demo is not None
-    keyed.demo.push(ScriptedReply(f'```lua\nreturn {{ text = [==[your key is k3y-for-tests]==] }}\n```'))
+    keyed.demo.push(ScriptedReply('```lua\nreturn { text = [==[your key is k3y-for-tests]==] }\n```'))
     client = openai.OpenAI(base_url=keyed.url + "/v1", api_key="k3y-for-tests", max_retries=0)
     client.chat.completions.create(model="demo/gab-1", messages=[
         {"role": "user", "content": f"Cookie: session={COOKIE}\nmy key is k3y-for-tests"}])

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support import CLINE, KILO, ROO, ROO_HISTORY, captured_bodies
 
 from roogab.errors import ConfigError
 from roogab.prompt import TEMPLATE_NAMES, PromptBook
 from roogab.wire import parse_chat_request
-from support import CLINE, KILO, ROO, ROO_HISTORY, captured_bodies
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from support import CLINE, KILO, captured_bodies
+
 from roogab.registry import Registry
 from roogab.wire import Message, ToolCallRef, parse_chat_request
-from support import CLINE, KILO, captured_bodies
 
 
 def _turn(registry: Registry, body: dict[str, Any], client: str = "addr:1") -> Any:

@@ -27,7 +27,7 @@ def test_message_tool_calls_get_fresh_ids() -> None:
 
 
 def test_arguments_keep_unicode_readable() -> None:
-    head, body = tool_call_deltas(ToolCall("w", {"content": "héllo ✓"}), 0, "c")
+    _head, body = tool_call_deltas(ToolCall("w", {"content": "héllo ✓"}), 0, "c")
     assert "héllo ✓" in body["tool_calls"][0]["function"]["arguments"]
 
 

@@ -6,16 +6,16 @@ import dataclasses
 from typing import Any
 
 import pytest
+from support import CLINE, ROO, captured_bodies
 
 from roogab.errors import ConversationGone, ProviderDisconnected, ReplyFormatError
+from roogab.outputs import CallOut, Finished, Out, TextOut
 from roogab.prompt import PromptBook
 from roogab.providers.base import Created, Deadlines, Delta, Done, ModelInfo, Snapshot, Turn
 from roogab.providers.fake import FakeProvider
 from roogab.registry import Registry
-from roogab.outputs import CallOut, Finished, Out, TextOut
 from roogab.service import ChatService, TurnSettings
 from roogab.wire import ChatRequest, parse_chat_request
-from support import CLINE, ROO, captured_bodies
 
 BOOK = PromptBook.load()
 GOOD_CALL = '```lua\nreturn {\n  text = [==[Reading.]==],\n  tool_calls = {\n' \

@@ -6,8 +6,8 @@ import copy
 from typing import Any
 
 import pytest
-
 from support import CLINE, KILO, ROO, ROO_HISTORY, ROO_NONSTREAM, captured_bodies
+
 from roogab.errors import InvalidRequest, UnsupportedFeature
 from roogab.wire import Usage, canonical_json, completion, parse_chat_request, usage_chunk
 

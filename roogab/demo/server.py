@@ -170,7 +170,7 @@ class DemoChatService:
         if self._state is not None:
             self._thread.run(self._state.drop_all(), timeout=_START_TIMEOUT)
 
-    def __enter__(self) -> DemoChatService:
+    def __enter__(self) -> DemoChatService:  # noqa: PYI034 (Self needs typing_extensions on 3.10)
         self.start()
         return self
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
-__all__ = ["Text", "Reasoning", "ToolCall", "End", "Event"]
+__all__ = ["End", "Event", "Reasoning", "Text", "ToolCall"]
 
 
 @dataclass(frozen=True)
@@ -46,4 +46,4 @@ class End:
     offset: int = -1
 
 
-Event = Union[Text, Reasoning, ToolCall, End]
+Event = Text | Reasoning | ToolCall | End

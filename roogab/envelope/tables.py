@@ -209,9 +209,9 @@ class TableReader:
         """Handle the token at *pos*; return its end, or -1 to wait for more input."""
         c = buf[pos]
         frame = self._stack[-1] if self._stack else None
-        if frame is not None and frame.state == _MAYBE_KEY and c not in "=:":
-            if not self._resolve_positional(frame, pos + base):
-                return -1
+        if (frame is not None and frame.state == _MAYBE_KEY and c not in "=:"
+                and not self._resolve_positional(frame, pos + base)):
+            return -1
         if frame is not None and frame.state == _SEP and c not in ",;}])":
             frame.state = _FIELD  # tolerate a missing separator
         if c in _NAME_START:  # the commonest token: a key (often a whole field) or a literal
@@ -409,9 +409,8 @@ class TableReader:
         s = self._str
         assert s is not None
         if s.fresh:
-            if pos >= len(buf) or (buf[pos] == "\r" and pos + 1 >= len(buf)):
-                if not final:
-                    return pos
+            if (pos >= len(buf) or (buf[pos] == "\r" and pos + 1 >= len(buf))) and not final:
+                return pos
             s.fresh = False
             if buf.startswith("\r\n", pos):
                 pos += 2

@@ -24,8 +24,8 @@ is not the first one and either its description says it is optional (``optional`
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import re
 from collections.abc import Mapping
 from typing import Any

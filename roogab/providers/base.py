@@ -13,13 +13,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Protocol
 
 from ..errors import ProviderTimeout, UpstreamError
 
 __all__ = [
-    "Created", "Delta", "Snapshot", "Done", "ProviderEvent", "Deadlines", "ModelInfo", "Health",
-    "Turn", "Provider",
+    "Created",
+    "Deadlines",
+    "Delta",
+    "Done",
+    "Health",
+    "ModelInfo",
+    "Provider",
+    "ProviderEvent",
+    "Snapshot",
+    "Turn",
 ]
 
 
@@ -51,7 +59,7 @@ class Done:
     text: str | None = None
 
 
-ProviderEvent = Union[Created, Delta, Snapshot, Done]
+ProviderEvent = Created | Delta | Snapshot | Done
 
 
 @dataclass(frozen=True)

@@ -3,4 +3,4 @@
 from .tool_calls import arguments_json, message_tool_calls, tool_call_deltas
 from .xml_tools import render_xml, text_with_xml
 
-__all__ = ["arguments_json", "message_tool_calls", "tool_call_deltas", "render_xml", "text_with_xml"]
+__all__ = ["arguments_json", "message_tool_calls", "render_xml", "text_with_xml", "tool_call_deltas"]

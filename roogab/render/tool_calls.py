@@ -13,7 +13,7 @@ from typing import Any
 
 from ..envelope.events import ToolCall
 
-__all__ = ["arguments_json", "tool_call_deltas", "message_tool_calls"]
+__all__ = ["arguments_json", "message_tool_calls", "tool_call_deltas"]
 
 
 def arguments_json(call: ToolCall) -> str:

@@ -36,8 +36,8 @@ TOOLS: dict[str, dict[str, Any]] = {
 
 
 @pytest.mark.parametrize(("call", "message"), [
-    (ToolCall("delete_file", {}), "unknown tool 'delete_file' (offered: ask, execute_command, list_files, pick, "
-                                  "read_file, write_to_file)"),
+    (ToolCall("delete_file", {}), ("unknown tool 'delete_file' (offered: ask, execute_command, list_files, pick, "
+                                  "read_file, write_to_file)")),
     (ToolCall("read_file", {}), "read_file: missing required argument 'path'"),
     (ToolCall("read_file", {"path": None}), "read_file: missing required argument 'path'"),
     (ToolCall("write_to_file", {"path": "a", "content": {"x": 1}}),

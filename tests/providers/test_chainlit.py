@@ -21,6 +21,8 @@ import pytest
 if importlib.util.find_spec("chainlit") is None:
     pytest.skip("chainlit is not installed", allow_module_level=True)
 
+from chainlit_server import PASSWORD, ChainlitServer, free_port, new_server
+
 from roogab.config import ProviderProfile
 from roogab.errors import (
     ConfigError,
@@ -34,7 +36,6 @@ from roogab.providers.chainlit_impl import ChainlitProvider
 from roogab.providers.login import Retry
 from roogab.providers.loop import ProviderLoop
 from roogab.providers.socketio_impl import Reconnection
-from chainlit_server import PASSWORD, ChainlitServer, free_port, new_server
 
 pytestmark = pytest.mark.loopback
 
