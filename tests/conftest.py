@@ -42,3 +42,16 @@ def demo(stack: Running) -> DemoChatService:
 def client(stack: Running) -> openai.OpenAI:
     """The official OpenAI SDK pointed at the live stack."""
     return openai.OpenAI(base_url=stack.url + "/v1", api_key="anything", max_retries=0)
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (see tests/pgserver.py)."""
+    from pgserver import PgServer
+
+    server = PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
