@@ -10,9 +10,9 @@ import pytest
 import roogab
 
 PURE = ["roogab.wire", "roogab.prompt", "roogab.envelope", "roogab.render", "roogab.errors",
-        "roogab.config", "roogab.outputs", "roogab.offline", "roogab.store", "roogab.store_memory",
-        "roogab.registry", "roogab.turnlog", "roogab.service", "roogab.leases", "roogab.housekeeping",
-        "roogab.affinity"]
+        "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat",
+        "roogab.store", "roogab.store_memory", "roogab.registry", "roogab.turnlog", "roogab.service",
+        "roogab.leases", "roogab.housekeeping", "roogab.affinity"]
 IO_LIBRARIES = ["flask", "socketio", "engineio", "websocket", "sqlite3", "waitress", "aiohttp", "psycopg",
                 "psycopg_pool"]
 
