@@ -15,9 +15,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-__all__ = ["AFFINITY_HEADER", "HEADER_SOURCES", "Affinity", "affinity_key"]
+__all__ = ["AFFINITY_HEADER", "HEADER_SOURCES", "INSTANCE_HEADER", "Affinity", "affinity_key"]
 
 AFFINITY_HEADER = "x-roogab-affinity"
+INSTANCE_HEADER = "x-roogab-instance"  # which instance served the turn
 
 #: Request headers that name a session, in order of preference, with the client that sends each.
 HEADER_SOURCES: tuple[tuple[str, str], ...] = (

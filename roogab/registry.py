@@ -126,8 +126,9 @@ class Plan:
 
     @property
     def replay(self) -> bool:
-        """True when earlier turns of the task are replayed onto a fresh conversation."""
-        return self.fresh and bool(self.history)
+        """True when earlier turns of the task are replayed onto a fresh conversation (fixed when
+        the turn was planned: ``history`` is only ever set for a fresh conversation)."""
+        return bool(self.history)
 
 
 class Registry:
