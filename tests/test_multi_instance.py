@@ -144,7 +144,8 @@ def test_roo_task_alternating_between_instances_keeps_one_provider_conversation(
     # Either instance's inspector shows every turn of the shared log (the other instance's
     # writer logs its turns in the background: wait for them).
     for instance in pair:
-        _wait_until(lambda: len(get_json(instance.url + "/inspect/turns.json?limit=50")[1]["data"]) == turns)
+        url = instance.url + "/inspect/turns.json?limit=50"
+        _wait_until(lambda url=url: len(get_json(url)[1]["data"]) == turns)
 
 
 def test_a_session_header_keeps_a_task_on_one_instance(
