@@ -92,7 +92,7 @@ def test_evicted_tasks_come_back_from_the_store() -> None:
     for n, (_, second) in enumerate(tasks):
         plan = _turn(registry, second)
         assert plan.conversation.handle == f"conv-{n}"  # continued, not replayed
-    assert len(registry._threads) <= 2  # noqa: SLF001 (the bound is the point)
+    assert len(registry._threads) <= 2
 
 
 def test_idle_expiry_runs_when_asked_not_in_a_turn() -> None:
@@ -142,7 +142,7 @@ def test_a_task_whose_conversation_is_bound_to_its_instance_is_replayed_elsewher
     (Lease("t", "b", "b", False, True), True),
 ])
 def test_takeover_decisions(lease: Lease, takeover: bool) -> None:
-    assert Registry(portable=("demo",))._takes_over(lease, "demo") is takeover  # noqa: SLF001
+    assert Registry(portable=("demo",))._takes_over(lease, "demo") is takeover
 
 
 def test_a_duplicate_from_another_instance_is_answered_from_the_record() -> None:
