@@ -27,14 +27,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from _common import rss_kb, stop  # noqa: E402
-from bench_startup import command, env_for, launch  # noqa: E402
+from _common import rss_kb, stop
+from bench_startup import command, env_for, launch
 
-from roogab.leases import Leases, LeaseSettings  # noqa: E402
-from roogab.registry import Registry  # noqa: E402
-from roogab.store import ConversationRecord, Store, open_store  # noqa: E402
-from roogab.turnlog import turn_record  # noqa: E402
-from roogab.wire import ChatRequest, Message, parse_chat_request  # noqa: E402
+from roogab.leases import Leases, LeaseSettings
+from roogab.registry import Registry
+from roogab.store import ConversationRecord, Store, open_store
+from roogab.turnlog import turn_record
+from roogab.wire import ChatRequest, Message, parse_chat_request
 
 
 def _fill(data: Path, n: int) -> None:
