@@ -10,7 +10,8 @@ import pytest
 from support import CLINE, captured_bodies
 
 from roogab.affinity import affinity_key
-from roogab.errors import StoreError
+from roogab.config import load_config
+from roogab.errors import ConfigError, StoreError
 from roogab.leases import Leases, LeaseSettings, lease_name
 from roogab.registry import Registry, thread_key
 from roogab.store import Lease
@@ -168,3 +169,20 @@ def test_a_busy_lease_makes_the_other_instance_wait_then_give_up() -> None:
 
 def _name(body: dict[str, Any]) -> str:
     return lease_name(("addr:1", thread_key(parse_chat_request(body)), "demo", "gab-1"))
+
+
+# -- configuration ---------------------------------------------------------------------------------
+
+def test_the_postgres_dsn_comes_only_from_the_variable_dsn_env_names(tmp_path: Path) -> None:
+    dsn = "postgresql://roogab:s3cret-pw@db.internal/roogab"
+    config = load_config(env={"ROOGAB_STORE": "postgres", "ROOGAB_DSN_ENV": "TEAM_DSN", "TEAM_DSN": dsn})
+    assert (config.store, config.dsn) == ("postgres", dsn)
+    assert "s3cret-pw" not in repr(config)
+    with pytest.raises(ConfigError, match="dsn_env"):
+        load_config(env={"ROOGAB_STORE": "postgres"})
+    with pytest.raises(ConfigError, match="TEAM_DSN is not set"):
+        load_config(env={"ROOGAB_STORE": "postgres", "ROOGAB_DSN_ENV": "TEAM_DSN"})
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'store = "postgres"\ndsn = "{dsn}"\n')
+    with pytest.raises(ConfigError, match="dsn"):
+        load_config(toml, env={})
