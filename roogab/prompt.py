@@ -171,7 +171,7 @@ def _signature(spec: ToolSpec) -> str:
 def _type(schema: object, depth: int = 0) -> str:
     if not isinstance(schema, dict):
         return "any"
-    if "enum" in schema:
+    if isinstance(schema.get("enum"), list):  # wire checked its shape; "enum": null means none
         return " | ".join(json.dumps(v) for v in schema["enum"])
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list):
