@@ -93,8 +93,10 @@ def _instance(schema: Any, text: str, depth: int) -> Any:
 
 
 def _object(schema: dict[str, Any], text: str, depth: int) -> dict[str, Any]:
-    props = schema.get("properties") if isinstance(schema.get("properties"), dict) else {}
-    required = [k for k in schema.get("required") or list(props) if isinstance(k, str)]
+    raw = schema.get("properties")
+    props: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    wanted = schema.get("required")
+    required = [k for k in (wanted if isinstance(wanted, list) else list(props)) if isinstance(k, str)]
     value: dict[str, Any] = {}
     used = False
     for key in required:

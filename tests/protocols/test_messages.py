@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -78,7 +79,7 @@ def test_the_task_keeps_one_thread_key_across_turns() -> None:
     keys = {thread_key(parse_request(b, {})) for b in bodies("main_four_turns")}
     assert len(keys) == 1
     turns = [parse_request(b, {}) for b in bodies("main_four_turns")]
-    for before, after in zip(turns, turns[1:]):
+    for before, after in itertools.pairwise(turns):
         digests = [message_digest(m) for m in after.messages[:len(before.messages)]]
         assert digests == [message_digest(m) for m in before.messages]
 
