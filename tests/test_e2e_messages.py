@@ -219,3 +219,23 @@ def test_x_api_key_and_bearer_both_authenticate(keyed_stack: Running) -> None:
     for client in (anthropic.Anthropic(base_url=keyed_stack.url, api_key="s3cret", max_retries=0),
                    anthropic.Anthropic(base_url=keyed_stack.url, auth_token="s3cret", max_retries=0)):
         assert client.messages.count_tokens(**count).input_tokens > 0  # type: ignore[arg-type]
+
+
+def test_service_dropped_mid_call_is_an_overloaded_error_and_never_a_partial_call(
+        stack: Running, demo: DemoChatService) -> None:
+    reply = envelope("Writing the file.", calls=meant_calls())
+    demo.push(ScriptedReply(reply, chunk=10, drop_after=len(reply) // 20))  # cut inside the Write
+    status, raw = _post(stack, "/v1/messages", captured())
+    frames = events(raw.decode())
+    assert status == 200 and frames[-1][0] == "error"
+    assert frames[-1][1]["error"]["type"] == "overloaded_error"  # Claude Code asks again
+    started = [d["content_block"]["type"] for n, d in frames if n == "content_block_start"]
+    assert "tool_use" not in started and "message_stop" not in [n for n, _ in frames]
+    demo.push(ScriptedReply(reply, chunk=10, drop_after=len(reply) // 20))
+    body = {**captured(), "stream": False}
+    status, raw = _post(stack, "/v1/messages", body)
+    assert status == 529 and json.loads(raw)["error"]["type"] == "overloaded_error"
+    demo.push(ScriptedReply(reply))  # the retry, as Claude Code sends it, gets the whole answer
+    status, raw = _post(stack, "/v1/messages", body)
+    assert status == 200 and [b["type"] for b in json.loads(raw)["content"]] == ["text", "tool_use", "tool_use"]
+    assert len([r for r in demo.received if r.prompt]) == 3
