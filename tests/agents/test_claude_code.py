@@ -10,6 +10,8 @@ HTTP(S) proxy is a closed loopback port, and its HOME and TMPDIR are temporary d
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
 import re
@@ -106,7 +108,7 @@ def start_demo(tmp_path: Path) -> Iterator[Any]:
             demo.process.stdout.close()
 
 
-def run_claude(demo: Demo, workspace: Path, home: Path) -> subprocess.CompletedProcess[str]:
+def run_claude(demo: Any, workspace: Path, home: Path, model: str = MODEL) -> subprocess.CompletedProcess[str]:
     closed = _free_port()  # nothing listens there: any attempt to leave the machine fails at once
     tmp = home.parent / "tmp"
     tmp.mkdir(exist_ok=True)
@@ -118,7 +120,7 @@ def run_claude(demo: Demo, workspace: Path, home: Path) -> subprocess.CompletedP
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1", "DISABLE_TELEMETRY": "1",
            "DISABLE_AUTOUPDATER": "1", "DISABLE_ERROR_REPORTING": "1", "IS_SANDBOX": "1",
            "CLAUDE_CODE_MAX_RETRIES": "3"}
-    return subprocess.run([str(_claude()), "-p", TASK, "--model", MODEL, "--dangerously-skip-permissions",
+    return subprocess.run([str(_claude()), "-p", TASK, "--model", model, "--dangerously-skip-permissions",
                            "--output-format", "json"], check=False, cwd=workspace, env=env, capture_output=True, text=True,
                           timeout=600, stdin=subprocess.DEVNULL)  # a hang guard only
 
@@ -176,3 +178,36 @@ def test_claude_code_retries_a_reply_cut_mid_tool_call(start_demo: Any, workspac
     # The cut turn failed (an error event, no block of the Write); Claude Code asked again;
     # RooGab replayed the task onto a fresh conversation (prompts[2]); the rest continued it.
     assert turns == [("ok", "messages"), ("failed", "messages"), *[("ok", "messages")] * 3], turns
+
+
+def test_claude_code_finishes_a_task_over_a_real_chainlit_server(workspace: Path, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    _claude()
+    if importlib.util.find_spec("chainlit") is None:
+        pytest.skip("chainlit is not installed")
+    from chainlit_server import PASSWORD, new_server
+
+    from roogab.config import ProviderProfile, load_config
+    from roogab.runtime import start
+
+    script = tmp_path / "chainlit-script.jsonl"
+    script.write_text("".join(json.dumps(line) + "\n" for line in _script(workspace)), "utf-8")
+    monkeypatch.setenv("ROOGAB_TEST_SCRIPT", str(script))
+    server = new_server(tmp_path)
+    server.start()
+    try:
+        config = load_config(env={"TEAM_PASSWORD": PASSWORD}, overrides={"port": 0, "store": "memory"})
+        profile = ProviderProfile(name="team", kind="chainlit", url=server.url, models=(), username="alice",
+                                  password=PASSWORD)
+        running = start(dataclasses.replace(config, providers=(profile,)))
+        try:
+            done = run_claude(running, workspace, workspace.parent / "home", model="team/Fast Lane")
+            turns = running.registry.turns(limit=10)
+        finally:
+            running.close()
+    finally:
+        server.stop()
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert json.loads(done.stdout)["result"] == "Done: hello.txt written."
+    _check_workspace(workspace)
+    assert [(t.provider, t.protocol, t.verdict) for t in turns] == [("team", "messages", "ok")] * 4
