@@ -139,6 +139,7 @@ def _script(ws: Path) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
+    _claude()  # skip (or fail in CI) before anything starts
     ws = tmp_path / "workspace"
     ws.mkdir()
     (ws / "README.md").write_text("# Claude Code workspace\n\nThis README is read in turn 1.\n", "utf-8")
