@@ -1,8 +1,14 @@
 """Anthropic Messages (``POST /v1/messages``, Claude Code): agents-wire.md §1, §3.1. Pure.
 
-Parsing is ``messages_request.parse_request``. ``MessagesStream`` renders a turn's ``Out`` items as the SSE events Claude Code
-accepts (agents-wire.md §1.4), ``message_json`` the non-streaming answer, ``error_response`` the
-error body with the status Claude Code's retry loop expects (§1.6).
+Parsing is ``messages_request.parse_request``. ``MessagesStream`` renders a turn's ``Out`` items
+as the SSE events Claude Code accepts (agents-wire.md §1.4): ``message_start``, one
+``content_block_start``/``delta``/``stop`` triple per text, thinking (with a signature) or
+tool_use block, a tool call's input as ``input_json_delta`` pieces of its final JSON (a call is
+sent only once it is complete and checked), ``message_delta`` with the stop reason and usage,
+``message_stop``, ``ping`` keep-alives; a failure mid-stream is an ``error`` event. The usage in
+``message_start`` is 0: RooGab counts it when the turn ends and sends it in ``message_delta``,
+which the SDKs apply. ``message_json`` is the non-streaming answer (Claude Code's fallback),
+``error_response`` the error body with the status Claude Code's retry loop expects (§1.6).
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def parse_request(body: object, headers: Mapping[str, str] | None = None, *,
 def count_texts(request: ChatRequest) -> list[str]:
     """What ``count_tokens`` counts: every message's text and each tool's definition."""
     texts = [m.content for m in request.messages]
-    texts += [json.dumps(m.tool_calls and [[c.name, c.arguments] for c in m.tool_calls])
+    texts += [json.dumps([[c.name, c.arguments] for c in m.tool_calls], ensure_ascii=False)
               for m in request.messages if m.tool_calls]
     texts += [json.dumps([t.name, t.description, t.parameters], ensure_ascii=False) for t in request.tools]
     return [t for t in texts if t]
