@@ -12,7 +12,8 @@ import pytest
 import roogab
 
 PURE = ["roogab.wire", "roogab.prompt", "roogab.envelope", "roogab.render", "roogab.errors",
-        "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat"]
+        "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat",
+        "roogab.protocols.messages", "roogab.structured"]
 IO_LIBRARIES = ["flask", "socketio", "engineio", "websocket", "sqlite3", "waitress", "aiohttp"]
 
 
