@@ -19,6 +19,7 @@ owner stopped renewing expires after its ttl, and another instance may take it o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -87,6 +88,15 @@ class TurnRecord:
     usage: str  # JSON
     response: str  # JSON: what the agent got
     error: str | None
+
+    @property
+    def protocol(self) -> str:
+        """The wire protocol the turn came in on (kept in the request summary: no new column)."""
+        try:
+            summary = json.loads(self.request_summary)
+        except ValueError:
+            return "chat"
+        return str(summary.get("protocol", "chat")) if isinstance(summary, dict) else "chat"
 
 
 @dataclass(frozen=True)
