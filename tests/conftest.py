@@ -16,9 +16,9 @@ from roogab.config import load_config
 from roogab.demo import DemoChatService
 from roogab.runtime import Running, start_demo
 
-LAZY = {"roogab-turnlog"}
-"""Threads a session-scoped stack starts on first use (the turn-log writer starts with the first
-turn logged), inside whichever test that happens to be."""
+LAZY = {"roogab-turnlog", "roogab-housekeeper"}
+"""Threads a session-scoped stack starts inside whichever test first uses it (the housekeeper
+starts with the stack, the turn-log writer with the first turn logged)."""
 
 
 @pytest.fixture(autouse=True)

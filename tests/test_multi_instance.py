@@ -92,8 +92,9 @@ def _opening(task: str) -> dict[str, Any]:
 
 
 def _ask(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[Any, dict[str, str]]:
-    raw = _client(url).chat.completions.with_raw_response.create(**body, extra_headers=headers or {})
-    return raw.parse().choices[0].message, {k.lower(): v for k, v in raw.headers.items()}
+    with _client(url) as client:
+        raw = client.chat.completions.with_raw_response.create(**body, extra_headers=headers or {})
+        return raw.parse().choices[0].message, {k.lower(): v for k, v in raw.headers.items()}
 
 
 def _next_turn(body: dict[str, Any], message: Any, n: int) -> dict[str, Any]:
