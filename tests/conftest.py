@@ -72,9 +72,10 @@ def demo(stack: Running) -> Iterator[DemoChatService]:
 
 
 @pytest.fixture
-def client(stack: Running) -> openai.OpenAI:
-    """The official OpenAI SDK pointed at the live stack."""
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key="anything", max_retries=0)
+def client(stack: Running) -> Iterator[openai.OpenAI]:
+    """The official OpenAI SDK pointed at the live stack (closed after the test)."""
+    with openai.OpenAI(base_url=stack.url + "/v1", api_key="anything", max_retries=0) as sdk:
+        yield sdk
 
 
 @pytest.fixture(scope="session")
