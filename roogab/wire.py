@@ -24,6 +24,8 @@ __all__ = [
     "ToolSpec",
     "Usage",
     "canonical_json",
+    "check_schema",
+    "check_text",
     "chunk",
     "completion",
     "model_list",
@@ -55,18 +57,39 @@ class Message:
     tool_call_id: str | None = None
 
 
+ToolKind = Literal["function", "custom", "tool_search"]
+
+
 @dataclass(frozen=True)
 class ToolSpec:
-    """A function tool the client offers: its name, description and JSON Schema."""
+    """A tool the client offers: its name, description and JSON Schema.
+
+    ``kind`` is how the client wants a call back: ``function`` (JSON arguments), ``custom``
+    (Responses freeform tools: the one string argument ``input`` is the raw input) or
+    ``tool_search`` (a client-executed Responses tool search). ``namespace`` is the group a
+    Responses ``namespace`` tool came in; ``name`` is then ``namespace.tool``.
+    """
 
     name: str
     description: str
     parameters: dict[str, Any]
+    kind: ToolKind = "function"
+    namespace: str = ""
+
+    @property
+    def bare_name(self) -> str:
+        """The name without its namespace."""
+        return self.name[len(self.namespace) + 1:] if self.namespace else self.name
 
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A validated ``POST /v1/chat/completions`` body."""
+    """A validated request in RooGab's protocol-neutral form (first made for chat completions).
+
+    ``protocol`` names the wire it came in on; ``affinity`` is a client's own conversation key
+    (``prompt_cache_key``, a session header) when it sends one; ``unavailable`` names tools the
+    client offered that RooGab cannot run (hosted tools), left out of the prompt.
+    """
 
     model: str
     messages: tuple[Message, ...]
@@ -74,6 +97,9 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     tool_choice: str = "auto"
+    protocol: str = "chat"
+    affinity: str = ""
+    unavailable: tuple[str, ...] = ()
 
     @property
     def native_tools(self) -> bool:
@@ -108,7 +134,7 @@ def parse_chat_request(body: object) -> ChatRequest:
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param=None)
-    _check_text(body)
+    check_text(body)
     _check_unsupported(body)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -161,7 +187,7 @@ def _is_number(value: object) -> bool:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _check_text(body: dict[str, Any]) -> None:
+def check_text(body: dict[str, Any]) -> None:
     """Refuse strings holding a lone surrogate (``"\\ud800"`` is valid JSON syntax but no
     Unicode text): they cannot be encoded as UTF-8 to be hashed, stored or sent on."""
     try:
@@ -271,12 +297,12 @@ def _tools(raw: object) -> tuple[ToolSpec, ...]:
         if not isinstance(params, dict):
             raise InvalidRequest(f"'tools[{i}].function.parameters' must be an object",
                                  param=f"tools[{i}].function.parameters")
-        _check_schema(params, f"tools[{i}].function.parameters")
+        check_schema(params, f"tools[{i}].function.parameters")
         specs.append(ToolSpec(name, str(fn.get("description") or ""), params))
     return tuple(specs)
 
 
-def _check_schema(schema: Mapping[str, Any], where: str) -> None:
+def check_schema(schema: Mapping[str, Any], where: str) -> None:
     """The schema keywords the prompt and the call checker read must have their JSON Schema
     shapes: ``properties`` an object, ``required`` an array of strings, ``enum`` an array.
 
@@ -293,15 +319,15 @@ def _check_schema(schema: Mapping[str, Any], where: str) -> None:
             raise InvalidRequest(f"'{where}.{key}' must be {shape}", param=f"{where}.{key}")
     for name, sub in (schema.get("properties") or {}).items():
         if isinstance(sub, dict):
-            _check_schema(sub, f"{where}.properties.{name}")
+            check_schema(sub, f"{where}.properties.{name}")
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
-            _check_schema(schema[key], f"{where}.{key}")
+            check_schema(schema[key], f"{where}.{key}")
     for key in ("anyOf", "oneOf", "allOf"):
         branches = schema.get(key)
         for j, sub in enumerate(branches if isinstance(branches, list) else []):
             if isinstance(sub, dict):
-                _check_schema(sub, f"{where}.{key}[{j}]")
+                check_schema(sub, f"{where}.{key}[{j}]")
 
 
 def _tool_choice(raw: object) -> str:
