@@ -24,8 +24,8 @@ __all__ = [
     "ToolSpec",
     "Usage",
     "canonical_json",
+    "check_body_text",
     "check_schema",
-    "check_text",
     "chunk",
     "completion",
     "model_list",
@@ -88,7 +88,8 @@ class ChatRequest:
 
     ``protocol`` names the wire it came in on; ``affinity`` is a client's own conversation key
     (``prompt_cache_key``, a session header) when it sends one; ``unavailable`` names tools the
-    client offered that RooGab cannot run (hosted tools), left out of the prompt.
+    client offered that RooGab cannot run (hosted tools), left out of the prompt; ``include``
+    lists the extra output fields a Responses client asked for (``reasoning.encrypted_content``).
     """
 
     model: str
@@ -97,9 +98,10 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     tool_choice: str = "auto"
+    affinity: str | None = None
     protocol: str = "chat"
-    affinity: str = ""
     unavailable: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
 
     @property
     def native_tools(self) -> bool:
@@ -134,7 +136,7 @@ def parse_chat_request(body: object) -> ChatRequest:
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param=None)
-    check_text(body)
+    check_body_text(body)
     _check_unsupported(body)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -187,7 +189,7 @@ def _is_number(value: object) -> bool:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def check_text(body: dict[str, Any]) -> None:
+def check_body_text(body: dict[str, Any]) -> None:
     """Refuse strings holding a lone surrogate (``"\\ud800"`` is valid JSON syntax but no
     Unicode text): they cannot be encoded as UTF-8 to be hashed, stored or sent on."""
     try:

@@ -17,6 +17,7 @@ from ..errors import RooGabError
 from ..outputs import Answer, Out
 from ..wire import ChatRequest
 from .chat import ChatCompletions
+from .responses import Responses
 
 __all__ = ["PROTOCOLS", "Exchange", "WireProtocol", "protocol_for"]
 
@@ -63,6 +64,7 @@ class WireProtocol(Protocol):
 
 PROTOCOLS: Mapping[str, WireProtocol] = {
     "/chat/completions": ChatCompletions(),
+    "/responses": Responses(),
 }
 """Route (under ``/v1`` and bare) -> the protocol served there. Stateless objects."""
 

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest, UnsupportedFeature
-from ..wire import ChatRequest, Message, ToolCallRef, ToolSpec, check_schema, check_text
+from ..wire import ChatRequest, Message, ToolCallRef, ToolSpec, check_body_text, check_schema
 
 __all__ = ["REASONING_PREFIX", "Lookup", "opaque_reasoning", "parse_responses_request"]
 
@@ -51,7 +51,7 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param=None)
-    check_text(body)
+    check_body_text(body)
     _check_unsupported(body)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -79,14 +79,16 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
     return ChatRequest(
         model=model.strip(), messages=all_messages, tools=tools + extra, stream=stream,
         include_usage=stream, tool_choice=_tool_choice(body.get("tool_choice")), protocol="responses",
-        affinity=affinity if isinstance(affinity, str) and affinity else session,
-        unavailable=unavailable)
+        affinity=affinity if isinstance(affinity, str) and affinity else session or None,
+        unavailable=unavailable, include=_include(body.get("include")))
 
 
-def wants_encrypted_reasoning(body: Mapping[str, Any]) -> bool:
-    """True when the client asked for ``reasoning.encrypted_content`` (Codex always does)."""
-    include = body.get("include")
-    return isinstance(include, list) and "reasoning.encrypted_content" in include
+def _include(raw: object) -> tuple[str, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        raise InvalidRequest("'include' must be an array of strings", param="include")
+    return tuple(raw)
 
 
 def _check_unsupported(body: Mapping[str, Any]) -> None:
@@ -294,7 +296,8 @@ def _custom(at: str, tool: dict[str, Any]) -> ToolSpec:
     name = tool.get("name")
     if not isinstance(name, str) or not name:
         raise InvalidRequest(f"'{at}.name' is required", param=f"{at}.name")
-    fmt = tool.get("format") if isinstance(tool.get("format"), dict) else {}
+    raw_format = tool.get("format")
+    fmt: dict[str, Any] = raw_format if isinstance(raw_format, dict) else {}
     about = "The raw input, exactly as the tool reads it (not JSON): put it in a long bracket string."
     if fmt.get("type") == "grammar" and isinstance(fmt.get("definition"), str):
         about += f" It must match this {fmt.get('syntax', 'lark')} grammar:\n{fmt['definition']}"

@@ -151,6 +151,7 @@ class ResponseStream:
         if item is None:
             return []
         at = {"item_id": item.item_id, "output_index": item.index}
+        done: dict[str, Any]
         if item.kind == "message":
             part = {"type": "output_text", "text": item.text, "annotations": []}
             done = {"id": item.item_id, "type": "message", "status": "completed", "role": "assistant",
