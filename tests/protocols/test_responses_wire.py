@@ -21,7 +21,7 @@ from roogab.registry import message_digest
 from roogab.render import arguments_json
 from roogab.wire import Message, ToolCallRef, Usage
 
-CAPTURED = Path(__file__).parent / "fixtures" / "captured"
+CAPTURED = Path(__file__).parent.parent / "fixtures" / "captured"
 GPT55 = "codex_0.171.0_main_four_turns_gpt-5.5"
 FALLBACK = "codex_0.171.0_main_four_turns_fallback_model"
 
