@@ -124,7 +124,7 @@ def run_codex(binary: Path, base: Path, api: str, task: str) -> tuple[int, list[
            "no_proxy": "127.0.0.1,localhost"}
     done = subprocess.run([str(binary), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
                            "-C", str(workspace), "--json", task], env=env, cwd=workspace, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, check=False)
     events = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     return done.returncode, events, done.stderr
 
