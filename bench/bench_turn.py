@@ -46,8 +46,10 @@ from roogab.runtime import Running, start_demo
 
 try:
     from bench._common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
+    from bench._responses import codex_body, codex_with_nonce, responses_turn
 except ImportError:  # run as a script: bench/ is on sys.path, the repo root may not be
     from _common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
+    from _responses import codex_body, codex_with_nonce, responses_turn
 
 TEXT = ("I will start by listing the files in the current directory so that I can see how the "
         "project is laid out, which language it uses and where its tests live. After that I will "
@@ -55,11 +57,15 @@ TEXT = ("I will start by listing the files in the current directory so that I ca
 REPLY = ("```lua\nreturn {\n  text = [==[" + TEXT + "]==],\n  tool_calls = {\n"
          '    { name = "list_files", arguments = { path = ".", recursive = false } },\n  },\n}\n```')
 CHUNK = 16
+# The same reply for Codex (/v1/responses): its shell tool instead of Roo's list_files.
+REPLIES = {"chat": REPLY, "responses": REPLY.replace('name = "list_files", arguments = { path = ".", recursive = false }',
+                                                     'name = "exec_command", arguments = { cmd = "ls -la" }')}
+TOOL = {"chat": "list_files", "responses": "exec_command"}
 
 
-def script(delay_ms: int = 0, chunk: int = CHUNK) -> ScriptedReply:
+def script(delay_ms: int = 0, chunk: int = CHUNK, protocol: str = "chat") -> ScriptedReply:
     """The reply both paths get: ~800 characters of envelope, text then one tool call."""
-    return ScriptedReply(REPLY, chunk=chunk, delay_ms=delay_ms)
+    return ScriptedReply(REPLIES[protocol], chunk=chunk, delay_ms=delay_ms)
 
 
 class DirectClient:
@@ -207,25 +213,29 @@ class RemoteStack:
         self.demo.close()
 
 
-def check_roogab(t: Timing) -> None:
+def check_roogab(t: Timing, protocol: str = "chat") -> None:
     calls = t.tool_calls or []
-    if TEXT not in t.content or [c["name"] for c in calls] != ["list_files"]:
+    if TEXT not in t.content or [c["name"] for c in calls] != [TOOL[protocol]]:
         raise AssertionError(f"RooGab's answer is not the scripted one: {t.content[:80]!r} {calls}")
 
 
-def check_direct(t: Timing) -> None:
-    if t.content != REPLY:
+def check_direct(t: Timing, protocol: str = "chat") -> None:
+    if t.content != REPLIES[protocol]:
         raise AssertionError("the direct client did not receive the scripted reply whole")
 
 
 def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: int = 0,
-            tag: str = "") -> dict[str, Any]:
-    """Alternate *turns* RooGab turns and direct turns (after *warmup* of each); ms summaries."""
+            tag: str = "", protocol: str = "chat") -> dict[str, Any]:
+    """Alternate *turns* RooGab turns and direct turns (after *warmup* of each); ms summaries.
+
+    *protocol* ``chat``: Roo Code's request to /v1/chat/completions; ``responses``: Codex's to
+    /v1/responses (both about 40 KB).
+    """
     assert running.demo is not None
     demo = running.demo
-    base = roo_body()
+    base = roo_body() if protocol == "chat" else codex_body()
     base["stream"] = stream
-    if stream:
+    if stream and protocol == "chat":
         base["stream_options"] = {"include_usage": True}
     else:
         base.pop("stream_options", None)
@@ -236,17 +246,18 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     prompt_bytes = 0
     try:
         for i in range(warmup + turns):
-            body = with_nonce(base, f"bench {tag}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}")
+            nonce = f"bench {tag}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}"
+            body = with_nonce(base, nonce) if protocol == "chat" else codex_with_nonce(base, nonce)
             payload = json.dumps(body).encode()
-            demo.push(script(delay_ms))
-            t = http.chat(payload, stream)
-            check_roogab(t)
+            demo.push(script(delay_ms, protocol=protocol))
+            t = http.chat(payload, stream) if protocol == "chat" else responses_turn(http, payload, stream)
+            check_roogab(t, protocol)
             prompt = next(r.prompt for r in reversed(demo.received) if r.event == "newConversation")
             assert prompt
             prompt_bytes = len(prompt.encode())
-            demo.push(script(delay_ms))
+            demo.push(script(delay_ms, protocol=protocol))
             d = direct.turn(prompt)
-            check_direct(d)
+            check_direct(d, protocol)
             if i >= warmup:
                 rg.append(t)
                 dr.append(d)
@@ -257,7 +268,7 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     added = [(a.total - b.total) * ms for a, b in zip(rg, dr)]
     added_ttft = [(a.ttft - b.ttft) * ms for a, b in zip(rg, dr)]
     return {
-        "stream": stream, "turns": turns, "delay_ms": delay_ms, "request_bytes": len(payload),
+        "protocol": protocol, "stream": stream, "turns": turns, "delay_ms": delay_ms, "request_bytes": len(payload),
         "prompt_bytes": prompt_bytes, "reply_chars": len(REPLY), "chunk": CHUNK,
         "roogab_total": summary([t.total * ms for t in rg]), "direct_total": summary([t.total * ms for t in dr]),
         "roogab_ttft": summary([t.ttft * ms for t in rg]), "direct_ttft": summary([t.ttft * ms for t in dr]),
@@ -281,19 +292,20 @@ def usage_cost(running: Running, samples: int = 30) -> dict[str, float]:
 
 
 def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, False),
-        delay_ms: int = 0, processes: bool = False) -> dict[str, Any]:
-    """Start a stack, measure each mode, stop the stack."""
+        delay_ms: int = 0, processes: bool = False, protocols: tuple[str, ...] = ("chat",)) -> dict[str, Any]:
+    """Start a stack, measure each mode of each protocol, stop the stack."""
     with tempfile.TemporaryDirectory(prefix="roogab-bench-") as tmp:
         if processes:
             remote = RemoteStack(tmp)
             try:
-                modes_out = [compare(remote, turns, warmup, s, delay_ms) for s in modes]  # type: ignore[arg-type]
+                modes_out = [compare(remote, turns, warmup, s, delay_ms, protocol=p)  # type: ignore[arg-type]
+                             for p in protocols for s in modes]
                 return {"modes": modes_out, "processes": True}
             finally:
                 remote.close()
         running = start_stack(tmp)
         try:
-            modes_out = [compare(running, turns, warmup, s, delay_ms) for s in modes]
+            modes_out = [compare(running, turns, warmup, s, delay_ms, protocol=p) for p in protocols for s in modes]
             return {"modes": modes_out, "usage_count_ms": usage_cost(running)}
         finally:
             running.close()
@@ -305,7 +317,8 @@ def rows(result: dict[str, Any], label: str = "RooGab") -> list[list[Any]]:
     for m in result["modes"]:
         d, r, a = m["direct_total"], m["roogab_total"], m["added_total"]
         dt, rt, at = m["direct_ttft"], m["roogab_ttft"], m["added_ttft"]
-        out.append([f"{label} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
+        name = label if m.get("protocol", "chat") == "chat" else f"{label} {m['protocol']}"
+        out.append([f"{name} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
                     d["p50"], r["p50"], a["p50"], a["p95"], r["p50"] / d["p50"],
                     dt["p50"], rt["p50"], at["p50"], at["p95"]])
     return out
@@ -322,10 +335,13 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=int, default=0, help="pause between the service's events")
     ap.add_argument("--processes", action="store_true",
                     help="the chat service and roogab serve in processes of their own")
+    ap.add_argument("--protocols", default="chat",
+                    help="comma-separated: chat (Roo's request), responses (Codex's); default chat")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     started = time.monotonic()
-    result = run(args.turns, args.warmup, delay_ms=args.delay_ms, processes=args.processes)
+    result = run(args.turns, args.warmup, delay_ms=args.delay_ms, processes=args.processes,
+                 protocols=tuple(args.protocols.split(",")))
     m0 = result["modes"][0]
     print(f"request {m0['request_bytes']} B JSON -> prompt {m0['prompt_bytes']} B to the chat service; "
           f"reply {m0['reply_chars']} chars in {CHUNK}-char tokenDelta events, delay {args.delay_ms} ms; ms:")
