@@ -25,6 +25,8 @@ from typing import Any
 
 import pytest
 
+from roogab.guide import codex_settings
+
 pytestmark = [pytest.mark.loopback, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,9 +116,9 @@ def run_codex(binary: Path, base: Path, api: str, task: str) -> tuple[int, list[
     home, workspace, tmp = base / "home", base / "ws", base / "codex-tmp"
     for d in (home / ".codex", workspace, tmp):
         d.mkdir(parents=True, exist_ok=True)
-    (home / ".codex" / "config.toml").write_text(
-        f'model = "{MODEL}"\nmodel_provider = "roogab"\n\n[model_providers.roogab]\nname = "RooGab"\n'
-        f'base_url = "{api}/v1"\nenv_key = "ROOGAB_API_KEY"\nwire_api = "responses"\n', "utf-8")
+    # The settings `roogab demo` prints for Codex, used as they are.
+    toml = "".join(line.strip() + "\n" for line in codex_settings(api + "/v1", MODEL)[1:])
+    (home / ".codex" / "config.toml").write_text(toml, "utf-8")
     closed = f"http://127.0.0.1:{free_port()}"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(home / ".codex"),
            "TMPDIR": str(tmp), "ROOGAB_API_KEY": "roogab", "HTTPS_PROXY": closed, "HTTP_PROXY": closed,

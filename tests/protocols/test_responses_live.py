@@ -203,3 +203,9 @@ def test_service_dropped_mid_reply_fails_without_a_partial_call(stack: Running, 
     texts = [e["item"]["content"][0]["text"] for e in events
              if e["type"] == "response.output_item.done" and e["item"]["type"] == "message"]
     assert texts in ([], ["Starting."])  # a text item is done only once it is whole
+
+
+def test_status_page_prints_the_codex_settings(stack: Running) -> None:
+    text = httpx.get(stack.url + "/", headers={"Accept": "text/plain"}).text
+    assert 'wire_api = "responses"' in text and f'base_url = "{stack.url}/v1"' in text
+    assert f'model = "{MODEL}"' in text
