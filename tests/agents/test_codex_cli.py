@@ -80,12 +80,18 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def roogab_demo(tmp_path: Path) -> Iterator[tuple[str, str]]:
+def script() -> list[dict[str, Any]]:
+    """The demo's script lines (a test may replace them)."""
+    return [{"reply": r} for r in SCRIPT]
+
+
+@pytest.fixture
+def roogab_demo(tmp_path: Path, script: list[dict[str, Any]]) -> Iterator[tuple[str, str]]:
     """``roogab demo --script`` in its own process: (RooGab URL, demo service URL)."""
-    script = tmp_path / "script.jsonl"
-    script.write_text("".join(json.dumps({"reply": r}) + "\n" for r in SCRIPT), "utf-8")
+    path = tmp_path / "script.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in script), "utf-8")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "ROOGAB_DATA_DIR": str(tmp_path / "data")}
-    proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--script", str(script), "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--script", str(path), "--port", "0"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         urls = {}
@@ -165,3 +171,33 @@ def test_codex_reads_writes_runs_and_finishes(tmp_path: Path, roogab_demo: tuple
     assert [t["protocol"] for t in turns] == ["responses"] * len(SCRIPT)
     assert {t["verdict"] for t in turns} == {"ok"} and not any(t["replayed"] for t in turns)
     assert len({t["conversation_id"] for t in turns}) == 1
+
+
+DROPPED = [{"reply": envelope("Reading the README first.", "cat README.md"), "chunk": 8, "drop_after": 12},
+           {"reply": envelope("Reading the README first.", "cat README.md"), "chunk": 8},
+           {"reply": envelope("Done: read it.")}]
+
+
+@pytest.mark.parametrize("script", [DROPPED], ids=["dropped-inside-the-call"])
+def test_codex_retries_a_turn_the_chat_service_dropped(tmp_path: Path, roogab_demo: tuple[str, str]) -> None:
+    """The service drops the reply inside the tool call: Codex gets ``response.failed`` (or a 5xx),
+    retries the same request, and the command runs once, from the whole second reply."""
+    binary = codex_binary()
+    api, demo = roogab_demo
+    workspace = tmp_path / "run" / "ws"
+    workspace.mkdir(parents=True)
+    (workspace / "README.md").write_text(README, "utf-8")
+    code, events, stderr = run_codex(binary, tmp_path / "run", api, "Read README.md.")
+    assert code == 0, stderr[-2000:]
+    items = [e["item"] for e in events if e.get("type") == "item.completed"]
+    runs = [i for i in items if i["type"] == "command_execution"]
+    assert [(r["command"], r["aggregated_output"]) for r in runs] == [("/bin/bash -lc 'cat README.md'", README)]
+    # The dropped attempt's text was never finished, so Codex shows the text once, from the retry.
+    assert [i["text"] for i in items if i["type"] == "agent_message"] == ["Reading the README first.",
+                                                                          "Done: read it."]
+    assert (workspace / "README.md").read_bytes() == README.encode("utf-8")
+    received = [r for r in get_json(demo + "/demo/received") if r.get("prompt")]
+    assert len(received) == 3  # the dropped reply, the retry, the finish
+    turns = get_json(api + "/inspect/turns.json?limit=50")["data"][::-1]
+    assert [t["verdict"] for t in turns] == ["failed", "ok", "ok"]
+    assert "dropped" in turns[0]["error"]
