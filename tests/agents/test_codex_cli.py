@@ -12,6 +12,8 @@ cache; without it the test skips, unless ``ROOGAB_REQUIRE_AGENTS=1`` (CI), when 
 
 from __future__ import annotations
 
+import dataclasses
+import importlib.util
 import json
 import os
 import socket
@@ -118,12 +120,13 @@ def get_json(url: str) -> Any:
         return json.loads(response.read())
 
 
-def run_codex(binary: Path, base: Path, api: str, task: str) -> tuple[int, list[dict[str, Any]], str]:
+def run_codex(binary: Path, base: Path, api: str, task: str,
+              model: str = MODEL) -> tuple[int, list[dict[str, Any]], str]:
     home, workspace, tmp = base / "home", base / "ws", base / "codex-tmp"
     for d in (home / ".codex", workspace, tmp):
         d.mkdir(parents=True, exist_ok=True)
     # The settings `roogab demo` prints for Codex, used as they are.
-    toml = "".join(line.strip() + "\n" for line in codex_settings(api + "/v1", MODEL)[1:])
+    toml = "".join(line.strip() + "\n" for line in codex_settings(api + "/v1", model)[1:])
     (home / ".codex" / "config.toml").write_text(toml, "utf-8")
     closed = f"http://127.0.0.1:{free_port()}"
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "CODEX_HOME": str(home / ".codex"),
@@ -137,15 +140,9 @@ def run_codex(binary: Path, base: Path, api: str, task: str) -> tuple[int, list[
     return done.returncode, events, done.stderr
 
 
-def test_codex_reads_writes_runs_and_finishes(tmp_path: Path, roogab_demo: tuple[str, str]) -> None:
-    binary = codex_binary()
-    api, demo = roogab_demo
-    workspace = tmp_path / "run" / "ws"
-    workspace.mkdir(parents=True)
-    (workspace / "README.md").write_text(README, "utf-8")
-    code, events, stderr = run_codex(binary, tmp_path / "run", api, "Read README.md, then write hello.txt.")
+def check_the_task(workspace: Path, code: int, events: list[dict[str, Any]], stderr: str) -> None:
+    """The four-step task's outcome, as Codex ran it: the workspace byte for byte and each step."""
     assert code == 0, stderr[-2000:]
-
     assert (workspace / "hello.txt").read_bytes() == EXPECTED.encode("utf-8")
     assert (workspace / "README.md").read_bytes() == README.encode("utf-8")
     assert sorted(p.name for p in workspace.iterdir()) == ["README.md", "hello.txt"]
@@ -159,6 +156,15 @@ def test_codex_reads_writes_runs_and_finishes(tmp_path: Path, roogab_demo: tuple
     messages = [i["text"] for i in items if i["type"] == "agent_message"]
     assert messages == ["Reading the README first.", "Checking the size.", "Done: hello.txt written."]
     assert events[-1]["type"] == "turn.completed"
+
+
+def test_codex_reads_writes_runs_and_finishes(tmp_path: Path, roogab_demo: tuple[str, str]) -> None:
+    binary = codex_binary()
+    api, demo = roogab_demo
+    workspace = tmp_path / "run" / "ws"
+    workspace.mkdir(parents=True)
+    (workspace / "README.md").write_text(README, "utf-8")
+    check_the_task(workspace, *run_codex(binary, tmp_path / "run", api, "Read README.md, then write hello.txt."))
 
     # The path this test promises: every turn reached the demo chat service through /v1/responses,
     # the tool results came back to it, and one provider conversation carried the whole task.
@@ -201,3 +207,38 @@ def test_codex_retries_a_turn_the_chat_service_dropped(tmp_path: Path, roogab_de
     turns = get_json(api + "/inspect/turns.json?limit=50")["data"][::-1]
     assert [t["verdict"] for t in turns] == ["failed", "ok", "ok"]
     assert "dropped" in turns[0]["error"]
+
+
+def test_codex_over_a_real_chainlit_server(tmp_path: Path) -> None:
+    """The same task with a real Chainlit app as the chat service (its assistant scripted)."""
+    binary = codex_binary()
+    if importlib.util.find_spec("chainlit") is None:
+        pytest.skip("chainlit is not installed")
+    from chainlit_server import PASSWORD, new_server
+
+    from roogab.config import ProviderProfile, load_config
+    from roogab.runtime import start
+
+    replies = tmp_path / "replies.json"
+    replies.write_text(json.dumps(SCRIPT), "utf-8")
+    server = new_server(tmp_path / "chainlit", env={"ROOGAB_TEST_SCRIPT": str(replies)})
+    server.start()
+    try:
+        config = load_config(env={"TEAM_PASSWORD": PASSWORD}, overrides={"port": 0, "store": "memory"})
+        profile = ProviderProfile(name="team", kind="chainlit", url=server.url, models=(), username="alice",
+                                  password=PASSWORD)
+        running = start(dataclasses.replace(config, providers=(profile,)))
+        try:
+            workspace = tmp_path / "run" / "ws"
+            workspace.mkdir(parents=True)
+            (workspace / "README.md").write_text(README, "utf-8")
+            check_the_task(workspace, *run_codex(binary, tmp_path / "run", running.url,
+                                                 "Read README.md, then write hello.txt.", model="team/Fast Lane"))
+            turns = running.app.extensions["roogab"].service.registry.turns(limit=50)
+            assert [t.provider for t in turns] == ["team"] * len(SCRIPT)  # every turn went to Chainlit
+            assert {t.verdict for t in turns} == {"ok"} and len({t.conversation_id for t in turns}) == 1
+            assert "Read me first." in turns[-2].provider_prompt  # the tool result reached the chat page
+        finally:
+            running.close()
+    finally:
+        server.stop()
