@@ -128,6 +128,8 @@ def _input_items(raw: object) -> list[tuple[str, dict[str, Any]]]:
             raise InvalidRequest(f"'{where}' must be an object", param=where)
         kind = item.get("type", "message")
         if kind == "item_reference":
+            if str(item.get("id", "")).startswith("rs_"):
+                continue  # a reasoning item of ours (the AI SDK refers to them when store is on)
             raise InvalidRequest(f"'{where}': item_reference needs stored items, which RooGab does not "
                                  "keep; send the items themselves (store: false)", param=where)
         items.append((where, item))

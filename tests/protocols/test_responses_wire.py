@@ -155,6 +155,9 @@ def test_rendered_stream_matches_what_codex_accepted(name: str, turn: int) -> No
         assert set(theirs) <= set(mine), mine["type"]
         if "item" in theirs:
             assert set(theirs["item"]) <= set(mine["item"]), theirs["item"]["type"]
+            for key in ("id", "call_id"):  # the same id forms: msg_, rs_, fc_, ctc_, call_
+                if key in theirs["item"]:
+                    assert mine["item"][key].split("_")[0] == theirs["item"][key].split("_")[0]
             assert mine["item"]["type"] == theirs["item"]["type"]
             for key in ("name", "arguments", "input", "status", "role", "content", "summary"):
                 if key in theirs["item"] and key not in ("arguments",):
@@ -280,6 +283,17 @@ def test_bad_requests_are_refused_with_the_field_named() -> None:
         assert info.value.param == param, extra
     with pytest.raises(UnsupportedFeature):
         parse_responses_request({**base, "background": True})
+
+
+def test_affinity_from_the_session_header_and_reasoning_references_skipped() -> None:
+    body = {"model": "m", "input": [{"role": "user", "content": "hi"},
+                                    {"type": "item_reference", "id": "rs_abc"},
+                                    {"role": "assistant", "content": [{"type": "output_text", "text": "yo"}]}]}
+    request = parse_responses_request(body, session="sess-1")
+    assert request.affinity == "sess-1"
+    assert [m.role for m in request.messages] == ["user", "assistant"]
+    assert parse_responses_request({**body, "prompt_cache_key": "k"}, session="sess-1").affinity == "k"
+    assert parse_responses_request({"model": "m", "input": "x"}).affinity is None
 
 
 def test_previous_response_id_is_honoured_when_known() -> None:
