@@ -174,7 +174,7 @@ def _signature(spec: ToolSpec) -> str:
 def _type(schema: object, depth: int = 0) -> str:
     if not isinstance(schema, dict):
         return "any"
-    if "enum" in schema:
+    if isinstance(schema.get("enum"), list):
         return " | ".join(json.dumps(v) for v in schema["enum"])
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list):
