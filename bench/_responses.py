@@ -86,3 +86,37 @@ def _timing(output: list[dict[str, Any]], ttft: float, total: float, nbytes: int
     calls = [{"id": o["call_id"], "name": o["name"], "arguments": o["arguments"]}
              for o in output if o["type"] == "function_call"]
     return Timing(ttft, total, text, calls, nbytes)
+
+
+def protocol_cost(samples: int = 200) -> dict[str, dict[str, float]]:
+    """In-process, no IO: parsing each protocol's 40 KB turn-1 body and rendering the reply's
+    items (text in 16-character pieces, one call) as SSE; ms per turn."""
+    from roogab.envelope import ToolCall
+    from roogab.outputs import CallOut, Finished, Out, TextOut
+    from roogab.protocols import PROTOCOLS, Exchange
+    from roogab.wire import Usage
+
+    try:
+        from bench._common import roo_body, summary
+    except ImportError:
+        from _common import roo_body, summary
+    bodies = {"/chat/completions": roo_body(), "/responses": codex_body()}
+    tool = {"/chat/completions": ("list_files", {"path": "."}), "/responses": ("exec_command", {"cmd": "ls -la"})}
+    text = "I will start by listing the files in the current directory. " * 12
+    out: dict[str, dict[str, float]] = {}
+    for path, body in bodies.items():
+        proto = PROTOCOLS[path]
+        body = {**body, "stream": True}
+        parse, render = [], []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            request = proto.parse(body, {})
+            t1 = time.perf_counter()
+            items: list[Out] = [TextOut(text[i:i + 16]) for i in range(0, len(text), 16)]
+            items += [CallOut(0, "call_1", ToolCall(*tool[path])), Finished("tool_calls", Usage(9000, 200))]
+            "".join(proto.stream(iter(items), request, Exchange(proto.new_id(), request.model, 0)))
+            t2 = time.perf_counter()
+            parse.append((t1 - t0) * 1000)
+            render.append((t2 - t1) * 1000)
+        out[proto.name] = {"parse_p50": summary(parse)["p50"], "render_p50": summary(render)["p50"]}
+    return out

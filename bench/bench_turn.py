@@ -46,10 +46,10 @@ from roogab.runtime import Running, start_demo
 
 try:
     from bench._common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
-    from bench._responses import codex_body, codex_with_nonce, responses_turn
+    from bench._responses import codex_body, codex_with_nonce, protocol_cost, responses_turn
 except ImportError:  # run as a script: bench/ is on sys.path, the repo root may not be
     from _common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
-    from _responses import codex_body, codex_with_nonce, responses_turn
+    from _responses import codex_body, codex_with_nonce, protocol_cost, responses_turn
 
 TEXT = ("I will start by listing the files in the current directory so that I can see how the "
         "project is laid out, which language it uses and where its tests live. After that I will "
@@ -306,7 +306,7 @@ def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, Fal
         running = start_stack(tmp)
         try:
             modes_out = [compare(running, turns, warmup, s, delay_ms, protocol=p) for p in protocols for s in modes]
-            return {"modes": modes_out, "usage_count_ms": usage_cost(running)}
+            return {"modes": modes_out, "usage_count_ms": usage_cost(running), "protocol_cost_ms": protocol_cost()}
         finally:
             running.close()
 
@@ -349,6 +349,9 @@ def main() -> None:
     if "usage_count_ms" in result:
         print(f"of which recounting the request's tokens for usage (in-process): "
               f"p50 {result['usage_count_ms']['p50']:.2f} ms per turn")
+    for name, cost in result.get("protocol_cost_ms", {}).items():
+        print(f"in-process, {name}: parse the 40 KB body p50 {cost['parse_p50']:.2f} ms, "
+              f"render the reply as SSE p50 {cost['render_p50']:.2f} ms")
     print(f"({time.monotonic() - started:.0f} s; load average {machine()['loadavg'][0]:.2f})")
     write_json(args.json, {"benchmark": "turn", **result})
 
