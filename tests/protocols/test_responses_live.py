@@ -209,3 +209,14 @@ def test_status_page_prints_the_codex_settings(stack: Running) -> None:
     text = httpx.get(stack.url + "/", headers={"Accept": "text/plain"}).text
     assert 'wire_api = "responses"' in text and f'base_url = "{stack.url}/v1"' in text
     assert f'model = "{MODEL}"' in text
+
+
+def test_inspector_shows_the_protocol_of_each_turn(client: openai.OpenAI, stack: Running,
+                                                    demo: DemoChatService) -> None:
+    demo.push(ScriptedReply(envelope("Seen in the inspector.")))
+    response = client.responses.create(model=MODEL, input=f"inspect me {uuid.uuid4().hex}")
+    assert response.output_text == "Seen in the inspector."
+    [turn] = httpx.get(stack.url + "/inspect/turns.json?limit=1").json()["data"]
+    assert turn["protocol"] == "responses" and turn["request"]["protocol"] == "responses"
+    page = httpx.get(stack.url + "/inspect").text
+    assert '<span class="protocol">responses</span>' in page
