@@ -1,6 +1,14 @@
 """Added latency of one turn: a 40 KB Roo request through RooGab versus the chat service direct.
 
-Run: ``PYTHONPATH=. python bench/bench_turn.py [--turns 200] [--json out.json]``.
+Run: ``PYTHONPATH=. python bench/bench_turn.py [--turns 200] [--protocols chat,messages,responses]
+[--json out.json]``.
+
+``--protocols``: which wire protocols to measure, each beside the same direct floor. ``chat`` is
+the Roo request below; ``messages`` is Claude Code's captured turn 1 (``POST /v1/messages``,
+49 KB, 12 tools), answered with the same text and one ``Bash`` call, read as Anthropic SSE
+(first token = first ``content_block_delta``) or as the JSON message; ``responses`` is Codex
+0.171.0's captured turn 1 (``POST /v1/responses``, 40.5 KB, 9 tools, a fresh ``prompt_cache_key``
+each turn), answered with one ``exec_command`` call (first token = first text delta or call item).
 
 Both paths hit the same demo chat service (``roogab.runtime.start_demo``, the ``roogab demo``
 stack, SQLite store in a temporary directory) with the same scripted reply:
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client as httplib
 import json
 import subprocess
 import sys
@@ -57,15 +66,82 @@ TEXT = ("I will start by listing the files in the current directory so that I ca
 REPLY = ("```lua\nreturn {\n  text = [==[" + TEXT + "]==],\n  tool_calls = {\n"
          '    { name = "list_files", arguments = { path = ".", recursive = false } },\n  },\n}\n```')
 CHUNK = 16
-# The same reply for Codex (/v1/responses): its shell tool instead of Roo's list_files.
-REPLIES = {"chat": REPLY, "responses": REPLY.replace('name = "list_files", arguments = { path = ".", recursive = false }',
-                                                     'name = "exec_command", arguments = { cmd = "ls -la" }')}
-TOOL = {"chat": "list_files", "responses": "exec_command"}
+MSG_REPLY = REPLY.replace('name = "list_files", arguments = { path = ".", recursive = false }',
+                          'name = "Bash", arguments = { command = "ls", description = "List files" }')
+CLAUDE_TURN1 = Path(__file__).resolve().parent.parent / "tests/fixtures/captured/claude_code_2.1.332_main_four_turns.json"
+
+
+CODEX_REPLY = REPLY.replace('name = "list_files", arguments = { path = ".", recursive = false }',
+                            'name = "exec_command", arguments = { cmd = "ls -la" }')
+REPLIES = {"chat": REPLY, "messages": MSG_REPLY, "responses": CODEX_REPLY}
+TOOLS = {"chat": "list_files", "messages": "Bash", "responses": "exec_command"}
 
 
 def script(delay_ms: int = 0, chunk: int = CHUNK, protocol: str = "chat") -> ScriptedReply:
     """The reply both paths get: ~800 characters of envelope, text then one tool call."""
     return ScriptedReply(REPLIES[protocol], chunk=chunk, delay_ms=delay_ms)
+
+
+def messages_body() -> dict[str, Any]:
+    """Claude Code 2.1.332's first request, addressed to the demo model."""
+    body: dict[str, Any] = json.loads(CLAUDE_TURN1.read_text("utf-8"))["requests"][0]["body"]
+    body["model"] = "demo/gab-1"
+    return body
+
+
+def messages_turn(client: Http, payload: bytes, stream: bool) -> Timing:
+    """POST /v1/messages; time the first content_block_delta and the end."""
+    conn = client._conn()
+    t0 = time.perf_counter()
+    try:
+        conn.request("POST", client.prefix + "/v1/messages?beta=true", body=payload,
+                     headers={"Content-Type": "application/json", "x-api-key": "bench",
+                              "anthropic-version": "2023-06-01"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
+        if not stream:
+            raw = resp.read()
+            t1 = time.perf_counter()
+            blocks = json.loads(raw)["content"]
+            text = "".join(b["text"] for b in blocks if b["type"] == "text")
+            calls = [{"id": b["id"], "name": b["name"], "arguments": json.dumps(b["input"])}
+                     for b in blocks if b["type"] == "tool_use"]
+            return Timing(t1 - t0, t1 - t0, text, calls, len(raw))
+        return _read_anthropic_sse(resp, t0)
+    except (OSError, httplib.HTTPException):
+        client.close()
+        raise
+
+
+def _read_anthropic_sse(resp: Any, t0: float) -> Timing:
+    first, nbytes = 0.0, 0
+    text: list[str] = []
+    calls: list[dict[str, str]] = []
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        nbytes += len(line)
+        if not line.startswith(b"data: "):
+            continue
+        obj = json.loads(line[6:])
+        kind = obj["type"]
+        if kind == "error":
+            raise RuntimeError(f"stream error: {obj['error']}")
+        if kind == "content_block_delta" and not first:
+            first = time.perf_counter()
+        if kind == "content_block_start" and obj["content_block"]["type"] == "tool_use":
+            calls.append({"id": obj["content_block"]["id"], "name": obj["content_block"]["name"], "arguments": ""})
+        elif kind == "content_block_delta" and obj["delta"]["type"] == "text_delta":
+            text.append(obj["delta"]["text"])
+        elif kind == "content_block_delta" and obj["delta"]["type"] == "input_json_delta":
+            calls[-1]["arguments"] += obj["delta"]["partial_json"]
+        elif kind == "message_stop":
+            break
+    resp.read()
+    t1 = time.perf_counter()
+    return Timing((first or t1) - t0, t1 - t0, "".join(text), calls, nbytes)
 
 
 class DirectClient:
@@ -215,7 +291,7 @@ class RemoteStack:
 
 def check_roogab(t: Timing, protocol: str = "chat") -> None:
     calls = t.tool_calls or []
-    if TEXT not in t.content or [c["name"] for c in calls] != [TOOL[protocol]]:
+    if TEXT not in t.content or [c["name"] for c in calls] != [TOOLS[protocol]]:
         raise AssertionError(f"RooGab's answer is not the scripted one: {t.content[:80]!r} {calls}")
 
 
@@ -226,14 +302,10 @@ def check_direct(t: Timing, protocol: str = "chat") -> None:
 
 def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: int = 0,
             tag: str = "", protocol: str = "chat") -> dict[str, Any]:
-    """Alternate *turns* RooGab turns and direct turns (after *warmup* of each); ms summaries.
-
-    *protocol* ``chat``: Roo Code's request to /v1/chat/completions; ``responses``: Codex's to
-    /v1/responses (both about 40 KB).
-    """
+    """Alternate *turns* RooGab turns and direct turns (after *warmup* of each); ms summaries."""
     assert running.demo is not None
     demo = running.demo
-    base = roo_body() if protocol == "chat" else codex_body()
+    base = {"messages": messages_body, "responses": codex_body}.get(protocol, roo_body)()
     base["stream"] = stream
     if stream and protocol == "chat":
         base["stream_options"] = {"include_usage": True}
@@ -246,11 +318,14 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     prompt_bytes = 0
     try:
         for i in range(warmup + turns):
-            nonce = f"bench {tag}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}"
-            body = with_nonce(base, nonce) if protocol == "chat" else codex_with_nonce(base, nonce)
+            nonce = f"bench {tag}{protocol}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}"
+            body = codex_with_nonce(base, nonce) if protocol == "responses" else with_nonce(base, nonce)
             payload = json.dumps(body).encode()
             demo.push(script(delay_ms, protocol=protocol))
-            t = http.chat(payload, stream) if protocol == "chat" else responses_turn(http, payload, stream)
+            if protocol == "responses":
+                t = responses_turn(http, payload, stream)
+            else:
+                t = messages_turn(http, payload, stream) if protocol == "messages" else http.chat(payload, stream)
             check_roogab(t, protocol)
             prompt = next(r.prompt for r in reversed(demo.received) if r.event == "newConversation")
             assert prompt
@@ -294,18 +369,19 @@ def usage_cost(running: Running, samples: int = 30) -> dict[str, float]:
 def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, False),
         delay_ms: int = 0, processes: bool = False, protocols: tuple[str, ...] = ("chat",)) -> dict[str, Any]:
     """Start a stack, measure each mode of each protocol, stop the stack."""
+    pairs = [(p, s) for p in protocols for s in modes]
     with tempfile.TemporaryDirectory(prefix="roogab-bench-") as tmp:
         if processes:
             remote = RemoteStack(tmp)
             try:
                 modes_out = [compare(remote, turns, warmup, s, delay_ms, protocol=p)  # type: ignore[arg-type]
-                             for p in protocols for s in modes]
+                             for p, s in pairs]
                 return {"modes": modes_out, "processes": True}
             finally:
                 remote.close()
         running = start_stack(tmp)
         try:
-            modes_out = [compare(running, turns, warmup, s, delay_ms, protocol=p) for p in protocols for s in modes]
+            modes_out = [compare(running, turns, warmup, s, delay_ms, protocol=p) for p, s in pairs]
             return {"modes": modes_out, "usage_count_ms": usage_cost(running), "protocol_cost_ms": protocol_cost()}
         finally:
             running.close()
@@ -317,8 +393,9 @@ def rows(result: dict[str, Any], label: str = "RooGab") -> list[list[Any]]:
     for m in result["modes"]:
         d, r, a = m["direct_total"], m["roogab_total"], m["added_total"]
         dt, rt, at = m["direct_ttft"], m["roogab_ttft"], m["added_ttft"]
-        name = label if m.get("protocol", "chat") == "chat" else f"{label} {m['protocol']}"
-        out.append([f"{name} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
+        name = {"chat": "chat completions", "messages": "messages", "responses": "responses"}.get(
+            m.get("protocol", "chat"), "?")
+        out.append([f"{label} {name} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
                     d["p50"], r["p50"], a["p50"], a["p95"], r["p50"] / d["p50"],
                     dt["p50"], rt["p50"], at["p50"], at["p95"]])
     return out
@@ -335,8 +412,8 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=int, default=0, help="pause between the service's events")
     ap.add_argument("--processes", action="store_true",
                     help="the chat service and roogab serve in processes of their own")
-    ap.add_argument("--protocols", default="chat",
-                    help="comma-separated: chat (Roo's request), responses (Codex's); default chat")
+    ap.add_argument("--protocols", default="chat,messages,responses",
+                    help="wire protocols to measure, comma-separated: chat, messages, responses (default all)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     started = time.monotonic()

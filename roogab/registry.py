@@ -46,9 +46,10 @@ def message_digest(m: Message) -> str:
 
 def thread_key(request: ChatRequest) -> str:
     """The task a request belongs to: the client's own conversation key when it sends one
-    (Codex's ``prompt_cache_key``), else its system prompt plus its first user message."""
+    (Claude Code's session id, Codex's ``prompt_cache_key``), else its system prompt plus its first user message. Either way
+    a request continues a conversation only when it extends its transcript."""
     if request.affinity:
-        return hashlib.sha256(("affinity\n" + request.affinity).encode()).hexdigest()[:32]
+        return hashlib.sha256(json.dumps(["affinity", request.affinity]).encode()).hexdigest()[:32]
     system = [m.content for m in request.messages if m.role in ("system", "developer")]
     first = next((m.content for m in request.messages if m.role == "user"), "")
     return hashlib.sha256(json.dumps([system, first]).encode()).hexdigest()[:32]

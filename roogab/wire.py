@@ -20,6 +20,7 @@ from .errors import InvalidRequest, UnsupportedFeature
 __all__ = [
     "ChatRequest",
     "Message",
+    "Thinking",
     "ToolCallRef",
     "ToolSpec",
     "Usage",
@@ -47,14 +48,28 @@ class ToolCallRef:
 
 
 @dataclass(frozen=True)
+class Thinking:
+    """A reasoning block of an assistant message the client sends back, with its signature."""
+
+    text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class Message:
-    """One chat message, its content flattened to text; ``images`` counts image parts left out."""
+    """One chat message, its content flattened to text; ``images`` counts image parts left out.
+
+    ``is_error`` marks a tool result the client reports as failed; ``thinking`` holds the
+    reasoning blocks an assistant message carried (echoed, not part of what the message means).
+    """
 
     role: Role
     content: str
     images: int = 0
     tool_calls: tuple[ToolCallRef, ...] = ()
     tool_call_id: str | None = None
+    is_error: bool = False
+    thinking: tuple[Thinking, ...] = ()
 
 
 ToolKind = Literal["function", "custom", "tool_search"]
@@ -84,12 +99,14 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A validated request in RooGab's protocol-neutral form (first made for chat completions).
+    """A validated turn request, whichever wire protocol it came in on.
 
-    ``protocol`` names the wire it came in on; ``affinity`` is a client's own conversation key
-    (``prompt_cache_key``, a session header) when it sends one; ``unavailable`` names tools the
-    client offered that RooGab cannot run (hosted tools), left out of the prompt; ``include``
-    lists the extra output fields a Responses client asked for (``reasoning.encrypted_content``).
+    ``json_schema`` asks for a text answer that is JSON valid for that schema (structured
+    output); ``affinity`` is the client's own conversation key (a session id header,
+    ``prompt_cache_key``) when it sends one; ``protocol`` names the wire protocol, for the turn
+    log; ``unavailable`` names tools the client offered that RooGab cannot run (hosted tools),
+    left out of the prompt; ``include`` lists the extra output fields a Responses client asked
+    for (``reasoning.encrypted_content``).
     """
 
     model: str
@@ -98,6 +115,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     tool_choice: str = "auto"
+    json_schema: dict[str, Any] | None = None
     affinity: str | None = None
     protocol: str = "chat"
     unavailable: tuple[str, ...] = ()

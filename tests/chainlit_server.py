@@ -36,8 +36,9 @@ class ChainlitServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.started_in = 0.0
 
-    def start(self, timeout: float = 40.0) -> None:
-        env = {**os.environ, "CHAINLIT_AUTH_SECRET": self.secret, "ROOGAB_TEST_PASSWORD": PASSWORD, **self.env}
+    def start(self, timeout: float = 120.0) -> None:  # a hang detector: a busy machine starts it slowly
+        env = {**os.environ, "CHAINLIT_AUTH_SECRET": self.secret, "ROOGAB_TEST_PASSWORD": PASSWORD,
+               **self.env}
         with open(self.workdir / "server.log", "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--host", "127.0.0.1",
