@@ -27,9 +27,8 @@ def free_port() -> int:
 class ChainlitServer:
     """``chainlit run app.py --headless`` in a throwaway folder, on a fixed loopback port."""
 
-    def __init__(self, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.secret = secrets.token_urlsafe(32)
@@ -37,8 +36,7 @@ class ChainlitServer:
         self.started_in = 0.0
 
     def start(self, timeout: float = 120.0) -> None:  # a hang detector: a busy machine starts it slowly
-        env = {**os.environ, "CHAINLIT_AUTH_SECRET": self.secret, "ROOGAB_TEST_PASSWORD": PASSWORD,
-               **self.env}
+        env = {**os.environ, "CHAINLIT_AUTH_SECRET": self.secret, "ROOGAB_TEST_PASSWORD": PASSWORD}
         with open(self.workdir / "server.log", "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--host", "127.0.0.1",
@@ -78,10 +76,9 @@ class ChainlitServer:
         return (self.workdir / "server.log").read_text(errors="replace")
 
 
-def new_server(tmp: Path, env: dict[str, str] | None = None) -> ChainlitServer:
-    """A server in a copy of the app under *tmp*; *env* adds variables (``ROOGAB_TEST_SCRIPT``)."""
+def new_server(tmp: Path) -> ChainlitServer:
     workdir = tmp / "app"
     shutil.copytree(APP, workdir)
-    return ChainlitServer(workdir, env)
+    return ChainlitServer(workdir)
 
 

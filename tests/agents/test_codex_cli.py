@@ -209,7 +209,7 @@ def test_codex_retries_a_turn_the_chat_service_dropped(tmp_path: Path, roogab_de
     assert "dropped" in turns[0]["error"]
 
 
-def test_codex_over_a_real_chainlit_server(tmp_path: Path) -> None:
+def test_codex_over_a_real_chainlit_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same task with a real Chainlit app as the chat service (its assistant scripted)."""
     binary = codex_binary()
     if importlib.util.find_spec("chainlit") is None:
@@ -219,9 +219,11 @@ def test_codex_over_a_real_chainlit_server(tmp_path: Path) -> None:
     from roogab.config import ProviderProfile, load_config
     from roogab.runtime import start
 
-    replies = tmp_path / "replies.json"
-    replies.write_text(json.dumps(SCRIPT), "utf-8")
-    server = new_server(tmp_path / "chainlit", env={"ROOGAB_TEST_SCRIPT": str(replies)})
+    replies = tmp_path / "replies.jsonl"
+    replies.write_text("".join(json.dumps({"reply": r}) + "\n" for r in SCRIPT), "utf-8")
+    monkeypatch.setenv("ROOGAB_TEST_SCRIPT", str(replies))  # the app answers from it (tests/fixtures/chainlit_app)
+    (tmp_path / "chainlit").mkdir()
+    server = new_server(tmp_path / "chainlit")
     server.start()
     try:
         config = load_config(env={"TEAM_PASSWORD": PASSWORD}, overrides={"port": 0, "store": "memory"})
