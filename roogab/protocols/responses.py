@@ -39,7 +39,8 @@ def sse_event(event: dict[str, Any]) -> str:
 def _renderer(request: ChatRequest, exchange: Exchange) -> ResponseStream:
     echo = {"parallel_tool_calls": True, "tool_choice": request.tool_choice, "tools": [], "store": False}
     return ResponseStream(exchange.id, exchange.model, exchange.created, {t.name: t for t in request.tools},
-                          encrypted_reasoning="reasoning.encrypted_content" in request.include, echo=echo)
+                          encrypted_reasoning="reasoning.encrypted_content" in request.include, echo=echo,
+                          schema=request.json_schema)
 
 
 class Responses:

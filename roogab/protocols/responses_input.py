@@ -80,7 +80,22 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
         model=model.strip(), messages=all_messages, tools=tools + extra, stream=stream,
         include_usage=stream, tool_choice=_tool_choice(body.get("tool_choice")), protocol="responses",
         affinity=affinity if isinstance(affinity, str) and affinity else session or None,
-        unavailable=unavailable, include=_include(body.get("include")))
+        unavailable=unavailable, include=_include(body.get("include")), json_schema=_text_format(body.get("text")))
+
+
+def _text_format(text: object) -> dict[str, Any] | None:
+    """``text.format`` of type ``json_schema`` (``codex exec --output-schema``): its schema."""
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if fmt is None or isinstance(fmt, dict) and fmt.get("type") in ("text", None):
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("json_schema", "json_object"):
+        raise InvalidRequest("'text.format' must be text, json_object or json_schema", param="text.format")
+    if fmt["type"] == "json_object":
+        return {"type": "object"}
+    schema = fmt.get("schema")
+    if not isinstance(schema, dict):
+        raise InvalidRequest("'text.format.schema' must be an object", param="text.format.schema")
+    return schema
 
 
 def _include(raw: object) -> tuple[str, ...]:

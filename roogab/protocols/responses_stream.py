@@ -19,6 +19,7 @@ from typing import Any
 from ..errors import RequestError, RooGabError
 from ..outputs import CallOut, Finished, Out, ReasoningOut, TextOut
 from ..render import arguments_json
+from ..structured import fit_json
 from ..wire import ToolSpec, Usage
 from .responses_input import opaque_reasoning
 
@@ -58,6 +59,8 @@ class ResponseStream:
     tools: Mapping[str, ToolSpec] = field(default_factory=dict)
     encrypted_reasoning: bool = False
     echo: Mapping[str, Any] = field(default_factory=dict)
+    schema: dict[str, Any] | None = None
+    held: list[str] = field(default_factory=list)
     new_suffix: Callable[[], str] = _new_suffix
     output: list[dict[str, Any]] = field(default_factory=list)
     sequence: int = 0
@@ -75,6 +78,9 @@ class ResponseStream:
     def feed(self, item: Out) -> list[Event]:
         """The events for one item (none for a ``Ping``)."""
         if isinstance(item, TextOut):
+            if self.schema is not None:  # structured output: sent whole at the end, as JSON that fits
+                self.held.append(item.text)
+                return []
             return self._stream_text("message", item.text)
         if isinstance(item, ReasoningOut):
             return self._stream_text("reasoning", item.text)
@@ -207,6 +213,8 @@ class ResponseStream:
 
     def _finish(self, item: Finished) -> list[Event]:
         events = self._close()
+        if self.schema is not None:
+            events += self._stream_text("message", fit_json("".join(self.held), self.schema)) + self._close()
         self.usage = item.usage
         if item.finish_reason == "length":
             self.status = "incomplete"

@@ -302,3 +302,18 @@ def test_previous_response_id_is_honoured_when_known() -> None:
                                        "instructions": "be brief"},
                                       lookup=lambda rid: earlier if rid == "resp_1" else None)
     assert [m.content for m in request.messages] == ["be brief", "first", "answer", "second"]
+
+
+def test_text_format_json_schema_answers_json_that_fits() -> None:
+    schema = {"type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}
+    request = parse_responses_request({"model": "m", "input": "name it",
+                                       "text": {"format": {"type": "json_schema", "name": "t", "schema": schema}}})
+    assert request.json_schema == schema
+    stream = ResponseStream("resp_1", "m", 1, schema=request.json_schema)
+    events = stream.start() + stream.feed(TextOut('Here: {"title": ')) + stream.feed(TextOut('"Fix the bug"}'))
+    events += stream.feed(Finished("stop", Usage(1, 1)))
+    assert json.loads(events[-1]["response"]["output_text"]) == {"title": "Fix the bug"}
+    deltas = [e for e in events if e["type"] == "response.output_text.delta"]
+    assert len(deltas) == 1  # held back, then sent whole
+    with pytest.raises(InvalidRequest):
+        parse_responses_request({"model": "m", "input": "x", "text": {"format": {"type": "xml"}}})
