@@ -56,7 +56,7 @@ def message_digest(m: Message) -> str:
 
 def thread_key(request: ChatRequest) -> str:
     """The task a request belongs to: the client's own conversation key when it sends one
-    (Claude Code's session id), else its system prompt plus its first user message. Either way
+    (Claude Code's session id, Codex's ``prompt_cache_key``), else its system prompt plus its first user message. Either way
     a request continues a conversation only when it extends its transcript."""
     if request.affinity:
         return hashlib.sha256(json.dumps(["affinity", request.affinity]).encode()).hexdigest()[:32]
