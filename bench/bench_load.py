@@ -225,7 +225,7 @@ async def roogab_phase(base: str, n: int, tokens: int, pid: int) -> tuple[list[T
         return tk
 
     sampler = asyncio.create_task(sample())
-    timeout = aiohttp.ClientTimeout(total=tokens * 0.1 + 120)
+    timeout = aiohttp.ClientTimeout(total=tokens * 0.2 + 300)
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=conn,
                                      headers={"Authorization": "Bearer load"}) as session:
@@ -357,8 +357,10 @@ def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_int
                 row: dict[str, Any] = {"conversations": n}
                 if "direct" in paths:
                     row["direct"] = direct(chat_url, n, tokens, chat.pid)
+                    progress(n, "direct", row["direct"])
                 for name, (proc, base) in procs.items():
                     row[name] = relay_phase(base, n, tokens, chat.pid, proc.pid)
+                    progress(n, name, row[name])
                 rows.append(row)
         finally:
             for proc, _ in procs.values():
@@ -366,6 +368,11 @@ def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_int
             stop(chat)
     return {"tokens_each": tokens, "delay_ms": delay_ms, "switch_interval": switch_interval or None,
             "loadavg_before": load, "loadavg_after": os.getloadavg(), "rows": rows}
+
+
+def progress(n: int, name: str, v: dict[str, Any]) -> None:
+    print(f"  {n} streams, {name}: {v['tokens']}/{v['expected']} tokens in {v['wall_s']:.1f} s, "
+          f"{v['cpu_us_per_token']:.0f} us CPU/token, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
 
 
 def ratio(a: float, b: float) -> str:
