@@ -51,7 +51,10 @@ def chat_server(port_file: str, tokens: int, delay_ms: int) -> None:
     import socketio
     from aiohttp import web
 
-    sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
+    # Pings far apart: a relay that falls seconds behind (400 streams) must not be disconnected
+    # for a pong stuck behind its backlog; that would measure Engine.IO's timeout, not the relay.
+    sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False,
+                               ping_interval=600, ping_timeout=600)
     convs: set[str] = set()
     tasks: set[asyncio.Task[None]] = set()
 

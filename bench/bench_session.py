@@ -118,7 +118,7 @@ def run(turns: int = 50, samples: int = 200) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--turns", type=int, default=50)
+    ap.add_argument("--turns", type=int, default=100)
     ap.add_argument("--json")
     args = ap.parse_args()
     res = run(args.turns)

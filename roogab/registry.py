@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from .memo import Memo
 from .store import ConversationRecord, MemoryStore, Store, TurnRecord
 from .turnlog import TurnLogWriter
 from .wire import ChatRequest, Message, canonical_json
@@ -133,6 +134,8 @@ class Registry:
         self._threads: dict[Key, list[Conversation]] = {}
         self._next_expiry = 0.0
         self._log = TurnLogWriter(self.store)
+        # a resent history is digested once: about 4 MB of recent message text remembered
+        self._digest = Memo(message_digest, 4_000_000, lambda m: len(m.content) + 64)
         for rec in self.store.load_conversations():
             conv = Conversation.from_record(rec)
             self._threads.setdefault(conv.key, []).append(conv)
@@ -142,7 +145,7 @@ class Registry:
         """Plan a turn and hold its conversation for the duration of the ``with`` block."""
         self._expire()
         key = (client, thread_key(request), provider, model)
-        digests = tuple(message_digest(m) for m in request.messages)
+        digests = tuple(self._digest(m) for m in request.messages)
         asked = _request_digest(digests)
         while True:
             conv = self._claim(key, digests, asked)
