@@ -1,23 +1,27 @@
-"""100 concurrent streaming conversations: delivery, emit-to-agent latency, memory per conversation.
+"""Concurrent streaming conversations: delivery, CPU per token and emit-to-chunk latency, as
+ratios to the floor relay and to the direct path in the same run.
 
-Run: ``PYTHONPATH=. python bench/bench_load.py [--conversations 100] [--seconds 10] [--json out.json]``.
+Run: ``PYTHONPATH=. python bench/bench_load.py [--streams 1,10,100,400] [--seconds 5] [--json out.json]``.
 
-Three processes on 127.0.0.1, all started and stopped here:
+Processes on 127.0.0.1, all started and stopped here:
 
 * a chat service (this file, ``--chat-server``): python-socketio ``AsyncServer`` on aiohttp speaking
   the demo service's protocol (``newConversation``/``loadConversation``/``subscribe``/``sendPrompt``/
   ``tokenDelta``/``streamEnd``). Each reply is a text envelope streamed one token per event at
   ``1000/delay_ms`` tokens/s on an absolute schedule; every token is ``"<seq>@<time.time()>;"``
   with the wall clock read just before its ``emit``;
+* the floor (``floor_relay.py``): the least a relay can do for the same job, one asyncio loop;
 * ``roogab serve`` pointed at it (``kind = "socketio"``, memory store, ``threads`` = 2x the
-  conversations: each open stream holds a waitress thread);
-* this process: first a *direct* phase (one ``socketio.AsyncClient`` creating every conversation
-  itself: the floor), then the RooGab phase (that many concurrent ``stream: true`` requests over
-  aiohttp). Every token is checked: each sequence number exactly once, in order. Latency is
-  wall clock at the agent's chunk minus the token's emit stamp.
+  largest stream count: each open stream holds a waitress thread);
+* this process: for each stream count, a *direct* phase (one ``socketio.AsyncClient`` creating
+  every conversation itself), then that many concurrent ``stream: true`` requests through the
+  floor, then through RooGab (aiohttp). Every token is checked: each sequence number exactly
+  once, in order. Latency is wall clock at the agent's chunk minus the token's emit stamp.
 
-Memory per conversation: the ``roogab serve`` process's peak RSS during the load minus its RSS
-before, divided by the number of conversations.
+CPU per token: the relay process's CPU time over the phase (all its threads, from
+``/proc/<pid>/task/*/schedstat``) divided by the tokens delivered; for the direct path, this
+process's own CPU (the receiving client). Context switches per token count thread hand-offs.
+The machine is shared: compare the ratios, not the absolute figures.
 """
 
 from __future__ import annotations
@@ -182,7 +186,7 @@ async def direct_phase(url: str, n: int, tokens: int) -> list[Tokens]:
         tk = by_ref[ref] = Tokens()
         out.append(tk)
         await sio.emit("newConversation", {"prompt": f"load {i}", "agentId": "gab-1", "ref": ref})
-    deadline = time.monotonic() + tokens * 0.1 + 60
+    deadline = time.monotonic() + tokens * 0.2 + 300
     while len([e for e in ended.values() if e.is_set()]) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     await sio.disconnect()
@@ -288,6 +292,19 @@ def cpu_s(pid: int) -> float:
     return total / 1e9
 
 
+def switches(pid: int) -> int:
+    """Context switches (voluntary + forced) of a process's live threads so far: each thread wake-up
+    is at least one, so per token this counts hand-offs, and load on the machine barely moves it."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line)
+    return total
+
+
 def own_cpu() -> float:
     return time.process_time()
 
@@ -320,14 +337,16 @@ def relay_phase(base: str, n: int, tokens: int, chat: int, relay: int) -> dict[s
     asyncio.run(roogab_phase(base, 1, tokens, relay))  # warm: first connection, tokenizer
     time.sleep(0.3)
     before = rss_kb(relay)
-    t0, c0, b0, r0 = time.monotonic(), cpu_s(chat), own_cpu(), cpu_s(relay)
+    t0, c0, b0, r0, s0 = time.monotonic(), cpu_s(chat), own_cpu(), cpu_s(relay), switches(relay)
     phase, samples, after = asyncio.run(roogab_phase(base, n, tokens, relay))
     wall = time.monotonic() - t0
     v = verdict(phase, tokens)
     relay_cpu = cpu_s(relay) - r0
+    relay_switches = switches(relay) - s0
     return {**v, "wall_s": wall, "cpu_s": {"chat_service": cpu_s(chat) - c0, "bench_client": own_cpu() - b0,
                                            "relay": relay_cpu},
             "cpu_us_per_token": relay_cpu / max(1, v["tokens"]) * 1e6,
+            "switches_per_token": relay_switches / max(1, v["tokens"]),
             "rss_before_kb": before, "rss_peak_kb": max(samples + [after]),
             "rss_per_conversation_kb": (max(samples + [after]) - before) / n}
 
@@ -375,7 +394,7 @@ def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_int
 
 def progress(n: int, name: str, v: dict[str, Any]) -> None:
     print(f"  {n} streams, {name}: {v['tokens']}/{v['expected']} tokens in {v['wall_s']:.1f} s, "
-          f"{v['cpu_us_per_token']:.0f} us CPU/token, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+          f"{v['cpu_us_per_token']:.0f} us CPU/token, {v.get('switches_per_token', 0):.2f} switches/token, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
 
 
 def ratio(a: float, b: float) -> str:
@@ -395,9 +414,11 @@ def report(res: dict[str, Any]) -> None:
             lat = v["latency_ms"]
             rows.append([row["conversations"], name, f"{v['tokens']}/{v['expected']}",
                          "yes" if v["exactly_once_in_order"] else "NO", round(v["wall_s"], 1),
-                         round(v["cpu_us_per_token"], 1), lat["p50"], lat["p95"]])
+                         round(v["cpu_us_per_token"], 1), round(v.get("switches_per_token", 0), 2),
+                         lat["p50"], lat["p95"]])
     print("CPU us per token: of the relay process (floor, roogab), of the receiving client (direct).")
-    print_table(["streams", "path", "tokens", "once, in order", "wall s", "CPU us/token", "p50 ms", "p95 ms"], rows)
+    print_table(["streams", "path", "tokens", "once, in order", "wall s", "CPU us/token", "switches/token",
+                 "p50 ms", "p95 ms"], rows)
     rows = []
     for row in res["rows"]:
         r, f, d = row.get("roogab"), row.get("floor"), row.get("direct")
