@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
 from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
-from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
+from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
 from .registry import Plan, Registry
@@ -32,6 +32,7 @@ __all__ = ["ChatService", "TurnSettings", "published_id"]
 log = logging.getLogger(__name__)
 
 O_SERIES = re.compile(r"o([134])")
+CLAUDE_ALIAS = re.compile(r"claude-", re.IGNORECASE)
 ERROR_PAGE_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -95,23 +96,9 @@ class ChatService:
         with self.registry.turn(client, request, provider.name, model) as plan:
             yield from _Turn(self, plan, request, provider, model, client).run()
 
-    def complete(self, request: ChatRequest, client: str) -> tuple[Message, list[CallOut], Finished, str]:
-        """Run one turn to the end: the assistant message, its calls, the finish, reasoning."""
-        texts: list[str] = []
-        reasoning: list[str] = []
-        calls: list[CallOut] = []
-        finished = Finished("stop", Usage(0, 0))
-        for item in self.run(request, client):
-            if isinstance(item, TextOut):
-                texts.append(item.text)
-            elif isinstance(item, ReasoningOut):
-                reasoning.append(item.text)
-            elif isinstance(item, CallOut):
-                calls.append(item)
-            elif isinstance(item, Finished):
-                finished = item
-        message = _echo_message("".join(texts), calls)
-        return message, calls, finished, "".join(reasoning)
+    def complete(self, request: ChatRequest, client: str) -> Answer:
+        """Run one turn to the end and gather what it yielded."""
+        return Answer.collect(self.run(request, client))
 
 
 @dataclass
@@ -406,8 +393,10 @@ def _error_page_title(raw: str) -> str | None:
 
 def published_id(provider: str, model: str) -> str:
     """``provider/model``, with o1/o3/o4 written o-1/o-3/o-4: Roo Code switches to another
-    request shape for any model id that contains those (clients.md §1.1)."""
-    return O_SERIES.sub(r"o-\1", f"{provider}/{model}")
+    request shape for any model id that contains those (clients.md §1.1); and ``claude-`` written
+    ``claude_``: Claude Code rewrites known ``claude-*`` names before sending them
+    (``claude-opus-4-1`` arrives as ``claude-opus-5-5``, agents-wire.md §1.2)."""
+    return CLAUDE_ALIAS.sub(lambda m: m.group(0)[:-1] + "_", O_SERIES.sub(r"o-\1", f"{provider}/{model}"))
 
 
 def _echo_message(text: str, calls: list[CallOut]) -> Message:
