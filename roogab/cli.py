@@ -12,22 +12,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
-from .check import check_providers
 from .config import Config, load_config
-from .demo import ScriptedReply, load_script
 from .errors import ConfigError, RequestError, StoreError, UpstreamError
-from .guide import client_settings
-from .inspect_api import turn_json
 from .logs import configure_logging
-from .offline import parse_report
-from .runtime import Running, start, start_demo
-from .store import ConversationRecord, Store, open_store
-from .wire import ChatRequest, parse_chat_request
+
+if TYPE_CHECKING:  # the commands import what they run: `roogab --help` loads no web stack
+    from .demo.script import ScriptedReply
+    from .runtime import Running
+    from .store import ConversationRecord, Store
+    from .wire import ChatRequest
 
 __all__ = ["main"]
 
@@ -70,6 +68,8 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     API keys come from the ROOGAB_API_KEYS environment variable (comma-separated) or the file
     named by `api_keys_file` in the config, never from the command line.
     """
+    from .runtime import start
+
     config = _load(config_file, flags)
     _run(lambda: start(config), config)
 
@@ -85,6 +85,8 @@ def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
 
     Prints the base URL, the models and the settings to paste into Roo Code, Cline, Kilo Code and Claude Code.
     """
+    from .runtime import start_demo
+
     from_script = _script(script)
     config = _load(config_file, flags)
     _run(lambda: start_demo(config, from_script), config)
@@ -95,6 +97,8 @@ def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
 def check(config_file: Path | None) -> None:
     """Check every configured chat service: connect, log in, list models, send a one-line probe
     and report whether the reply came back as a valid envelope. Exit status 1 on any failure."""
+    from .check import check_providers
+
     config = _load(config_file, {})
     failed = False
     try:
@@ -119,6 +123,8 @@ def parse(reply_file: Path, request_file: Path | None) -> None:
     With --request, each tool call is validated against the request's tools and a last
     line gives the verdict. Exit status 1 when the reply is not compliant.
     """
+    from .offline import parse_report
+
     chat = _read_request(request_file) if request_file else None
     report = parse_report(reply_file.read_text("utf-8"), chat)
     for line in report.lines:
@@ -157,6 +163,8 @@ def conversations_list(config_file: Path | None, as_json: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
 def conversations_show(conversation_id: str, config_file: Path | None) -> None:
     """One conversation and its latest turns, as JSON."""
+    from .inspect_api import turn_json
+
     with _store(config_file) as store:
         found = [r for r in store.load_conversations() if r.id == conversation_id]
         if not found:
@@ -181,6 +189,8 @@ def conversations_rm(conversation_id: str, config_file: Path | None) -> None:
 
 @contextmanager
 def _store(config_file: Path | None) -> Iterator[Store]:
+    from .store import open_store
+
     config = _load(config_file, {})
     if config.store == "memory":
         _fail("the memory store keeps nothing between runs: set store = \"sqlite\"")
@@ -205,6 +215,8 @@ def _when(timestamp: float) -> str:
 
 
 def _read_request(path: Path) -> ChatRequest:
+    from .wire import parse_chat_request
+
     try:
         body = json.loads(path.read_text("utf-8"))
     except ValueError as exc:
@@ -218,6 +230,8 @@ def _read_request(path: Path) -> ChatRequest:
 
 
 def _script(path: Path | None) -> list[ScriptedReply]:
+    from .demo.script import load_script
+
     try:
         return load_script(path) if path else []
     except ConfigError as exc:
@@ -256,6 +270,8 @@ def _banner(running: Running) -> str:
     lines = [f"RooGab {__version__} is running at {running.url}"]
     if running.demo is not None:
         lines.append(f"Demo chat service at {running.demo.url} (scripted; Ctrl-C stops both)")
+    from .guide import client_settings
+
     lines += ["", client_settings(running.url, models, key_hint), "", "Press Ctrl-C to stop."]
     return "\n".join(lines)
 

@@ -35,6 +35,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
 from .leases import Leases
+from .memo import Memo
 from .store import ConversationRecord, Lease, Store, TurnRecord
 from .store_memory import MemoryStore
 from .turnlog import DirectTurnLog, TurnLog
@@ -155,12 +156,14 @@ class Registry:
         self._lock = threading.Lock()
         self._threads: OrderedDict[Key, list[Conversation]] = OrderedDict()
         self._log = turn_log if turn_log is not None else DirectTurnLog(self.store)
+        # a resent history is digested once: about 4 MB of recent message text remembered
+        self._digest = Memo(message_digest, 4_000_000, lambda m: len(m.content) + 64)
 
     @contextmanager
     def turn(self, client: str, request: ChatRequest, provider: str, model: str) -> Iterator[Plan]:
         """Plan a turn and hold its conversation for the duration of the ``with`` block."""
         key = (client, thread_key(request), provider, model)
-        digests = tuple(message_digest(m) for m in request.messages)
+        digests = tuple(self._digest(m) for m in request.messages)
         asked = _request_digest(digests)
         with ExitStack() as stack:
             if self.leases is not None:

@@ -26,16 +26,27 @@ log = logging.getLogger(__name__)
 
 SEPARATOR = "\n\n===== next message of this turn =====\n\n"
 CONTENT_LIMIT = 4000
+HEAD, TAIL = 2, 10  # messages of the request a log entry keeps: the task, and the latest
 
 
 def request_summary(request: ChatRequest, client: str) -> str:
-    """The agent's request, its long contents cut short: enough to see what was asked."""
+    """The agent's request, its long contents cut short: enough to see what was asked.
+
+    Of a long history only the first ``HEAD`` and the last ``TAIL`` messages are kept (the task
+    and what is new), so that a turn's log entry stays the same size however long the task ran;
+    ``omitted`` counts the messages left out between them.
+    """
+    kept = request.messages
+    omitted = max(0, len(kept) - HEAD - TAIL)
+    if omitted:
+        kept = kept[:HEAD] + kept[-TAIL:]
     messages = [{"role": m.role, "content": _cut(m.content), "images": m.images,
                  "tool_calls": [c.name for c in m.tool_calls], "tool_call_id": m.tool_call_id}
-                for m in request.messages]
+                for m in kept]
     return json.dumps({"client": client, "protocol": request.protocol, "model": request.model,
                        "stream": request.stream,
-                       "tools": [t.name for t in request.tools], "messages": messages}, ensure_ascii=False)
+                       "tools": [t.name for t in request.tools], "messages": messages,
+                       "message_count": len(request.messages), "omitted": omitted}, ensure_ascii=False)
 
 
 def turn_record(*, turn_id: str, conversation_id: str, provider: str, request: ChatRequest, client: str,
