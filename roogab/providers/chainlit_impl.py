@@ -55,13 +55,14 @@ from ..errors import (
 )
 from ._chainlit_reply import AssistantReply
 from ._text import safe_url, short
-from .base import Created, Deadlines, Health, ModelInfo, Turn
+from .base import Created, Deadlines, Health, ModelInfo, Traits, Turn
+from .kinds import Context, Kind, NoSettings
 from .login import Retry, WebClient, form_login
 from .loop import ProviderLoop
 from .socketio_errors import socketio_errors
 from .socketio_impl import Reconnection
 
-__all__ = ["DEFAULT_MODEL", "ChainlitProvider"]
+__all__ = ["DEFAULT_MODEL", "KIND", "ChainlitProvider"]
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ DEFAULT_MODEL = "default"  # the one model of an app without chat profiles
 SOCKET_PATH = "/ws/socket.io"
 STOPPED_TEXT = "Task manually stopped."  # what Chainlit sends when it honours a ``stop``
 STOP_WAIT = 5.0  # how long a new turn waits for an earlier ``stop`` to take effect
+TRAITS = Traits(keeps_conversations=True, stream="deltas")
 
 
 @dataclass(eq=False)
@@ -138,7 +140,8 @@ class ChainlitProvider:
             raise ConfigError(f"providers.{profile.name}.url", "must be the app's http(s) URL")
         self.profile = profile
         self.name = profile.name
-        self.max_message_chars = profile.max_message_chars
+        self.traits = TRAITS
+        self.max_message_chars = TRAITS.message_limit(profile.max_message_chars)
         self._loop = loop
         self._connect_timeout = connect_timeout
         self._reconnection = reconnection or Reconnection()
@@ -580,3 +583,10 @@ def _message(message_id: str, text: str) -> dict[str, object]:
     step = {"id": message_id, "threadId": "", "name": "User", "type": "user_message", "output": text,
             "createdAt": created}
     return {"message": step, "fileReferences": []}
+
+
+def _build(profile: ProviderProfile, settings: NoSettings, context: Context) -> ChainlitProvider:
+    return ChainlitProvider(profile, context.loop, connect_timeout=context.connect_timeout)
+
+
+KIND = Kind("chainlit", TRAITS, NoSettings, _build)

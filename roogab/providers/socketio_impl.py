@@ -41,14 +41,16 @@ from ..errors import (
     UpstreamError,
 )
 from ._text import safe_url, short
-from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
+from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Traits, Turn
+from .kinds import Context, Kind, NoSettings
 from .loop import ProviderLoop
 from .socketio_errors import socketio_errors
 
-__all__ = ["MultiplexProvider", "Reconnection"]
+__all__ = ["DEMO_KIND", "KIND", "MultiplexProvider", "Reconnection"]
 
 logger = logging.getLogger(__name__)
 
+TRAITS = Traits(keeps_conversations=True, stream="snapshots")
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ class MultiplexProvider:
             raise ConfigError(f"providers.{profile.name}.url", "must be an http(s) or ws(s) URL")
         self.profile = profile
         self.name = profile.name
-        self.max_message_chars = profile.max_message_chars
+        self.traits = TRAITS
+        self.max_message_chars = TRAITS.message_limit(profile.max_message_chars)
         self._ev = profile.events
         self._loop = loop
         self._connect_timeout = connect_timeout
@@ -452,3 +455,18 @@ class MultiplexProvider:
         else:
             flight.turn.put(ProviderRejected(
                 f"{self.name}: the service refused the turn ({short(code)}): {message}", provider=self.name))
+
+
+def _build(profile: ProviderProfile, settings: NoSettings, context: Context) -> MultiplexProvider:
+    return MultiplexProvider(profile, context.loop, connect_timeout=context.connect_timeout)
+
+
+def _build_demo(profile: ProviderProfile, settings: NoSettings, context: Context) -> MultiplexProvider:
+    if not profile.url:
+        raise ConfigError("providers", "no chat service is configured: add a [[providers]] table to "
+                          "the --config file (see docs/providers.md), or try `roogab demo`")
+    return _build(profile, settings, context)
+
+
+KIND = Kind("socketio", TRAITS, NoSettings, _build)
+DEMO_KIND = Kind("demo", TRAITS, NoSettings, _build_demo)
