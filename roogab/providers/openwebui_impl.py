@@ -61,6 +61,10 @@ TRAITS = Traits(keeps_conversations=True, stream="deltas")
 TEMPORARY = "temporary:"
 
 
+class _TokenRefused(ProviderRejected):
+    """A REST call answered 401: the token expired or was revoked."""
+
+
 @dataclass(frozen=True)
 class OpenWebUISettings:
     """The ``openwebui`` kind's own settings."""
@@ -228,18 +232,35 @@ class OpenWebUIProvider:
             if self._closed:
                 raise ProviderUnavailable(f"{self.name}: the provider was closed", provider=self.name)
             await self._socket.ensure(self._connect, self._connect_timeout)
-            chat = await self._chat(handle, model)
-            async with chat.lock:
-                if handle is None:
-                    flight.turn.put(Created(chat.handle))
-                if flight.turn.cancelled:
-                    return
-                flight.chat = chat
-                self._flights[flight.message_id] = flight
-                await self._post_turn(flight, chat, model)
+            try:
+                await self._turn(flight, handle, model)
+            except _TokenRefused:
+                if not await self._relogin():
+                    raise
+                self._flights.pop(flight.message_id, None)
+                await self._turn(flight, flight.chat.handle if flight.chat else handle, model)
         except UpstreamError as exc:
             self._flights.pop(flight.message_id, None)
             flight.turn.put(exc)
+
+    async def _turn(self, flight: _Flight, handle: str | None, model: str) -> None:
+        chat = await self._chat(handle, model)
+        async with chat.lock:
+            if handle is None and flight.chat is None:
+                flight.turn.put(Created(chat.handle))
+            if flight.turn.cancelled:
+                return
+            flight.chat = chat
+            self._flights[flight.message_id] = flight
+            await self._post_turn(flight, chat, model)
+
+    async def _relogin(self) -> bool:
+        """Sign in again (a password is configured) and reconnect the socket with the new token."""
+        if not (self.profile.username and self.profile.password):
+            return False
+        await asyncio.get_running_loop().run_in_executor(None, self._web.log_in)
+        await self._connect()
+        return True
 
     async def _chat(self, handle: str | None, model: str) -> _Chat:
         """The conversation for *handle*: known here, loaded from the server, or made anew."""
@@ -268,7 +289,9 @@ class OpenWebUIProvider:
             raise gone  # temporary chats live only in the RooGab that made them
         try:
             data = await self._rest("GET", f"/api/v1/chats/{handle}", None)
-        except ProviderRejected as exc:
+        except _TokenRefused:
+            raise
+        except ProviderRejected as exc:  # 404 (deleted) or 401 for another user's chat
             raise gone from exc
         history = (data.get("chat") or {}).get("history") or {}
         messages, last = _thread(history)
@@ -320,6 +343,9 @@ class OpenWebUIProvider:
 
     def _refused(self, status: int, body: str) -> UpstreamError:
         detail = short(_detail(body))
+        if status == 401:
+            return _TokenRefused(f"{self.name}: Open WebUI refused the token (401): sign in again",
+                                 provider=self.name)
         if status == 404:
             return ConversationGone(f"{self.name}: Open WebUI no longer has this chat ({detail})", provider=self.name)
         return ProviderRejected(f"{self.name}: Open WebUI refused the turn ({status}): {detail}", provider=self.name)
@@ -331,8 +357,9 @@ class OpenWebUIProvider:
             async with self._http.request(method, self._base + path, json=data, headers=headers) as r:
                 text = await r.text()
         if r.status >= 400:
-            raise ProviderRejected(f"{self.name}: {method} {path} refused ({r.status}): {short(_detail(text))}",
-                                   provider=self.name)
+            refused = _TokenRefused if r.status == 401 else ProviderRejected
+            raise refused(f"{self.name}: {method} {path} refused ({r.status}): {short(_detail(text))}",
+                          provider=self.name)
         try:
             answer = json.loads(text)
         except ValueError as exc:
