@@ -45,6 +45,8 @@ class FakeModels:
         self.requests: list[dict[str, Any]] = []
         self.received = threading.Condition()
         self.chunk = 7
+        self.stall: threading.Event | None = None   # set: the next reply stops after its first piece
+        self.stalled = threading.Event()             # until stall is set; this says it got there
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="fake-models", daemon=True)
@@ -93,23 +95,30 @@ class FakeModels:
                     self._json({"error": "not found"}, 404)
                     return
                 reply = models._next(body)
+                stall, models.stall = models.stall, None
                 if body.get("stream"):
-                    self._stream(reply, body)
+                    try:
+                        self._stream(reply, body, stall)
+                    except OSError:  # the caller went away mid-reply (a killed Open WebUI)
+                        self.close_connection = True
                 else:
                     self._json({"id": "cmpl-1", "object": "chat.completion", "created": int(time.time()),
                                 "model": body.get("model", MODEL), "choices": [{
                                     "index": 0, "finish_reason": "stop",
                                     "message": {"role": "assistant", "content": reply}}]})
 
-            def _stream(self, reply: str, body: dict[str, Any]) -> None:
+            def _stream(self, reply: str, body: dict[str, Any], stall: threading.Event | None) -> None:
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
                 self.send_header("Cache-Control", "no-cache")
                 self.send_header("Connection", "close")
                 self.end_headers()
-                for piece in _pieces(reply, models.chunk):
+                for i, piece in enumerate(_pieces(reply, models.chunk)):
                     self._event({"choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]},
                                 body)
+                    if i == 0 and stall is not None:
+                        models.stalled.set()
+                        stall.wait(120)
                 self._event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}, body)
                 self.wfile.write(b"data: [DONE]\n\n")
                 self.wfile.flush()
@@ -199,6 +208,13 @@ class OpenWebUIServer:
         with urllib.request.urlopen(request, timeout=30) as r:
             token: str = json.loads(r.read())["token"]
         return token
+
+    def kill(self) -> None:
+        """Kill the server at once (SIGKILL by PID): its sockets drop mid-whatever."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait(20)
+            self.process = None
 
     def stop(self) -> None:
         if self.process is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -253,19 +254,43 @@ def test_roogab_check_passes(server: OpenWebUIServer, models: FakeModels) -> Non
 
 
 def test_a_restart_of_open_webui_mid_task(server: OpenWebUIServer, models: FakeModels) -> None:
-    """Turn one, Open WebUI restarts (same data, same port), turn two continues the same chat."""
+    """Turn one; Open WebUI is killed in the middle of turn two's reply, which fails (never a short
+    answer); it comes back on the same data and port, and the retried turn replays the task into
+    a fresh chat (the cut-off chat's state is unknown), whose one prompt holds the whole history."""
     running = _roogab(server)
+    stall = threading.Event()
     try:
         client = _client(running)
         body: dict[str, Any] = {"model": f"owui/{MODEL}", "messages": [{"role": "user", "content": "before"}]}
         models.script(_text("one"))
         assert client.chat.completions.create(**body).choices[0].message.content == "one"
-        server.stop()
+        body["messages"] += [{"role": "assistant", "content": "one"}, {"role": "user", "content": "after"}]
+        models.script(_text("two, cut off"))
+        models.stalled.clear()
+        models.stall = stall
+        outcome: dict[str, object] = {}
+
+        def ask() -> None:
+            try:
+                outcome["answer"] = client.chat.completions.create(**body).choices[0].message.content
+            except openai.APIError as exc:
+                outcome["error"] = exc
+
+        asking = threading.Thread(target=ask)
+        asking.start()
+        assert models.stalled.wait(120)
+        server.kill()
+        asking.join(120)
+        stall.set()
+        assert "answer" not in outcome and isinstance(outcome.get("error"), openai.APIStatusError)
+        assert outcome["error"].status_code in (502, 503)
         server.start()
         models.script(_text("two"))
-        body["messages"] += [{"role": "assistant", "content": "one"}, {"role": "user", "content": "after"}]
         assert client.chat.completions.create(**body).choices[0].message.content == "two"
-        prompt = _last_prompt(models)
-        assert len(prompt) == 3 and "before" in prompt[0]["content"] and "after" in prompt[2]["content"]
+        [replay] = _last_prompt(models)
+        assert replay["role"] == "user"
+        assert all(part in replay["content"] for part in ("before", "one", "after"))
+        assert "two, cut off" not in replay["content"]
     finally:
+        stall.set()
         running.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from hypothesis import given
@@ -76,7 +77,7 @@ def test_output_text_takes_only_message_text() -> None:
 def test_any_split_with_any_snapshots_streams_the_text_exactly(text: str, cuts: list[int],
                                                                 snapshots_after: set[int]) -> None:
     bounds = sorted({0, len(text), *(min(c, len(text)) for c in cuts)})
-    pieces = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [text[a:b] for a, b in itertools.pairwise(bounds)]
     events: list[tuple[str, dict[str, Any]]] = []
     for i, piece in enumerate(pieces):
         events.append(_delta(piece))
