@@ -135,8 +135,10 @@ class FakeModels:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
+                self.send_header("Connection", "close")  # no handler thread waits on a kept-alive socket
                 self.end_headers()
                 self.wfile.write(raw)
+                self.close_connection = True
 
         return Handler
 

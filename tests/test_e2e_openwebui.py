@@ -68,6 +68,15 @@ def server(tmp_path_factory: pytest.TempPathFactory, models: FakeModels) -> Iter
     s.stop()
 
 
+@pytest.fixture(autouse=True)
+def every_scripted_reply_is_served(models: FakeModels) -> Iterator[None]:
+    """A reply scripted and never asked for means a turn never reached the model."""
+    yield
+    left = list(models.replies)
+    models.replies.clear()
+    assert not left, f"{len(left)} scripted repl(ies) never reached the model through Open WebUI"
+
+
 def _profile(server: OpenWebUIServer, **options: Any) -> ProviderProfile:
     return ProviderProfile(name="owui", kind="openwebui", url=server.url, models=(), username=ADMIN_EMAIL,
                            password=ADMIN_PASSWORD, options=tuple(options.items()))

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
-import io
 import subprocess
 import sys
-import tokenize
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,26 +75,3 @@ def test_the_demo_kind_without_a_url_says_how_to_configure_one() -> None:
     with pytest.raises(ConfigError, match="no chat service is configured"):
         kinds.build(ProviderProfile(), kinds.Context(ProviderLoop()))
 
-
-def _code_lines(path: Path) -> int:
-    """Lines holding code: no blank lines, comments or docstrings."""
-    source = path.read_text(encoding="utf-8")
-    docs: set[int] = set()
-    for node in ast.walk(ast.parse(source)):
-        body = getattr(node, "body", None)
-        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and body:
-            first = body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
-                    and isinstance(first.value.value, str):
-                docs.update(range(first.lineno, (first.end_lineno or first.lineno) + 1))
-    skip = (tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER)
-    lines: set[int] = set()
-    for token in tokenize.generate_tokens(io.StringIO(source).readline):
-        if token.type not in skip:
-            lines.update(n for n in range(token.start[0], token.end[0] + 1) if n not in docs)
-    return len(lines)
-
-
-@pytest.mark.parametrize("module", sorted(p.name for p in (Path(kinds.__file__).parent).glob("*.py")))
-def test_every_provider_module_stays_under_400_code_lines(module: str) -> None:
-    assert _code_lines(Path(kinds.__file__).parent / module) < 400
