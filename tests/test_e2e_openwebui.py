@@ -8,6 +8,7 @@ which turns the skip into a failure. Every test proves its turn reached the mode
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -101,8 +102,14 @@ def _roogab(server: OpenWebUIServer, **options: Any) -> Running:
     return start(dataclasses.replace(config, providers=(_profile(server, **options),)))
 
 
-def _client(running: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+@contextlib.contextmanager
+def _client(running: Running) -> Iterator[openai.OpenAI]:
+    """The official SDK as the agent, closed afterwards (its pool keeps sockets open)."""
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    try:
+        yield client
+    finally:
+        client.close()
 
 
 def _api(server: OpenWebUIServer, path: str) -> Any:
@@ -221,37 +228,38 @@ def roogab(server: OpenWebUIServer) -> Iterator[Running]:
 
 
 def test_models_are_published(roogab: Running) -> None:
-    assert [m.id for m in _client(roogab).models.list()] == [f"owui/{MODEL}"]
+    with _client(roogab) as client:
+        assert [m.id for m in client.models.list()] == [f"owui/{MODEL}"]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 def test_tool_call_round_trip(roogab: Running, models: FakeModels, stream: bool) -> None:
-    client = _client(roogab)
-    task = f"read the readme ({'stream' if stream else 'json'})"
-    body: dict[str, Any] = {"model": f"owui/{MODEL}", "tools": [READ_FILE], "messages": [
-        {"role": "system", "content": "You are a test agent."}, {"role": "user", "content": task}]}
-    models.script(TOOL_REPLY, _text("The readme says hello."))
-    if not stream:
-        message = client.chat.completions.create(**body).choices[0].message
-        [call] = message.tool_calls or []
-        call_id, name, arguments = call.id, call.function.name, call.function.arguments
-    else:
-        call_id, name, arguments = "", "", ""
-        for chunk in client.chat.completions.create(**body, stream=True):
-            for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
-                call_id = tc.id or call_id
-                name += tc.function.name or "" if tc.function else ""
-                arguments += tc.function.arguments or "" if tc.function else ""
-    assert name == "read_file" and json.loads(arguments) == {"path": "README.md"}
-    assert task in _last_prompt(models)[-1]["content"]  # the turn went through Open WebUI to the model
-    second = dict(body, messages=body["messages"] + [
-        {"role": "assistant", "content": "Reading it.", "tool_calls": [
-            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
-        {"role": "tool", "tool_call_id": call_id, "content": "# README\nhello"}])
-    answer = client.chat.completions.create(**second).choices[0].message.content
-    assert answer == "The readme says hello."
-    prompt = _last_prompt(models)
-    assert len(prompt) == 3 and task in prompt[0]["content"] and "# README" in prompt[2]["content"]
+    with _client(roogab) as client:
+        task = f"read the readme ({'stream' if stream else 'json'})"
+        body: dict[str, Any] = {"model": f"owui/{MODEL}", "tools": [READ_FILE], "messages": [
+            {"role": "system", "content": "You are a test agent."}, {"role": "user", "content": task}]}
+        models.script(TOOL_REPLY, _text("The readme says hello."))
+        if not stream:
+            message = client.chat.completions.create(**body).choices[0].message
+            [call] = message.tool_calls or []
+            call_id, name, arguments = call.id, call.function.name, call.function.arguments
+        else:
+            call_id, name, arguments = "", "", ""
+            for chunk in client.chat.completions.create(**body, stream=True):
+                for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+                    call_id = tc.id or call_id
+                    name += tc.function.name or "" if tc.function else ""
+                    arguments += tc.function.arguments or "" if tc.function else ""
+        assert name == "read_file" and json.loads(arguments) == {"path": "README.md"}
+        assert task in _last_prompt(models)[-1]["content"]  # the turn went through Open WebUI to the model
+        second = dict(body, messages=body["messages"] + [
+            {"role": "assistant", "content": "Reading it.", "tool_calls": [
+                {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]},
+            {"role": "tool", "tool_call_id": call_id, "content": "# README\nhello"}])
+        answer = client.chat.completions.create(**second).choices[0].message.content
+        assert answer == "The readme says hello."
+        prompt = _last_prompt(models)
+        assert len(prompt) == 3 and task in prompt[0]["content"] and "# README" in prompt[2]["content"]
 
 
 def test_roogab_check_passes(server: OpenWebUIServer, models: FakeModels) -> None:
@@ -267,9 +275,10 @@ def test_a_restart_of_open_webui_mid_task(server: OpenWebUIServer, models: FakeM
     answer); it comes back on the same data and port, and the retried turn replays the task into
     a fresh chat (the cut-off chat's state is unknown), whose one prompt holds the whole history."""
     running = _roogab(server)
+    stack = contextlib.ExitStack()
     stall = threading.Event()
     try:
-        client = _client(running)
+        client = stack.enter_context(_client(running))
         body: dict[str, Any] = {"model": f"owui/{MODEL}", "messages": [{"role": "user", "content": "before"}]}
         models.script(_text("one"))
         assert client.chat.completions.create(**body).choices[0].message.content == "one"
@@ -302,4 +311,5 @@ def test_a_restart_of_open_webui_mid_task(server: OpenWebUIServer, models: FakeM
         assert "two, cut off" not in replay["content"]
     finally:
         stall.set()
+        stack.close()
         running.close()
