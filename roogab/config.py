@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from .errors import ConfigError
+from .providers.kinds import KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,7 +29,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "demo_profile", "load_config"]
 
-ProviderKind = Literal["demo", "socketio", "websocket", "chainlit"]
 StoreKind = Literal["memory", "sqlite", "postgres"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -87,10 +87,12 @@ class ProviderProfile:
 
     ``models`` empty means "discover them" (Chainlit chat profiles). Secrets stay out of
     ``repr``: ``password`` is read from the environment variable ``password_env`` names.
+    ``kind`` names a row of ``providers.kinds.KINDS``; the table's keys beyond the common ones
+    land in ``options``, which the kind reads into its own settings dataclass.
     """
 
     name: str = "demo"
-    kind: ProviderKind = "demo"
+    kind: str = "demo"
     url: str = ""
     models: tuple[str, ...] = ("gab-1", "gab-2")
     context_length: int = 128_000
@@ -104,6 +106,7 @@ class ProviderProfile:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     events: SocketIOEvents = field(default_factory=SocketIOEvents)
     frames: WebSocketFrames = field(default_factory=WebSocketFrames)
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -248,12 +251,15 @@ def _profile(index: int, raw: Any, env: Mapping[str, str]) -> ProviderProfile:
     where = f"providers[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(where, "must be a table")
-    known = {f.name for f in dataclasses.fields(ProviderProfile)} - {"password"}
+    known = {f.name for f in dataclasses.fields(ProviderProfile)} - {"password", "options"}
+    row = KINDS.get(str(raw.get("kind", "demo")))
+    own = set(row.settings) if row is not None else set()
     for key in raw:
-        if key not in known:
+        if key not in known and key not in own:
             hint = " (passwords come from the variable password_env names)" if key == "password" else ""
             raise ConfigError(f"{where}.{key}", "unknown setting" + hint)
-    kwargs = dict(raw)
+    kwargs = {key: value for key, value in raw.items() if key in known}
+    kwargs["options"] = tuple((key, value) for key, value in raw.items() if key in own)
     if "events" in kwargs:
         kwargs["events"] = _names(f"{where}.events", kwargs["events"], SocketIOEvents)
     if "frames" in kwargs:
@@ -270,8 +276,8 @@ def _profile(index: int, raw: Any, env: Mapping[str, str]) -> ProviderProfile:
     kind = kwargs.get("kind", "demo")
     if kind != "demo":
         kwargs.setdefault("models", ())  # discovered where the kind can; the demo's names are its own
-    if kind not in get_args(ProviderKind):
-        raise ConfigError(f"{where}.kind", f"must be one of {', '.join(get_args(ProviderKind))}, not {kind!r}")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
     if kind != "demo" and not kwargs.get("url"):
         raise ConfigError(f"{where}.url", "is required for this kind")
     if "/" in str(kwargs.get("name", "")):

@@ -20,14 +20,12 @@ from .app import create_app
 from .config import Config, ProviderProfile
 from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
-from .errors import ConfigError, UpstreamError
+from .errors import UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
+from .providers import kinds
 from .providers.base import Provider
-from .providers.chainlit_impl import ChainlitProvider
 from .providers.loop import ProviderLoop
-from .providers.socketio_impl import MultiplexProvider
-from .providers.websocket_impl import WebSocketProvider
 from .redact import Redactor
 from .registry import Registry
 from .server import Server
@@ -87,19 +85,12 @@ class Running:
 
 
 def build_provider(profile: ProviderProfile, loop: ProviderLoop, config: Config) -> Provider:
-    """The provider for one profile.
+    """The provider for one profile, built by its kind's factory (``providers.kinds.KINDS``).
 
     Raises:
-        ConfigError: the profile's kind has no implementation yet.
+        ConfigError: the profile cannot be served (no URL, an unknown kind-specific setting).
     """
-    if profile.kind == "demo" and not profile.url:
-        raise ConfigError("providers", "no chat service is configured: add a [[providers]] table to "
-                          "the --config file (see docs/providers.md), or try `roogab demo`")
-    if profile.kind == "chainlit":
-        return ChainlitProvider(profile, loop, connect_timeout=config.connect_timeout)
-    if profile.kind == "websocket":
-        return WebSocketProvider(profile, loop, connect_timeout=config.connect_timeout)
-    return MultiplexProvider(profile, loop, connect_timeout=config.connect_timeout)
+    return kinds.build(profile, kinds.Context(loop, connect_timeout=config.connect_timeout))
 
 
 def start(config: Config, *, demo: DemoChatService | None = None) -> Running:

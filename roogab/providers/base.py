@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..errors import ProviderTimeout, UpstreamError
 
@@ -27,6 +27,7 @@ __all__ = [
     "Provider",
     "ProviderEvent",
     "Snapshot",
+    "Traits",
     "Turn",
 ]
 
@@ -60,6 +61,26 @@ class Done:
 
 
 ProviderEvent = Created | Delta | Snapshot | Done
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a provider kind is, declared by the kind (``kinds.Kind.traits``).
+
+    ``keeps_conversations``: the service remembers a conversation, so a turn sends only what is
+    new; False means the page resends the whole chat every turn (Gradio). ``stream``: replies
+    arrive as pieces (``deltas``) or as the whole reply so far (``snapshots``).
+    ``max_message_chars``: the longest message the service takes (0 = no known limit); a
+    profile's own ``max_message_chars`` overrides it.
+    """
+
+    keeps_conversations: bool = True
+    stream: Literal["deltas", "snapshots"] = "deltas"
+    max_message_chars: int = 0
+
+    def message_limit(self, configured: int) -> int:
+        """The limit in force: the profile's when it sets one, else the kind's."""
+        return configured or self.max_message_chars
 
 
 @dataclass(frozen=True)
@@ -258,6 +279,7 @@ class Provider(Protocol):
 
     name: str
     max_message_chars: int
+    traits: Traits
 
     def start(self) -> None: ...
 
