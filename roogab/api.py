@@ -100,10 +100,15 @@ def models() -> dict[str, Any]:
 def healthz() -> tuple[dict[str, Any], int]:
     """Per-provider readiness; 503 when no provider is usable."""
     providers = {}
-    for name, provider in _state().service.providers.items():
+    service = _state().service
+    for name, provider in service.providers.items():
         h = provider.health()
+        pace = service.outbox.pacer(name).state()
         providers[name] = {"ready": h.ready, "connected": h.connected, "logged_in": h.logged_in,
-                           "last_error": h.last_error, "since": h.since}
+                           "last_error": h.last_error, "since": h.since,
+                           "turns": {"running": pace.running, "queued": pace.queued,
+                                     "max_concurrent": pace.max_concurrent_turns,
+                                     "min_interval": pace.min_interval}}
     ready = any(p["ready"] for p in providers.values())
     return {"status": "ok" if ready else "unavailable", "providers": providers}, 200 if ready else 503
 

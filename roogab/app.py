@@ -9,6 +9,7 @@ from flask import Flask
 
 from .api import AppState, api, install_guards, status
 from .config import Config
+from .delivery import Outbox, Policy
 from .inspect_api import inspect
 from .prompt import PromptBook
 from .providers.base import Deadlines, Provider
@@ -28,7 +29,9 @@ def build_service(config: Config, providers: Mapping[str, Provider], *,
         repair_attempts=config.repair_attempts,
     )
     registry = registry or Registry(idle_expiry=config.idle_expiry)
-    return ChatService(providers, registry, prompts or PromptBook.load(config.prompts_dir), settings)
+    prompts = prompts or PromptBook.load(config.prompts_dir)
+    policies = {p.name: Policy(p.max_parts, p.min_interval, p.max_concurrent_turns) for p in config.providers}
+    return ChatService(providers, registry, prompts, settings, outbox=Outbox(prompts, policies))
 
 
 def create_app(config: Config, providers: Mapping[str, Provider], *,

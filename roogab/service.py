@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from .delivery import Outbox
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
 from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
 from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
@@ -49,10 +50,12 @@ class ChatService:
 
     def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
                  settings: TurnSettings = TurnSettings(), *, tokens: TokenCounter | None = None,
+                 outbox: Outbox | None = None,
                  new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24]) -> None:
         self.providers = dict(providers)
         self.registry = registry
         self.prompts = prompts
+        self.outbox = outbox or Outbox(prompts)
         self.settings = settings
         self.tokens = tokens or TokenCounter()
         self.token_cache = TokenCache(self.tokens)
@@ -93,7 +96,13 @@ class ChatService:
         """
         provider, model = self.resolve_model(request.model)
         with self.registry.turn(client, request, provider.name, model) as plan:
-            yield from _Turn(self, plan, request, provider, model, client).run()
+            turn = _Turn(self, plan, request, provider, model, client)
+            if plan.recorded is not None:
+                yield from turn.run()
+                return
+            with self.outbox.slot(provider, turn._opening_prompt(), self.settings.tick) as queued:
+                yield from queued
+                yield from turn.run()
 
     def complete(self, request: ChatRequest, client: str) -> tuple[Message, list[CallOut], Finished, str]:
         """Run one turn to the end: the assistant message, its calls, the finish, reasoning."""
@@ -239,7 +248,8 @@ class _Turn:
 
     def _exchange(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
         settings = self.service.settings
-        turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
+        turn, handle = yield from self.service.outbox.send(self.provider, handle, self.model, prompt,
+                                                           settings.deadlines, settings.tick)
         self.sent.append(prompt)
         parser = ReplyParser([t.name for t in self.request.tools])
         feeder = SnapshotFeeder(parser)
