@@ -44,6 +44,7 @@ KINDS: Mapping[str, Row] = types.MappingProxyType({
     "socketio": Row("roogab.providers.socketio_impl:KIND"),
     "websocket": Row("roogab.providers.websocket_impl:KIND"),
     "chainlit": Row("roogab.providers.chainlit_impl:KIND"),
+    "gradio": Row("roogab.providers.gradio_impl:KIND", ("api_name",)),
 })
 
 S = TypeVar("S")
