@@ -14,6 +14,7 @@ from .inspect_api import inspect
 from .prompt import PromptBook
 from .providers.base import Deadlines, Provider
 from .registry import Registry
+from .revival import Revival
 from .service import ChatService, TurnSettings
 
 __all__ = ["build_service", "create_app"]
@@ -35,13 +36,14 @@ def build_service(config: Config, providers: Mapping[str, Provider], *,
 
 
 def create_app(config: Config, providers: Mapping[str, Provider], *,
-               service: ChatService | None = None, registry: Registry | None = None) -> Flask:
+               service: ChatService | None = None, registry: Registry | None = None,
+               revival: Revival | None = None) -> Flask:
     """A Flask app serving *providers* (already started) with the settings of *config*."""
     app = Flask("roogab")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     service = service or build_service(config, providers, registry=registry)
-    app.extensions["roogab"] = AppState(config, service, time.time())
+    app.extensions["roogab"] = AppState(config, service, time.time(), revival or Revival())
     app.register_blueprint(api, url_prefix="/v1")
     app.register_blueprint(api, name="api_bare")
     app.register_blueprint(status)

@@ -128,6 +128,7 @@ class Config:
     max_turns: int = 2000                     # turn log retention
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
     connect_timeout: float = 10.0
+    retry_max_delay: float = 30.0             # longest wait between two tries to reach a service that is down
     first_token_timeout: float = 120.0
     silence_timeout: float = 60.0
     reply_timeout: float = 600.0

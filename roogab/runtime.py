@@ -17,12 +17,13 @@ from .app import create_app
 from .config import Config, ProviderProfile
 from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
-from .errors import UpstreamError
+from .errors import ProviderUnavailable, UpstreamError
 from .providers import kinds
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
 from .redact import Redactor
 from .registry import Registry
+from .revival import Revival
 from .server import Server
 from .store import Store, open_store
 
@@ -42,6 +43,7 @@ class Running:
     providers: dict[str, Provider]
     store: Store
     demo: DemoChatService | None = None
+    revival: Revival = field(default_factory=Revival)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -61,6 +63,7 @@ class Running:
             return
         self._closed = True
         self.server.close()
+        self.revival.close()
         self.registry.close()
         for provider in self.providers.values():
             provider.close()
@@ -91,13 +94,16 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
     loop = ProviderLoop()
     loop.start()
     providers: dict[str, Provider] = {}
+    revival = Revival(max_delay=config.retry_max_delay)
     try:
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
-            _start_provider(providers[profile.name], strict=demo is not None)
-        app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry))
+            _start_provider(providers[profile.name], revival, strict=demo is not None)
+        app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry),
+                         revival=revival)
         server = Server(app, config.host, config.port, threads=config.threads)
     except BaseException:
+        revival.close()
         for provider in providers.values():
             provider.close()
         loop.stop()
@@ -105,18 +111,21 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         raise
     server.start()
     log.info("serving on %s (store: %s)", server.url, _where(config))
-    return Running(config, app, server, loop, providers, store, demo)
+    return Running(config, app, server, loop, providers, store, demo, revival)
 
 
-def _start_provider(provider: Provider, *, strict: bool) -> None:
+def _start_provider(provider: Provider, revival: Revival, *, strict: bool) -> None:
     """Connect and log in. A service that fails is reported and stays unhealthy (``/healthz``
-    says why) rather than stopping RooGab, unless *strict* (the bundled demo must work)."""
+    says why) rather than stopping RooGab, unless *strict* (the bundled demo must work); one
+    that cannot be reached is retried in the background until it comes back (``revival``)."""
     try:
         provider.start()
     except UpstreamError as exc:
         if strict:
             raise
         log.error("provider %s is not usable: %s", provider.name, exc)
+        if isinstance(exc, ProviderUnavailable):
+            revival.watch(provider, str(exc))
 
 
 def secrets(config: Config) -> list[str]:

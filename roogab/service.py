@@ -18,7 +18,14 @@ from dataclasses import dataclass, field
 
 from .delivery import Outbox
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
-from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
+from .errors import (
+    ConversationGone,
+    ModelNotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ReplyFormatError,
+    RooGabError,
+)
 from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
@@ -80,6 +87,11 @@ class ChatService:
         matches = [(n, m) for n, m, _ in catalog.values() if (n, m) == (name, local) or m == model]
         if len(matches) == 1:
             return self.providers[matches[0][0]], matches[0][1]
+        waiting = self.providers.get(name)
+        if waiting is not None and not waiting.models():
+            health = waiting.health()
+            raise ProviderUnavailable(f"{name} has not been reached yet, so its models are not known: "
+                                      f"{health.last_error or 'starting'}", provider=name)
         known = ", ".join(catalog)
         raise ModelNotFound(f"model '{model}' does not exist; available: {known}", param="model")
 
