@@ -69,7 +69,8 @@ class Outbox:
         if len(parts) > most:
             raise PromptTooLarge(
                 f"the prompt is {len(prompt):,} characters; {provider.name} takes at most {limit:,} "
-                f"characters per message and {most} parts ({limit * most:,} characters in all), so "
+                f"characters per message and {most} part{'s' if most != 1 else ''} ({limit * most:,} characters "
+                f"in all), so "
                 "nothing was sent: start a new task or condense the context", param="messages")
         return parts
 
