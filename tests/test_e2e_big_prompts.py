@@ -10,6 +10,7 @@ import dataclasses
 import json
 import re
 import threading
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -223,3 +224,47 @@ def test_roo_fits_in_one_message_by_default(stack: Running, demo: DemoChatServic
     request = {k: v for k, v in body.items() if k in ("model", "messages", "tools")}
     _client(stack).chat.completions.create(**request)
     assert len(_prompts(demo)) == 1
+
+
+@pytest.mark.slow
+def test_max_concurrent_turns_queues_the_second_turn_and_healthz_shows_it() -> None:
+    running = _stack(max_concurrent_turns=1)
+    try:
+        demo = _demo(running)
+        slow = ScriptedReply(reply="```lua\nreturn { text = [==[" + "slowly " * 40 + "]==] }\n```", chunk=2,
+                             delay_ms=40)
+        demo.push(slow, ScriptedReply(reply=ANSWER))
+        first_started, first = threading.Event(), {}
+        worker = threading.Thread(target=_bystander, args=(running, first_started, first))
+        worker.start()
+        assert first_started.wait(30)
+        second: dict[str, Any] = {}
+
+        def ask() -> None:
+            reply = _client(running).chat.completions.create(
+                model="demo/gab-1", messages=[{"role": "user", "content": "me next"}])
+            second["text"] = reply.choices[0].message.content
+
+        asker = threading.Thread(target=ask)
+        asker.start()
+        seen = None
+        while worker.is_alive():
+            turns = _healthz_turns(running)
+            if turns["queued"] == 1:
+                seen = (turns, len(_prompts(demo)))
+                break
+            first_started.wait(0.01)
+        assert seen == ({"running": 1, "queued": 1, "max_concurrent": 1, "min_interval": 0.0}, 1)
+        worker.join(60)
+        asker.join(60)
+        assert first == {"text": "slowly " * 40, "finish": "stop"}
+        assert second == {"text": "The answer, after all the parts."}
+        assert _healthz_turns(running) == {"running": 0, "queued": 0, "max_concurrent": 1, "min_interval": 0.0}
+    finally:
+        running.close()
+
+
+def _healthz_turns(running: Running) -> dict[str, Any]:
+    with urllib.request.urlopen(running.url + "/healthz", timeout=10) as r:
+        turns: dict[str, Any] = json.load(r)["providers"]["demo"]["turns"]
+        return turns
