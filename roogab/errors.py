@@ -142,8 +142,8 @@ class PayloadTooLarge(RequestError):
 class PromptTooLarge(RequestError):
     """The prompt is longer than the chat service takes, even split into parts; nothing was sent.
 
-    OpenAI's own code for a prompt over the context window, which agents recognise (Roo Code and
-    Cline condense their context on it).
+    OpenAI's own code for a prompt over the context window, which agents treat as final rather
+    than retrying it (Codex, for one: agents-wire.md).
     """
 
     code = "context_length_exceeded"
