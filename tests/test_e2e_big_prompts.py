@@ -54,7 +54,20 @@ def _demo(running: Running) -> DemoChatService:
 
 
 def _client(running: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    """An SDK client for *running*, closed after the test (no socket left to the collector)."""
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    OPEN.append(client)
+    return client
+
+
+OPEN: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while OPEN:
+        OPEN.pop().close()
 
 
 def claude_code_as_chat() -> dict[str, Any]:
@@ -140,7 +153,9 @@ def test_the_captured_claude_code_request_is_delivered_in_parts(small: Running) 
 def test_the_captured_claude_code_request_fits_the_default_demo_in_one_message(stack: Running,
                                                                                demo: DemoChatService) -> None:
     demo.push(ScriptedReply(reply=ANSWER))
-    reply = _client(stack).chat.completions.create(**claude_code_as_chat())
+    body = claude_code_as_chat()
+    body["messages"][0]["content"] += " (default demo)"  # a task of its own on the shared stack
+    reply = _client(stack).chat.completions.create(**body)
     assert reply.choices[0].message.content == "The answer, after all the parts."
     [prompt] = _prompts(demo)
     assert not prompt.startswith("[Part") and len(prompt) > 40_000
@@ -220,6 +235,7 @@ def test_a_1_2_mb_prompt_goes_through_without_dropping_the_shared_connection(sta
 
 def test_roo_fits_in_one_message_by_default(stack: Running, demo: DemoChatService) -> None:
     body = as_demo_model(captured_bodies(ROO)[0])
+    body["messages"][0]["content"] += " (one message)"  # a task of its own on the shared stack
     demo.push(ScriptedReply(reply=ANSWER))
     request = {k: v for k, v in body.items() if k in ("model", "messages", "tools")}
     _client(stack).chat.completions.create(**request)

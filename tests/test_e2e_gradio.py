@@ -9,6 +9,7 @@ import dataclasses
 import json
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -60,7 +61,20 @@ def fresh(server: GradioServer, roogab: Running) -> GradioServer:
 
 
 def _client(running: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    """An SDK client for *running*, closed after the test (no socket left to the collector)."""
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    OPEN.append(client)
+    return client
+
+
+OPEN: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while OPEN:
+        OPEN.pop().close()
 
 
 def _messages(text: str) -> list[dict[str, Any]]:
@@ -165,7 +179,8 @@ def test_a_refused_login_is_clear_in_healthz(server: GradioServer, password: str
     try:
         with pytest.raises(urllib.error.HTTPError) as caught:
             urllib.request.urlopen(running.url + "/healthz")
-        health = json.load(caught.value)["providers"]["gr"]
+        with caught.value:
+            health = json.load(caught.value)["providers"]["gr"]
         assert caught.value.code == 503 and not health["ready"]
         assert ("refused the login" if password else "requires a login") in health["last_error"]
         assert PASSWORD not in json.dumps(health) and (not password or password not in json.dumps(health))

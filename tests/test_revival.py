@@ -31,7 +31,8 @@ def _health(running: Running) -> tuple[int, dict[str, Any]]:
         with urllib.request.urlopen(running.url + "/healthz", timeout=10) as r:
             return r.status, json.load(r)
     except urllib.error.HTTPError as exc:
-        return exc.code, json.load(exc)
+        with exc:
+            return exc.code, json.load(exc)
 
 
 def _index(running: Running) -> str:
@@ -112,8 +113,9 @@ def test_a_demo_service_down_at_start_serves_the_next_turn_once_up() -> None:
         assert running.revival.wait("demo", 60)
         status, body = _health(running)
         assert status == 200 and body["providers"]["demo"]["retrying"] is False
-        client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
-        reply = client.chat.completions.create(model="demo/gab-1", messages=[{"role": "user", "content": "back?"}])
+        with openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0) as client:
+            reply = client.chat.completions.create(model="demo/gab-1",
+                                                   messages=[{"role": "user", "content": "back?"}])
         assert "back?" in (reply.choices[0].message.content or "")
         assert any(r.prompt and "back?" in r.prompt for r in demo.received)
     finally:
@@ -144,5 +146,6 @@ def test_a_chainlit_app_down_at_start_comes_back_without_a_restart(tmp_path: Pat
         assert re.search(r"profile=Fast Lane; messages=1", answer.content or "")
         assert "team/Fast Lane" in _index(running)
     finally:
+        client.close()
         running.close()
         server.stop()
