@@ -14,8 +14,9 @@ what the page does: the chat's ``history`` goes to the chatbot-sync event the in
 endpoint, both in one fresh ``session_hash``. A Gradio app that restarts loses nothing; a RooGab
 that restarts does not know the handle any more (``ConversationGone``: the registry replays).
 
-A turn runs on a thread of its own (``gradio_client`` is blocking) with a ``Client`` taken from
-a small pool, one per concurrent turn. Each output is the whole reply so far (``Snapshot``).
+A turn runs on a thread of its own (``gradio_client`` is blocking) with a ``Client`` of its own,
+closed with its threads when the turn ends (it costs a ``GET /config``, and a login for an
+``auth=`` app, per turn). Each output is the whole reply so far (``Snapshot``).
 Gradio's analytics are off: the client's telemetry thread is never started.
 """
 
@@ -71,10 +72,16 @@ class GradioSettings:
 
 class _QuietClient(Client):  # type: ignore[misc]
     """A ``Client`` that sends no telemetry (its constructor starts the thread unless the process
-    environment says otherwise; RooGab does not change the environment)."""
+    environment says otherwise; RooGab does not change the environment) and starts no heartbeat
+    thread (it would outlive the turn by up to a heartbeat interval)."""
 
     def _telemetry_thread(self) -> None:
         return
+
+    def _get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super()._get_config()
+        config["connect_heartbeat"] = False  # a session lives for one turn: nothing to keep alive
+        return config
 
 
 class GradioProvider:
@@ -97,11 +104,9 @@ class GradioProvider:
         self._api_name = "/" + settings.api_name.lstrip("/")
         self._timeout = connect_timeout
         self._lock = threading.Lock()
-        self._idle: list[Client] = []
         self._histories: dict[str, History] = {}
         self._sync: int | None = None
         self._models: list[str] = []
-        self._closed = False
         self._health = Health(ready=False, connected=False, since=time.time())
 
     # -- the Provider protocol ------------------------------------------------------------
@@ -114,14 +119,12 @@ class GradioProvider:
             ProviderUnavailable: the app could not be reached, or is not a ``gr.ChatInterface``.
         """
         try:
-            client = self._new_client()
-            self._sync = self._sync_event(client)
+            with self._client() as client:
+                self._sync = self._sync_event(client)
         except UpstreamError as exc:
             refused = isinstance(exc, ProviderRejected)
             self._set_health(connected=refused, error=str(exc), logged_in=False if refused else None)
             raise
-        self._give_back(client)
-        self._closed = False
         self._models = list(self.profile.models) or [DEFAULT_MODEL]
         self._set_health(connected=True, error=None)
         logger.info("%s: %s ready (%s), models: %s", self.name, self._where, self._api_name, ", ".join(self._models))
@@ -149,12 +152,7 @@ class GradioProvider:
         return self._health
 
     def close(self) -> None:
-        """Close the idle clients (turns in flight close theirs when they end). Idempotent."""
-        with self._lock:
-            self._closed = True
-            idle, self._idle = self._idle, []
-        for client in idle:
-            client.close()
+        """Nothing stays open between turns; a turn in flight closes its client when it ends."""
 
     # -- a turn (its own thread) -----------------------------------------------------------
 
@@ -211,21 +209,12 @@ class GradioProvider:
 
     @contextmanager
     def _client(self) -> Iterator[Client]:
-        with self._lock:
-            client = self._idle.pop() if self._idle else None
-        if client is None:
-            client = self._new_client()
+        """A client for one turn, closed after it with its worker threads (none idles between turns)."""
+        client = self._new_client()
         try:
             yield client
         finally:
-            self._give_back(client)
-
-    def _give_back(self, client: Client) -> None:
-        with self._lock:
-            if not self._closed:
-                self._idle.append(client)
-                return
-        client.close()
+            _close(client)
 
     def _new_client(self) -> Client:
         p = self.profile
@@ -258,6 +247,19 @@ class GradioProvider:
             logged_in = connected
         self._health = Health(ready=connected and logged_in is not False, connected=connected, logged_in=logged_in,
                               last_error=error if error is not None else old.last_error, since=time.time())
+
+
+def _close(client: Client) -> None:
+    """Stop a client's heartbeat and let its worker threads end. A worker still waiting for events
+    of a stream that died with the app would wait forever: the end-of-stream marker gradio_client
+    itself uses (``None``) releases it."""
+    client.close()
+    with client.pending_lock:
+        waiting = list(client.pending_messages_per_event.values())
+    for messages in waiting:
+        messages.append(None)
+    for executor in (client.executor, client.stream_executor):
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 @contextmanager
