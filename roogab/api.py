@@ -21,6 +21,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from .affinity import AFFINITY_HEADER, INSTANCE_HEADER, affinity_key
 from .config import Config
 from .errors import (
     ForbiddenHost,
@@ -30,6 +31,7 @@ from .errors import (
     PayloadTooLarge,
     RequestError,
     RooGabError,
+    StoreError,
     Unauthorized,
 )
 from .guide import client_settings
@@ -37,8 +39,10 @@ from .logs import request_id
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .protocols.messages_request import count_texts, parse_request
+from .registry import thread_key
 from .revival import Revival
 from .service import ChatService
+from .store import Store
 from .wire import model_list
 
 __all__ = ["AppState", "api", "install_guards", "status"]
@@ -67,23 +71,27 @@ def _state() -> AppState:
     return state
 
 
-def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]:
-    """Run one turn in *protocol*; SSE when the request asks to stream."""
+def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
+    """Run one turn in *protocol*; SSE when the request asks to stream. The response names the
+    task's routing key (``x-roogab-affinity``) for a load balancer."""
     state = _state()
     headers = {name.lower(): value for name, value in request.headers.items()}
-    turn = protocol.parse(_json_body(state.config), headers)
+    body = _json_body(state.config)
+    turn = protocol.parse(body, headers)
+    route = affinity_key(headers, body if isinstance(body, dict) else None, lambda: thread_key(turn))
+    routing = {AFFINITY_HEADER: route.key, INSTANCE_HEADER: state.service.registry.instance}
     client = _client_identity(state.config)
     exchange = Exchange(protocol.new_id(), turn.model, int(time.time()))
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
              turn.stream, len(turn.messages), len(turn.tools))
     if not turn.stream:
-        return protocol.complete(state.service.complete(turn, client), turn, exchange), 200
+        return protocol.complete(state.service.complete(turn, client), turn, exchange), 200, routing
     items = state.service.run(turn, client)
     first = next(items)  # errors before any output still get their real HTTP status
-    body = protocol.stream(_chain(first, items), turn, exchange)
-    return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    sse = protocol.stream(_chain(first, items), turn, exchange)
+    return Response(_with_request_id(exchange.id, sse), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **routing})
 
 
 for _path, _protocol in PROTOCOLS.items():
@@ -108,10 +116,12 @@ def models() -> dict[str, Any]:
 
 @status.get("/healthz")
 def healthz() -> tuple[dict[str, Any], int]:
-    """Per-provider readiness; 503 when no provider is usable."""
-    providers: dict[str, dict[str, Any]] = {}
+    """This instance, its store and per-provider readiness; 503 when no provider is usable or the
+    store does not answer."""
     state = _state()
-    for name, provider in state.service.providers.items():
+    service = state.service
+    providers: dict[str, dict[str, Any]] = {}
+    for name, provider in service.providers.items():
         h = provider.health()
         pace = state.service.outbox.pacer(name).state()
         revival = state.revival.state(name)
@@ -123,8 +133,18 @@ def healthz() -> tuple[dict[str, Any], int]:
                                      "min_interval": pace.min_interval}}
         if revival is not None and revival.retrying and not h.ready:
             providers[name]["retry"] = {"attempts": revival.attempts, "next_attempt_in": revival.next_attempt_in}
-    ready = any(p["ready"] for p in providers.values())
-    return {"status": "ok" if ready else "unavailable", "providers": providers}, 200 if ready else 503
+    store = _store_health(service.registry.store)
+    ready = any(p["ready"] for p in providers.values()) and store["ok"]
+    return {"status": "ok" if ready else "unavailable", "instance": service.registry.instance,
+            "store": store, "providers": providers}, 200 if ready else 503
+
+
+def _store_health(store: Store) -> dict[str, Any]:
+    try:
+        store.ping()
+    except StoreError as exc:
+        return {"kind": store.kind, "ok": False, "last_error": str(exc)}
+    return {"kind": store.kind, "ok": True, "last_error": None}
 
 
 @status.get("/")

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -18,6 +21,8 @@ from .config import Config, ProviderProfile
 from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
 from .errors import ProviderUnavailable, UpstreamError
+from .housekeeping import Housekeeper
+from .leases import Leases, LeaseSettings
 from .providers import kinds
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
@@ -26,8 +31,13 @@ from .registry import Registry
 from .revival import Revival
 from .server import Server
 from .store import Store, open_store
+from .turnlog import TurnLogWriter
 
-__all__ = ["Running", "start", "start_demo"]
+__all__ = ["Running", "build_registry", "start", "start_demo"]
+
+#: Provider kinds whose conversations any instance can continue by their handle (the service
+#: keeps them, not the connection): a task moving between instances keeps its conversation.
+PORTABLE_KINDS = ("demo", "socketio")
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +52,8 @@ class Running:
     loop: ProviderLoop
     providers: dict[str, Provider]
     store: Store
+    turn_log: TurnLogWriter
+    housekeeper: Housekeeper
     demo: DemoChatService | None = None
     revival: Revival = field(default_factory=Revival)
     _closed: bool = field(default=False, repr=False)
@@ -65,6 +77,8 @@ class Running:
         self.server.close()
         self.revival.close()
         self.registry.close()
+        self.turn_log.close()
+        self.housekeeper.stop()
         for provider in self.providers.values():
             provider.close()
         self.loop.stop()
@@ -90,7 +104,11 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         ProviderUnavailable: a provider could not connect.
     """
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
-                       redactor=Redactor(secrets(config)))
+                       max_turn_bytes=config.max_turn_bytes, redactor=Redactor(secrets(config)),
+                       dsn=config.dsn)
+    turn_log = TurnLogWriter(store)
+    registry = build_registry(config, store, turn_log)
+    housekeeper = Housekeeper(registry, registry.leases)
     loop = ProviderLoop()
     loop.start()
     providers: dict[str, Provider] = {}
@@ -99,8 +117,7 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
             _start_provider(providers[profile.name], revival, strict=demo is not None)
-        app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry),
-                         revival=revival)
+        app = create_app(config, providers, registry=registry, revival=revival)
         server = Server(app, config.host, config.port, threads=config.threads)
     except BaseException:
         revival.close()
@@ -109,9 +126,22 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         loop.stop()
         store.close()
         raise
+    housekeeper.start()
     server.start()
-    log.info("serving on %s (store: %s)", server.url, _where(config))
-    return Running(config, app, server, loop, providers, store, demo, revival)
+    log.info("serving on %s as %s (store: %s)", server.url, registry.instance, _where(config))
+    return Running(config, app, server, loop, providers, store, turn_log, housekeeper, demo, revival)
+
+
+def build_registry(config: Config, store: Store, turn_log: TurnLogWriter) -> Registry:
+    """The registry over *store*; with the shared postgres store, under task leases."""
+    instance = config.instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    leases = None
+    if config.store == "postgres":
+        settings = LeaseSettings(instance, ttl=config.lease_ttl, wait=config.reply_timeout + config.lease_ttl)
+        leases = Leases(store, settings)
+    portable = [p.name for p in config.providers if p.kind in PORTABLE_KINDS]
+    return Registry(store, idle_expiry=config.idle_expiry, turn_log=turn_log, leases=leases,
+                    portable=portable, instance=instance)
 
 
 def _start_provider(provider: Provider, revival: Revival, *, strict: bool) -> None:
@@ -140,7 +170,7 @@ def secrets(config: Config) -> list[str]:
 
 
 def _where(config: Config) -> str:
-    return "memory" if config.store == "memory" else str(config.data_dir)
+    return {"memory": "memory", "postgres": "postgres"}.get(config.store, str(config.data_dir))
 
 
 def start_demo(config: Config, script: Iterable[ScriptedReply] = ()) -> Running:

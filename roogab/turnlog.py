@@ -1,7 +1,9 @@
 """The turn log: what the agent sent, what the chat service got and said, for every turn.
 
-``turn_record`` builds an entry (pure); ``TurnLogWriter`` hands entries to the store off the
-request path. The store redacts secrets when it writes them.
+``turn_record`` builds an entry (pure). A ``TurnLog`` takes entries for the store: the
+``TurnLogWriter`` off the request path on a thread of its own (the composition root creates it
+and hands it to the registry), ``DirectTurnLog`` at once (tests and one-shot tools). The store
+redacts secrets when it writes them.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from .errors import StoreError
 from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
-__all__ = ["SEPARATOR", "TurnLogWriter", "request_summary", "turn_record"]
+__all__ = ["SEPARATOR", "DirectTurnLog", "TurnLog", "TurnLogWriter", "request_summary", "turn_record"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +53,39 @@ def _cut(text: str) -> str:
     if len(text) <= CONTENT_LIMIT:
         return text
     return text[:CONTENT_LIMIT] + f"\n[... {len(text) - CONTENT_LIMIT} more characters]"
+
+
+class TurnLog(Protocol):
+    """Where the registry puts turn records."""
+
+    def add(self, record: TurnRecord) -> None:
+        """Take *record* for the store."""
+        ...
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every record taken so far is in the store."""
+        ...
+
+    def close(self) -> None:
+        """Write what is pending; take no more."""
+        ...
+
+
+class DirectTurnLog:
+    """Writes each record to the store at once, on the caller's thread."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def add(self, record: TurnRecord) -> None:
+        """Write *record* now; a store failure is logged, never raised into the turn."""
+        _write(self._store, record)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Nothing is pending."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
 
 class TurnLogWriter:
@@ -107,10 +143,11 @@ class TurnLogWriter:
                 if isinstance(item, threading.Event):
                     item.set()
                 else:
-                    self._write(item)
+                    _write(self._store, item)
 
-    def _write(self, record: TurnRecord) -> None:
-        try:
-            self._store.add_turn(record)
-        except StoreError as exc:
-            log.warning("could not write the turn log: %s", exc)
+
+def _write(store: Store, record: TurnRecord) -> None:
+    try:
+        store.add_turn(record)
+    except StoreError as exc:
+        log.warning("could not write the turn log: %s", exc)
