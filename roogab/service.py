@@ -16,8 +16,16 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from .delivery import Outbox
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
-from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
+from .errors import (
+    ConversationGone,
+    ModelNotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ReplyFormatError,
+    RooGabError,
+)
 from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
@@ -50,10 +58,12 @@ class ChatService:
 
     def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
                  settings: TurnSettings = TurnSettings(), *, tokens: TokenCounter | None = None,
+                 outbox: Outbox | None = None,
                  new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24]) -> None:
         self.providers = dict(providers)
         self.registry = registry
         self.prompts = prompts
+        self.outbox = outbox or Outbox(prompts)
         self.settings = settings
         self.tokens = tokens or TokenCounter()
         self.token_cache = TokenCache(self.tokens)
@@ -78,6 +88,11 @@ class ChatService:
         matches = [(n, m) for n, m, _ in catalog.values() if (n, m) == (name, local) or m == model]
         if len(matches) == 1:
             return self.providers[matches[0][0]], matches[0][1]
+        waiting = self.providers.get(name)
+        if waiting is not None and not waiting.models():
+            health = waiting.health()
+            raise ProviderUnavailable(f"{name} has not been reached yet, so its models are not known: "
+                                      f"{health.last_error or 'starting'}", provider=name)
         known = ", ".join(catalog)
         raise ModelNotFound(f"model '{model}' does not exist; available: {known}", param="model")
 
@@ -94,7 +109,13 @@ class ChatService:
         """
         provider, model = self.resolve_model(request.model)
         with self.registry.turn(client, request, provider.name, model) as plan:
-            yield from _Turn(self, plan, request, provider, model, client).run()
+            turn = _Turn(self, plan, request, provider, model, client)
+            if plan.recorded is not None:
+                yield from turn.run()
+                return
+            with self.outbox.slot(provider, turn._opening_prompt(), self.settings.tick) as queued:
+                yield from queued
+                yield from turn.run()
 
     def complete(self, request: ChatRequest, client: str) -> Answer:
         """Run one turn to the end and gather what it yielded."""
@@ -226,7 +247,8 @@ class _Turn:
 
     def _exchange(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
         settings = self.service.settings
-        turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
+        turn, handle = yield from self.service.outbox.send(self.provider, handle, self.model, prompt,
+                                                           settings.deadlines, settings.tick)
         self.sent.append(prompt)
         parser = ReplyParser([t.name for t in self.request.tools])
         feeder = SnapshotFeeder(parser)

@@ -39,6 +39,7 @@ from aiohttp import web
 from ..config import SocketIOEvents
 from ..errors import ConfigError
 from ..providers.loop import ProviderLoop
+from ..providers.socketio_impl import DEMO_MAX_FRAME_BYTES
 from .assistant import answer
 from .markup import markdown_to_html
 from .script import ScriptedReply, parse_reply
@@ -200,7 +201,8 @@ class _ServerState:
         self.ev = events
         self.models = models
         self.log = log
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False,
+                                        max_http_buffer_size=DEMO_MAX_FRAME_BYTES)
         self.conversations: dict[str, str] = {}
         self.requests: dict[str, web.Request] = {}
         self.tasks: set[asyncio.Task[None]] = set()
