@@ -73,14 +73,15 @@ def chat_completions() -> Response | tuple[dict[str, Any], int]:
     log.info("turn %s: model=%s stream=%s messages=%d tools=%d", cid, chat.model, chat.stream,
              len(chat.messages), len(chat.tools))
     if not chat.stream:
-        message, calls, finished, reasoning = state.service.complete(chat, client)
+        answer = state.service.complete(chat, client)
+        calls, message, finished = answer.calls, answer.message(), answer.finished
         body: dict[str, Any] = {"role": "assistant", "content": message.content or (None if calls else "")}
         if calls:
             body["tool_calls"] = [{"id": c.id, "type": "function",
                                    "function": {"name": c.call.name, "arguments": ref.arguments}}
                                   for c, ref in zip(calls, message.tool_calls)]
-        if reasoning:
-            body["reasoning_content"] = reasoning
+        if answer.reasoning_text:
+            body["reasoning_content"] = answer.reasoning_text
         return completion(cid, chat.model, created, body, finished.finish_reason, finished.usage), 200
     items = state.service.run(chat, client)
     first = next(items)  # errors before any output still get their real HTTP status
