@@ -439,20 +439,23 @@ def _page_trouble(value: Any, unfenced: bool) -> str | None:
     if unfenced:
         return ("the tool call is not inside a code block, so the chat page rendered it as markdown "
                 "and its values may have changed; write the reply in a ```lua code block")
-    if _has_mark(value):
+    if _has_mark(value, "\ufffd"):
+        return ("a value holds U+FFFD, which the chat page puts in place of characters it cannot show "
+                "(NUL), so the value may have changed")
+    if _has_mark(value, CODE_CLOSE) or _has_mark(value, CODE_OPEN):
         return ("a value holds a fence line (```) that closed the code block on the chat page, so "
                 "part of it was rendered as prose; fence the reply with more backticks (````lua) "
                 "than any fence line inside it")
     return None
 
 
-def _has_mark(value: Any) -> bool:
+def _has_mark(value: Any, mark: str) -> bool:
     if isinstance(value, str):
-        return CODE_CLOSE in value or CODE_OPEN in value
+        return mark in value
     if isinstance(value, dict):
-        return any(_has_mark(k) or _has_mark(v) for k, v in value.items())
+        return any(_has_mark(k, mark) or _has_mark(v, mark) for k, v in value.items())
     if isinstance(value, list):
-        return any(_has_mark(v) for v in value)
+        return any(_has_mark(v, mark) for v in value)
     return False
 
 
