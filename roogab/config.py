@@ -32,7 +32,7 @@ ProviderKind = Literal["demo", "socketio", "websocket", "chainlit"]
 StoreKind = Literal["memory", "sqlite"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-ContentFormat = Literal["markdown", "html"]
+ContentFormat = Literal["auto", "markdown", "html"]
 StreamMode = Literal["delta", "cumulative"]
 
 ENV_PREFIX = "ROOGAB_"
@@ -95,7 +95,7 @@ class ProviderProfile:
     models: tuple[str, ...] = ("gab-1", "gab-2")
     context_length: int = 128_000
     max_message_chars: int = 0                # 0 = no limit
-    content: ContentFormat = "markdown"       # how replies arrive: markdown text or rendered HTML
+    content: ContentFormat = "auto"           # replies arrive as markdown, rendered HTML, or auto: detect
     stream: StreamMode = "delta"              # websocket kind: pieces or whole-so-far snapshots
     username: str = ""
     password_env: str = ""

@@ -40,7 +40,7 @@ class ReplyReader:
 
     def __init__(self, tool_names: tuple[str, ...] | list[str], *, html: bool | None = None) -> None:
         self._tools = bool(tool_names)
-        self._feeder = SnapshotFeeder(ReplyParser(tool_names), html=html)
+        self._feeder = SnapshotFeeder(ReplyParser(tool_names, detect_html=False), html=html)
         self.verdict: Verdict | None = None  # set once Done was fed
 
     @property

@@ -43,6 +43,12 @@ class TurnSettings:
     deadlines: Deadlines = field(default_factory=Deadlines)
     tick: float = 1.0
     repair_attempts: int = 1
+    content: tuple[tuple[str, str], ...] = ()  # provider name -> "auto" | "markdown" | "html"
+
+    def html(self, provider: str) -> bool | None:
+        """Whether *provider*'s replies are rendered HTML (None: decide from each reply)."""
+        content = dict(self.content).get(provider, "auto")
+        return None if content == "auto" else content == "html"
 
 
 class ChatService:
@@ -227,7 +233,7 @@ class _Turn:
         settings = self.service.settings
         turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
         self.sent.append(prompt)
-        reader = ReplyReader([t.name for t in self.request.offered_tools])
+        reader = ReplyReader([t.name for t in self.request.offered_tools], html=settings.html(self.provider.name))
         reply = _Reply(handle)
         done = False
         try:

@@ -174,8 +174,8 @@ def judge_turn(text: str, mode: str, sizes: list[int]) -> str:
     if streamed is None:
         return "error"
     calls, repairs = streamed
-    if problem is not None and not want:
-        return "repaired" if repairs else "exact"
-    if calls != want:
-        return "wrong"
-    return "repaired" if repairs else "exact"
+    if repairs:  # the repaired reply (the same calls in a longer fence) is what the model meant
+        want = oracle(refenced(text))[0]
+    elif problem is not None:
+        return "wrong"  # a non-compliant reply passed as it was
+    return "wrong" if calls != want else "repaired" if repairs else "exact"

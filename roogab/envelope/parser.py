@@ -49,11 +49,13 @@ class ReplyParser:
     envelope become :class:`ToolCall` events at ``close`` (see :mod:`roogab.envelope.xml_tags`).
     A reply that starts with an HTML element is buffered whole and decoded at ``close``
     (:mod:`roogab.envelope.html`); its text is parsed as if it had arrived as markdown. To stream
-    rendered HTML, decode it outside and use :meth:`feed_decoded` (the reply reader does).
+    rendered HTML, decode it outside and use :meth:`feed_decoded` (the reply reader does);
+    *detect_html* False reads every reply as markdown.
     """
 
-    def __init__(self, tool_names: Collection[str] = ()) -> None:
+    def __init__(self, tool_names: Collection[str] = (), *, detect_html: bool = True) -> None:
         self._tool_names = frozenset(tool_names)
+        self._detect_html = detect_html  # False: the reply is markdown even if it starts with a tag
         self._buf = ""
         self._pos = 0
         self._base = 0
@@ -241,7 +243,7 @@ class ReplyParser:
             return True
         if not final and (p == len(buf) or _THINK_OPEN.startswith(rest)):
             return False
-        html = looks_like_html(buf, p, final)
+        html = looks_like_html(buf, p, final) if self._detect_html else False
         if html is None:
             return False
         self._state = _PROSE

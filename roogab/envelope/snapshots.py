@@ -122,7 +122,7 @@ class SnapshotFeeder:
         elif fed.startswith(target) and not final:
             return []  # less is stable now than before: wait
         else:
-            self._parser = ReplyParser(self._parser.tool_names)
+            self._parser = ReplyParser(self._parser.tool_names, detect_html=False)
             self._derived = []
             events = self._feed(self._parser, target)
         self._fed, self._fed_len = [target], len(target)
