@@ -34,7 +34,7 @@ def measure(mode: str, n: int) -> collections.Counter[str]:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 250
-    print(f"| mode | replies | exact | repaired | error | wrong |\n|---|---|---|---|---|---|")
+    print("| mode | replies | exact | repaired | error | wrong |\n|---|---|---|---|---|---|")
     for mode in MODES:
         c = measure(mode, n)
         print(f"| {mode} | {sum(c.values())} | {c['exact']} | {c['repaired']} | {c['error']} | {c['wrong']} |",

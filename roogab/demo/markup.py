@@ -27,10 +27,10 @@ def _highlight(code: str, language: str, _attrs: str) -> str:
         lexer = get_lexer_by_name(language, stripnl=False, ensurenl=False)
     except ClassNotFound:
         return ""
-    return highlight(code, lexer, HtmlFormatter(nowrap=True))
+    return str(highlight(code, lexer, HtmlFormatter(nowrap=True)))
 
 
 def markdown_to_html(text: str) -> str:
     """Render *text* (markdown) to HTML."""
     md = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(["table", "strikethrough"])
-    return md.render(text)
+    return str(md.render(text))
