@@ -1,6 +1,6 @@
 """The answer accumulator and the turn's typed outcomes. Pure.
 
-:class:`Answer` collects a turn's ``Out`` items (text, reasoning, calls, the finish) the same way
+:class:`Accumulator` collects a turn's ``Out`` items (text, reasoning, calls, the finish) the same way
 for a streaming agent (which also got them one by one) and for a non-streaming one (which gets
 only the result): both end with the same answer. :class:`Outcome` names how a turn ended, for
 the turn log, instead of reading it out of an error message.
@@ -16,7 +16,7 @@ from .outputs import CallOut, Finished, Out, ReasoningOut, TextOut, to_json
 from .render import arguments_json
 from .wire import Message, ToolCallRef, Usage
 
-__all__ = ["Answer", "Outcome", "outcome_of"]
+__all__ = ["Accumulator", "Outcome", "outcome_of"]
 
 
 class Outcome(enum.Enum):
@@ -37,8 +37,10 @@ def outcome_of(error: Exception | None, repairs: int) -> Outcome:
 
 
 @dataclass
-class Answer:
-    """What the agent gets from one turn, built from its ``Out`` items."""
+class Accumulator:
+    """What the agent has been given in one turn, built from its ``Out`` items as they go out
+    (the turn records it; :meth:`roogab.outputs.Answer.collect` gathers the same items for a
+    non-streaming agent)."""
 
     texts: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)

@@ -16,10 +16,10 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .answer import Answer, Outcome, outcome_of
+from .answer import Accumulator, Outcome, outcome_of
 from .envelope import End, Event, Reasoning, Text, ToolCall, check_call
 from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
-from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
+from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Done, Provider
 from .registry import Plan, Registry
@@ -104,10 +104,7 @@ class ChatService:
 
     def complete(self, request: ChatRequest, client: str) -> Answer:
         """Run one turn to the end: the answer a non-streaming agent gets."""
-        answer = Answer()
-        for item in self.run(request, client):
-            answer.add(item)
-        return answer
+        return Answer.collect(self.run(request, client))
 
 
 @dataclass
@@ -124,7 +121,7 @@ class _Turn:
     provider: Provider
     model: str
     client: str
-    answer: Answer = field(default_factory=Answer)
+    answer: Accumulator = field(default_factory=Accumulator)
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     repairs: int = 0

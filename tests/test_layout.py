@@ -10,7 +10,8 @@ import pytest
 import roogab
 
 PURE = ["roogab.wire", "roogab.prompt", "roogab.envelope", "roogab.render", "roogab.errors",
-        "roogab.config", "roogab.outputs", "roogab.offline", "roogab.reply_reader", "roogab.answer"]
+        "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat",
+        "roogab.reply_reader", "roogab.answer"]
 IO_LIBRARIES = ["flask", "socketio", "engineio", "websocket", "sqlite3", "waitress", "aiohttp"]
 
 
