@@ -40,6 +40,11 @@ def long_string(value: str) -> str:
     return f"[{eq}[{chr(10) if value.startswith(chr(10)) else ''}{value}]{eq}]"
 
 
+markdown_files = st.tuples(pieces, st.sampled_from(["```", "```sh", "~~~", "````"]), pieces, pieces).map(
+    lambda t: f"# {t[0]}\n\n{t[1]}\n{t[2]}\n{t[1][:3] if t[1] != '````' else t[1]}\n\n{t[3]}\n")
+"""A markdown file's text, with a fenced block inside: a value that holds fence lines."""
+
+
 @st.composite
 def replies(draw: st.DrawFn) -> str:
     """One reply text: prose, a fenced envelope with text and 0-2 calls, prose."""
@@ -52,7 +57,7 @@ def replies(draw: st.DrawFn) -> str:
         arg = {"write_to_file": "path", "read_file": "path", "execute_command": "command"}[name]
         args = [f"{arg} = {long_string(draw(pieces) or 'a.txt')}"]
         if name == "write_to_file":
-            args.append(f"content = {long_string(draw(pieces))}")
+            args.append(f"content = {long_string(draw(st.one_of(pieces, markdown_files)))}")
         calls.append(f'{{ name = "{name}", arguments = {{ {", ".join(args)} }} }}')
     if calls or not fields:
         fields.append("tool_calls = { " + ", ".join(calls) + " }")

@@ -84,6 +84,8 @@ class ReplyParser:
         self._has_text = False
         self._problem: tuple[str, int] | None = None
         self._unfenced = False  # an envelope of a page fragment began outside its code blocks
+        self._page_broken = False  # a value went on past the end of the page's code block
+        self._envelope_at = 0  # where the current envelope began
 
     # -- public API ------------------------------------------------------------------------
 
@@ -296,6 +298,7 @@ class ReplyParser:
         self._envelopes += 1
         self._reader = TableReader(self, legacy=start.legacy, offset=self._base + start.pos)
         self._state = _ENVELOPE
+        self._envelope_at = self._base + start.pos
         if self._decoded and not self._inside_code(self._base + start.pos):
             self._unfenced = True
 
@@ -355,13 +358,16 @@ class ReplyParser:
                     self._out.append(event)
 
     def call(self, value: Any, name_hint: str | None, offset: int) -> None:
-        """A tool-call table closed."""
+        """A tool-call table closed. After a problem no call goes out: the reply will be repaired,
+        and a call that follows one that was dropped is not what the model meant on its own."""
+        if self._problem is not None:
+            return
         result = to_tool_call(value, name_hint)
         if isinstance(result, str):
             self._note(f"{result} (table at {{line}})", offset)
             return
         if self._decoded:
-            trouble = _page_trouble(result.arguments, self._unfenced)
+            trouble = self._page_trouble(result.arguments, offset)
             if trouble is not None:
                 self._note(f"{trouble} (table at {{line}})", offset)
                 return
@@ -370,11 +376,32 @@ class ReplyParser:
 
     def _emit_text(self, text: str) -> None:
         if self._decoded:
+            if self._page_broken:
+                return
+            cut = text.find(CODE_CLOSE)
+            if cut >= 0:  # the text went on after the page's code block ended: prose, not exact
+                self._page_broken = True
+                self._note(_CROSSED, -1)
+                text = text[:cut]
             text = strip_marks(text)
         if not text:
             return
         self._has_text = self._has_text or not text.isspace()
         self._out.append(Text(text))
+
+    def _page_trouble(self, arguments: dict[str, Any], offset: int) -> str | None:
+        """Why a call decoded from a page's HTML may not be what the model wrote (None: exact)."""
+        if self._unfenced:
+            return ("the tool call is not inside a code block, so the chat page rendered it as markdown "
+                    "and its values may have changed; write the reply in a ```lua code block")
+        if _has_mark(arguments, "\ufffd"):
+            return ("a value holds U+FFFD, which the chat page puts in place of characters it cannot show "
+                    "(NUL), so the value may have changed")
+        crossed = CODE_CLOSE in "".join(self._raw)[self._envelope_at:max(offset, self._envelope_at)]
+        if self._page_broken or crossed or _has_mark(arguments, CODE_CLOSE) or _has_mark(arguments, CODE_OPEN):
+            self._page_broken = True
+            return _CROSSED
+        return None
 
     def _inside_code(self, offset: int) -> bool:
         """Is *offset* of the decoded text inside one of the page's code blocks?"""
@@ -436,19 +463,9 @@ class ReplyParser:
         return f"line {text.count(chr(10), 0, max(where, 0)) + 1}"
 
 
-def _page_trouble(value: Any, unfenced: bool) -> str | None:
-    """Why a call decoded from a page's HTML may not be what the model wrote (None: it is exact)."""
-    if unfenced:
-        return ("the tool call is not inside a code block, so the chat page rendered it as markdown "
-                "and its values may have changed; write the reply in a ```lua code block")
-    if _has_mark(value, "\ufffd"):
-        return ("a value holds U+FFFD, which the chat page puts in place of characters it cannot show "
-                "(NUL), so the value may have changed")
-    if _has_mark(value, CODE_CLOSE) or _has_mark(value, CODE_OPEN):
-        return ("a value holds a fence line (```) that closed the code block on the chat page, so "
-                "part of it was rendered as prose; fence the reply with more backticks (````lua) "
-                "than any fence line inside it")
-    return None
+_CROSSED = ("a value holds a fence line (```) that closed the code block on the chat page, so the rest "
+            "was rendered as prose; fence the reply with more backticks (````lua) than any fence line "
+            "inside it")
 
 
 def _has_mark(value: Any, mark: str) -> bool:
