@@ -20,6 +20,7 @@ failed turn is most useful after the registry dropped its conversation.
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
@@ -87,6 +88,15 @@ class TurnRecord:
     usage: str  # JSON
     response: str  # JSON: what the agent got
     error: str | None
+
+    @property
+    def protocol(self) -> str:
+        """The wire protocol the turn came in on (kept in the request summary: no new column)."""
+        try:
+            summary = json.loads(self.request_summary)
+        except ValueError:
+            return "chat"
+        return str(summary.get("protocol", "chat")) if isinstance(summary, dict) else "chat"
 
 
 class Store(Protocol):
