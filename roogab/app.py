@@ -28,6 +28,7 @@ def build_service(config: Config, providers: Mapping[str, Provider], *,
                             total=config.reply_timeout),
         tick=config.ping_interval,
         repair_attempts=config.repair_attempts,
+        content=tuple((p.name, p.content) for p in config.providers),
     )
     registry = registry or Registry(idle_expiry=config.idle_expiry)
     prompts = prompts or PromptBook.load(config.prompts_dir)

@@ -32,7 +32,7 @@ __all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "de
 StoreKind = Literal["memory", "sqlite", "postgres"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-ContentFormat = Literal["markdown", "html"]
+ContentFormat = Literal["auto", "markdown", "html"]
 StreamMode = Literal["delta", "cumulative"]
 
 ENV_PREFIX = "ROOGAB_"
@@ -100,7 +100,7 @@ class ProviderProfile:
     max_parts: int = 10                       # a longer prompt is refused before anything is sent
     min_interval: float = 0.0                 # seconds between two messages sent to the service
     max_concurrent_turns: int = 0             # 0 = no limit; more turns wait in a queue
-    content: ContentFormat = "markdown"       # how replies arrive: markdown text or rendered HTML
+    content: ContentFormat = "auto"           # replies arrive as markdown, rendered HTML, or auto: detect
     stream: StreamMode = "delta"              # websocket kind: pieces or whole-so-far snapshots
     username: str = ""
     password_env: str = ""
