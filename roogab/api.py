@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
@@ -33,6 +34,7 @@ from .errors import (
     Unauthorized,
 )
 from .guide import client_settings
+from .live import TurnNote
 from .logs import request_id
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
@@ -40,7 +42,7 @@ from .protocols.messages_request import count_texts, parse_request
 from .service import ChatService
 from .wire import model_list
 
-__all__ = ["AppState", "api", "install_guards", "status"]
+__all__ = ["AppState", "api", "install_guards", "iso_time", "status"]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,7 @@ def _state() -> AppState:
     return state
 
 
-def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]:
+def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     """Run one turn in *protocol*; SSE when the request asks to stream."""
     state = _state()
     headers = {name.lower(): value for name, value in request.headers.items()}
@@ -75,13 +77,24 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
              turn.stream, len(turn.messages), len(turn.tools))
+    note = TurnNote()
     if not turn.stream:
-        return protocol.complete(state.service.complete(turn, client), turn, exchange), 200
-    items = state.service.run(turn, client)
+        answer = state.service.complete(turn, client, note)
+        return protocol.complete(answer, turn, exchange), 200, _turn_headers(note)
+    items = state.service.run(turn, client, note)
     first = next(items)  # errors before any output still get their real HTTP status
     body = protocol.stream(_chain(first, items), turn, exchange)
     return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_turn_headers(note)})
+
+
+def _turn_headers(note: TurnNote) -> dict[str, str]:
+    """``x-roogab-turn`` (the turn's id in the inspector); ``x-roogab-from-record`` when the answer
+    is the retry record's (the id of the turn it repeats, or ``unknown``)."""
+    headers = {"x-roogab-turn": note.turn_id} if note.turn_id else {}
+    if note.from_record is not None:
+        headers["x-roogab-from-record"] = note.from_record
+    return headers
 
 
 for _path, _protocol in PROTOCOLS.items():
@@ -111,7 +124,7 @@ def healthz() -> tuple[dict[str, Any], int]:
     for name, provider in _state().service.providers.items():
         h = provider.health()
         providers[name] = {"ready": h.ready, "connected": h.connected, "logged_in": h.logged_in,
-                           "last_error": h.last_error, "since": h.since}
+                           "last_error": h.last_error, "since": iso_time(h.since)}
     ready = any(p["ready"] for p in providers.values())
     return {"status": "ok" if ready else "unavailable", "providers": providers}, 200 if ready else 503
 
@@ -125,8 +138,16 @@ def index() -> Response | str:
     settings = client_settings(base, [m for m, _ in state.service.models()], key_hint)
     if request.accept_mimetypes.best_match(["text/plain", "text/html"]) == "text/html":
         health = {name: p.health() for name, p in state.service.providers.items()}
-        return render_template("index.html", settings=settings, providers=health)
+        return render_template("index.html", settings=settings, providers=health, iso_time=iso_time,
+                               down=[n for n, h in health.items() if not h.ready])
     return Response("RooGab is running.\n\n" + settings + "\n", mimetype="text/plain")
+
+
+def iso_time(timestamp: float) -> str | None:
+    """An epoch time as ISO 8601 UTC (None for 0: never)."""
+    if not timestamp:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _with_request_id(rid: str, body: Iterator[str]) -> Iterator[str]:

@@ -22,7 +22,7 @@ from .config import Config, load_config
 from .demo import ScriptedReply, load_script
 from .errors import ConfigError, RequestError, StoreError, UpstreamError
 from .guide import client_settings
-from .inspect_api import turn_json
+from .inspect_views import turn_json
 from .logs import configure_logging
 from .offline import parse_report
 from .runtime import Running, start, start_demo

@@ -18,6 +18,7 @@ from .config import Config, ProviderProfile
 from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
 from .errors import ConfigError, UpstreamError
+from .live import LiveTurns
 from .providers.base import Provider
 from .providers.chainlit_impl import ChainlitProvider
 from .providers.loop import ProviderLoop
@@ -95,8 +96,8 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         ConfigError: the configuration cannot be served.
         ProviderUnavailable: a provider could not connect.
     """
-    store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
-                       redactor=Redactor(secrets(config)))
+    redactor = Redactor(secrets(config))
+    store = open_store(config.store, config.data_dir, max_turns=config.max_turns, redactor=redactor)
     loop = ProviderLoop()
     loop.start()
     providers: dict[str, Provider] = {}
@@ -104,7 +105,8 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
             _start_provider(providers[profile.name], strict=demo is not None)
-        app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry))
+        app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry),
+                         live=LiveTurns(redact=redactor.redact))
         server = Server(app, config.host, config.port, threads=config.threads)
     except BaseException:
         for provider in providers.values():

@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
 from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
+from .live import LiveTurn, LiveTurns, TurnNote
 from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
-from .turnlog import turn_record
+from .turnlog import request_summary, turn_record
 from .usage import TokenCache, TokenCounter
 from .wire import ChatRequest, Message, ToolCallRef, Usage
 
@@ -50,8 +51,10 @@ class ChatService:
 
     def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
                  settings: TurnSettings = TurnSettings(), *, tokens: TokenCounter | None = None,
-                 new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24]) -> None:
+                 new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24],
+                 live: LiveTurns | None = None) -> None:
         self.providers = dict(providers)
+        self.live = live if live is not None else LiveTurns()
         self.registry = registry
         self.prompts = prompts
         self.settings = settings
@@ -86,19 +89,20 @@ class ChatService:
         return {published_id(name, m.id): (name, m.id, m.context_length)
                 for name, p in self.providers.items() for m in p.models()}
 
-    def run(self, request: ChatRequest, client: str) -> Iterator[Out]:
-        """Run one turn, yielding what the agent should see, ``Finished`` last.
+    def run(self, request: ChatRequest, client: str, note: TurnNote | None = None) -> Iterator[Out]:
+        """Run one turn, yielding what the agent should see, ``Finished`` last; *note* gets the
+        turn's id (and, for an answer from the retry record, the turn it repeats).
 
         Raises:
             RooGabError: the turn failed (before or after some output was yielded).
         """
         provider, model = self.resolve_model(request.model)
         with self.registry.turn(client, request, provider.name, model) as plan:
-            yield from _Turn(self, plan, request, provider, model, client).run()
+            yield from _Turn(self, plan, request, provider, model, client, note or TurnNote()).run()
 
-    def complete(self, request: ChatRequest, client: str) -> Answer:
+    def complete(self, request: ChatRequest, client: str, note: TurnNote | None = None) -> Answer:
         """Run one turn to the end and gather what it yielded."""
-        return Answer.collect(self.run(request, client))
+        return Answer.collect(self.run(request, client, note))
 
 
 @dataclass
@@ -122,6 +126,8 @@ class _Turn:
     provider: Provider
     model: str
     client: str
+    note: TurnNote
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
     texts: list[str] = field(default_factory=list)
     reasoning: list[str] = field(default_factory=list)
     calls: list[CallOut] = field(default_factory=list)
@@ -134,7 +140,9 @@ class _Turn:
     def run(self) -> Iterator[Out]:
         """The turn's items; every outcome (answer, retry, failure, agent gone) is logged."""
         started, clock = time.time(), time.monotonic()
+        self._begin(started)
         if self.plan.recorded is not None:
+            self.note.from_record = self.service.live.answered_by(self.plan.conversation.id) or "unknown"
             items = from_json(self.plan.recorded)
             yield from items
             self._log(started, clock, "retry answered from the record", self.plan.recorded, None)
@@ -160,10 +168,16 @@ class _Turn:
                 verdict = "non_compliant" if error.startswith("ReplyFormatError") else "failed"
                 self._log(started, clock, verdict, to_json([TextOut("".join(self.texts)), *self.calls]), error)
 
+    def _begin(self, started: float) -> None:
+        """Show the turn on the live board (and name it for the HTTP layer)."""
+        self.note.turn_id = self.id
+        self.service.live.begin(LiveTurn(self.id, self.plan.conversation.id, self.provider.name, self.model,
+                                         self.request.protocol, started, request_summary(self.request, self.client)))
+
     def _log(self, started: float, clock: float, verdict: str, response: str, error: str | None) -> None:
         record = turn_record(
-            turn_id=uuid.uuid4().hex, conversation_id=self.plan.conversation.id, provider=self.provider.name,
-            request=self.request, client=self.client, started_at=started,
+            turn_id=self.id, conversation_id=self.plan.conversation.id, provider=self.provider.name,
+            model=self.model, from_record=self.note.from_record, request=self.request, client=self.client, started_at=started,
             duration_ms=int((time.monotonic() - clock) * 1000), prompts=self.sent, raws=self.raws,
             verdict=verdict, replayed=self.plan.replay, repairs=self.repairs,
             usage=self.usage, response=response, error=error)
@@ -172,6 +186,7 @@ class _Turn:
                 record.conversation_id, f", {self.repairs} repair(s)" if self.repairs else "",
                 ", replayed" if self.plan.replay else "")
         self.service.registry.log_turn(record)
+        self.service.live.end(self.id, answered=verdict in ("ok", "repaired"))
 
     def _answer(self) -> Generator[Out, None, str]:
         """Send, parse, repair while allowed; return the provider conversation's handle."""
@@ -228,6 +243,7 @@ class _Turn:
         settings = self.service.settings
         turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
         self.sent.append(prompt)
+        self.service.live.sent(self.id, prompt)
         parser = ReplyParser([t.name for t in self.request.tools])
         feeder = SnapshotFeeder(parser)
         reply = _Reply(handle)
@@ -242,6 +258,7 @@ class _Turn:
                     continue
                 done = isinstance(event, Done)
                 parsed = self._parse(event, parser, feeder, reply)
+                self.service.live.reply(self.id, reply.raw)
                 self._judge_end(parsed, reply)
                 for item in parsed:
                     yield from self._accept(item, reply)
