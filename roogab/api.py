@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from .config import Config
@@ -67,7 +67,7 @@ def _state() -> AppState:
     return state
 
 
-def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
+def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]:
     """Run one turn in *protocol*; SSE when the request asks to stream."""
     state = _state()
     headers = {name.lower(): value for name, value in request.headers.items()}
@@ -77,24 +77,26 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
              turn.stream, len(turn.messages), len(turn.tools))
-    note = TurnNote()
+    note = g.turn_note = TurnNote()
     if not turn.stream:
-        answer = state.service.complete(turn, client, note)
-        return protocol.complete(answer, turn, exchange), 200, _turn_headers(note)
+        return protocol.complete(state.service.complete(turn, client, note), turn, exchange), 200
     items = state.service.run(turn, client, note)
     first = next(items)  # errors before any output still get their real HTTP status
     body = protocol.stream(_chain(first, items), turn, exchange)
     return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_turn_headers(note)})
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _turn_headers(note: TurnNote) -> dict[str, str]:
-    """``x-roogab-turn`` (the turn's id in the inspector); ``x-roogab-from-record`` when the answer
-    is the retry record's (the id of the turn it repeats, or ``unknown``)."""
-    headers = {"x-roogab-turn": note.turn_id} if note.turn_id else {}
-    if note.from_record is not None:
-        headers["x-roogab-from-record"] = note.from_record
-    return headers
+@api.after_request
+def _turn_headers(response: Response) -> Response:
+    """``x-roogab-turn`` (the turn's id in the inspector, also on errors); ``x-roogab-from-record``
+    when the answer is the retry record's (the id of the turn it repeats, or ``unknown``)."""
+    note: TurnNote | None = g.get("turn_note")
+    if note is not None and note.turn_id:
+        response.headers["x-roogab-turn"] = note.turn_id
+    if note is not None and note.from_record is not None:
+        response.headers["x-roogab-from-record"] = note.from_record
+    return response
 
 
 for _path, _protocol in PROTOCOLS.items():

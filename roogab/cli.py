@@ -27,6 +27,7 @@ from .logs import configure_logging
 from .offline import parse_report
 from .runtime import Running, start, start_demo
 from .store import ConversationRecord, Store, open_store
+from .turnlog import SEPARATOR
 from .wire import ChatRequest, parse_chat_request
 
 __all__ = ["main"]
@@ -109,18 +110,25 @@ def check(config_file: Path | None) -> None:
 
 
 @main.command()
-@click.argument("reply_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("reply_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--request", "request_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The chat-completions request (JSON body, or a captured session file): its tools "
-                   "are used to recognise XML tool tags and to validate each call.")
-def parse(reply_file: Path, request_file: Path | None) -> None:
+              help="The chat-completions request (JSON body, a captured session file, or a turn downloaded "
+                   "from the inspector): its tools are used to recognise XML tool tags and to validate each call.")
+def parse(reply_file: Path | None, request_file: Path | None) -> None:
     """Parse a raw model reply offline and print its events as JSON Lines.
 
     With --request, each tool call is validated against the request's tools and a last
-    line gives the verdict. Exit status 1 when the reply is not compliant.
+    line gives the verdict. Exit status 1 when the reply is not compliant. A turn downloaded
+    from the inspector holds its raw reply too: `roogab parse --request roogab-turn-….json`.
     """
     chat = _read_request(request_file) if request_file else None
-    report = parse_report(reply_file.read_text("utf-8"), chat)
+    if reply_file is not None:
+        reply = reply_file.read_text("utf-8")
+    elif request_file is not None:
+        reply = _bundled_reply(request_file)
+    else:
+        _fail("give a REPLY_FILE, or --request with a turn downloaded from the inspector")
+    report = parse_report(reply, chat)
     for line in report.lines:
         click.echo(json.dumps(line, ensure_ascii=False))
     sys.exit(0 if report.compliant else 1)
@@ -215,6 +223,15 @@ def _read_request(path: Path) -> ChatRequest:
         return parse_chat_request(body)
     except RequestError as exc:
         _fail(f"{path}: {exc}")
+
+
+def _bundled_reply(path: Path) -> str:
+    """The raw reply of a downloaded turn (the last one, after any repair)."""
+    body = json.loads(path.read_text("utf-8"))
+    raw = body.get("raw_reply") if isinstance(body, dict) else None
+    if not isinstance(raw, str):
+        _fail(f"{path} holds no raw reply: give the REPLY_FILE too")
+    return raw.split(SEPARATOR)[-1]
 
 
 def _script(path: Path | None) -> list[ScriptedReply]:
