@@ -19,9 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, g, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
+from . import inspect_auth
 from .config import Config
 from .errors import (
     ForbiddenHost,
@@ -229,13 +231,19 @@ def _check_host(config: Config) -> None:
                             "(add the name to allowed_hosts to permit it)")
 
 
-def _check_key(config: Config) -> None:
-    if not config.api_keys or request.blueprint not in PROTECTED_BLUEPRINTS:
-        return
+def _check_key(config: Config) -> BaseResponse | None:
+    if not config.api_keys or request.blueprint not in PROTECTED_BLUEPRINTS or request.endpoint == "inspect.signin":
+        return None
     token = _bearer().encode()
     matches = [hmac.compare_digest(token, key.encode()) for key in config.api_keys]
-    if not any(matches):
-        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
+    if any(matches):
+        return None
+    if request.blueprint == "inspect":
+        if inspect_auth.valid(request.cookies.get(inspect_auth.COOKIE, ""), config.api_keys):
+            return None
+        if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+            return redirect(url_for("inspect.signin", next=request.full_path.rstrip("?")))
+    raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
                            "or 'x-api-key: <key>'")
 
 
@@ -243,11 +251,11 @@ def install_guards(app: Flask) -> None:
     """Host and key checks before every request; OpenAI error JSON for every error."""
 
     @app.before_request
-    def _guards() -> None:
+    def _guards() -> BaseResponse | None:
         request_id.set("req-" + uuid.uuid4().hex[:12])
         config = _state().config
         _check_host(config)
-        _check_key(config)
+        return _check_key(config)
 
     @app.errorhandler(RooGabError)
     def _roogab_error(exc: RooGabError) -> tuple[dict[str, Any], int]:

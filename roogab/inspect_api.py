@@ -8,12 +8,15 @@ were redacted when the log was written, and are redacted from running turns as t
 
 from __future__ import annotations
 
+import hmac
 import json
 import time
 from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
+from . import inspect_auth
 from .errors import InvalidRequest
 from .inspect_views import bundle, conversation_json, conversation_rows, live_json, matches, turn_json, view
 from .service import ChatService
@@ -90,6 +93,26 @@ def turn_bundle(turn_id: str) -> Response:
     body = json.dumps(bundle(turn), indent=2, ensure_ascii=False)
     return Response(body, mimetype="application/json",
                     headers={"Content-Disposition": f'attachment; filename="roogab-turn-{turn_id[:12]}.json"'})
+
+
+@inspect.route("/signin", methods=["GET", "POST"])
+def signin() -> BaseResponse | tuple[str, int]:
+    """A form for one of the API keys; sets the inspector's HttpOnly, SameSite=Strict cookie."""
+    config = current_app.extensions["roogab"].config
+    target = request.values.get("next", "")
+    if not target.startswith("/inspect") or target.startswith("/inspect/signin"):
+        target = url_for("inspect.page")
+    if request.method == "GET":
+        return render_template("signin.html", target=target, problem=None, keyed=bool(config.api_keys)), 200
+    key = request.form.get("key", "")
+    if config.api_keys and not any(hmac.compare_digest(key.encode(), k.encode()) for k in config.api_keys):
+        return render_template("signin.html", target=target, problem="That is not one of the configured keys.",
+                               keyed=True), 401
+    response = redirect(target, code=303)
+    if config.api_keys:
+        response.set_cookie(inspect_auth.COOKIE, inspect_auth.token(key), httponly=True, samesite="Strict",
+                            secure=request.is_secure, path="/inspect")
+    return response
 
 
 @inspect.get("/conversations.json")
