@@ -37,7 +37,6 @@ from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-
 DOWNLOADS = Path(tempfile.mkdtemp(prefix="roogab-downloads-"))
 ROOT = Path(__file__).resolve().parent.parent
 
