@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -25,6 +26,7 @@ from .guide import client_settings
 from .inspect_views import turn_json
 from .logs import configure_logging
 from .offline import parse_report
+from .probe import PROBE, ProbeFailed, probe, wildcard_url
 from .runtime import Running, start, start_demo
 from .store import ConversationRecord, Store, open_store
 from .turnlog import SEPARATOR
@@ -44,6 +46,16 @@ def main() -> None:
 
     Point Roo Code, Cline, Kilo Code or an OpenAI SDK at the printed base URL. Start with
     `roogab demo` to see the whole path work against the bundled demo chat service.
+
+    \b
+    Examples:
+      roogab demo                      # the bundled demo chat service, and RooGab on :8787
+      roogab try                       # one probe turn through the running RooGab
+      roogab serve --config roogab.toml
+      roogab check --config roogab.toml
+      roogab parse reply.txt --request turn.json
+      roogab conversations list
+      roogab docs                      # where the documentation is
     """
 
 
@@ -66,10 +78,15 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @_common
 def serve(config_file: Path | None, **flags: Any) -> None:
-    """Serve the providers of the config file (see docs/) on an OpenAI-compatible API.
+    """Serve the providers of the config file (see `roogab docs`) on an OpenAI-compatible API.
 
     API keys come from the ROOGAB_API_KEYS environment variable (comma-separated) or the file
-    named by `api_keys_file` in the config, never from the command line.
+    named by `api_keys_file` in the config, never from the command line. The inspector is at
+    /inspect (a browser behind keys signs in there, or opens /inspect?key=KEY).
+
+    \b
+    Example:
+      ROOGAB_API_KEYS=s3cret roogab serve --config roogab.toml --host 0.0.0.0
     """
     config = _load(config_file, flags)
     _run(lambda: start(config), config)
@@ -79,16 +96,76 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 @click.option("--script", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON Lines of scripted replies, served one per message received: "
                    '{"reply": "...", "format": "markdown|html", "stream": "delta|cumulative", '
-                   '"chunk": 8, "delay_ms": 0}. When it runs out, a built-in assistant answers.')
+                   '"chunk": 8, "delay_ms": 0}; faults: "drop_after": N (disconnect after N chunks), '
+                   '"error": "message" with "code" (the service refuses the turn), "silent": true '
+                   "(never answers). When it runs out, a built-in assistant answers.")
 @_common
 def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
     """Start the bundled demo chat service and RooGab wired to it.
 
-    Prints the base URL, the models and the settings to paste into Roo Code, Cline, Kilo Code and Claude Code.
+    Prints the base URL, the models and the settings to paste into Roo Code, Cline, Kilo Code and
+    Claude Code. The demo keeps its conversations and turn log in memory: it never mixes with
+    what `roogab serve` stores.
+
+    \b
+    The demo chat service (its URL is printed) also has:
+      POST /demo/script    a JSON list of script lines, served next (as --script)
+      POST /demo/reset     forget the script, the log and the conversations
+      GET  /demo/received  every event it received, as JSON (what RooGab sent it)
+
+    \b
+    Examples:
+      roogab demo
+      roogab demo --script roogab/demo/example.jsonl --port 0
     """
     from_script = _script(script)
-    config = _load(config_file, flags)
-    _run(lambda: start_demo(config, from_script), config)
+    config = dataclasses.replace(_load(config_file, flags), store="memory")
+    _run(lambda: start_demo(config, from_script), config, scripted=bool(from_script))
+
+
+@main.command("try")
+@click.option("--model", help="The model to ask (default: the first one /v1/models lists).")
+@click.option("--url", "base_url", help="RooGab's base URL (default: from the config's host and port).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+def try_(model: str | None, base_url: str | None, config_file: Path | None) -> None:
+    """Send one probe turn through a running RooGab and print what came back (exit 1 on failure).
+
+    The key is the first of ROOGAB_API_KEYS when keys are configured.
+
+    \b
+    Examples:
+      roogab try
+      roogab try --model demo/gab-1 --url http://127.0.0.1:8787
+    """
+    config = _load(config_file, {})
+    url = (base_url or wildcard_url(config.host, config.port)).rstrip("/")
+    key = config.api_keys[0] if config.api_keys else "roogab"
+    click.echo(f"asking {url} ({model or 'first model'}): {PROBE}")
+    try:
+        result = probe(url, key, model)
+    except ProbeFailed as exc:
+        _fail(str(exc), status=1)
+    click.echo(f"model   : {result.model}")
+    click.echo(f"answer  : {result.text}")
+    click.echo(f"turn    : {url}/inspect?q={result.turn_id}")
+    if result.from_record is not None:
+        click.echo(f"note    : answered from the retry record (turn {result.from_record}), not by the chat service")
+
+
+@main.command()
+def docs() -> None:
+    """Print where the documentation is (and list its pages)."""
+    here = Path(__file__).resolve().parent.parent
+    found = [p for p in (here / "README.md", here / "docs") if p.exists()]
+    if not found:
+        click.echo("The documentation is not installed with the package: it is README.md and docs/ in "
+                   "RooGab's source tree. `roogab COMMAND --help` describes each command.")
+        return
+    for path in found:
+        click.echo(str(path))
+        if path.is_dir():
+            for page in sorted(path.glob("*.md")):
+                click.echo(f"  {page.name}")
 
 
 @main.command()
@@ -250,7 +327,7 @@ def _load(config_file: Path | None, flags: dict[str, Any]) -> Config:
     return config
 
 
-def _run(starter: Callable[[], Running], config: Config) -> None:
+def _run(starter: Callable[[], Running], config: Config, scripted: bool = False) -> None:
     try:
         running = starter()
     except ConfigError as exc:
@@ -258,22 +335,28 @@ def _run(starter: Callable[[], Running], config: Config) -> None:
     except UpstreamError as exc:
         _fail(f"cannot start: {exc}", status=1)
     try:
-        click.echo(_banner(running))
+        click.echo(_banner(running, scripted))
         _wait_for_signal()
     finally:
         running.close()
 
 
-def _banner(running: Running) -> str:
+def _banner(running: Running, scripted: bool = False) -> str:
     service = running.app.extensions["roogab"].service
     models = [m for m, _ in service.models()]
     keys = running.config.api_keys
     key_hint = f"{len(keys)} key(s) configured (ROOGAB_API_KEYS / api_keys_file)" if keys \
         else "any text, e.g. roogab (no keys configured: loopback only)"
-    lines = [f"RooGab {__version__} is running at {running.url}"]
+    url = wildcard_url(running.server.host, running.server.port)
+    lines = [f"RooGab {__version__} is running at {url}"]
+    if url != running.url:
+        lines.append(f"(listening on every interface, {running.url}: from elsewhere use this machine's address)")
     if running.demo is not None:
-        lines.append(f"Demo chat service at {running.demo.url} (scripted; Ctrl-C stops both)")
-    lines += ["", client_settings(running.url, models, key_hint), "", "Press Ctrl-C to stop."]
+        what = "scripted replies first, then a built-in assistant" if scripted else "a built-in assistant"
+        lines.append(f"Demo chat service at {running.demo.url} ({what}; turns kept in memory; "
+                     "Ctrl-C stops both)")
+    lines += [f"Inspector at {url}/inspect; `roogab try` sends a probe turn.",
+              "", client_settings(url, models, key_hint), "", "Press Ctrl-C to stop."]
     return "\n".join(lines)
 
 

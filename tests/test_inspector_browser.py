@@ -63,6 +63,7 @@ def browser() -> Iterator[object]:
         options.add_argument(flag)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
     driver.set_page_load_timeout(20)
+    driver.set_window_size(1280, 1100)
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
