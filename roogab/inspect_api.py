@@ -18,7 +18,16 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from . import inspect_auth
 from .errors import InvalidRequest
-from .inspect_views import bundle, conversation_json, conversation_rows, live_json, matches, turn_json, view
+from .inspect_views import (
+    bundle,
+    conversation_json,
+    conversation_rows,
+    frame_json,
+    live_json,
+    matches,
+    turn_json,
+    view,
+)
 from .service import ChatService
 
 __all__ = ["inspect"]
@@ -136,6 +145,8 @@ def _turns(limit: int, conversation_id: str | None, query: str) -> list[dict[str
     found = running + [turn_json(t) for t in logged if t.id not in ids]
     if query:
         found = [t for t in found if matches(t, query)]
+    for turn in found[:limit]:
+        turn["wire"] = [frame_json(f, turn["started_at"]) for f in service.live.wire(turn["id"])]
     return found[:limit]
 
 

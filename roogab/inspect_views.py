@@ -13,11 +13,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from .live import LiveTurn
+from .providers.base import Frame
 from .registry import Conversation
 from .store import TurnRecord
 from .turnlog import SEPARATOR, request_body
 
-__all__ = ["bundle", "conversation_json", "conversation_rows", "live_json", "matches", "split_envelope",
+__all__ = ["bundle", "conversation_json", "conversation_rows", "frame_json", "live_json", "matches", "split_envelope",
            "turn_json", "view"]
 
 # Where the envelope is in a raw reply: a fenced block (``` or ~~~), an HTML code element, or a
@@ -79,6 +80,12 @@ def matches(turn: dict[str, Any], query: str) -> bool:
     texts = [m.get("content", "") for m in turn["request"].get("messages", [])]
     texts += [turn["provider_prompt"], turn["raw_reply"], turn["error"] or "", json.dumps(turn["response"])]
     return any(needle in text.casefold() for text in texts)
+
+
+def frame_json(frame: Frame, started_at: float) -> dict[str, Any]:
+    """One wire frame: milliseconds into the turn, direction, kind, event name, payload (JSON)."""
+    return {"ms": max(0, int((frame.at - started_at) * 1000)), "direction": frame.direction,
+            "kind": frame.kind, "name": frame.name, "payload": frame.payload}
 
 
 def view(turn: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
+
+from .providers.base import Frame
 
 __all__ = ["LiveTurn", "LiveTurns", "TurnNote"]
 
@@ -33,6 +35,7 @@ class LiveTurn:
     request_summary: str
     prompts: tuple[str, ...] = ()
     raws: tuple[str, ...] = ()
+    wires: tuple[Collection[Frame], ...] = ()
 
 
 @dataclass
@@ -52,8 +55,10 @@ class LiveTurns:
     redact: Callable[[str], str] = str
     limit: int = 256
     answers_kept: int = 4096
+    wires_kept: int = 32
     _turns: OrderedDict[str, LiveTurn] = field(default_factory=OrderedDict)
     _answers: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    _wires: OrderedDict[str, tuple[Collection[Frame], ...]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def begin(self, turn: LiveTurn) -> None:
@@ -63,9 +68,11 @@ class LiveTurns:
             while len(self._turns) > self.limit:
                 self._turns.popitem(last=False)
 
-    def sent(self, turn_id: str, prompt: str) -> None:
-        """The turn sent *prompt* to the chat service (a repair sends another)."""
-        self._update(turn_id, lambda t: replace(t, prompts=t.prompts + (prompt,), raws=t.raws + ("",)))
+    def sent(self, turn_id: str, prompt: str, wire: Collection[Frame] = ()) -> None:
+        """The turn sent *prompt* to the chat service (a repair sends another); *wire* is where
+        the provider notes that exchange's frames (read, never copied, until the turn ends)."""
+        self._update(turn_id, lambda t: replace(t, prompts=t.prompts + (prompt,), raws=t.raws + ("",),
+                                                wires=t.wires + (wire,)))
 
     def reply(self, turn_id: str, raw: str) -> None:
         """The raw reply to the latest prompt, so far."""
@@ -77,11 +84,23 @@ class LiveTurns:
         its answer."""
         with self._lock:
             turn = self._turns.pop(turn_id, None)
+            if turn is not None and turn.wires:
+                self._wires[turn_id] = tuple(tuple(w) for w in turn.wires)
+                while len(self._wires) > self.wires_kept:
+                    self._wires.popitem(last=False)
             if turn is not None and answered:
                 self._answers[turn.conversation_id] = turn_id
                 self._answers.move_to_end(turn.conversation_id)
                 while len(self._answers) > self.answers_kept:
                     self._answers.popitem(last=False)
+
+    def wire(self, turn_id: str) -> list[Frame]:
+        """The frames of a running or recently ended turn, in order (redacted); [] when gone."""
+        with self._lock:
+            turn = self._turns.get(turn_id)
+            wires = turn.wires if turn is not None else self._wires.get(turn_id, ())
+            frames = [f for w in wires for f in list(w)]
+        return [replace(f, payload=self.redact(f.payload)) for f in frames]
 
     def answered_by(self, conversation_id: str) -> str | None:
         """The turn whose answer the conversation's retry record holds, if known."""

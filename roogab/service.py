@@ -243,7 +243,7 @@ class _Turn:
         settings = self.service.settings
         turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
         self.sent.append(prompt)
-        self.service.live.sent(self.id, prompt)
+        self.service.live.sent(self.id, prompt, turn.wire)
         parser = ReplyParser([t.name for t in self.request.tools])
         feeder = SnapshotFeeder(parser)
         reply = _Reply(handle)

@@ -196,3 +196,19 @@ def test_a_running_turn_is_listed_with_its_reply_so_far(stack: Running, demo: De
     assert done == [200] and len(set(seen)) >= 2 and seen == sorted(seen)  # it grew while streaming
     ended = _get(stack.url + "/inspect/turns.json?q=9044")[1]["data"]
     assert [t["verdict"] for t in ended] == ["ok"] and ended[0]["raw_reply"] == reply
+
+
+def test_the_wire_view_lists_the_demos_socketio_events_in_order(stack: Running, demo: DemoChatService) -> None:
+    demo.push(ScriptedReply('```lua\nreturn { text = [==[over the wire]==] }\n```', chunk=10))
+    body = {"model": "demo/gab-1", "messages": [{"role": "user", "content": "wire probe 6620"}]}
+    status, headers, _ = _post(stack.url + "/v1/chat/completions", body)
+    assert status == 200
+    wire = _turn(stack, headers["x-roogab-turn"])["wire"]
+    ev = stack.providers["demo"].profile.events  # type: ignore[attr-defined]
+    names = [(f["direction"], f["name"]) for f in wire]
+    assert names[:3] == [("out", ev.create), ("in", ev.created), ("out", ev.subscribe)]
+    assert names[-1] == ("in", ev.end) and {n for n in names[3:-1]} == {("in", ev.delta)}
+    assert "wire probe 6620" in wire[0]["payload"] and all(f["kind"] == "socket.io" for f in wire)
+    assert [f["ms"] for f in wire] == sorted(f["ms"] for f in wire)
+    page = _html(stack.url + "/inspect?q=6620")
+    assert 'class="frame-name">' + ev.delta in page

@@ -8,9 +8,11 @@ keep-alive ping. The two sides meet only at the turn's thread-safe queue.
 
 from __future__ import annotations
 
+import json
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -22,6 +24,7 @@ __all__ = [
     "Deadlines",
     "Delta",
     "Done",
+    "Frame",
     "Health",
     "ModelInfo",
     "Provider",
@@ -93,8 +96,43 @@ class Health:
 _CLOSED = object()
 
 
+WIRE_FRAMES = 300
+WIRE_PAYLOAD_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame exchanged with the chat service, for the inspector's wire view: when, which way
+    (``out`` to the service, ``in`` from it), what kind (``socket.io`` …), the event name, and
+    the payload as JSON (cut to ``WIRE_PAYLOAD_CHARS``; redacted when read)."""
+
+    at: float
+    direction: str
+    kind: str
+    name: str
+    payload: str
+
+
+def _cut_strings(value: object, depth: int = 0) -> object:
+    """*value* with long strings cut in the middle (their start and end kept: a prompt's newest
+    message is at its end)."""
+    if isinstance(value, str) and len(value) > WIRE_PAYLOAD_CHARS // 2:
+        keep = WIRE_PAYLOAD_CHARS // 4
+        return f"{value[:keep]}… [{len(value) - 2 * keep} characters] …{value[-keep:]}"
+    if depth > 8:
+        return value
+    if isinstance(value, dict):
+        return {k: _cut_strings(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(v, depth + 1) for v in value]
+    return value
+
+
 class Turn:
-    """One reply being received: fed by the provider side, drained by one request thread."""
+    """One reply being received: fed by the provider side, drained by one request thread.
+
+    ``wire`` keeps the turn's last ``WIRE_FRAMES`` frames (the provider notes them with ``frame``).
+    """
 
     def __init__(self, provider: str, deadlines: Deadlines, *,
                  on_cancel: Callable[[], None] | None = None,
@@ -106,6 +144,17 @@ class Turn:
         self._clock = clock
         self._cancelled = threading.Event()
         self._held: object = None
+        self.wire: deque[Frame] = deque(maxlen=WIRE_FRAMES)
+
+    def frame(self, direction: str, kind: str, name: str, payload: object) -> None:
+        """Note a frame of this turn (safe from any thread)."""
+        try:
+            text = json.dumps(_cut_strings(payload), ensure_ascii=False, default=repr)
+        except ValueError:
+            text = repr(payload)
+        if len(text) > WIRE_PAYLOAD_CHARS:
+            text = text[:WIRE_PAYLOAD_CHARS] + f"… [{len(text) - WIRE_PAYLOAD_CHARS} more characters]"
+        self.wire.append(Frame(time.time(), direction, kind, name, text))
 
     @property
     def cancelled(self) -> bool:
