@@ -36,7 +36,7 @@ from .errors import (
     Unauthorized,
 )
 from .guide import client_settings
-from .live import TurnNote
+from .live import LiveTurns, TurnNote
 from .logs import request_id
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
@@ -85,7 +85,7 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]
     items = state.service.run(turn, client, note)
     first = next(items)  # errors before any output still get their real HTTP status
     body = protocol.stream(_chain(first, items), turn, exchange)
-    return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
+    return Response(_with_request_id(exchange.id, body, note, state.service.live), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
@@ -154,11 +154,14 @@ def iso_time(timestamp: float) -> str | None:
     return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def _with_request_id(rid: str, body: Iterator[str]) -> Iterator[str]:
+def _with_request_id(rid: str, body: Iterator[str], note: TurnNote, live: LiveTurns) -> Iterator[str]:
     """*body*, with the turn's request id set: it streams after the view returned, still on
-    this worker thread, and every log line of the turn carries the id."""
+    this worker thread, and every log line of the turn carries the id. Each event is noted on the
+    live board (the inspector's view of what the agent was sent)."""
     request_id.set(rid)
-    yield from body
+    for chunk in body:
+        live.to_agent(note.turn_id, chunk)
+        yield chunk
 
 
 def _chain(first: Out, rest: Iterator[Out]) -> Generator[Out, None, None]:

@@ -147,6 +147,7 @@ def _turns(limit: int, conversation_id: str | None, query: str) -> list[dict[str
         found = [t for t in found if matches(t, query)]
     for turn in found[:limit]:
         turn["wire"] = [frame_json(f, turn["started_at"]) for f in service.live.wire(turn["id"])]
+        turn["agent_wire"] = [frame_json(f, turn["started_at"]) for f in service.live.agent_wire(turn["id"])]
     return found[:limit]
 
 

@@ -10,11 +10,12 @@ run on the HTTP worker threads, the inspector reads from others.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
-from .providers.base import Frame
+from .providers.base import WIRE_FRAMES, WIRE_PAYLOAD_CHARS, Frame
 
 __all__ = ["LiveTurn", "LiveTurns", "TurnNote"]
 
@@ -59,6 +60,7 @@ class LiveTurns:
     _turns: OrderedDict[str, LiveTurn] = field(default_factory=OrderedDict)
     _answers: OrderedDict[str, str] = field(default_factory=OrderedDict)
     _wires: OrderedDict[str, tuple[Collection[Frame], ...]] = field(default_factory=OrderedDict)
+    _to_agent: OrderedDict[str, deque[Frame]] = field(default_factory=OrderedDict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def begin(self, turn: LiveTurn) -> None:
@@ -100,6 +102,24 @@ class LiveTurns:
             turn = self._turns.get(turn_id)
             wires = turn.wires if turn is not None else self._wires.get(turn_id, ())
             frames = [f for w in wires for f in list(w)]
+        return [replace(f, payload=self.redact(f.payload)) for f in frames]
+
+    def to_agent(self, turn_id: str, chunk: str) -> None:
+        """A piece of the stream sent to the agent (an SSE event): kept for the last turns."""
+        name = chunk.partition("\n")[0].removeprefix("event: ") if chunk.startswith("event: ") else "data"
+        frame = Frame(time.time(), "agent", "sse", name, chunk[:WIRE_PAYLOAD_CHARS])
+        with self._lock:
+            frames = self._to_agent.get(turn_id)
+            if frames is None:
+                frames = self._to_agent[turn_id] = deque(maxlen=WIRE_FRAMES)
+                while len(self._to_agent) > self.wires_kept:
+                    self._to_agent.popitem(last=False)
+            frames.append(frame)
+
+    def agent_wire(self, turn_id: str) -> list[Frame]:
+        """The SSE events sent to the agent for a turn, in order (redacted); [] when gone."""
+        with self._lock:
+            frames = list(self._to_agent.get(turn_id, ()))
         return [replace(f, payload=self.redact(f.payload)) for f in frames]
 
     def answered_by(self, conversation_id: str) -> str | None:

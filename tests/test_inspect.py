@@ -212,3 +212,16 @@ def test_the_wire_view_lists_the_demos_socketio_events_in_order(stack: Running, 
     assert [f["ms"] for f in wire] == sorted(f["ms"] for f in wire)
     page = _html(stack.url + "/inspect?q=6620")
     assert 'class="frame-name">' + ev.delta in page
+
+
+def test_the_stream_to_the_agent_is_listed_in_order(stack: Running, demo: DemoChatService) -> None:
+    demo.push(ScriptedReply('```lua\nreturn { text = [==[streamed to you]==] }\n```', chunk=6))
+    body = {"model": "demo/gab-1", "stream": True,
+            "messages": [{"role": "user", "content": "agent stream probe 3307"}]}
+    request = urllib.request.Request(stack.url + "/v1/chat/completions", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+    with urllib.request.urlopen(request, timeout=30) as response:
+        turn_id, sent = response.headers["x-roogab-turn"], response.read().decode()
+    frames = _turn(stack, turn_id)["agent_wire"]
+    assert "".join(f["payload"] for f in frames) == sent
+    assert frames[-1]["payload"].strip() == "data: [DONE]" and all(f["kind"] == "sse" for f in frames)
