@@ -1,23 +1,27 @@
-"""100 concurrent streaming conversations: delivery, emit-to-agent latency, memory per conversation.
+"""Concurrent streaming conversations: delivery, CPU per token and emit-to-chunk latency, as
+ratios to the floor relay and to the direct path in the same run.
 
-Run: ``PYTHONPATH=. python bench/bench_load.py [--conversations 100] [--seconds 10] [--json out.json]``.
+Run: ``PYTHONPATH=. python bench/bench_load.py [--streams 1,10,100,400] [--seconds 5] [--json out.json]``.
 
-Three processes on 127.0.0.1, all started and stopped here:
+Processes on 127.0.0.1, all started and stopped here:
 
 * a chat service (this file, ``--chat-server``): python-socketio ``AsyncServer`` on aiohttp speaking
   the demo service's protocol (``newConversation``/``loadConversation``/``subscribe``/``sendPrompt``/
   ``tokenDelta``/``streamEnd``). Each reply is a text envelope streamed one token per event at
   ``1000/delay_ms`` tokens/s on an absolute schedule; every token is ``"<seq>@<time.time()>;"``
   with the wall clock read just before its ``emit``;
+* the floor (``floor_relay.py``): the least a relay can do for the same job, one asyncio loop;
 * ``roogab serve`` pointed at it (``kind = "socketio"``, memory store, ``threads`` = 2x the
-  conversations: each open stream holds a waitress thread);
-* this process: first a *direct* phase (one ``socketio.AsyncClient`` creating every conversation
-  itself: the floor), then the RooGab phase (that many concurrent ``stream: true`` requests over
-  aiohttp). Every token is checked: each sequence number exactly once, in order. Latency is
-  wall clock at the agent's chunk minus the token's emit stamp.
+  largest stream count: each open stream holds a waitress thread);
+* this process: for each stream count, a *direct* phase (one ``socketio.AsyncClient`` creating
+  every conversation itself), then that many concurrent ``stream: true`` requests through the
+  floor, then through RooGab (aiohttp). Every token is checked: each sequence number exactly
+  once, in order. Latency is wall clock at the agent's chunk minus the token's emit stamp.
 
-Memory per conversation: the ``roogab serve`` process's peak RSS during the load minus its RSS
-before, divided by the number of conversations.
+CPU per token: the relay process's CPU time over the phase (all its threads, from
+``/proc/<pid>/task/*/schedstat``) divided by the tokens delivered; for the direct path, this
+process's own CPU (the receiving client). Context switches per token count thread hand-offs.
+The machine is shared: compare the ratios, not the absolute figures.
 """
 
 from __future__ import annotations
@@ -51,7 +55,10 @@ def chat_server(port_file: str, tokens: int, delay_ms: int) -> None:
     import socketio
     from aiohttp import web
 
-    sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
+    # Pings far apart: a relay that falls seconds behind (400 streams) must not be disconnected
+    # for a pong stuck behind its backlog; that would measure Engine.IO's timeout, not the relay.
+    sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False,
+                               ping_interval=600, ping_timeout=600)
     convs: set[str] = set()
     tasks: set[asyncio.Task[None]] = set()
 
@@ -179,7 +186,7 @@ async def direct_phase(url: str, n: int, tokens: int) -> list[Tokens]:
         tk = by_ref[ref] = Tokens()
         out.append(tk)
         await sio.emit("newConversation", {"prompt": f"load {i}", "agentId": "gab-1", "ref": ref})
-    deadline = time.monotonic() + tokens * 0.1 + 60
+    deadline = time.monotonic() + tokens * 0.2 + 300
     while len([e for e in ended.values() if e.is_set()]) < n and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     await sio.disconnect()
@@ -225,7 +232,7 @@ async def roogab_phase(base: str, n: int, tokens: int, pid: int) -> tuple[list[T
         return tk
 
     sampler = asyncio.create_task(sample())
-    timeout = aiohttp.ClientTimeout(total=tokens * 0.1 + 120)
+    timeout = aiohttp.ClientTimeout(total=tokens * 0.2 + 300)
     conn = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(timeout=timeout, connector=conn,
                                      headers={"Authorization": "Bearer load"}) as session:
@@ -275,14 +282,31 @@ def start_roogab(tmp: str, chat_url: str, threads: int,
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds a process's live threads have used so far (nanosecond schedstat, not 10 ms ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # the thread ended between the listing and the read
+    return total / 1e9
+
+
+def switches(pid: int) -> int:
+    """Context switches (voluntary + forced) of a process's live threads so far: each thread wake-up
+    is at least one, so per token this counts hand-offs, and load on the machine barely moves it."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            status = (task / "status").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        total += sum(int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line)
+    return total
 
 
 def own_cpu() -> float:
-    t = os.times()
-    return t.user + t.system
+    return time.process_time()
 
 
 def verdict(phase: list[Tokens], tokens: int) -> dict[str, Any]:
@@ -295,45 +319,135 @@ def verdict(phase: list[Tokens], tokens: int) -> dict[str, Any]:
             "latency_ms": summary(lat), "p99": pct(lat, 99)}
 
 
-def run(n: int = 100, seconds: float = 10.0, delay_ms: int = 20, switch_interval: float = 0.0) -> dict[str, Any]:
+def start_floor(tmp: str, chat_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The floor relay (floor_relay.py) in a process of its own, like roogab serve."""
+    port_file = Path(tmp) / "floor-port"
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("floor_relay.py")), chat_url,
+                             str(port_file)])
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the floor relay did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+def relay_phase(base: str, n: int, tokens: int, chat: int, relay: int) -> dict[str, Any]:
+    """*n* concurrent streams through a relay (RooGab or the floor): tokens, CPU, RSS, wall."""
+    asyncio.run(roogab_phase(base, 1, tokens, relay))  # warm: first connection, tokenizer
+    time.sleep(0.3)
+    before = rss_kb(relay)
+    t0, c0, b0, r0, s0 = time.monotonic(), cpu_s(chat), own_cpu(), cpu_s(relay), switches(relay)
+    phase, samples, after = asyncio.run(roogab_phase(base, n, tokens, relay))
+    wall = time.monotonic() - t0
+    v = verdict(phase, tokens)
+    relay_cpu = cpu_s(relay) - r0
+    relay_switches = switches(relay) - s0
+    return {**v, "wall_s": wall, "cpu_s": {"chat_service": cpu_s(chat) - c0, "bench_client": own_cpu() - b0,
+                                           "relay": relay_cpu},
+            "cpu_us_per_token": relay_cpu / max(1, v["tokens"]) * 1e6,
+            "switches_per_token": relay_switches / max(1, v["tokens"]),
+            "rss_before_kb": before, "rss_peak_kb": max(samples + [after]),
+            "rss_per_conversation_kb": (max(samples + [after]) - before) / n}
+
+
+def direct(chat_url: str, n: int, tokens: int, chat: int) -> dict[str, Any]:
+    t0, c0, b0 = time.monotonic(), cpu_s(chat), own_cpu()
+    v = verdict(asyncio.run(direct_phase(chat_url, n, tokens)), tokens)
+    client = own_cpu() - b0
+    return {**v, "wall_s": time.monotonic() - t0,
+            "cpu_s": {"chat_service": cpu_s(chat) - c0, "bench_client": client},
+            "cpu_us_per_token": client / max(1, v["tokens"]) * 1e6}
+
+
+def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_interval: float = 0.0,
+        paths: tuple[str, ...] = ("direct", "floor", "roogab")) -> dict[str, Any]:
+    """Every stream count in *streams* through every path in *paths*, one after the other."""
     tokens = int(seconds * 1000 / delay_ms)
+    rows: list[dict[str, Any]] = []
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory(prefix="roogab-load-") as tmp:
         chat, chat_url = start_chat_server(tmp, tokens, delay_ms)
-        roogab = None
-        cpu: dict[str, dict[str, float]] = {}
+        procs: dict[str, tuple[subprocess.Popen[Any], str]] = {}
         try:
-            c0, b0, w0 = cpu_s(chat.pid), own_cpu(), time.monotonic()
-            direct = asyncio.run(direct_phase(chat_url, n, tokens))
-            cpu["direct"] = {"chat_service": cpu_s(chat.pid) - c0, "bench_client": own_cpu() - b0,
-                             "wall": time.monotonic() - w0}
-            roogab, base = start_roogab(tmp, chat_url, threads=max(64, 2 * n), switch_interval=switch_interval)
-            # one warm turn (tokenizer, first connection), then the baseline RSS
-            asyncio.run(roogab_phase(base, 1, tokens, roogab.pid))
-            time.sleep(0.5)
-            before = rss_kb(roogab.pid)
-            t0, c0, b0, r0 = time.monotonic(), cpu_s(chat.pid), own_cpu(), cpu_s(roogab.pid)
-            phase, samples, after = asyncio.run(roogab_phase(base, n, tokens, roogab.pid))
-            wall = time.monotonic() - t0
-            cpu["roogab"] = {"chat_service": cpu_s(chat.pid) - c0, "bench_client": own_cpu() - b0,
-                             "roogab": cpu_s(roogab.pid) - r0, "wall": wall}
+            if "floor" in paths:
+                procs["floor"] = start_floor(tmp, chat_url)
+            if "roogab" in paths:
+                procs["roogab"] = start_roogab(tmp, chat_url, threads=max(64, 2 * max(streams)),
+                                               switch_interval=switch_interval)
+            for n in streams:
+                row: dict[str, Any] = {"conversations": n}
+                if "direct" in paths:
+                    row["direct"] = direct(chat_url, n, tokens, chat.pid)
+                    progress(n, "direct", row["direct"])
+                for name, (proc, base) in procs.items():
+                    row[name] = relay_phase(base, n, tokens, chat.pid, proc.pid)
+                    progress(n, name, row[name])
+                rows.append(row)
         finally:
-            if roogab is not None:
-                stop(roogab)
+            for proc, _ in procs.values():
+                stop(proc)
             stop(chat)
-    peak = max(samples + [after])
-    d, r = verdict(direct, tokens), verdict(phase, tokens)
-    return {"conversations": n, "switch_interval": switch_interval or None, "tokens_each": tokens, "delay_ms": delay_ms, "wall_s": wall,
-            "direct": d, "roogab": r, "rss_before_kb": before, "rss_peak_kb": peak, "rss_after_kb": after,
-            "rss_per_conversation_kb": (peak - before) / n, "cpu_s": cpu,
-            "added_p50": r["latency_ms"]["p50"] - d["latency_ms"]["p50"],
-            "added_p95": r["latency_ms"]["p95"] - d["latency_ms"]["p95"]}
+    return {"tokens_each": tokens, "delay_ms": delay_ms, "switch_interval": switch_interval or None,
+            "loadavg_before": load, "loadavg_after": os.getloadavg(), "rows": rows}
+
+
+def progress(n: int, name: str, v: dict[str, Any]) -> None:
+    print(f"  {n} streams, {name}: {v['tokens']}/{v['expected']} tokens in {v['wall_s']:.1f} s, "
+          f"{v['cpu_us_per_token']:.0f} us CPU/token, {v.get('switches_per_token', 0):.2f} switches/token, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}" if b else "-"
+
+
+def report(res: dict[str, Any]) -> None:
+    print(f"{res['tokens_each']} tokens per stream at {1000 / res['delay_ms']:.0f} tokens/s; load average "
+          f"{' '.join(f'{x:.2f}' for x in res['loadavg_before'])} before, "
+          f"{' '.join(f'{x:.2f}' for x in res['loadavg_after'])} after")
+    rows = []
+    for row in res["rows"]:
+        for name in ("direct", "floor", "roogab"):
+            v = row.get(name)
+            if v is None:
+                continue
+            lat = v["latency_ms"]
+            rows.append([row["conversations"], name, f"{v['tokens']}/{v['expected']}",
+                         "yes" if v["exactly_once_in_order"] else "NO", round(v["wall_s"], 1),
+                         round(v["cpu_us_per_token"], 1), round(v.get("switches_per_token", 0), 2),
+                         lat["p50"], lat["p95"]])
+    print("CPU us per token: of the relay process (floor, roogab), of the receiving client (direct).")
+    print_table(["streams", "path", "tokens", "once, in order", "wall s", "CPU us/token", "switches/token",
+                 "p50 ms", "p95 ms"], rows)
+    rows = []
+    for row in res["rows"]:
+        r, f, d = row.get("roogab"), row.get("floor"), row.get("direct")
+        if r is None:
+            continue
+        rl = r["latency_ms"]
+        fl = f["latency_ms"] if f else {"p50": 0, "p95": 0}
+        dl = d["latency_ms"] if d else {"p50": 0, "p95": 0}
+        rows.append([row["conversations"], ratio(r["cpu_us_per_token"], f["cpu_us_per_token"] if f else 0),
+                     ratio(r["cpu_us_per_token"], d["cpu_us_per_token"] if d else 0),
+                     ratio(rl["p50"], fl["p50"]), ratio(rl["p95"], fl["p95"]),
+                     ratio(rl["p50"], dl["p50"]), ratio(rl["p95"], dl["p95"]),
+                     ratio(r["wall_s"], f["wall_s"] if f else 0)])
+    print("RooGab as a ratio:")
+    print_table(["streams", "CPU/token ÷ floor", "÷ direct client", "p50 ÷ floor", "p95 ÷ floor",
+                 "p50 ÷ direct", "p95 ÷ direct", "wall ÷ floor"], rows)
+    for row in res["rows"]:
+        for name in ("direct", "floor", "roogab"):
+            v = row.get(name)
+            if v and v["errors"]:
+                print(f"{row['conversations']} streams, {name} errors ({v['error_count']}): {v['errors']}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--conversations", type=int, default=100)
-    ap.add_argument("--seconds", type=float, default=10.0, help="seconds of tokens per conversation")
+    ap.add_argument("--streams", default="1,10,100,400", help="comma-separated stream counts")
+    ap.add_argument("--seconds", type=float, default=5.0, help="seconds of tokens per conversation")
     ap.add_argument("--delay-ms", type=int, default=20, help="between tokens (20 = 50 tokens/s)")
+    ap.add_argument("--paths", default="direct,floor,roogab", help="which of direct,floor,roogab to run")
     ap.add_argument("--switch-interval", type=float, default=0.0,
                     help="experiment: sys.setswitchinterval() in the roogab serve process (seconds)")
     ap.add_argument("--tokens", type=int, default=0, help=argparse.SUPPRESS)
@@ -343,29 +457,9 @@ def main() -> None:
     if args.chat_server:
         chat_server(args.chat_server, args.tokens, args.delay_ms)
         return
-    res = run(args.conversations, args.seconds, args.delay_ms, args.switch_interval)
-    print(f"{res['conversations']} conversations x {res['tokens_each']} tokens at "
-          f"{1000 / res['delay_ms']:.0f} tokens/s each"
-          + (f", serve switch interval {res['switch_interval']} s" if res["switch_interval"] else "")
-          + f" (RooGab phase {res['wall_s']:.1f} s wall); "
-          "emit -> client latency, ms:")
-    rows = []
-    for name in ("direct", "roogab"):
-        v = res[name]
-        lat = v["latency_ms"]
-        rows.append([name, f"{v['tokens']}/{v['expected']}", "yes" if v["exactly_once_in_order"] else "NO",
-                     lat["p50"], lat["p95"], v["p99"], lat["max"]])
-    print_table(["path", "tokens", "once, in order", "p50", "p95", "p99", "max"], rows)
-    print(f"added p50 {res['added_p50']:.2f} ms, p95 {res['added_p95']:.2f} ms (target: RooGab p95 < 50 ms: "
-          f"{'met' if res['roogab']['latency_ms']['p95'] < 50 else 'MISSED'})")
-    print(f"roogab serve RSS: before {res['rss_before_kb'] / 1024:.1f} MiB, peak {res['rss_peak_kb'] / 1024:.1f} MiB, "
-          f"after {res['rss_after_kb'] / 1024:.1f} MiB -> {res['rss_per_conversation_kb']:.0f} KiB per conversation")
-    for phase, c in res["cpu_s"].items():
-        print(f"CPU seconds in the {phase} phase ({c['wall']:.1f} s wall, 2 cores = {2 * c['wall']:.0f} CPU-s): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in c.items() if k != "wall"))
-    for name in ("direct", "roogab"):
-        if res[name]["errors"]:
-            print(f"{name} errors ({res[name]['error_count']}): {res[name]['errors']}")
+    res = run([int(x) for x in args.streams.split(",")], args.seconds, args.delay_ms, args.switch_interval,
+              tuple(args.paths.split(",")))
+    report(res)
     write_json(args.json, {"benchmark": "load", **res})
 
 

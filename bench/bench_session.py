@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from typing import Any
@@ -64,7 +65,9 @@ def run(turns: int = 50, samples: int = 200) -> dict[str, Any]:
                 payload = json.dumps(body).encode()
                 seen = len(demo.received)
                 demo.push(ScriptedReply(reply(i), chunk=64))
+                cpu0 = time.process_time()
                 t = http.chat(payload, stream=False)
+                cpu = time.process_time() - cpu0
                 prompts = [r.prompt for r in demo.received[seen:] if r.prompt is not None]
                 sent = sum(len(p.encode()) for p in prompts)
                 [call] = t.tool_calls or [{}]
@@ -72,7 +75,8 @@ def run(turns: int = 50, samples: int = 200) -> dict[str, Any]:
                     raise AssertionError(f"turn {i}: unexpected answer {t.content!r} {t.tool_calls}")
                 rows.append({"turn": i, "request_bytes": len(payload), "messages": len(body["messages"]),
                              "new_bytes": new_bytes, "sent_bytes": sent, "prompts": len(prompts),
-                             "over_new": sent - new_bytes, "ms": t.total * 1000})
+                             "over_new": sent - new_bytes, "ms": t.total * 1000,
+                             "cpu_ms": cpu * 1000})
                 added = [
                     {"role": "assistant", "content": t.content,
                      "tool_calls": [{"id": call["id"], "type": "function",
@@ -109,7 +113,13 @@ def run(turns: int = 50, samples: int = 200) -> dict[str, Any]:
             running.close()
     later = rows[1:]
     flat = all(r["over_new"] <= KB for r in later)
-    return {"turns": rows, "registry_turn_ms": summary(resolve), "parse_request_ms": summary(parse),
+    early, late = rows[1:11], rows[-10:]
+    windows = {"early_turns": [early[0]["turn"], early[-1]["turn"]] if early else [],
+               "late_turns": [late[0]["turn"], late[-1]["turn"]] if late else [],
+               "early_ms": summary([r["ms"] for r in early]), "late_ms": summary([r["ms"] for r in late]),
+               "early_cpu_ms": summary([r["cpu_ms"] for r in early]),
+               "late_cpu_ms": summary([r["cpu_ms"] for r in late])}
+    return {"turns": rows, "windows": windows, "registry_turn_ms": summary(resolve), "parse_request_ms": summary(parse),
             "count_history_tokens_ms": summary(counting),
             "history_messages": len(body["messages"]), "history_bytes": len(raw),
             "goal_bytes_met": flat, "max_over_new": max(r["over_new"] for r in later) if later else 0,
@@ -118,21 +128,29 @@ def run(turns: int = 50, samples: int = 200) -> dict[str, Any]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--turns", type=int, default=50)
+    ap.add_argument("--turns", type=int, default=100)
     ap.add_argument("--json")
     args = ap.parse_args()
     res = run(args.turns)
     show = [r for r in res["turns"] if r["turn"] in (1, 2, 3, 5, 10, 20, 25, 30, 35, 40, 45, 50) or r["turn"] == args.turns]
     print("bytes per turn (agent request vs. what RooGab sent the chat service):")
-    print_table(["turn", "messages", "agent request", "new messages", "sent to service", "sent - new", "turn ms"],
+    print_table(["turn", "messages", "agent request", "new messages", "sent to service", "sent - new", "turn ms", "CPU ms"],
                 [[r["turn"], r["messages"], r["request_bytes"], r["new_bytes"], r["sent_bytes"], r["over_new"],
-                  r["ms"]] for r in show])
+                  r["ms"], r["cpu_ms"]] for r in show])
     total_req = sum(r["request_bytes"] for r in res["turns"])
     total_sent = sum(r["sent_bytes"] for r in res["turns"])
     print(f"over {args.turns} turns: agent sent {total_req / 1e6:.2f} MB, RooGab sent the service "
           f"{total_sent / 1e6:.3f} MB ({total_req / total_sent:.0f}x less)")
     print(f"goal 'after turn 1, sent <= new + 1 KB': {'met' if res['goal_bytes_met'] else 'MISSED'} "
           f"(max sent - new: {res['max_over_new']} B)")
+    w = res["windows"]
+    if w["early_turns"]:
+        print(f"median turn, turns {w['early_turns'][0]}-{w['early_turns'][1]} vs "
+              f"{w['late_turns'][0]}-{w['late_turns'][1]}: wall {w['early_ms']['p50']:.1f} vs "
+              f"{w['late_ms']['p50']:.1f} ms ({w['late_ms']['p50'] / w['early_ms']['p50']:.2f}x), CPU of the "
+              f"process (client, RooGab, demo) {w['early_cpu_ms']['p50']:.1f} vs {w['late_cpu_ms']['p50']:.1f} ms "
+              f"({w['late_cpu_ms']['p50'] / w['early_cpu_ms']['p50']:.2f}x; goal <= 1.2x); load average "
+              f"{os.getloadavg()[0]:.2f}")
     r, p = res["registry_turn_ms"], res["parse_request_ms"]
     print(f"Registry.turn at turn {args.turns + 1} ({res['history_messages']} messages, "
           f"{res['history_bytes'] / 1000:.0f} KB): p50 {r['p50']:.3f} ms, p95 {r['p95']:.3f} ms "

@@ -1,11 +1,14 @@
 """Added latency of one turn: a 40 KB Roo request through RooGab versus the chat service direct.
 
-Run: ``PYTHONPATH=. python bench/bench_turn.py [--turns 200] [--protocols chat,messages] [--json out.json]``.
+Run: ``PYTHONPATH=. python bench/bench_turn.py [--turns 200] [--protocols chat,messages,responses]
+[--json out.json]``.
 
 ``--protocols``: which wire protocols to measure, each beside the same direct floor. ``chat`` is
 the Roo request below; ``messages`` is Claude Code's captured turn 1 (``POST /v1/messages``,
 49 KB, 12 tools), answered with the same text and one ``Bash`` call, read as Anthropic SSE
-(first token = first ``content_block_delta``) or as the JSON message.
+(first token = first ``content_block_delta``) or as the JSON message; ``responses`` is Codex
+0.171.0's captured turn 1 (``POST /v1/responses``, 40.5 KB, 9 tools, a fresh ``prompt_cache_key``
+each turn), answered with one ``exec_command`` call (first token = first text delta or call item).
 
 Both paths hit the same demo chat service (``roogab.runtime.start_demo``, the ``roogab demo``
 stack, SQLite store in a temporary directory) with the same scripted reply:
@@ -52,8 +55,10 @@ from roogab.runtime import Running, start_demo
 
 try:
     from bench._common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
+    from bench._responses import codex_body, codex_with_nonce, protocol_cost, responses_turn
 except ImportError:  # run as a script: bench/ is on sys.path, the repo root may not be
     from _common import Http, Timing, machine, print_table, roo_body, summary, with_nonce, write_json
+    from _responses import codex_body, codex_with_nonce, protocol_cost, responses_turn
 
 TEXT = ("I will start by listing the files in the current directory so that I can see how the "
         "project is laid out, which language it uses and where its tests live. After that I will "
@@ -66,9 +71,15 @@ MSG_REPLY = REPLY.replace('name = "list_files", arguments = { path = ".", recurs
 CLAUDE_TURN1 = Path(__file__).resolve().parent.parent / "tests/fixtures/captured/claude_code_2.1.332_main_four_turns.json"
 
 
+CODEX_REPLY = REPLY.replace('name = "list_files", arguments = { path = ".", recursive = false }',
+                            'name = "exec_command", arguments = { cmd = "ls -la" }')
+REPLIES = {"chat": REPLY, "messages": MSG_REPLY, "responses": CODEX_REPLY}
+TOOLS = {"chat": "list_files", "messages": "Bash", "responses": "exec_command"}
+
+
 def script(delay_ms: int = 0, chunk: int = CHUNK, protocol: str = "chat") -> ScriptedReply:
     """The reply both paths get: ~800 characters of envelope, text then one tool call."""
-    return ScriptedReply(MSG_REPLY if protocol == "messages" else REPLY, chunk=chunk, delay_ms=delay_ms)
+    return ScriptedReply(REPLIES[protocol], chunk=chunk, delay_ms=delay_ms)
 
 
 def messages_body() -> dict[str, Any]:
@@ -280,12 +291,12 @@ class RemoteStack:
 
 def check_roogab(t: Timing, protocol: str = "chat") -> None:
     calls = t.tool_calls or []
-    if TEXT not in t.content or [c["name"] for c in calls] != ["Bash" if protocol == "messages" else "list_files"]:
+    if TEXT not in t.content or [c["name"] for c in calls] != [TOOLS[protocol]]:
         raise AssertionError(f"RooGab's answer is not the scripted one: {t.content[:80]!r} {calls}")
 
 
 def check_direct(t: Timing, protocol: str = "chat") -> None:
-    if t.content != (MSG_REPLY if protocol == "messages" else REPLY):
+    if t.content != REPLIES[protocol]:
         raise AssertionError("the direct client did not receive the scripted reply whole")
 
 
@@ -294,7 +305,7 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     """Alternate *turns* RooGab turns and direct turns (after *warmup* of each); ms summaries."""
     assert running.demo is not None
     demo = running.demo
-    base = messages_body() if protocol == "messages" else roo_body()
+    base = {"messages": messages_body, "responses": codex_body}.get(protocol, roo_body)()
     base["stream"] = stream
     if stream and protocol == "chat":
         base["stream_options"] = {"include_usage": True}
@@ -307,10 +318,14 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     prompt_bytes = 0
     try:
         for i in range(warmup + turns):
-            body = with_nonce(base, f"bench {tag}{protocol}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}")
+            nonce = f"bench {tag}{protocol}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}"
+            body = codex_with_nonce(base, nonce) if protocol == "responses" else with_nonce(base, nonce)
             payload = json.dumps(body).encode()
             demo.push(script(delay_ms, protocol=protocol))
-            t = messages_turn(http, payload, stream) if protocol == "messages" else http.chat(payload, stream)
+            if protocol == "responses":
+                t = responses_turn(http, payload, stream)
+            else:
+                t = messages_turn(http, payload, stream) if protocol == "messages" else http.chat(payload, stream)
             check_roogab(t, protocol)
             prompt = next(r.prompt for r in reversed(demo.received) if r.event == "newConversation")
             assert prompt
@@ -367,7 +382,7 @@ def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, Fal
         running = start_stack(tmp)
         try:
             modes_out = [compare(running, turns, warmup, s, delay_ms, protocol=p) for p, s in pairs]
-            return {"modes": modes_out, "usage_count_ms": usage_cost(running)}
+            return {"modes": modes_out, "usage_count_ms": usage_cost(running), "protocol_cost_ms": protocol_cost()}
         finally:
             running.close()
 
@@ -378,7 +393,8 @@ def rows(result: dict[str, Any], label: str = "RooGab") -> list[list[Any]]:
     for m in result["modes"]:
         d, r, a = m["direct_total"], m["roogab_total"], m["added_total"]
         dt, rt, at = m["direct_ttft"], m["roogab_ttft"], m["added_ttft"]
-        name = {"chat": "chat completions", "messages": "messages"}.get(m.get("protocol", "chat"), "?")
+        name = {"chat": "chat completions", "messages": "messages", "responses": "responses"}.get(
+            m.get("protocol", "chat"), "?")
         out.append([f"{label} {name} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
                     d["p50"], r["p50"], a["p50"], a["p95"], r["p50"] / d["p50"],
                     dt["p50"], rt["p50"], at["p50"], at["p95"]])
@@ -396,8 +412,8 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=int, default=0, help="pause between the service's events")
     ap.add_argument("--processes", action="store_true",
                     help="the chat service and roogab serve in processes of their own")
-    ap.add_argument("--protocols", default="chat,messages",
-                    help="wire protocols to measure, comma-separated: chat, messages (default both)")
+    ap.add_argument("--protocols", default="chat,messages,responses",
+                    help="wire protocols to measure, comma-separated: chat, messages, responses (default all)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     started = time.monotonic()
@@ -410,6 +426,9 @@ def main() -> None:
     if "usage_count_ms" in result:
         print(f"of which recounting the request's tokens for usage (in-process): "
               f"p50 {result['usage_count_ms']['p50']:.2f} ms per turn")
+    for name, cost in result.get("protocol_cost_ms", {}).items():
+        print(f"in-process, {name}: parse the 40 KB body p50 {cost['parse_p50']:.2f} ms, "
+              f"render the reply as SSE p50 {cost['render_p50']:.2f} ms")
     print(f"({time.monotonic() - started:.0f} s; load average {machine()['loadavg'][0]:.2f})")
     write_json(args.json, {"benchmark": "turn", **result})
 

@@ -13,24 +13,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
 from . import __version__
-from .check import check_providers
 from .config import Config, load_config
-from .demo import ScriptedReply, load_script
 from .errors import ConfigError, RequestError, StoreError, UpstreamError
-from .guide import client_settings
-from .inspect_views import turn_json
 from .logs import configure_logging
-from .offline import parse_report
-from .probe import PROBE, ProbeFailed, probe, wildcard_url
-from .runtime import Running, start, start_demo
-from .store import ConversationRecord, Store, open_store
-from .turnlog import SEPARATOR
-from .wire import ChatRequest, parse_chat_request
+
+if TYPE_CHECKING:  # the commands import what they run: `roogab --help` loads no web stack
+    from .demo.script import ScriptedReply
+    from .runtime import Running
+    from .store import ConversationRecord, Store
+    from .wire import ChatRequest
 
 __all__ = ["main"]
 
@@ -88,6 +84,8 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     Example:
       ROOGAB_API_KEYS=s3cret roogab serve --config roogab.toml --host 0.0.0.0
     """
+    from .runtime import start
+
     config = _load(config_file, flags)
     _run(lambda: start(config), config)
 
@@ -118,6 +116,8 @@ def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
       roogab demo
       roogab demo --script roogab/demo/example.jsonl --port 0
     """
+    from .runtime import start_demo
+
     from_script = _script(script)
     config = dataclasses.replace(_load(config_file, flags), store="memory")
     _run(lambda: start_demo(config, from_script), config, scripted=bool(from_script))
@@ -137,6 +137,8 @@ def try_(model: str | None, base_url: str | None, config_file: Path | None) -> N
       roogab try
       roogab try --model demo/gab-1 --url http://127.0.0.1:8787
     """
+    from .probe import PROBE, ProbeFailed, probe, wildcard_url
+
     config = _load(config_file, {})
     url = (base_url or wildcard_url(config.host, config.port)).rstrip("/")
     key = config.api_keys[0] if config.api_keys else "roogab"
@@ -173,6 +175,8 @@ def docs() -> None:
 def check(config_file: Path | None) -> None:
     """Check every configured chat service: connect, log in, list models, send a one-line probe
     and report whether the reply came back as a valid envelope. Exit status 1 on any failure."""
+    from .check import check_providers
+
     config = _load(config_file, {})
     failed = False
     try:
@@ -198,6 +202,8 @@ def parse(reply_file: Path | None, request_file: Path | None) -> None:
     line gives the verdict. Exit status 1 when the reply is not compliant. A turn downloaded
     from the inspector holds its raw reply too: `roogab parse --request roogab-turn-….json`.
     """
+    from .offline import parse_report
+
     chat = _read_request(request_file) if request_file else None
     if reply_file is not None:
         reply = reply_file.read_text("utf-8")
@@ -242,6 +248,8 @@ def conversations_list(config_file: Path | None, as_json: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
 def conversations_show(conversation_id: str, config_file: Path | None) -> None:
     """One conversation and its latest turns, as JSON."""
+    from .inspect_views import turn_json
+
     with _store(config_file) as store:
         found = [r for r in store.load_conversations() if r.id == conversation_id]
         if not found:
@@ -266,11 +274,13 @@ def conversations_rm(conversation_id: str, config_file: Path | None) -> None:
 
 @contextmanager
 def _store(config_file: Path | None) -> Iterator[Store]:
+    from .store import open_store
+
     config = _load(config_file, {})
     if config.store == "memory":
         _fail("the memory store keeps nothing between runs: set store = \"sqlite\"")
     try:
-        store = open_store(config.store, config.data_dir)
+        store = open_store(config.store, config.data_dir, dsn=config.dsn)
     except (ConfigError, StoreError) as exc:
         _fail(str(exc), status=1)
     try:
@@ -290,6 +300,8 @@ def _when(timestamp: float) -> str:
 
 
 def _read_request(path: Path) -> ChatRequest:
+    from .wire import parse_chat_request
+
     try:
         body = json.loads(path.read_text("utf-8"))
     except ValueError as exc:
@@ -304,6 +316,8 @@ def _read_request(path: Path) -> ChatRequest:
 
 def _bundled_reply(path: Path) -> str:
     """The raw reply of a downloaded turn (the last one, after any repair)."""
+    from .turnlog import SEPARATOR
+
     body = json.loads(path.read_text("utf-8"))
     raw = body.get("raw_reply") if isinstance(body, dict) else None
     if not isinstance(raw, str):
@@ -312,6 +326,8 @@ def _bundled_reply(path: Path) -> str:
 
 
 def _script(path: Path | None) -> list[ScriptedReply]:
+    from .demo.script import load_script
+
     try:
         return load_script(path) if path else []
     except ConfigError as exc:
@@ -347,6 +363,8 @@ def _banner(running: Running, scripted: bool = False) -> str:
     keys = running.config.api_keys
     key_hint = f"{len(keys)} key(s) configured (ROOGAB_API_KEYS / api_keys_file)" if keys \
         else "any text, e.g. roogab (no keys configured: loopback only)"
+    from .probe import wildcard_url
+
     url = wildcard_url(running.server.host, running.server.port)
     lines = [f"RooGab {__version__} is running at {url}"]
     if url != running.url:
@@ -355,6 +373,8 @@ def _banner(running: Running, scripted: bool = False) -> str:
         what = "scripted replies first, then a built-in assistant" if scripted else "a built-in assistant"
         lines.append(f"Demo chat service at {running.demo.url} ({what}; turns kept in memory; "
                      "Ctrl-C stops both)")
+    from .guide import client_settings
+
     lines += [f"Inspector at {url}/inspect; `roogab try` sends a probe turn.",
               "", client_settings(url, models, key_hint), "", "Press Ctrl-C to stop."]
     return "\n".join(lines)

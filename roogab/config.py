@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from .errors import ConfigError
+from .providers.kinds import KINDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,8 +29,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "demo_profile", "load_config"]
 
-ProviderKind = Literal["demo", "socketio", "websocket", "chainlit"]
-StoreKind = Literal["memory", "sqlite"]
+StoreKind = Literal["memory", "sqlite", "postgres"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 ContentFormat = Literal["markdown", "html"]
@@ -87,10 +87,12 @@ class ProviderProfile:
 
     ``models`` empty means "discover them" (Chainlit chat profiles). Secrets stay out of
     ``repr``: ``password`` is read from the environment variable ``password_env`` names.
+    ``kind`` names a row of ``providers.kinds.KINDS``; the table's keys beyond the common ones
+    land in ``options``, which the kind reads into its own settings dataclass.
     """
 
     name: str = "demo"
-    kind: ProviderKind = "demo"
+    kind: str = "demo"
     url: str = ""
     models: tuple[str, ...] = ("gab-1", "gab-2")
     context_length: int = 128_000
@@ -104,6 +106,7 @@ class ProviderProfile:
     headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
     events: SocketIOEvents = field(default_factory=SocketIOEvents)
     frames: WebSocketFrames = field(default_factory=WebSocketFrames)
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,12 @@ class Config:
     prompts_dir: Path | None = None
     store: StoreKind = "sqlite"
     data_dir: Path | None = None              # None: $XDG_DATA_HOME/roogab or ~/.local/share/roogab
+    dsn_env: str = ""                         # postgres: the environment variable holding the DSN
+    dsn: str = field(default="", repr=False)  # read from dsn_env, never given directly
+    instance: str = ""                        # this instance's name ("" : host-pid-random)
+    lease_ttl: float = 15.0                   # postgres: a dead instance's tasks are taken over after this
     max_turns: int = 2000                     # turn log retention
+    max_turn_bytes: int = 64 * MIB            # ... and by size
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
     connect_timeout: float = 10.0
     first_token_timeout: float = 120.0
@@ -143,7 +151,7 @@ class Config:
             return False
 
 
-_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("providers", "api_keys")}
+_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("providers", "api_keys", "dsn")}
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None,
@@ -191,6 +199,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
     if "providers" in values:
         kwargs["providers"] = _providers(values["providers"], env)
     kwargs["api_keys"] = _api_keys(values, env)
+    kwargs["dsn"] = _dsn(kwargs.get("dsn_env", ""), kwargs.get("store"), env)
     kwargs.setdefault("data_dir", _default_data_dir(env))
     config = Config(**kwargs)
     _check(config)
@@ -242,12 +251,15 @@ def _profile(index: int, raw: Any, env: Mapping[str, str]) -> ProviderProfile:
     where = f"providers[{index}]"
     if not isinstance(raw, dict):
         raise ConfigError(where, "must be a table")
-    known = {f.name for f in dataclasses.fields(ProviderProfile)} - {"password"}
+    known = {f.name for f in dataclasses.fields(ProviderProfile)} - {"password", "options"}
+    row = KINDS.get(str(raw.get("kind", "demo")))
+    own = set(row.settings) if row is not None else set()
     for key in raw:
-        if key not in known:
+        if key not in known and key not in own:
             hint = " (passwords come from the variable password_env names)" if key == "password" else ""
             raise ConfigError(f"{where}.{key}", "unknown setting" + hint)
-    kwargs = dict(raw)
+    kwargs = {key: value for key, value in raw.items() if key in known}
+    kwargs["options"] = tuple((key, value) for key, value in raw.items() if key in own)
     if "events" in kwargs:
         kwargs["events"] = _names(f"{where}.events", kwargs["events"], SocketIOEvents)
     if "frames" in kwargs:
@@ -264,8 +276,8 @@ def _profile(index: int, raw: Any, env: Mapping[str, str]) -> ProviderProfile:
     kind = kwargs.get("kind", "demo")
     if kind != "demo":
         kwargs.setdefault("models", ())  # discovered where the kind can; the demo's names are its own
-    if kind not in get_args(ProviderKind):
-        raise ConfigError(f"{where}.kind", f"must be one of {', '.join(get_args(ProviderKind))}, not {kind!r}")
+    if kind not in KINDS:
+        raise ConfigError(f"{where}.kind", f"must be one of {', '.join(KINDS)}, not {kind!r}")
     if kind != "demo" and not kwargs.get("url"):
         raise ConfigError(f"{where}.url", "is required for this kind")
     if "/" in str(kwargs.get("name", "")):
@@ -313,6 +325,19 @@ def _api_keys(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, .
     return tuple(k.strip() for k in keys if k.strip() and not k.strip().startswith("#"))
 
 
+def _dsn(name: str, store: object, env: Mapping[str, str]) -> str:
+    """The PostgreSQL DSN from the variable *name* (a DSN may hold a password: never a flag)."""
+    if not name:
+        if store == "postgres":
+            raise ConfigError("dsn_env", "the postgres store needs dsn_env: the name of an environment "
+                              "variable that holds the DSN (e.g. postgresql://roogab@db/roogab)")
+        return ""
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError("dsn_env", f"the environment variable {name} is not set")
+    return value
+
+
 def _default_data_dir(env: Mapping[str, str]) -> Path:
     """The user data directory: $XDG_DATA_HOME/roogab, else ~/.local/share/roogab."""
     base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or "~").expanduser() / ".local" / "share")
@@ -326,6 +351,10 @@ def _check(config: Config) -> None:
         raise ConfigError("threads", "must be at least 1")
     if config.max_turns < 1:
         raise ConfigError("max_turns", "must be at least 1")
+    if config.max_turn_bytes < 1:
+        raise ConfigError("max_turn_bytes", "must be at least 1")
+    if config.lease_ttl <= 0:
+        raise ConfigError("lease_ttl", "must be greater than 0")
     if config.ping_interval <= 0:
         raise ConfigError("ping_interval", "must be greater than 0")
     if not config.is_loopback() and not config.api_keys:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["client_settings"]
+__all__ = ["client_settings", "codex_settings"]
 
 
 def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
-    """Plain-text instructions for Roo Code, Cline, Kilo Code, Claude Code and the SDKs."""
+    """Plain-text instructions for Roo Code, Cline, Kilo Code, Claude Code, Codex and the SDKs."""
     model = models[0] if models else "<model>"
     api = f"{base_url}/v1"
     lines = [
@@ -28,5 +28,20 @@ def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
         f".chat.completions.create(model=\"{model}\", ...)",
         (f"curl      : curl {api}/chat/completions -H 'Content-Type: application/json' "
         f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"hello\"}}]}}'"),
+        *codex_settings(api, model),
     ]
     return "\n".join(lines)
+
+
+def codex_settings(api: str, model: str) -> list[str]:
+    """Codex CLI: a model provider in ~/.codex/config.toml speaking OpenAI Responses."""
+    return [
+        "Codex CLI : in ~/.codex/config.toml (then run codex with ROOGAB_API_KEY=<key> set):",
+        f'              model = "{model}"',
+        '              model_provider = "roogab"',
+        "              [model_providers.roogab]",
+        '              name = "RooGab"',
+        f'              base_url = "{api}"',
+        '              env_key = "ROOGAB_API_KEY"',
+        '              wire_api = "responses"',
+    ]

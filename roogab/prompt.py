@@ -23,7 +23,7 @@ __all__ = ["TEMPLATE_NAMES", "PromptBook"]
 TEMPLATE_NAMES = (
     "format", "tools", "no_tools", "call_examples", "reasoning_rule", "first_turn", "replay",
     "reminder", "repair", "message", "tool_result", "tool_call", "images_omitted", "part", "last_part",
-    "tool_error", "json_answer",
+    "tool_error", "json_answer", "unavailable",
 )
 
 
@@ -68,6 +68,8 @@ class PromptBook:
         tools = request.tools if request.native_tools or request.tools else ()
         section = self.fill("tools", tools="\n\n".join(_signature(t) for t in tools)) if tools \
             else self.fill("no_tools")
+        if request.unavailable:
+            section += "\n\n" + self.fill("unavailable", names=", ".join(request.unavailable))
         return self.fill("format", tools_section=section, call_examples=self._call_examples(tools),
                          reasoning_rule=self.fill("reasoning_rule"))
 

@@ -13,6 +13,13 @@ recorded reply, as is a retry of a completed turn; a retry of a failed turn is s
 
 The registry works in memory and writes through a ``Store`` so that conversations survive a
 restart of RooGab.
+
+The registry keeps the conversations it is using in an LRU in front of a ``Store``: a task's
+conversations are looked up in the store when it is first seen, so start-up costs nothing per
+stored conversation. With ``Leases`` (several instances on one database) every turn first takes
+its task's lease, then reads the task's conversations fresh from the store, because another
+instance may have moved them on. A task whose last owner is gone, or whose provider
+conversations cannot be continued from another instance, is taken over by replay.
 """
 
 from __future__ import annotations
@@ -22,18 +29,22 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections import OrderedDict
+from collections.abc import Callable, Collection, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
-from .store import ConversationRecord, MemoryStore, Store, TurnRecord
-from .turnlog import TurnLogWriter
+from .leases import Leases
+from .memo import Memo
+from .store import ConversationRecord, Lease, Store, TurnRecord
+from .store_memory import MemoryStore
+from .turnlog import DirectTurnLog, TurnLog
 from .wire import ChatRequest, Message, canonical_json
 
 __all__ = ["Conversation", "Plan", "Registry", "message_digest", "thread_key"]
 
 Key = tuple[str, str, str, str]
-EXPIRY_CHECK_SECONDS = 60.0
+CACHE_TASKS = 1024  # tasks whose conversations stay in memory between turns
 RETRY_WINDOW_SECONDS = 600.0  # agents retry within seconds to minutes; later, ask the model again
 
 
@@ -46,7 +57,7 @@ def message_digest(m: Message) -> str:
 
 def thread_key(request: ChatRequest) -> str:
     """The task a request belongs to: the client's own conversation key when it sends one
-    (Claude Code's session id), else its system prompt plus its first user message. Either way
+    (Claude Code's session id, Codex's ``prompt_cache_key``), else its system prompt plus its first user message. Either way
     a request continues a conversation only when it extends its transcript."""
     if request.affinity:
         return hashlib.sha256(json.dumps(["affinity", request.affinity]).encode()).hexdigest()[:32]
@@ -77,6 +88,7 @@ class Conversation:
     last_reply: str | None = None
     inflight: str | None = None
     dead: bool = False
+    claims: int = field(default=0, repr=False, compare=False)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
@@ -119,51 +131,64 @@ class Plan:
 
     @property
     def replay(self) -> bool:
-        """True when earlier turns of the task are replayed onto a fresh conversation."""
-        return self.fresh and bool(self.history)
+        """True when earlier turns of the task are replayed onto a fresh conversation (fixed when
+        the turn was planned: ``history`` is only ever set for a fresh conversation)."""
+        return bool(self.history)
 
 
 class Registry:
-    """Maps requests onto provider conversations; in memory, written through to a store."""
+    """Maps requests onto provider conversations: an LRU of tasks in front of a store."""
 
     def __init__(self, store: Store | None = None, *, idle_expiry: float = 7 * 86400.0,
                  clock: Callable[[], float] = time.time,
-                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16]) -> None:
+                 new_id: Callable[[], str] = lambda: uuid.uuid4().hex[:16],
+                 turn_log: TurnLog | None = None, leases: Leases | None = None,
+                 portable: Collection[str] = (), cache_tasks: int = CACHE_TASKS,
+                 instance: str = "") -> None:
         self.store = store if store is not None else MemoryStore()
+        self.leases = leases
+        self.instance = instance or (leases.instance if leases is not None else "local")
         self._idle_expiry = idle_expiry
         self._clock = clock
         self._new_id = new_id
+        self._portable = frozenset(portable)
+        self._cache_tasks = cache_tasks
         self._lock = threading.Lock()
-        self._threads: dict[Key, list[Conversation]] = {}
-        self._next_expiry = 0.0
-        self._log = TurnLogWriter(self.store)
-        for rec in self.store.load_conversations():
-            conv = Conversation.from_record(rec)
-            self._threads.setdefault(conv.key, []).append(conv)
+        self._threads: OrderedDict[Key, list[Conversation]] = OrderedDict()
+        self._log = turn_log if turn_log is not None else DirectTurnLog(self.store)
+        # a resent history is digested once: about 4 MB of recent message text remembered
+        self._digest = Memo(message_digest, 4_000_000, lambda m: len(m.content) + 64)
 
     @contextmanager
     def turn(self, client: str, request: ChatRequest, provider: str, model: str) -> Iterator[Plan]:
         """Plan a turn and hold its conversation for the duration of the ``with`` block."""
-        self._expire()
         key = (client, thread_key(request), provider, model)
-        digests = tuple(message_digest(m) for m in request.messages)
+        digests = tuple(self._digest(m) for m in request.messages)
         asked = _request_digest(digests)
-        while True:
-            conv = self._claim(key, digests, asked)
-            with conv.lock:
-                if conv.dead:
-                    continue
-                if self._is_retry(conv, asked):
-                    yield Plan(conv, request.messages, digests, (), (), recorded=conv.last_reply)
-                    return
-                if not _extends(conv.transcript, digests):
-                    continue
-                conv.inflight = asked
+        with ExitStack() as stack:
+            if self.leases is not None:
+                lease = stack.enter_context(self.leases.hold(key))
+                self._refresh(key, takeover=self._takes_over(lease, provider))
+            while True:
+                conv = self._claim(key, digests, asked)
                 try:
-                    yield self._plan(conv, request.messages, digests)
+                    with conv.lock:
+                        if conv.dead:
+                            continue
+                        if self._is_retry(conv, asked):
+                            yield Plan(conv, request.messages, digests, (), (), recorded=conv.last_reply)
+                            return
+                        if not _extends(conv.transcript, digests):
+                            continue
+                        conv.inflight = asked
+                        try:
+                            yield self._plan(conv, request.messages, digests)
+                        finally:
+                            conv.inflight = None
+                        return
                 finally:
-                    conv.inflight = None
-                return
+                    with self._lock:
+                        conv.claims -= 1
 
     def record(self, plan: Plan, handle: str, reply: Message, reply_json: str) -> None:
         """The turn succeeded: the provider has now seen the request and *reply*."""
@@ -195,42 +220,104 @@ class Registry:
         return replace(plan, history=history, new=new)
 
     def log_turn(self, record: TurnRecord) -> None:
-        """Add a turn to the turn log (written in the background)."""
+        """Add a turn to the turn log (written in the background when the log is a writer)."""
         self._log.add(record)
 
     def turns(self, limit: int = 50, conversation_id: str | None = None) -> list[TurnRecord]:
-        """The newest turns first, including every turn that has ended."""
+        """The newest turns first, including every turn that has ended (of every instance)."""
         self._log.flush()
         return self.store.turns(limit=limit, conversation_id=conversation_id)
 
     def close(self) -> None:
-        """Write the turns still queued for the log."""
-        self._log.close()
+        """Write the turns still waiting for the log (the log's owner stops it)."""
+        self._log.flush()
 
-    def conversations(self) -> list[Conversation]:
-        """Every known conversation, most recently used first."""
+    def conversations(self, limit: int = 500) -> list[Conversation]:
+        """The most recently used conversations first: the stored ones, and any still unsaved here."""
+        stored = {rec.id: Conversation.from_record(rec) for rec in self.store.load_conversations(limit)}
         with self._lock:
-            convs = [c for cs in self._threads.values() for c in cs]
-        return sorted(convs, key=lambda c: c.updated, reverse=True)
+            for convs in self._threads.values():
+                for conv in convs:
+                    if conv.id in stored or conv.inflight is not None:
+                        stored[conv.id] = conv
+        return sorted(stored.values(), key=lambda c: c.updated, reverse=True)[:limit]
+
+    def expire_idle(self) -> list[str]:
+        """Forget conversations idle longer than ``idle_expiry`` (the housekeeper calls this)."""
+        gone = set(self.store.expire_conversations(self._clock() - self._idle_expiry))
+        with self._lock:
+            for key, convs in self._threads.items():
+                for conv in convs:
+                    if conv.id in gone and not conv.claims:
+                        conv.dead = True
+                self._threads[key] = [c for c in convs if not c.dead]
+        return sorted(gone)
 
     def _is_retry(self, conv: Conversation, asked: str) -> bool:
         recent = self._clock() - conv.updated < RETRY_WINDOW_SECONDS
         return recent and conv.last_request == asked and conv.last_reply is not None
 
+    def _takes_over(self, lease: Lease, provider: str) -> bool:
+        """Whether this turn must rebuild the task's provider conversations by replay: the last
+        owner died mid-turn, is gone, or holds conversations no other instance can continue."""
+        if lease.interrupted:
+            return True
+        if lease.previous_owner in (None, lease.owner):
+            return False
+        return not (lease.previous_alive and provider in self._portable)
+
+    def _refresh(self, key: Key, *, takeover: bool) -> None:
+        """Under the task's lease: the task's conversations as the store has them now."""
+        records = self.store.find_conversations(*key)
+        with self._lock:
+            cached = {c.id: c for c in self._threads.get(key, [])}
+            fresh: list[Conversation] = []
+            for rec in records:
+                conv = cached.pop(rec.id, None) or Conversation.from_record(rec)
+                _load(conv, rec)
+                if takeover:
+                    conv.handle = None
+                fresh.append(conv)
+            for conv in cached.values():  # gone from the store: dropped or expired elsewhere
+                conv.dead = conv.dead or not conv.claims
+            self._threads[key] = fresh + [c for c in cached.values() if not c.dead]
+            self._threads.move_to_end(key)
+            self._evict()
+
     def _claim(self, key: Key, digests: tuple[str, ...], asked: str) -> Conversation:
         """The conversation this request belongs to, created (and claimed) if there is none."""
+        if self.leases is None and not self._cached(key):
+            records = self.store.find_conversations(*key)
+            with self._lock:
+                if key not in self._threads:
+                    self._threads[key] = [Conversation.from_record(rec) for rec in records]
         with self._lock:
-            convs = [c for c in self._threads.get(key, []) if not c.dead]
+            convs = [c for c in self._threads.setdefault(key, []) if not c.dead]
+            self._threads.move_to_end(key)
             same = [c for c in convs if asked in (c.inflight, c.last_request)]
             extending = [c for c in convs if _extends(c.transcript, digests)]
             found = same or sorted(extending, key=lambda c: len(c.transcript), reverse=True)
             if found:
-                return found[0]
-            now = self._clock()
-            conv = Conversation(id=self._new_id(), client=key[0], thread=key[1], provider=key[2],
-                                model=key[3], created=now, updated=now, inflight=asked)
-            self._threads.setdefault(key, []).append(conv)
+                conv = found[0]
+            else:
+                now = self._clock()
+                conv = Conversation(id=self._new_id(), client=key[0], thread=key[1], provider=key[2],
+                                    model=key[3], created=now, updated=now, inflight=asked)
+                self._threads[key].append(conv)
+            conv.claims += 1
+            self._evict()
             return conv
+
+    def _cached(self, key: Key) -> bool:
+        with self._lock:
+            return key in self._threads
+
+    def _evict(self) -> None:
+        """Drop the least recently used tasks beyond the bound, unless a turn is using them."""
+        excess = len(self._threads) - self._cache_tasks
+        for key in list(self._threads)[:max(excess, 0)]:
+            if not any(c.claims or c.inflight for c in self._threads[key]):
+                del self._threads[key]
 
     def _plan(self, conv: Conversation, messages: tuple[Message, ...], digests: tuple[str, ...]) -> Plan:
         if conv.handle is not None:
@@ -238,15 +325,11 @@ class Registry:
         history, new = _answered_split(messages)
         return Plan(conv, messages, digests, history, new)
 
-    def _expire(self) -> None:
-        now = self._clock()
-        if now < self._next_expiry:
-            return
-        self._next_expiry = now + EXPIRY_CHECK_SECONDS
-        gone = set(self.store.expire_conversations(now - self._idle_expiry))
-        with self._lock:
-            for key, convs in self._threads.items():
-                self._threads[key] = [c for c in convs if c.id not in gone or c.inflight]
+
+def _load(conv: Conversation, rec: ConversationRecord) -> None:
+    """Copy the stored state of a conversation onto its in-memory twin."""
+    conv.handle, conv.transcript, conv.updated, conv.turns = rec.handle, rec.transcript, rec.updated, rec.turns
+    conv.last_request, conv.last_reply, conv.dead = rec.last_request, rec.last_reply, False
 
 
 def _extends(transcript: tuple[str, ...], digests: tuple[str, ...]) -> bool:

@@ -1,7 +1,9 @@
 """The turn log: what the agent sent, what the chat service got and said, for every turn.
 
-``turn_record`` builds an entry (pure); ``TurnLogWriter`` hands entries to the store off the
-request path. The store redacts secrets when it writes them.
+``turn_record`` builds an entry (pure). A ``TurnLog`` takes entries for the store: the
+``TurnLogWriter`` off the request path on a thread of its own (the composition root creates it
+and hands it to the registry), ``DirectTurnLog`` at once (tests and one-shot tools). The store
+redacts secrets when it writes them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,14 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from .errors import StoreError
 from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
-__all__ = ["SEPARATOR", "TurnLogWriter", "request_body", "request_summary", "turn_record"]
+__all__ = ["SEPARATOR", "DirectTurnLog", "TurnLog", "TurnLogWriter", "request_body", "request_summary",
+           "turn_record"]
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +30,34 @@ CONTENT_LIMIT = 4000
 TOOLS_LIMIT = 64_000
 """Characters of tool definitions the log keeps whole (so `roogab parse --request` can check
 calls against them); beyond that only the names are kept."""
+HEAD, TAIL = 2, 10  # messages of the request a log entry keeps: the task, and the latest
 
 
 def request_summary(request: ChatRequest, client: str, from_record: str | None = None) -> str:
     """The agent's request, its long contents cut short: enough to see what was asked, and the
-    tools whole (up to ``TOOLS_LIMIT`` characters) so the turn can be checked offline."""
+    tools whole (up to ``TOOLS_LIMIT`` characters) so the turn can be checked offline.
+
+    Of a long history only the first ``HEAD`` and the last ``TAIL`` messages are kept (the task
+    and what is new), so that a turn's log entry stays the same size however long the task ran;
+    ``omitted`` counts the messages left out between them.
+    """
+    kept = request.messages
+    omitted = max(0, len(kept) - HEAD - TAIL)
+    if omitted:
+        kept = kept[:HEAD] + kept[-TAIL:]
     messages = [{"role": m.role, "content": _cut(m.content), "images": m.images,
                  "tool_calls": [c.name for c in m.tool_calls],
                  "calls": [{"id": c.id, "name": c.name, "arguments": _cut(c.arguments)} for c in m.tool_calls],
                  "tool_call_id": m.tool_call_id}
-                for m in request.messages]
+                for m in kept]
     tools = [{"type": "function", "function": {"name": t.name, "description": _cut(t.description),
                                                "parameters": t.parameters}} for t in request.tools]
     whole = len(json.dumps(tools, ensure_ascii=False)) <= TOOLS_LIMIT
     return json.dumps({"client": client, "protocol": request.protocol, "model": request.model,
                        "stream": request.stream, "tool_choice": request.tool_choice,
                        "tools": [t.name for t in request.tools], "tool_specs": tools if whole else None,
-                       "messages": messages, "from_record": from_record}, ensure_ascii=False)
+                       "messages": messages, "message_count": len(request.messages), "omitted": omitted,
+                       "from_record": from_record}, ensure_ascii=False)
 
 
 def request_body(summary: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +96,39 @@ def _cut(text: str) -> str:
     if len(text) <= CONTENT_LIMIT:
         return text
     return text[:CONTENT_LIMIT] + f"\n[... {len(text) - CONTENT_LIMIT} more characters]"
+
+
+class TurnLog(Protocol):
+    """Where the registry puts turn records."""
+
+    def add(self, record: TurnRecord) -> None:
+        """Take *record* for the store."""
+        ...
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every record taken so far is in the store."""
+        ...
+
+    def close(self) -> None:
+        """Write what is pending; take no more."""
+        ...
+
+
+class DirectTurnLog:
+    """Writes each record to the store at once, on the caller's thread."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def add(self, record: TurnRecord) -> None:
+        """Write *record* now; a store failure is logged, never raised into the turn."""
+        _write(self._store, record)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Nothing is pending."""
+
+    def close(self) -> None:
+        """Nothing to stop."""
 
 
 class TurnLogWriter:
@@ -139,10 +186,11 @@ class TurnLogWriter:
                 if isinstance(item, threading.Event):
                     item.set()
                 else:
-                    self._write(item)
+                    _write(self._store, item)
 
-    def _write(self, record: TurnRecord) -> None:
-        try:
-            self._store.add_turn(record)
-        except StoreError as exc:
-            log.warning("could not write the turn log: %s", exc)
+
+def _write(store: Store, record: TurnRecord) -> None:
+    try:
+        store.add_turn(record)
+    except StoreError as exc:
+        log.warning("could not write the turn log: %s", exc)

@@ -72,13 +72,29 @@ class Message:
     thinking: tuple[Thinking, ...] = ()
 
 
+ToolKind = Literal["function", "custom", "tool_search"]
+
+
 @dataclass(frozen=True)
 class ToolSpec:
-    """A function tool the client offers: its name, description and JSON Schema."""
+    """A tool the client offers: its name, description and JSON Schema.
+
+    ``kind`` is how the client wants a call back: ``function`` (JSON arguments), ``custom``
+    (Responses freeform tools: the one string argument ``input`` is the raw input) or
+    ``tool_search`` (a client-executed Responses tool search). ``namespace`` is the group a
+    Responses ``namespace`` tool came in; ``name`` is then ``namespace.tool``.
+    """
 
     name: str
     description: str
     parameters: dict[str, Any]
+    kind: ToolKind = "function"
+    namespace: str = ""
+
+    @property
+    def bare_name(self) -> str:
+        """The name without its namespace."""
+        return self.name[len(self.namespace) + 1:] if self.namespace else self.name
 
 
 @dataclass(frozen=True)
@@ -86,8 +102,11 @@ class ChatRequest:
     """A validated turn request, whichever wire protocol it came in on.
 
     ``json_schema`` asks for a text answer that is JSON valid for that schema (structured
-    output); ``affinity`` is the client's own conversation key (a session id header) when it
-    sends one; ``protocol`` names the wire protocol, for the turn log.
+    output); ``affinity`` is the client's own conversation key (a session id header,
+    ``prompt_cache_key``) when it sends one; ``protocol`` names the wire protocol, for the turn
+    log; ``unavailable`` names tools the client offered that RooGab cannot run (hosted tools),
+    left out of the prompt; ``include`` lists the extra output fields a Responses client asked
+    for (``reasoning.encrypted_content``).
     """
 
     model: str
@@ -99,6 +118,8 @@ class ChatRequest:
     json_schema: dict[str, Any] | None = None
     affinity: str | None = None
     protocol: str = "chat"
+    unavailable: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
 
     @property
     def native_tools(self) -> bool:

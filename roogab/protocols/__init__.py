@@ -18,6 +18,7 @@ from ..outputs import Answer, Out
 from ..wire import ChatRequest
 from .chat import ChatCompletions
 from .messages import AnthropicMessages
+from .responses import Responses
 
 __all__ = ["PROTOCOLS", "Exchange", "WireProtocol", "protocol_for"]
 
@@ -65,6 +66,7 @@ class WireProtocol(Protocol):
 PROTOCOLS: Mapping[str, WireProtocol] = {
     "/chat/completions": ChatCompletions(),
     "/messages": AnthropicMessages(),
+    "/responses": Responses(),
 }
 """Route (under ``/v1`` and bare) -> the protocol served there. Stateless objects."""
 

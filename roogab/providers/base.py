@@ -3,19 +3,19 @@
 A provider's own thread (the asyncio provider loop, or a WebSocket reader thread) puts events
 into a ``Turn``; the request thread that asked for the turn drains it with ``Turn.events()``,
 which enforces the deadlines and yields ``None`` on every idle tick so the API can send a
-keep-alive ping. The two sides meet only at the turn's thread-safe queue.
+keep-alive ping. The two sides meet only at the turn's inbox, which hands over everything
+queued at once and wakes the reader only when it waits.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from ..errors import ProviderTimeout, UpstreamError
 
@@ -30,6 +30,7 @@ __all__ = [
     "Provider",
     "ProviderEvent",
     "Snapshot",
+    "Traits",
     "Turn",
 ]
 
@@ -63,6 +64,26 @@ class Done:
 
 
 ProviderEvent = Created | Delta | Snapshot | Done
+
+
+@dataclass(frozen=True)
+class Traits:
+    """What a provider kind is, declared by the kind (``kinds.Kind.traits``).
+
+    ``keeps_conversations``: the service remembers a conversation, so a turn sends only what is
+    new; False means the page resends the whole chat every turn (Gradio). ``stream``: replies
+    arrive as pieces (``deltas``) or as the whole reply so far (``snapshots``).
+    ``max_message_chars``: the longest message the service takes (0 = no known limit); a
+    profile's own ``max_message_chars`` overrides it.
+    """
+
+    keeps_conversations: bool = True
+    stream: Literal["deltas", "snapshots"] = "deltas"
+    max_message_chars: int = 0
+
+    def message_limit(self, configured: int) -> int:
+        """The limit in force: the profile's when it sets one, else the kind's."""
+        return configured or self.max_message_chars
 
 
 @dataclass(frozen=True)
@@ -131,19 +152,32 @@ def _cut_strings(value: object, depth: int = 0) -> object:
 class Turn:
     """One reply being received: fed by the provider side, drained by one request thread.
 
+    The inbox costs per batch, not per event: ``put`` appends under a lock and rings the
+    consumer's bell only when the consumer is waiting and no ring is already on its way; the
+    consumer takes everything queued in one step. With *defer* (the provider loop's
+    ``coalesce``), the ring is postponed to the end of the loop's current batch of callbacks,
+    so the events a busy loop delivers together wake the request thread once.
+
     ``wire`` keeps the turn's last ``WIRE_FRAMES`` frames (the provider notes them with ``frame``).
     """
 
     def __init__(self, provider: str, deadlines: Deadlines, *,
                  on_cancel: Callable[[], None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 defer: Callable[[Callable[[], None]], None] | None = None) -> None:
         self.provider = provider
         self.deadlines = deadlines
-        self._inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._on_cancel = on_cancel
         self._clock = clock
-        self._cancelled = threading.Event()
-        self._held: object = None
+        self._defer = defer
+        self._lock = threading.Lock()
+        self._bell = threading.Lock()
+        self._bell.acquire()  # released once per ring: a binary semaphore
+        self._items: list[object] = []
+        self._waiting = False  # the consumer is (about to be) blocked on the bell
+        self._ring_due = False  # a ring is scheduled (deferred) or under way
+        self._rung = False  # the bell was released for the current wait
+        self._cancelled = False
         self.wire: deque[Frame] = deque(maxlen=WIRE_FRAMES)
 
     def frame(self, direction: str, kind: str, name: str, payload: object) -> None:
@@ -159,25 +193,64 @@ class Turn:
     @property
     def cancelled(self) -> bool:
         """True once ``cancel()`` was called."""
-        return self._cancelled.is_set()
+        return self._cancelled
 
     def put(self, item: ProviderEvent | UpstreamError) -> None:
         """Deliver an event or a failure; safe from any thread."""
-        if not self._cancelled.is_set():
-            self._inbox.put(item)
+        with self._lock:
+            if self._cancelled:
+                return
+            self._items.append(item)
+            if not self._waiting or self._ring_due:
+                return
+            self._ring_due = True
+        if self._defer is not None:
+            self._defer(self._ring)
+        else:
+            self._ring()
 
     def cancel(self) -> None:
         """Stop the turn: the client went away or the service must be told to stop."""
-        if not self._cancelled.is_set():
-            self._cancelled.set()
-            self._inbox.put(_CLOSED)
-            if self._on_cancel is not None:
-                self._on_cancel()
+        with self._lock:
+            if self._cancelled:
+                return
+            self._cancelled = True
+            self._items.append(_CLOSED)
+            self._ring_due = True
+        self._ring()
+        if self._on_cancel is not None:
+            self._on_cancel()
+
+    def _ring(self) -> None:
+        with self._lock:
+            self._ring_due = False
+            if not self._waiting or self._rung:
+                return
+            self._rung = True
+        self._bell.release()
+
+    def _batch(self, timeout: float) -> list[object]:
+        """Everything queued, waiting up to *timeout* s for something; ``[]`` when nothing came."""
+        with self._lock:
+            if self._items or timeout <= 0:
+                items, self._items = self._items, []
+                return items
+            self._waiting = True
+        woke = self._bell.acquire(timeout=timeout)
+        with self._lock:
+            if not woke and self._rung:  # rung just after the timeout: take that release back
+                self._bell.acquire()
+            elif not woke:  # a deferred ring that never ran (its loop stopped) must not block the next
+                self._ring_due = False
+            self._waiting = self._rung = False
+            items, self._items = self._items, []
+        return items
 
     def events(self, tick: float = 1.0, *, merge: bool = False) -> Iterator[ProviderEvent | None]:
         """Yield the turn's events up to ``Done``; ``None`` after each *tick* seconds of silence.
 
-        With *merge*, pieces that queued up while the reader was busy come as one (see ``_take``).
+        With *merge*, pieces that queued up while the reader was busy come as one: consecutive
+        deltas joined, consecutive snapshots reduced to the newest.
 
         Raises:
             ProviderTimeout: a deadline passed.
@@ -187,45 +260,23 @@ class Turn:
         started = False
         while True:
             wait = min(tick, self._until_deadline(start, last, started))
-            try:
-                item = self._take(max(0.0, wait), merge)
-            except queue.Empty:
+            batch = self._batch(max(0.0, wait))
+            if not batch:
                 self._check_deadlines(start, last, started)
                 yield None
                 continue
-            if item is _CLOSED:
-                return
-            if isinstance(item, UpstreamError):
-                raise item
-            assert isinstance(item, (Created, Delta, Snapshot, Done))
-            if not isinstance(item, Created):
-                started, last = True, self._clock()
-            yield item
-            if isinstance(item, Done):
-                return
-
-    def _take(self, timeout: float, merge: bool) -> object:
-        """The next item. With *merge*, deltas already queued behind it are joined into one (and
-        snapshots reduced to the newest), so a reader that fell behind catches up in one step."""
-        if self._held is not None:
-            item, self._held = self._held, None
-        else:
-            item = self._inbox.get(timeout=timeout)
-        if not merge or not isinstance(item, (Delta, Snapshot)):
-            return item
-        texts = [item.text]
-        while True:
-            try:
-                follower = self._inbox.get_nowait()
-            except queue.Empty:
-                break
-            if type(follower) is not type(item):
-                self._held = follower
-                break
-            texts.append(follower.text)
-        if isinstance(item, Snapshot):
-            return Snapshot(texts[-1])
-        return Delta("".join(texts)) if len(texts) > 1 else item
+            now = self._clock()
+            for item in _merged(batch) if merge else batch:
+                if item is _CLOSED:
+                    return
+                if isinstance(item, UpstreamError):
+                    raise item
+                assert isinstance(item, (Created, Delta, Snapshot, Done))
+                if not isinstance(item, Created):
+                    started, last = True, now
+                yield item
+                if isinstance(item, Done):
+                    return
 
     def _until_deadline(self, start: float, last: float, started: bool) -> float:
         now = self._clock()
@@ -246,6 +297,26 @@ class Turn:
                                   provider=self.provider)
 
 
+def _merged(batch: list[object]) -> list[object]:
+    """*batch* with each run of deltas joined into one and each run of snapshots cut to its last."""
+    out: list[object] = []
+    run: list[str] = []
+    for item in batch:
+        if isinstance(item, Delta):
+            run.append(item.text)
+            continue
+        if run:
+            out.append(Delta("".join(run)))
+            run = []
+        if isinstance(item, Snapshot) and out and isinstance(out[-1], Snapshot):
+            out[-1] = item
+        else:
+            out.append(item)
+    if run:
+        out.append(Delta("".join(run)))
+    return out
+
+
 class Provider(Protocol):
     """A chat service RooGab can hold conversations with.
 
@@ -256,6 +327,7 @@ class Provider(Protocol):
 
     name: str
     max_message_chars: int
+    traits: Traits
 
     def start(self) -> None: ...
 

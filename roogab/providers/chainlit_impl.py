@@ -1,8 +1,7 @@
 """ChainlitProvider: a Chainlit >= 2.0 app, one Socket.IO connection per conversation (providers.md §1).
 
-Start-up is plain HTTP (``login.WebClient``): ``GET /auth/config``, then a login when the app asks
-for one (``POST /login`` form → ``access_token`` cookie, a cookie file, or header auth), then the
-chat profiles from ``GET /project/settings`` when the profile lists no models.
+Start-up is plain HTTP, in ``chainlit_http`` (the auth config, the login when the app asks for
+one, the chat profiles when the profile lists no models).
 
 A conversation is a Chainlit *session*: RooGab invents its ``sessionId`` (the handle) and opens
 one ``socketio.AsyncClient`` for it, on the provider loop (design.md §1), with the ``auth``
@@ -24,7 +23,8 @@ step → ``ProviderRejected``; ``first_interaction`` on a continuation means the
 the session afresh (it restarted, or the session timed out) → ``stop`` and ``ConversationGone``
 so RooGab replays.
 
-socketio's exceptions are translated in ``socketio_errors`` (shared with the multiplexed provider).
+The connection and its reconnection bookkeeping are a ``SocketSession`` (shared with the
+multiplexed and Open WebUI providers), which also translates socketio's exceptions.
 """
 
 from __future__ import annotations
@@ -40,11 +40,7 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aiohttp
-import socketio
-
 from ..config import ProviderProfile
-from ..cookies import expiry_warnings, load_cookies
 from ..errors import (
     ConfigError,
     ConversationGone,
@@ -55,20 +51,21 @@ from ..errors import (
 )
 from ._chainlit_reply import AssistantReply
 from ._text import safe_url, short
-from .base import Created, Deadlines, Health, ModelInfo, Turn
-from .login import Retry, WebClient, form_login
+from .base import Created, Deadlines, Health, ModelInfo, Traits, Turn
+from .chainlit_http import DEFAULT_MODEL, ChainlitWeb
+from .kinds import Context, Kind, NoSettings
+from .login import Retry
 from .loop import ProviderLoop
-from .socketio_errors import socketio_errors
-from .socketio_impl import Reconnection
+from .socketio_session import Reconnection, SocketSession
 
-__all__ = ["DEFAULT_MODEL", "ChainlitProvider"]
+__all__ = ["DEFAULT_MODEL", "KIND", "ChainlitProvider"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "default"  # the one model of an app without chat profiles
 SOCKET_PATH = "/ws/socket.io"
 STOPPED_TEXT = "Task manually stopped."  # what Chainlit sends when it honours a ``stop``
 STOP_WAIT = 5.0  # how long a new turn waits for an earlier ``stop`` to take effect
+TRAITS = Traits(keeps_conversations=True, stream="deltas")
 
 
 @dataclass(eq=False)
@@ -101,22 +98,16 @@ class _Flight:
 
 @dataclass(eq=False)
 class _Session:
-    """One Chainlit session: its id (the handle), chat profile and Socket.IO client."""
+    """One Chainlit session: its id (the handle), chat profile and Socket.IO connection."""
 
     handle: str
     chat_profile: str
-    client: socketio.AsyncClient | None = None
-    http: aiohttp.ClientSession | None = None
-    connected: asyncio.Event = field(default_factory=asyncio.Event)
+    socket: SocketSession = field(init=False)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     stopped: asyncio.Event = field(default_factory=lambda: _event(True))
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    reconnecting: bool = False
-    failed_attempts: int = 0
-    refused: str = ""
     tasks: int = 0
     flight: _Flight | None = None
-    closing: bool = False
 
     def auth(self) -> dict[str, str]:
         """The connect ``auth`` payload; called again on every reconnect."""
@@ -138,18 +129,15 @@ class ChainlitProvider:
             raise ConfigError(f"providers.{profile.name}.url", "must be the app's http(s) URL")
         self.profile = profile
         self.name = profile.name
-        self.max_message_chars = profile.max_message_chars
+        self.traits = TRAITS
+        self.max_message_chars = TRAITS.message_limit(profile.max_message_chars)
         self._loop = loop
         self._connect_timeout = connect_timeout
         self._reconnection = reconnection or Reconnection()
         self._base = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
         self._socket_path = parts.path.rstrip("/") + SOCKET_PATH
         self._where = safe_url(profile.url)
-        self._web = WebClient(self.name, profile.url, headers=profile.headers, timeout=connect_timeout,
-                              retry=retry or Retry())
-        self._models: list[str] = list(profile.models)
-        self._chat_profiles: set[str] = set(profile.models)
-        self._login_required = False
+        self._web = ChainlitWeb(profile, timeout=connect_timeout, retry=retry or Retry())
         self._health = Health(ready=False, connected=False, since=time.time())
         # Touched only on the provider loop's thread:
         self._sessions: dict[str, _Session] = {}
@@ -168,27 +156,22 @@ class ChainlitProvider:
             ProviderUnavailable: the app could not be reached, or does not look like Chainlit.
         """
         try:
-            auth = self._json("/auth/config")
-            self._login_required = bool(auth.get("requireLogin"))
-            self._load_cookie_file()
-            if self._login_required:
-                self._log_in(auth)
-            if not self.profile.models:
-                self._models = self._discover()
+            self._web.start()
         except UpstreamError as exc:
             self._set_health(connected=isinstance(exc, ProviderRejected), error=str(exc), logged_in=False)
             raise
         self._closed = False
-        self._set_health(connected=True, error=None, logged_in=True if self._login_required else None)
-        logger.info("%s: %s ready, models: %s", self.name, self._where, ", ".join(self._models))
+        self._set_health(connected=True, error=None, logged_in=True if self._web.login_required else None)
+        logger.info("%s: %s ready, models: %s", self.name, self._where, ", ".join(self._web.models))
 
     def models(self) -> list[ModelInfo]:
         """The chat profiles (discovered or configured), or ``default`` when the app has none."""
-        return [ModelInfo(m, self.profile.context_length) for m in self._models or [DEFAULT_MODEL]]
+        return [ModelInfo(m, self.profile.context_length) for m in self._web.models or [DEFAULT_MODEL]]
 
     def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
         """Start a turn in a new session (``handle=None``) or an existing one; never blocks."""
-        turn = Turn(self.name, deadlines, on_cancel=lambda: self._loop.call_soon(self._abandon, turn))
+        turn = Turn(self.name, deadlines, defer=self._loop.coalesce,
+                    on_cancel=lambda: self._loop.call_soon(self._abandon, turn))
         flight = _Flight(turn, continuation=handle is not None)
         self._loop.start_turn(turn, self._begin(flight, handle, model, text))
         return turn
@@ -205,91 +188,33 @@ class ChainlitProvider:
         """Disconnect every session (keeping them on the server for a later resume). Idempotent."""
         self._loop.finish(self._shutdown(), self._connect_timeout + 5.0, f"{self.name}: closing the sessions")
 
-    # -- start-up HTTP (the caller's thread) -------------------------------------------------
-
-    def _json(self, path: str) -> dict[str, Any]:
-        reply = self._web.get(path)
-        if reply.status in (401, 403):
-            raise ProviderRejected(f"{self.name}: {path} refused ({reply.status}): not logged in",
-                                   provider=self.name)
-        data = reply.json()
-        if not reply.ok or not isinstance(data, dict):
-            raise ProviderUnavailable(f"{self.name}: {self._where.rstrip('/')}{path} answered {reply.status}"
-                                      " without JSON: is this a Chainlit >= 2.0 app?", provider=self.name)
-        return data
-
-    def _load_cookie_file(self) -> None:
-        path = self.profile.cookie_file
-        if path is None:
-            return
-        cookies = load_cookies(path, key=f"providers.{self.name}.cookie_file")
-        for warning in expiry_warnings(cookies, time.time()):
-            logger.warning("%s: %s (%s)", self.name, warning, path)
-        self._web.cookies.extend(cookies)
-
-    def _log_in(self, auth: dict[str, Any]) -> None:
-        p = self.profile
-        if p.username and p.password:
-            if not auth.get("passwordAuth"):
-                raise ProviderRejected(f"{self.name}: the app does not offer password login", provider=self.name)
-            form_login(self._web, "/login", p.username, p.password)
-            return
-        if auth.get("headerAuth") and p.headers and not self._web.cookie_line():
-            reply = self._web.post_form("/auth/header", {})
-            if not reply.ok:
-                raise ProviderRejected(f"header login to {self.name} refused ({reply.status})", provider=self.name)
-            self._web.cookies.extend(reply.cookies)
-            return
-        if not self._web.cookie_line():
-            raise ProviderRejected(f"{self.name}: the app requires login: configure username and "
-                                   "password_env, a cookie_file, or headers", provider=self.name)
-        reply = self._web.get("/user")
-        if not reply.ok:
-            source = f"the cookies from {p.cookie_file}" if p.cookie_file else "the configured cookie"
-            raise ProviderRejected(f"{self.name}: the app refused {source} ({reply.status}); sign in "
-                                   "in the browser and export them again", provider=self.name)
-
-    def _discover(self) -> list[str]:
-        settings = self._json("/project/settings")
-        raw = settings.get("chatProfiles") or []
-        names = [p["name"] for p in raw if isinstance(p, dict) and isinstance(p.get("name"), str)]
-        self._chat_profiles = set(names)
-        return names or [DEFAULT_MODEL]
-
     def _relogin(self) -> bool:
         """Log in again with the password (a refused socket after the token expired)."""
-        p = self.profile
-        if not (self._login_required and p.username and p.password):
+        if not self._web.relogin():
             return False
-        self._web.cookies.clear()
-        self._load_cookie_file()
-        form_login(self._web, "/login", p.username, p.password)
         self._set_health(connected=True, error=None, logged_in=True)
         return True
 
     def _set_health(self, *, connected: bool, error: str | None, logged_in: bool | None = None) -> None:
         old = self._health
-        logged = old.logged_in if logged_in is None and self._login_required else logged_in
+        logged = old.logged_in if logged_in is None and self._web.login_required else logged_in
         self._health = Health(ready=connected and logged is not False, connected=connected, logged_in=logged,
                               last_error=error if error is not None else old.last_error, since=time.time())
 
     # -- connection (loop thread) ---------------------------------------------------------
 
-    def _new_client(self, s: _Session, http: aiohttp.ClientSession) -> socketio.AsyncClient:
-        r = self._reconnection
-        client = socketio.AsyncClient(
-            reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
-            reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
-            handle_sigint=False, logger=False, engineio_logger=False, http_session=http)
+    def _new_session(self, handle: str, chat_profile: str) -> _Session:
+        s = _Session(handle, chat_profile)
         handlers: dict[str, Callable[..., Any]] = {
-            "connect": self._on_connect, "disconnect": self._on_disconnect,
-            "connect_error": self._on_connect_error, "task_start": self._on_task_start,
-            "task_end": self._on_task_end, "first_interaction": self._on_first_interaction,
-            "stream_start": self._on_stream_start, "stream_token": self._on_stream_token,
-            "new_message": self._on_step, "update_message": self._on_step}
-        for event, handler in handlers.items():
-            client.on(event, functools.partial(handler, s))
-        return client
+            "task_start": self._on_task_start, "task_end": self._on_task_end,
+            "first_interaction": self._on_first_interaction, "stream_start": self._on_stream_start,
+            "stream_token": self._on_stream_token, "new_message": self._on_step, "update_message": self._on_step}
+        s.socket = SocketSession(
+            self.name, self._where, self._reconnection,
+            {event: functools.partial(handler, s) for event, handler in handlers.items()},
+            on_connect=functools.partial(self._on_connect, s), on_disconnect=functools.partial(self._on_disconnect, s),
+            on_failure=self._on_failure)
+        return s
 
     def _headers(self) -> dict[str, str]:
         """The handshake headers; called again on every reconnect, so a new login is picked up."""
@@ -300,34 +225,20 @@ class ChainlitProvider:
         return headers
 
     async def _connect(self, s: _Session) -> None:
-        """Open a fresh client for *s* (a given-up one is never reused), then the handshake."""
-        await self._drop_client(s)
-        s.http = aiohttp.ClientSession()
-        s.client = self._new_client(s, s.http)
-        s.refused, s.closing = "", False
+        """Open a fresh connection for *s*, then the handshake."""
         try:
-            with socketio_errors(self.name, f"cannot connect to {self._where}"):
-                await s.client.connect(self._base, headers=self._headers, auth=s.auth, transports=["websocket"],
-                                       socketio_path=self._socket_path, wait_timeout=self._connect_timeout)
+            await s.socket.open(self._base, headers=self._headers, auth=s.auth, socketio_path=self._socket_path,
+                                timeout=self._connect_timeout)
         except ProviderUnavailable as exc:
-            await self._drop_client(s)
-            if s.refused:
-                raise ProviderRejected(f"{self.name}: the app refused the connection ({short(s.refused)})",
+            if s.socket.refused:
+                raise ProviderRejected(f"{self.name}: the app refused the connection ({short(s.socket.refused)})",
                                        provider=self.name) from exc
             self._set_health(connected=False, error=str(exc))
             raise
 
     async def _ensure_connected(self, s: _Session) -> None:
         """Connected and handshaken: wait for python-socketio's reconnection, else connect anew."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._connect_timeout
-        while not s.connected.is_set():
-            if s.client is None or not s.reconnecting:
-                await self._connect_or_relogin(s)
-                break
-            if loop.time() >= deadline:
-                raise ProviderUnavailable(f"{self.name}: {self._where}: still reconnecting", provider=self.name)
-            await asyncio.sleep(0.05)
+        await s.socket.ensure(functools.partial(self._connect_or_relogin, s), self._connect_timeout)
         try:
             await asyncio.wait_for(s.ready.wait(), self._connect_timeout)
         except asyncio.TimeoutError:
@@ -343,45 +254,24 @@ class ChainlitProvider:
                 raise
             await self._connect(s)
 
-    async def _drop_client(self, s: _Session) -> None:
-        client, http = s.client, s.http
-        s.client = s.http = None
-        s.closing = True
-        if client is not None:
-            with socketio_errors(self.name, "disconnect"):
-                await client.shutdown()
-        if http is not None:
-            await http.close()
-
     async def _on_connect(self, s: _Session) -> None:
-        s.tasks, s.reconnecting, s.failed_attempts, s.refused = 0, False, 0, ""
+        s.tasks = 0
         s.ready.clear()
-        s.connected.set()
         self._set_health(connected=True, error=None)
-        await self._emit_quietly(s, "connection_successful")
+        await s.socket.emit_quietly("connection_successful")
 
-    def _on_disconnect(self, s: _Session, reason: object = None) -> None:
-        s.connected.clear()
+    def _on_disconnect(self, s: _Session, reason: object) -> None:
         s.ready.clear()
-        final = (socketio.AsyncClient.reason.CLIENT_DISCONNECT, socketio.AsyncClient.reason.SERVER_DISCONNECT)
-        s.reconnecting = not s.closing and reason not in final
-        s.failed_attempts, s.tasks = 0, 0
+        s.tasks = 0
         flight, s.flight = s.flight, None
-        if s.closing:
-            return
         self._set_health(connected=False, error=f"disconnected: {reason}")
         if flight is not None:
             flight.turn.put(ProviderDisconnected(
                 f"{self.name}: the connection to {self._where} dropped in the middle of a reply ({reason})",
                 provider=self.name, partial=flight.reply.text()))
 
-    def _on_connect_error(self, s: _Session, data: object = None) -> None:
-        s.failed_attempts += 1
-        if s.failed_attempts >= self._reconnection.attempts > 0:
-            s.reconnecting = False
-        message = data.get("message") if isinstance(data, dict) else data
-        s.refused = str(message or "") if isinstance(data, dict) else ""
-        self._set_health(connected=False, error=f"connect failed: {short(message)}")
+    def _on_failure(self, message: str) -> None:
+        self._set_health(connected=False, error=message)
 
     # -- turns (loop thread) --------------------------------------------------------------
 
@@ -395,7 +285,7 @@ class ChainlitProvider:
                     flight.turn.put(Created(s.handle))
                 if not await self._take_turn(s, flight):
                     return
-                await self._emit(s, "client_message", _message(flight.message_id, text))
+                await s.socket.emit("client_message", _message(flight.message_id, text))
         except UpstreamError as exc:
             if s is not None and s.flight is flight:
                 s.flight = None
@@ -410,10 +300,10 @@ class ChainlitProvider:
             raise ConversationGone(f"{self.name}: session {handle} is gone from the app", provider=self.name)
         if handle is not None and handle in self._sessions:
             return self._sessions[handle]
-        profile = model if model in self._chat_profiles or model != DEFAULT_MODEL else ""
+        profile = model if model in self._web.chat_profiles or model != DEFAULT_MODEL else ""
         # An unknown handle (e.g. from before a RooGab restart) reconnects with the same sessionId:
         # Chainlit restores the session if it still has it; otherwise first_interaction tells us.
-        s = _Session(handle or str(uuid.uuid4()), quote(profile, safe=""))
+        s = self._new_session(handle or str(uuid.uuid4()), quote(profile, safe=""))
         self._sessions[s.handle] = s
         return s
 
@@ -442,7 +332,7 @@ class ChainlitProvider:
         """Emit ``stop``; the next turn waits for its answer (``s.stopped``), cleared right here so
         no ``client_message`` can slip in first and be the task that ``stop`` cancels."""
         s.stopped.clear()
-        self._spawn(self._emit_quietly(s, "stop"))
+        self._spawn(s.socket.emit_quietly("stop"))
 
     def _abandon(self, turn: Turn) -> None:
         """The request went away: stop routing to its turn and tell the app to stop it."""
@@ -463,13 +353,12 @@ class ChainlitProvider:
         flight, s.flight = s.flight, None
         if flight is not None:
             flight.turn.put(ProviderUnavailable(f"{self.name}: session {s.handle} was closed", provider=self.name))
-        if clear and s.client is not None and s.client.connected:
+        if clear and s.socket.connected.is_set():
             try:  # with an ack: the server must mark the session before it sees the disconnect
-                with socketio_errors(self.name, "clear_session"):
-                    await s.client.call("clear_session", timeout=self._connect_timeout)
+                await s.socket.call("clear_session", timeout=self._connect_timeout)
             except UpstreamError as exc:
                 logger.info("%s", exc)
-        await self._drop_client(s)
+        await s.socket.drop()
 
     async def _shutdown(self) -> None:
         self._closed = True
@@ -483,19 +372,6 @@ class ChainlitProvider:
         task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
-
-    async def _emit(self, s: _Session, event: str, data: object = None) -> None:
-        if s.client is None:
-            raise ProviderUnavailable(f"{self.name}: not connected", provider=self.name)
-        with socketio_errors(self.name, f"sending {event}"):
-            await s.client.emit(event, data)
-
-    async def _emit_quietly(self, s: _Session, event: str, data: object = None) -> None:
-        """Emit where a failure has nobody to report to; the disconnect handler tells the turn."""
-        try:
-            await self._emit(s, event, data)
-        except UpstreamError as exc:
-            logger.info("%s", exc)
 
     # -- incoming events (loop thread; synchronous, so they keep their arrival order) --------
 
@@ -580,3 +456,10 @@ def _message(message_id: str, text: str) -> dict[str, object]:
     step = {"id": message_id, "threadId": "", "name": "User", "type": "user_message", "output": text,
             "createdAt": created}
     return {"message": step, "fileReferences": []}
+
+
+def _build(profile: ProviderProfile, settings: NoSettings, context: Context) -> ChainlitProvider:
+    return ChainlitProvider(profile, context.loop, connect_timeout=context.connect_timeout)
+
+
+KIND = Kind("chainlit", TRAITS, NoSettings, _build)

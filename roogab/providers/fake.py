@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from ..errors import UpstreamError
-from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Turn
+from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Traits, Turn
 
 __all__ = ["FakeProvider", "SentPrompt"]
 
@@ -31,6 +31,7 @@ class FakeProvider:
     chunk: int = 3
     name: str = "fake"
     max_message_chars: int = 0
+    traits: Traits = field(default_factory=Traits)
     sent: list[SentPrompt] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 

@@ -88,6 +88,7 @@ class WebClient:
         self._timeout = timeout
         self._retry = retry
         self.cookies: list[Cookie] = []
+        self.bearer = ""  # sent as ``Authorization: Bearer`` when set (a token-based login)
 
     def url(self, path: str) -> str:
         """The absolute URL of *path* on the service."""
@@ -114,24 +115,35 @@ class WebClient:
         """
         return self._send("POST", path, urlencode(dict(fields)).encode())
 
-    def _send(self, method: str, path: str, body: bytes | None) -> Reply:
+    def post_json(self, path: str, data: object) -> Reply:
+        """POST *data* as JSON to *path*; never logs it.
+
+        Raises:
+            ProviderUnavailable: the service could not be reached, or kept answering 5xx.
+        """
+        return self._send("POST", path, json.dumps(data).encode(), "application/json")
+
+    def _send(self, method: str, path: str, body: bytes | None,
+              content_type: str = "application/x-www-form-urlencoded") -> Reply:
         url = self.url(path)
         r = self._retry
         attempt: Callable[[], Reply] = backoff.on_exception(
             backoff.expo, _Transient, max_tries=max(1, r.attempts), max_time=r.max_time,
             jitter=backoff.full_jitter, on_backoff=self._log_retry, logger=None,
-            factor=r.first, max_value=r.cap)(lambda: self._once(method, url, body))
+            factor=r.first, max_value=r.cap)(lambda: self._once(method, url, body, content_type))
         try:
             return attempt()
         except _Transient as exc:
             raise ProviderUnavailable(f"{self.provider}: {method} {safe_url(url)} failed: {exc}",
                                       provider=self.provider) from exc
 
-    def _once(self, method: str, url: str, body: bytes | None) -> Reply:
+    def _once(self, method: str, url: str, body: bytes | None, content_type: str) -> Reply:
         request = urllib.request.Request(url, data=body, method=method, headers=dict(self._headers))
         if body is not None:
-            request.add_header("Content-Type", "application/x-www-form-urlencoded")
+            request.add_header("Content-Type", content_type)
         request.add_header("Accept", "application/json")
+        if self.bearer:
+            request.add_header("Authorization", f"Bearer {self.bearer}")
         cookie = self.cookie_line(url)
         if cookie:
             request.add_header("Cookie", cookie)

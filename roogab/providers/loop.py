@@ -33,6 +33,7 @@ class ProviderLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._later: list[Callable[[], None]] = []
 
     @property
     def running(self) -> bool:
@@ -136,6 +137,23 @@ class ProviderLoop:
             loop.call_soon_threadsafe(fn, *args)
         except RuntimeError:  # closed between the check and the call
             logger.debug("%s: call_soon after stop dropped", self.name)
+
+    def coalesce(self, fn: Callable[[], None]) -> None:
+        """Call *fn* once the loop has run the callbacks it has ready now (on the loop thread);
+        from any other thread, call it at once. Turns use it to wake their reader once for all
+        the events one busy loop iteration delivered, not once per event."""
+        loop = self._loop
+        if loop is None or loop.is_closed() or not self.in_loop_thread():
+            fn()
+            return
+        if not self._later:
+            loop.call_soon(self._run_later)
+        self._later.append(fn)
+
+    def _run_later(self) -> None:
+        later, self._later = self._later, []
+        for fn in later:
+            fn()
 
     def _running_loop(self, coro: Coroutine[Any, Any, object]) -> asyncio.AbstractEventLoop:
         loop = self._loop

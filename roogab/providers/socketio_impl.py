@@ -28,9 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-import socketio
-
 from ..config import ProviderProfile
 from ..errors import (
     ConfigError,
@@ -41,27 +38,18 @@ from ..errors import (
     UpstreamError,
 )
 from ._text import safe_url, short
-from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
+from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Traits, Turn
+from .kinds import Context, Kind, NoSettings
 from .loop import ProviderLoop
-from .socketio_errors import socketio_errors
+from .socketio_session import Reconnection, SocketSession
 
-__all__ = ["MultiplexProvider", "Reconnection"]
+__all__ = ["DEMO_KIND", "KIND", "MultiplexProvider", "Reconnection"]
 
 WIRE = "socket.io"
 
 logger = logging.getLogger(__name__)
 
-
-
-@dataclass(frozen=True)
-class Reconnection:
-    """python-socketio's reconnection schedule: delays double from ``delay`` up to
-    ``delay_max``, ± ``jitter`` seconds; after ``attempts`` failed tries it gives up."""
-
-    attempts: int = 8
-    delay: float = 0.5
-    delay_max: float = 5.0
-    jitter: float = 0.25
+TRAITS = Traits(keeps_conversations=True, stream="snapshots")
 
 
 @dataclass(eq=False)
@@ -88,32 +76,28 @@ class MultiplexProvider:
 
     def __init__(self, profile: ProviderProfile, loop: ProviderLoop, *, connect_timeout: float = 10.0,
                  headers: Mapping[str, str] | None = None,
-                 reconnection: Reconnection = Reconnection()) -> None:
+                 reconnection: Reconnection | None = None) -> None:
         if urlsplit(profile.url).scheme not in ("http", "https", "ws", "wss"):
             raise ConfigError(f"providers.{profile.name}.url", "must be an http(s) or ws(s) URL")
         self.profile = profile
         self.name = profile.name
-        self.max_message_chars = profile.max_message_chars
+        self.traits = TRAITS
+        self.max_message_chars = TRAITS.message_limit(profile.max_message_chars)
         self._ev = profile.events
         self._loop = loop
         self._connect_timeout = connect_timeout
         self._headers = dict(headers or {})
-        self._reconnection = reconnection
         self._where = safe_url(profile.url)
         self._health = Health(ready=False, connected=False, since=time.time())
         # Everything below is touched only on the provider loop's thread.
-        self._client: socketio.AsyncClient | None = None
-        self._http: aiohttp.ClientSession | None = None
-        self._connected: asyncio.Event | None = None
+        self._socket = SocketSession(self.name, self._where, reconnection or Reconnection(), self._handlers(), on_connect=self._on_connect,
+                                     on_disconnect=self._on_disconnect, on_failure=self._on_failure)
         self._connect_lock: asyncio.Lock | None = None
         self._creating: dict[str, _Flight] = {}
         self._flights: dict[str, _Flight] = {}
         self._known: set[str] = set()
         self._subscribed: set[str] = set()
         self._draining: dict[str, asyncio.Event] = {}
-        self._reconnecting = False
-        self._failed_attempts = 0
-        self._closing = False
         self._closed = False
 
     # -- the Provider protocol (request threads) -------------------------------------------
@@ -137,7 +121,7 @@ class MultiplexProvider:
     def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
         """Start a turn: create a conversation (``handle=None``) or continue one; never blocks."""
         flight = _Flight(handle)
-        turn = flight.turn = Turn(self.name, deadlines,
+        turn = flight.turn = Turn(self.name, deadlines, defer=self._loop.coalesce,
                                   on_cancel=functools.partial(self._loop.call_soon, self._abandon, flight))
         self._loop.start_turn(turn, self._begin(flight, model, text, deadlines))
         return turn
@@ -156,78 +140,36 @@ class MultiplexProvider:
 
     # -- connection (loop thread) ------------------------------------------------------
 
-    def _new_client(self, http: aiohttp.ClientSession) -> socketio.AsyncClient:
-        r = self._reconnection
-        # Our own HTTP session, so a failed connect leaves nothing unclosed behind.
-        client = socketio.AsyncClient(
-            reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
-            reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
-            handle_sigint=False, logger=False, engineio_logger=False, http_session=http)
+    def _handlers(self) -> dict[str, Any]:
         ev = self._ev
-        client.on("connect", self._on_connect)
-        client.on("disconnect", self._on_disconnect)
-        client.on("connect_error", self._on_connect_error)
-        client.on(ev.created, self._on_created)
-        client.on(ev.delta, self._on_delta)
-        client.on(ev.snapshot, self._on_snapshot)
-        client.on(ev.end, self._on_end)
-        client.on(ev.error, self._on_error)
-        return client
+        return {ev.created: self._on_created, ev.delta: self._on_delta, ev.snapshot: self._on_snapshot,
+                ev.end: self._on_end, ev.error: self._on_error}
 
     async def _connect(self) -> None:
-        if self._client is None:
-            self._connected = asyncio.Event()
+        if self._connect_lock is None:
             self._connect_lock = asyncio.Lock()
-            self._client = self._new_client(await self._open_http())
-        assert self._connect_lock is not None
         async with self._connect_lock:
-            self._closing = self._closed = False
-            if self._client.connected:
+            self._closed = False
+            if self._socket.connected.is_set():
                 return
             try:
-                with socketio_errors(self.name, f"cannot connect to {self._where}"):
-                    await self._client.connect(
-                        self.profile.url, headers=self._headers, transports=["websocket"],
-                        socketio_path=self._ev.socketio_path, wait_timeout=self._connect_timeout)
+                await self._socket.open(self.profile.url, headers=self._headers, timeout=self._connect_timeout,
+                                        socketio_path=self._ev.socketio_path)
             except ProviderUnavailable as exc:
                 self._set_health(connected=False, error=str(exc))
                 raise
-
-    async def _open_http(self) -> aiohttp.ClientSession:
-        self._http = aiohttp.ClientSession()
-        return self._http
 
     async def _ensure_connected(self) -> None:
         """Wait for python-socketio's reconnection, or connect once when it is not trying."""
         if self._closed:
             raise ProviderUnavailable(f"{self.name}: the provider was closed", provider=self.name)
-        client = self._client
-        if client is not None and client.connected:
-            return
-        if client is None or not self._reconnecting:
-            await self._connect()
-            return
-        assert self._connected is not None
-        try:
-            await asyncio.wait_for(self._connected.wait(), self._connect_timeout)
-        except asyncio.TimeoutError:
-            # python-socketio gave up without our noticing (it does not always say so):
-            # one direct attempt, which fails fast when the service is down.
-            self._reconnecting = False
-            await self._connect()
+        await self._socket.ensure(self._connect, self._connect_timeout)
 
     async def _shutdown(self) -> None:
-        self._closing = self._closed = True
-        if self._client is not None:
-            with socketio_errors(self.name, "disconnect"):
-                await self._client.shutdown()
-            self._client = None  # a later start() builds a fresh client and HTTP session
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+        self._closed = True
+        await self._socket.drop()  # a later start() opens a fresh client and HTTP session
         self._fail_all(lambda f: ProviderUnavailable(f"{self.name}: the provider was closed",
                                                      provider=self.name))
-        self._reconnecting = False
         self._set_health(connected=False, error=None)
 
     def _set_health(self, *, connected: bool, error: str | None) -> None:
@@ -236,35 +178,21 @@ class MultiplexProvider:
                               since=time.time())
 
     async def _on_connect(self) -> None:
-        assert self._connected is not None
-        self._connected.set()
-        self._reconnecting, self._failed_attempts = False, 0
         self._set_health(connected=True, error=None)
         rooms = [self._room(cid) for cid in sorted(self._known)]
         self._subscribed = set(self._known)
         if rooms:
-            await self._emit_quietly(self._ev.subscribe, rooms)
+            await self._socket.emit_quietly(self._ev.subscribe, rooms)
 
-    def _on_disconnect(self, reason: object = None) -> None:
-        assert self._connected is not None
-        self._connected.clear()
+    def _on_disconnect(self, reason: object) -> None:
         self._subscribed.clear()
-        final = (socketio.AsyncClient.reason.CLIENT_DISCONNECT, socketio.AsyncClient.reason.SERVER_DISCONNECT)
-        self._reconnecting = not self._closing and reason not in final
-        self._failed_attempts = 0
-        self._set_health(connected=False, error=None if self._closing else f"disconnected: {reason}")
-        if self._closing:
-            return
+        self._set_health(connected=False, error=f"disconnected: {reason}")
         self._fail_all(lambda f: ProviderDisconnected(
             f"{self.name}: the connection to {self._where} dropped in the middle of a reply ({reason})",
             provider=self.name, partial=f.text()))
 
-    def _on_connect_error(self, data: object = None) -> None:
-        self._failed_attempts += 1
-        if self._failed_attempts >= self._reconnection.attempts > 0:
-            self._reconnecting = False
-        message = data.get("message") if isinstance(data, dict) else data
-        self._set_health(connected=False, error=f"connect failed: {short(message)}")
+    def _on_failure(self, message: str) -> None:
+        self._set_health(connected=False, error=message)
 
     def _fail_all(self, error: Any) -> None:
         flights = list(self._creating.values()) + list(self._flights.values())
@@ -296,7 +224,7 @@ class MultiplexProvider:
         self._creating[flight.ref] = flight
         payload = {ev.prompt_field: text, ev.model_field: model, ev.ref_field: flight.ref}
         flight.turn.frame("out", WIRE, ev.create, payload)
-        await self._emit(ev.create, payload)
+        await self._socket.emit(ev.create, payload)
 
     async def _continue(self, flight: _Flight, cid: str, text: str, deadlines: Deadlines) -> None:
         ev = self._ev
@@ -307,9 +235,9 @@ class MultiplexProvider:
         if cid not in self._subscribed:
             self._subscribed.add(cid)
             flight.turn.frame("out", WIRE, ev.subscribe, [self._room(cid)])
-            await self._emit(ev.subscribe, [self._room(cid)])
+            await self._socket.emit(ev.subscribe, [self._room(cid)])
         flight.turn.frame("out", WIRE, ev.send, {ev.prompt_field: text, ev.conversation_field: cid})
-        await self._emit(ev.send, {ev.prompt_field: text, ev.conversation_field: cid})
+        await self._socket.emit(ev.send, {ev.prompt_field: text, ev.conversation_field: cid})
 
     def _supersede(self, cid: str) -> None:
         """A new turn in *cid* means its caller gave up on the old one (turns are serialised
@@ -357,21 +285,8 @@ class MultiplexProvider:
     async def _forget(self, handle: str) -> None:
         self._known.discard(handle)
         self._subscribed.discard(handle)
-        if self._client is not None and self._client.connected:
-            await self._emit_quietly(self._ev.delete, {self._ev.conversation_field: handle})
-
-    async def _emit(self, event: str, data: object) -> None:
-        if self._client is None:
-            raise ProviderUnavailable(f"{self.name}: not started", provider=self.name)
-        with socketio_errors(self.name, f"sending {event}"):
-            await self._client.emit(event, data)
-
-    async def _emit_quietly(self, event: str, data: object) -> None:
-        """Emit where a failure has nobody to report to; the disconnect handler tells the turns."""
-        try:
-            await self._emit(event, data)
-        except UpstreamError as exc:
-            logger.info("%s", exc)
+        if self._socket.connected.is_set():
+            await self._socket.emit_quietly(self._ev.delete, {self._ev.conversation_field: handle})
 
     def _room(self, cid: str) -> str:
         return self._ev.room.format(id=cid)
@@ -389,14 +304,14 @@ class MultiplexProvider:
         flight.conversation = cid
         flight.turn.frame("in", WIRE, ev.created, data)
         if flight.turn.cancelled:  # nobody will ever know this handle: delete it again
-            await self._emit_quietly(ev.delete, {ev.conversation_field: cid})
+            await self._socket.emit_quietly(ev.delete, {ev.conversation_field: cid})
             return
         self._flights[cid] = flight
         self._known.add(cid)
         self._subscribed.add(cid)
         flight.turn.put(Created(cid))
         flight.turn.frame("out", WIRE, ev.subscribe, [self._room(cid)])
-        await self._emit_quietly(ev.subscribe, [self._room(cid)])
+        await self._socket.emit_quietly(ev.subscribe, [self._room(cid)])
 
     def _only_creating(self) -> _Flight | None:
         """A ``created`` without a ref matches only when exactly one create is pending."""
@@ -465,3 +380,18 @@ class MultiplexProvider:
         else:
             flight.turn.put(ProviderRejected(
                 f"{self.name}: the service refused the turn ({short(code)}): {message}", provider=self.name))
+
+
+def _build(profile: ProviderProfile, settings: NoSettings, context: Context) -> MultiplexProvider:
+    return MultiplexProvider(profile, context.loop, connect_timeout=context.connect_timeout)
+
+
+def _build_demo(profile: ProviderProfile, settings: NoSettings, context: Context) -> MultiplexProvider:
+    if not profile.url:
+        raise ConfigError("providers", "no chat service is configured: add a [[providers]] table to "
+                          "the --config file (see docs/providers.md), or try `roogab demo`")
+    return _build(profile, settings, context)
+
+
+KIND = Kind("socketio", TRAITS, NoSettings, _build)
+DEMO_KIND = Kind("demo", TRAITS, NoSettings, _build_demo)

@@ -18,6 +18,7 @@ translates them.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -42,12 +43,14 @@ from ..errors import (
     UpstreamError,
 )
 from ._text import safe_url, short
-from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
-from .loop import ProviderLoop
+from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Traits, Turn
+from .kinds import Context, Kind, NoSettings
 
 __all__ = ["DEFAULT_MODEL", "WebSocketProvider"]
 
 logger = logging.getLogger(__name__)
+
+TRAITS = Traits(keeps_conversations=True, stream="deltas")
 
 DEFAULT_MODEL = "default"
 _SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
@@ -281,20 +284,17 @@ def _suppressed(provider: str, action: str) -> Iterator[None]:
 class WebSocketProvider:
     """A plain-WebSocket JSON chat service; one connection per conversation.
 
-    *loop* is not used (websocket-client runs on its own reader threads); it is accepted so
-    every provider is built the same way.
-
     Raises (from ``__init__``):
         ConfigError: the profile's URL is not an http(s) or ws(s) URL.
     """
 
-    def __init__(self, profile: ProviderProfile, loop: ProviderLoop | None = None, *,
-                 connect_timeout: float = 10.0) -> None:
+    def __init__(self, profile: ProviderProfile, *, connect_timeout: float = 10.0) -> None:
         self.profile = profile
         self.name = profile.name
-        self.max_message_chars = profile.max_message_chars
         self.frames: WebSocketFrames = profile.frames
         self.cumulative = profile.stream == "cumulative"
+        self.traits = dataclasses.replace(TRAITS, stream="snapshots" if self.cumulative else "deltas")
+        self.max_message_chars = self.traits.message_limit(profile.max_message_chars)
         self.url = socket_url(profile)
         self.where = safe_url(self.url)
         self._connect_timeout = connect_timeout
@@ -443,3 +443,10 @@ class WebSocketProvider:
             return
         self._health = Health(ready=connected, connected=connected,
                               last_error=error if error is not None else old.last_error, since=time.time())
+
+
+def _build(profile: ProviderProfile, settings: NoSettings, context: Context) -> WebSocketProvider:
+    return WebSocketProvider(profile, connect_timeout=context.connect_timeout)
+
+
+KIND = Kind("websocket", TRAITS, NoSettings, _build)

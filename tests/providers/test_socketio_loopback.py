@@ -94,7 +94,7 @@ def test_five_thousand_fast_tokens_arrive_complete_and_in_order(
         provider: MultiplexProvider, demo: DemoChatService) -> None:
     text = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=5000))
     demo.push(ScriptedReply(text, chunk=1, delay_ms=0))
-    _, got = create(provider)
+    _, got = create(provider)  # how long it takes is bench_load's business, not a test's
     assert sum(isinstance(e, Delta) for e in got) == 5000
     assert deltas(got) == text and got[-1] == Done(text)
 

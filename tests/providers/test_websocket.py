@@ -103,7 +103,7 @@ def cat() -> Iterator[tuple[CatService, str]]:
 
 def make(url: str, **changes: object) -> WebSocketProvider:
     profile = replace(ProviderProfile(name="cat", kind="websocket", url=url, models=()), **changes)  # type: ignore[arg-type]
-    return WebSocketProvider(profile, None, connect_timeout=2.0)
+    return WebSocketProvider(profile, connect_timeout=2.0)
 
 
 @pytest.fixture

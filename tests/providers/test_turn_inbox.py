@@ -1,0 +1,121 @@
+"""The turn inbox: everything queued handed over at once, the reader woken only when it waits."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from roogab.errors import ProviderRejected
+from roogab.providers.base import Deadlines, Delta, Done, ProviderEvent, Turn
+from roogab.providers.loop import ProviderLoop
+
+LONG = Deadlines(first_token=30, silence=30, total=60)
+
+
+def _reader(turn: Turn, out: list[ProviderEvent | None], tick: float = 5.0) -> threading.Thread:
+    thread = threading.Thread(target=lambda: out.extend(turn.events(tick, merge=True)), daemon=True)
+    thread.start()
+    return thread
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 10
+    while not condition():
+        assert time.monotonic() < deadline, "the reader never started waiting"
+        time.sleep(0.001)
+
+
+def _text(events: list[ProviderEvent | None]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Delta))
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=300))
+def test_deltas_from_another_thread_arrive_once_in_order(pauses: list[int]) -> None:
+    turn = Turn("t", LONG)
+    out: list[ProviderEvent | None] = []
+    reader = _reader(turn, out)
+    for k, pause in enumerate(pauses):
+        turn.put(Delta(f"{k};"))
+        if pause == 3:
+            time.sleep(0.0005)  # let the reader catch up and wait again now and then
+    turn.put(Done())
+    reader.join(10)
+    assert _text(out) == "".join(f"{k};" for k in range(len(pauses)))
+    assert out[-1] == Done()
+
+
+def test_a_waiting_reader_is_rung_once_for_a_burst() -> None:
+    rings: list[Callable[[], None]] = []
+    turn = Turn("t", LONG, defer=rings.append)
+    out: list[ProviderEvent | None] = []
+    reader = _reader(turn, out)
+    _until(lambda: turn._waiting)
+    for piece in ("a", "b", "c"):
+        turn.put(Delta(piece))
+    assert len(rings) == 1 and not out  # one ring scheduled, not yet run: the reader still waits
+    rings.pop()()
+    _until(lambda: len(out) == 1)
+    turn.put(Done())
+    assert len(rings) == 1
+    rings.pop()()
+    reader.join(10)
+    assert out == [Delta("abc"), Done()]
+
+
+def test_a_ring_that_never_runs_delays_but_loses_nothing() -> None:
+    dropped: list[Callable[[], None]] = []
+    turn = Turn("t", LONG, defer=dropped.append)
+    out: list[ProviderEvent | None] = []
+    reader = _reader(turn, out, tick=0.05)
+    _until(lambda: turn._waiting)
+    turn.put(Delta("a"))
+    _until(lambda: _text(out) == "a")
+    _until(lambda: turn._waiting)
+    turn.put(Delta("b"))
+    turn.put(Done())
+    reader.join(10)
+    assert _text(out) == "ab" and out[-1] == Done() and len(dropped) == 2
+
+
+def test_cancel_wakes_a_waiting_reader_and_later_puts_are_dropped() -> None:
+    turn = Turn("t", LONG)
+    out: list[ProviderEvent | None] = []
+    reader = _reader(turn, out)
+    _until(lambda: turn._waiting)
+    turn.cancel()
+    reader.join(10)
+    assert not reader.is_alive() and out == [] and turn.cancelled
+    turn.put(Delta("late"))
+    assert turn._items == []
+
+
+def test_a_failure_after_deltas_in_one_batch_comes_after_them() -> None:
+    turn = Turn("t", LONG)
+    turn.put(Delta("a"))
+    turn.put(Delta("b"))
+    turn.put(ProviderRejected("no", provider="t"))
+    events = turn.events(1.0, merge=True)
+    assert next(events) == Delta("ab")
+    with pytest.raises(ProviderRejected):
+        next(events)
+
+
+def test_coalesce_runs_after_the_loop_callback_that_asked(provider_loop: ProviderLoop) -> None:
+    order: list[str] = []
+
+    def burst() -> None:
+        provider_loop.coalesce(lambda: order.append("ring 1"))
+        provider_loop.coalesce(lambda: order.append("ring 2"))
+        order.append("callback")
+
+    provider_loop.call_soon(burst)
+    _until(lambda: len(order) == 3)
+    assert order == ["callback", "ring 1", "ring 2"]
+    provider_loop.coalesce(lambda: order.append("now"))  # not the loop thread: at once
+    assert order[-1] == "now"
