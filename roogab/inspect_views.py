@@ -85,7 +85,7 @@ def matches(turn: dict[str, Any], query: str) -> bool:
 def frame_json(frame: Frame, started_at: float) -> dict[str, Any]:
     """One wire frame: milliseconds into the turn, direction, kind, event name, payload (JSON)."""
     return {"ms": max(0, int((frame.at - started_at) * 1000)), "direction": frame.direction,
-            "kind": frame.kind, "name": frame.name, "payload": frame.payload}
+            "kind": frame.kind, "name": frame.name, "payload": str(frame.payload)}
 
 
 def view(turn: dict[str, Any]) -> dict[str, Any]:

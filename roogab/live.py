@@ -15,7 +15,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 
-from .providers.base import WIRE_FRAMES, WIRE_PAYLOAD_CHARS, Frame
+from .providers.base import WIRE_FRAMES, WIRE_PAYLOAD_CHARS, Frame, shown
 
 __all__ = ["LiveTurn", "LiveTurns", "TurnNote"]
 
@@ -102,12 +102,12 @@ class LiveTurns:
             turn = self._turns.get(turn_id)
             wires = turn.wires if turn is not None else self._wires.get(turn_id, ())
             frames = [f for w in wires for f in list(w)]
-        return [replace(f, payload=self.redact(f.payload)) for f in frames]
+        return [replace(f, payload=shown(f.payload, self.redact)) for f in frames]
 
     def to_agent(self, turn_id: str, chunk: str) -> None:
         """A piece of the stream sent to the agent (an SSE event): kept for the last turns."""
         name = chunk.partition("\n")[0].removeprefix("event: ") if chunk.startswith("event: ") else "data"
-        frame = Frame(time.time(), "agent", "sse", name, chunk[:WIRE_PAYLOAD_CHARS])
+        frame = Frame(time.time(), "agent", "sse", name, chunk)
         with self._lock:
             frames = self._to_agent.get(turn_id)
             if frames is None:
@@ -120,7 +120,7 @@ class LiveTurns:
         """The SSE events sent to the agent for a turn, in order (redacted); [] when gone."""
         with self._lock:
             frames = list(self._to_agent.get(turn_id, ()))
-        return [replace(f, payload=self.redact(f.payload)) for f in frames]
+        return [replace(f, payload=_cut(self.redact(str(f.payload)))) for f in frames]
 
     def answered_by(self, conversation_id: str) -> str | None:
         """The turn whose answer the conversation's retry record holds, if known."""
@@ -141,3 +141,9 @@ class LiveTurns:
             turn = self._turns.get(turn_id)
             if turn is not None:
                 self._turns[turn_id] = change(turn)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= WIRE_PAYLOAD_CHARS:
+        return text
+    return text[:WIRE_PAYLOAD_CHARS] + f"… [{len(text) - WIRE_PAYLOAD_CHARS} more characters]"

@@ -125,13 +125,34 @@ WIRE_PAYLOAD_CHARS = 1000
 class Frame:
     """One frame exchanged with the chat service, for the inspector's wire view: when, which way
     (``out`` to the service, ``in`` from it), what kind (``socket.io`` …), the event name, and
-    the payload as JSON (cut to ``WIRE_PAYLOAD_CHARS``; redacted when read)."""
+    the payload as the library gave it (``shown`` makes it text: redacted first, then cut)."""
 
     at: float
     direction: str
     kind: str
     name: str
-    payload: str
+    payload: object
+
+
+def shown(payload: object, redact: Callable[[str], str]) -> str:
+    """A frame's payload as the inspector shows it: every string redacted, then long strings
+    cut in the middle, then JSON (redacting before cutting: a cut never leaves half a secret)."""
+    text = json.dumps(_cut_strings(_redact_strings(payload, redact)), ensure_ascii=False, default=repr)
+    if len(text) > WIRE_PAYLOAD_CHARS:
+        text = text[:WIRE_PAYLOAD_CHARS] + f"… [{len(text) - WIRE_PAYLOAD_CHARS} more characters]"
+    return text
+
+
+def _redact_strings(value: object, redact: Callable[[str], str], depth: int = 0) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 8:
+        return redact(repr(value))
+    if isinstance(value, dict):
+        return {redact(str(k)): _redact_strings(v, redact, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_strings(v, redact, depth + 1) for v in value]
+    return value if isinstance(value, (int, float, bool)) or value is None else redact(repr(value))
 
 
 def _cut_strings(value: object, depth: int = 0) -> object:
@@ -181,14 +202,8 @@ class Turn:
         self.wire: deque[Frame] = deque(maxlen=WIRE_FRAMES)
 
     def frame(self, direction: str, kind: str, name: str, payload: object) -> None:
-        """Note a frame of this turn (safe from any thread)."""
-        try:
-            text = json.dumps(_cut_strings(payload), ensure_ascii=False, default=repr)
-        except ValueError:
-            text = repr(payload)
-        if len(text) > WIRE_PAYLOAD_CHARS:
-            text = text[:WIRE_PAYLOAD_CHARS] + f"… [{len(text) - WIRE_PAYLOAD_CHARS} more characters]"
-        self.wire.append(Frame(time.time(), direction, kind, name, text))
+        """Note a frame of this turn (safe from any thread); its payload is kept as given."""
+        self.wire.append(Frame(time.time(), direction, kind, name, payload))
 
     @property
     def cancelled(self) -> bool:
