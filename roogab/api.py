@@ -254,8 +254,17 @@ def _check_host(config: Config) -> None:
                             "(add the name to allowed_hosts to permit it)")
 
 
+def _is_signin() -> bool:
+    return request.endpoint == "inspect.signin"
+
+
+def _wants_html() -> bool:
+    """A browser (it prefers a page to JSON): sent to the sign-in form rather than given a 401."""
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
 def _check_key(config: Config) -> BaseResponse | None:
-    if not config.api_keys or request.blueprint not in PROTECTED_BLUEPRINTS or request.endpoint == "inspect.signin":
+    if not config.api_keys or request.blueprint not in PROTECTED_BLUEPRINTS or _is_signin():
         return None
     token = _bearer().encode()
     matches = [hmac.compare_digest(token, key.encode()) for key in config.api_keys]
@@ -264,7 +273,7 @@ def _check_key(config: Config) -> BaseResponse | None:
     if request.blueprint == "inspect":
         if inspect_auth.valid(request.cookies.get(inspect_auth.COOKIE, ""), config.api_keys):
             return None
-        if request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html":
+        if _wants_html():
             return redirect(url_for("inspect.signin", next=request.full_path.rstrip("?")))
     raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
                            "or 'x-api-key: <key>'")

@@ -114,7 +114,8 @@ def signin() -> BaseResponse | tuple[str, int]:
     if request.method == "GET":
         return render_template("signin.html", target=target, problem=None, keyed=bool(config.api_keys)), 200
     key = request.form.get("key", "")
-    if config.api_keys and not any(hmac.compare_digest(key.encode(), k.encode()) for k in config.api_keys):
+    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in config.api_keys]
+    if config.api_keys and not any(matches):
         return render_template("signin.html", target=target, problem="That is not one of the configured keys.",
                                keyed=True), 401
     response = redirect(target, code=303)
