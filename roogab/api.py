@@ -44,6 +44,7 @@ from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .protocols.messages_request import count_texts, parse_request
 from .registry import thread_key
+from .revival import Revival
 from .service import ChatService
 from .store import Store
 from .wire import model_list
@@ -66,6 +67,7 @@ class AppState:
     config: Config
     service: ChatService
     started: float
+    revival: Revival
 
 
 def _state() -> AppState:
@@ -133,12 +135,21 @@ def models() -> dict[str, Any]:
 def healthz() -> tuple[dict[str, Any], int]:
     """This instance, its store and per-provider readiness; 503 when no provider is usable or the
     store does not answer."""
-    service = _state().service
-    providers = {}
+    state = _state()
+    service = state.service
+    providers: dict[str, dict[str, Any]] = {}
     for name, provider in service.providers.items():
         h = provider.health()
+        pace = state.service.outbox.pacer(name).state()
+        revival = state.revival.state(name)
         providers[name] = {"ready": h.ready, "connected": h.connected, "logged_in": h.logged_in,
-                           "last_error": h.last_error, "since": iso_time(h.since)}
+                           "last_error": h.last_error, "since": iso_time(h.since),
+                           "retrying": revival is not None and revival.retrying and not h.ready,
+                           "turns": {"running": pace.running, "queued": pace.queued,
+                                     "max_concurrent": pace.max_concurrent_turns,
+                                     "min_interval": pace.min_interval}}
+        if revival is not None and revival.retrying and not h.ready:
+            providers[name]["retry"] = {"attempts": revival.attempts, "next_attempt_in": revival.next_attempt_in}
     store = _store_health(service.registry.store)
     ready = any(p["ready"] for p in providers.values()) and store["ok"]
     return {"status": "ok" if ready else "unavailable", "instance": service.registry.instance,
@@ -159,12 +170,27 @@ def index() -> Response | str:
     state = _state()
     base = request.host_url.rstrip("/")
     key_hint = "one of the configured keys" if state.config.api_keys else "any text (no keys configured)"
-    settings = client_settings(base, [m for m, _ in state.service.models()], key_hint)
+    models = [m for m, _ in state.service.models()]
+    settings = client_settings(base, models, key_hint) if models else NO_MODELS
+    health = {name: p.health() for name, p in state.service.providers.items()}
+    down = {name: _down_line(name, h.last_error, state.revival) for name, h in health.items() if not h.ready}
     if request.accept_mimetypes.best_match(["text/plain", "text/html"]) == "text/html":
-        health = {name: p.health() for name, p in state.service.providers.items()}
         return render_template("index.html", settings=settings, providers=health, iso_time=iso_time,
-                               down=[n for n, h in health.items() if not h.ready])
-    return Response("RooGab is running.\n\n" + settings + "\n", mimetype="text/plain")
+                               down=down)
+    lines = "".join(line + "\n" for line in down.values())
+    return Response("RooGab is running.\n\n" + (lines + "\n" if lines else "") + settings + "\n",
+                    mimetype="text/plain")
+
+
+NO_MODELS = ("No model is available yet: no chat service could be reached. RooGab keeps trying in "
+             "the background; reload this page once /healthz says a service is ready.")
+
+
+def _down_line(name: str, error: str | None, revival: Revival) -> str:
+    """One line for a service that is not ready: why, and whether RooGab is still trying."""
+    state = revival.state(name)
+    retrying = f" (retrying in the background, {state.attempts} attempts so far)" if state and state.retrying else ""
+    return f"{name} is not ready{retrying}: {error or 'not started'}"
 
 
 def iso_time(timestamp: float) -> str | None:

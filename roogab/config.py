@@ -32,7 +32,7 @@ __all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "de
 StoreKind = Literal["memory", "sqlite", "postgres"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
-ContentFormat = Literal["markdown", "html"]
+ContentFormat = Literal["auto", "markdown", "html"]
 StreamMode = Literal["delta", "cumulative"]
 
 ENV_PREFIX = "ROOGAB_"
@@ -96,8 +96,11 @@ class ProviderProfile:
     url: str = ""
     models: tuple[str, ...] = ("gab-1", "gab-2")
     context_length: int = 128_000
-    max_message_chars: int = 0                # 0 = no limit
-    content: ContentFormat = "markdown"       # how replies arrive: markdown text or rendered HTML
+    max_message_chars: int = 0                # 0 = the kind's limit (none for most kinds)
+    max_parts: int = 10                       # a longer prompt is refused before anything is sent
+    min_interval: float = 0.0                 # seconds between two messages sent to the service
+    max_concurrent_turns: int = 0             # 0 = no limit; more turns wait in a queue
+    content: ContentFormat = "auto"           # replies arrive as markdown, rendered HTML, or auto: detect
     stream: StreamMode = "delta"              # websocket kind: pieces or whole-so-far snapshots
     username: str = ""
     password_env: str = ""
@@ -130,6 +133,7 @@ class Config:
     max_turn_bytes: int = 64 * MIB            # ... and by size
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
     connect_timeout: float = 10.0
+    retry_max_delay: float = 30.0             # longest wait between two tries to reach a service that is down
     first_token_timeout: float = 120.0
     silence_timeout: float = 60.0
     reply_timeout: float = 600.0
@@ -270,9 +274,13 @@ def _profile(index: int, raw: Any, env: Mapping[str, str]) -> ProviderProfile:
             raise ConfigError(f"{where}.{key}", f"must be one of {', '.join(get_args(kind))}")
     if "models" in kwargs:
         kwargs["models"] = _coerce(f"{where}.models", "tuple", kwargs["models"])
-    for key in ("context_length", "max_message_chars"):
+    for key in ("context_length", "max_message_chars", "max_parts", "max_concurrent_turns"):
         if key in kwargs:
             kwargs[key] = _number(f"{where}.{key}", kwargs[key], int)
+    if "min_interval" in kwargs:
+        kwargs["min_interval"] = _number(f"{where}.min_interval", kwargs["min_interval"], float)
+    if kwargs.get("max_parts") == 0:
+        raise ConfigError(f"{where}.max_parts", "must be at least 1")
     kind = kwargs.get("kind", "demo")
     if kind != "demo":
         kwargs.setdefault("models", ())  # discovered where the kind can; the demo's names are its own

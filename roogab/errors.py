@@ -14,7 +14,8 @@ message that is safe to show to the client: no cookie, password or key ever goes
     │   ├── ModelNotFound          404  code "model_not_found"
     │   ├── ConversationNotFound   404
     │   ├── MethodNotAllowed       405
-    │   └── PayloadTooLarge        413
+    │   ├── PayloadTooLarge        413
+    │   └── PromptTooLarge         400  context_length_exceeded: more than the service takes, even in parts
     ├── UpstreamError              502  upstream_error; .provider
     │   ├── ProviderUnavailable    503  connect/handshake failed, or reconnect gave up
     │   ├── ProviderTimeout        504  no complete reply before a deadline
@@ -42,6 +43,7 @@ __all__ = [
     "NotFound",
     "ParserClosedError",
     "PayloadTooLarge",
+    "PromptTooLarge",
     "ProviderDisconnected",
     "ProviderRejected",
     "ProviderTimeout",
@@ -135,6 +137,16 @@ class PayloadTooLarge(RequestError):
 
     status = 413
     code = "request_too_large"
+
+
+class PromptTooLarge(RequestError):
+    """The prompt is longer than the chat service takes, even split into parts; nothing was sent.
+
+    OpenAI's own code for a prompt over the context window, which agents treat as final rather
+    than retrying it (Codex, for one: agents-wire.md).
+    """
+
+    code = "context_length_exceeded"
 
 
 class UpstreamError(RooGabError):

@@ -65,7 +65,7 @@ class PromptBook:
 
     def format_prompt(self, request: ChatRequest) -> str:
         """The response-format prompt: the envelope, the tools, worked examples."""
-        tools = request.tools if request.native_tools or request.tools else ()
+        tools = request.offered_tools
         section = self.fill("tools", tools="\n\n".join(_signature(t) for t in tools)) if tools \
             else self.fill("no_tools")
         if request.unavailable:
@@ -148,9 +148,9 @@ def _call_names(request: ChatRequest) -> dict[str, str]:
 
 
 def _names(request: ChatRequest) -> str:
-    if not request.tools:
+    if not request.offered_tools:
         return ""
-    return "; tools: " + ", ".join(t.name for t in request.tools)
+    return "; tools: " + ", ".join(t.name for t in request.offered_tools)
 
 
 def _example_target(tools: Sequence[ToolSpec]) -> tuple[str, str]:

@@ -20,7 +20,7 @@ from .app import create_app
 from .config import Config, ProviderProfile
 from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
-from .errors import UpstreamError
+from .errors import ProviderUnavailable, UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
 from .live import LiveTurns
@@ -29,6 +29,7 @@ from .providers.base import Provider
 from .providers.loop import ProviderLoop
 from .redact import Redactor
 from .registry import Registry
+from .revival import Revival
 from .server import Server
 from .store import Store, open_store
 from .turnlog import TurnLogWriter
@@ -55,6 +56,7 @@ class Running:
     turn_log: TurnLogWriter
     housekeeper: Housekeeper
     demo: DemoChatService | None = None
+    revival: Revival = field(default_factory=Revival)
     _closed: bool = field(default=False, repr=False)
 
     @property
@@ -74,6 +76,7 @@ class Running:
             return
         self._closed = True
         self.server.close()
+        self.revival.close()
         self.registry.close()
         self.turn_log.close()
         self.housekeeper.stop()
@@ -111,13 +114,16 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
     loop = ProviderLoop()
     loop.start()
     providers: dict[str, Provider] = {}
+    revival = Revival(max_delay=config.retry_max_delay)
     try:
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
-            _start_provider(providers[profile.name], strict=demo is not None)
-        app = create_app(config, providers, registry=registry, live=LiveTurns(redact=redactor.redact))
+            _start_provider(providers[profile.name], revival, strict=demo is not None)
+        app = create_app(config, providers, registry=registry, revival=revival,
+                         live=LiveTurns(redact=redactor.redact))
         server = Server(app, config.host, config.port, threads=config.threads)
     except BaseException:
+        revival.close()
         for provider in providers.values():
             provider.close()
         loop.stop()
@@ -126,7 +132,7 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
     housekeeper.start()
     server.start()
     log.info("serving on %s as %s (store: %s)", server.url, registry.instance, _where(config))
-    return Running(config, app, server, loop, providers, store, turn_log, housekeeper, demo)
+    return Running(config, app, server, loop, providers, store, turn_log, housekeeper, demo, revival)
 
 
 def build_registry(config: Config, store: Store, turn_log: TurnLogWriter) -> Registry:
@@ -141,15 +147,18 @@ def build_registry(config: Config, store: Store, turn_log: TurnLogWriter) -> Reg
                     portable=portable, instance=instance)
 
 
-def _start_provider(provider: Provider, *, strict: bool) -> None:
+def _start_provider(provider: Provider, revival: Revival, *, strict: bool) -> None:
     """Connect and log in. A service that fails is reported and stays unhealthy (``/healthz``
-    says why) rather than stopping RooGab, unless *strict* (the bundled demo must work)."""
+    says why) rather than stopping RooGab, unless *strict* (the bundled demo must work); one
+    that cannot be reached is retried in the background until it comes back (``revival``)."""
     try:
         provider.start()
     except UpstreamError as exc:
         if strict:
             raise
         log.error("provider %s is not usable: %s", provider.name, exc)
+        if isinstance(exc, ProviderUnavailable):
+            revival.watch(provider, str(exc))
 
 
 def secrets(config: Config) -> list[str]:

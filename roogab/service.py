@@ -16,17 +16,27 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
-from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
+from .answer import Accumulator, Outcome, outcome_of
+from .delivery import Outbox
+from .envelope import End, Event, Reasoning, Text, ToolCall, check_call
+from .errors import (
+    ConversationGone,
+    ModelNotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ReplyFormatError,
+    RooGabError,
+)
 from .live import LiveTurn, LiveTurns, TurnNote
-from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
+from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
 from .prompt import PromptBook
-from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
+from .providers.base import Created, Deadlines, Done, Provider
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
+from .reply_reader import ReplyReader, Verdict
 from .turnlog import request_summary, turn_record
 from .usage import TokenCache, TokenCounter
-from .wire import ChatRequest, Message, ToolCallRef, Usage
+from .wire import ChatRequest, Usage
 
 __all__ = ["ChatService", "TurnSettings", "published_id"]
 
@@ -34,7 +44,6 @@ log = logging.getLogger(__name__)
 
 O_SERIES = re.compile(r"o([134])")
 CLAUDE_ALIAS = re.compile(r"claude-", re.IGNORECASE)
-ERROR_PAGE_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -44,6 +53,12 @@ class TurnSettings:
     deadlines: Deadlines = field(default_factory=Deadlines)
     tick: float = 1.0
     repair_attempts: int = 1
+    content: tuple[tuple[str, str], ...] = ()  # provider name -> "auto" | "markdown" | "html"
+
+    def html(self, provider: str) -> bool | None:
+        """Whether *provider*'s replies are rendered HTML (None: decide from each reply)."""
+        content = dict(self.content).get(provider, "auto")
+        return None if content == "auto" else content == "html"
 
 
 class ChatService:
@@ -51,12 +66,14 @@ class ChatService:
 
     def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
                  settings: TurnSettings = TurnSettings(), *, tokens: TokenCounter | None = None,
+                 outbox: Outbox | None = None,
                  new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24],
                  live: LiveTurns | None = None) -> None:
         self.providers = dict(providers)
         self.live = live if live is not None else LiveTurns()
         self.registry = registry
         self.prompts = prompts
+        self.outbox = outbox or Outbox(prompts)
         self.settings = settings
         self.tokens = tokens or TokenCounter()
         self.token_cache = TokenCache(self.tokens)
@@ -81,6 +98,11 @@ class ChatService:
         matches = [(n, m) for n, m, _ in catalog.values() if (n, m) == (name, local) or m == model]
         if len(matches) == 1:
             return self.providers[matches[0][0]], matches[0][1]
+        waiting = self.providers.get(name)
+        if waiting is not None and not waiting.models():
+            health = waiting.health()
+            raise ProviderUnavailable(f"{name} has not been reached yet, so its models are not known: "
+                                      f"{health.last_error or 'starting'}", provider=name)
         known = ", ".join(catalog)
         raise ModelNotFound(f"model '{model}' does not exist; available: {known}", param="model")
 
@@ -98,27 +120,26 @@ class ChatService:
         """
         provider, model = self.resolve_model(request.model)
         with self.registry.turn(client, request, provider.name, model) as plan:
-            yield from _Turn(self, plan, request, provider, model, client, note or TurnNote()).run()
+            turn = _Turn(self, plan, request, provider, model, client, note or TurnNote())
+            if plan.recorded is not None:
+                yield from turn.run()
+                return
+            with self.outbox.slot(provider, turn._opening_prompt(), self.settings.tick) as queued:
+                yield from queued
+                yield from turn.run()
 
     def complete(self, request: ChatRequest, client: str, note: TurnNote | None = None) -> Answer:
-        """Run one turn to the end and gather what it yielded."""
+        """Run one turn to the end: the answer a non-streaming agent gets."""
         return Answer.collect(self.run(request, client, note))
 
 
 @dataclass
-class _Reply:
-    """What one provider reply turned into."""
-
-    handle: str | None
-    raw: str = ""
-    snapshots: bool = False
-    problem: str | None = None
-    offset: int = -1
-
-
-@dataclass
 class _Turn:
-    """One turn's state: what was sent, what the agent has already seen."""
+    """One turn: send, read, repair while allowed, replay a lost conversation, record and log.
+
+    ``answer`` is what the agent has been given; ``accepted`` counts the calls of earlier
+    attempts, which are final (design.md §9): a repair continues after them.
+    """
 
     service: ChatService
     plan: Plan
@@ -128,12 +149,11 @@ class _Turn:
     client: str
     note: TurnNote
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
-    texts: list[str] = field(default_factory=list)
-    reasoning: list[str] = field(default_factory=list)
-    calls: list[CallOut] = field(default_factory=list)
+    answer: Accumulator = field(default_factory=Accumulator)
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     repairs: int = 0
+    accepted: int = 0
     usage: Usage | None = None
     repeat: _Repeat | None = None
 
@@ -143,30 +163,31 @@ class _Turn:
         self._begin(started)
         if self.plan.recorded is not None:
             self.note.from_record = self.service.live.answered_by(self.plan.conversation.id) or "unknown"
-            items = from_json(self.plan.recorded)
-            yield from items
-            self._log(started, clock, "retry answered from the record", self.plan.recorded, None)
+            yield from from_json(self.plan.recorded)
+            self._log(started, clock, Outcome.RETRY, self.plan.recorded, None)
             return
-        recorded, error = False, "the agent went away before the turn ended"
+        recorded = False
+        failure: Exception | None = None
         try:
             handle = yield from self._answer()
             self.usage = self._usage()
-            finished = Finished("tool_calls" if self.calls and self.request.native_tools else "stop", self.usage)
-            reply = to_json([TextOut("".join(self.texts)), ReasoningOut("".join(self.reasoning)),
-                             *self.calls, finished])
-            self.service.registry.record(self.plan, handle, _echo_message("".join(self.texts), self.calls),
-                                         reply)
+            calls = self.answer.calls
+            finished = Finished("tool_calls" if calls and self.request.native_tools else "stop", self.usage)
+            reply = self.answer.record(finished)
+            self.service.registry.record(self.plan, handle, self.answer.message(), reply)
             recorded = True
-            self._log(started, clock, "repaired" if self.repairs else "ok", reply, None)
+            self._log(started, clock, outcome_of(None, self.repairs), reply, None)
             yield finished
         except RooGabError as exc:
-            error = f"{type(exc).__name__}: {exc}"
+            failure = exc
             raise
         finally:
             if not recorded:
                 self.service.registry.drop(self.plan)
-                verdict = "non_compliant" if error.startswith("ReplyFormatError") else "failed"
-                self._log(started, clock, verdict, to_json([TextOut("".join(self.texts)), *self.calls]), error)
+                error = (f"{type(failure).__name__}: {failure}" if failure is not None
+                         else "the agent went away before the turn ended")
+                self._log(started, clock, outcome_of(failure or _Gone(), self.repairs),
+                          self.answer.record(), error)
 
     def _begin(self, started: float) -> None:
         """Show the turn on the live board (and name it for the HTTP layer)."""
@@ -174,22 +195,22 @@ class _Turn:
         self.service.live.begin(LiveTurn(self.id, self.plan.conversation.id, self.provider.name, self.model,
                                          self.request.protocol, started, request_summary(self.request, self.client)))
 
-    def _log(self, started: float, clock: float, verdict: str, response: str, error: str | None) -> None:
+    def _log(self, started: float, clock: float, outcome: Outcome, response: str, error: str | None) -> None:
         record = turn_record(
             turn_id=self.id, conversation_id=self.plan.conversation.id, provider=self.provider.name,
             model=self.model, from_record=self.note.from_record, request=self.request, client=self.client, started_at=started,
             duration_ms=int((time.monotonic() - clock) * 1000), prompts=self.sent, raws=self.raws,
-            verdict=verdict, replayed=self.plan.replay, repairs=self.repairs,
+            verdict=outcome.value, replayed=self.plan.replay, repairs=self.repairs,
             usage=self.usage, response=response, error=error)
         log.log(logging.INFO if error is None else logging.WARNING,
-                "%s: %s in %d ms, conversation %s%s%s", verdict, self.provider.name, record.duration_ms,
+                "%s: %s in %d ms, conversation %s%s%s", outcome.value, self.provider.name, record.duration_ms,
                 record.conversation_id, f", {self.repairs} repair(s)" if self.repairs else "",
                 ", replayed" if self.plan.replay else "")
         self.service.registry.log_turn(record)
-        self.service.live.end(self.id, answered=verdict in ("ok", "repaired"))
+        self.service.live.end(self.id, answered=outcome in (Outcome.OK, Outcome.REPAIRED))
 
     def _answer(self) -> Generator[Out, None, str]:
-        """Send, parse, repair while allowed; return the provider conversation's handle."""
+        """Send, read, repair while allowed; return the provider conversation's handle."""
         prompt = self._opening_prompt()
         handle = self.plan.conversation.handle
         repairs = self.service.settings.repair_attempts
@@ -197,7 +218,7 @@ class _Turn:
             try:
                 reply = yield from self._attempt(handle, prompt)
             except ConversationGone:
-                if self.plan.fresh or self.calls or self.texts:
+                if self.plan.fresh or self.answer.calls or self.answer.texts:
                     raise
                 log.info("conversation %s is gone from %s: replaying", handle, self.provider.name)
                 self.plan = self.service.registry.restart(self.plan)
@@ -213,10 +234,11 @@ class _Turn:
             self.repairs += 1
             log.info("repairing a reply from %s: %s", self.provider.name, reply.problem)
             self._forget_attempt()
-            prompt = self.service.prompts.repair(self.request, reply.problem)
+            prompt = self.service.prompts.repair(self.request, reply.problem + _accepted_note(self.answer.calls))
 
     def _attempt(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
-        """One exchange. A streaming agent sees it live; otherwise only a successful one counts."""
+        """One exchange. A streaming agent sees it live; otherwise only a successful one counts,
+        except its accepted calls, which stand either way (streaming agents already got them)."""
         if self.request.stream:
             return (yield from self._exchange(handle, prompt))
         held: list[Out] = []
@@ -231,6 +253,8 @@ class _Turn:
                 held.append(item)
         if reply.problem is None:
             yield from held
+        else:
+            yield from (item for item in held if isinstance(item, CallOut))
         return reply
 
     def _opening_prompt(self) -> str:
@@ -241,11 +265,11 @@ class _Turn:
 
     def _exchange(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
         settings = self.service.settings
-        turn = self.provider.send(handle, self.model, prompt, settings.deadlines)
+        turn, handle = yield from self.service.outbox.send(self.provider, handle, self.model, prompt,
+                                                           settings.deadlines, settings.tick)
         self.sent.append(prompt)
         self.service.live.sent(self.id, prompt, turn.wire)
-        parser = ReplyParser([t.name for t in self.request.tools])
-        feeder = SnapshotFeeder(parser)
+        reader = ReplyReader([t.name for t in self.request.offered_tools], html=settings.html(self.provider.name))
         reply = _Reply(handle)
         done = False
         try:
@@ -257,43 +281,27 @@ class _Turn:
                     reply.handle = event.handle
                     continue
                 done = isinstance(event, Done)
-                parsed = self._parse(event, parser, feeder, reply)
-                self.service.live.reply(self.id, reply.raw)
-                self._judge_end(parsed, reply)
+                parsed = reader.feed(event)
+                self.service.live.reply(self.id, reader.raw)
+                if reader.verdict is not None:
+                    self._judge_end(reader.verdict, reply)
                 for item in parsed:
                     yield from self._accept(item, reply)
         finally:
             if not done:
                 turn.cancel()
+        reply.raw = reader.raw
         self.raws.append(reply.raw)
         self._check_whole(reply)
         return reply
 
-    def _parse(self, event: object, parser: ReplyParser, feeder: SnapshotFeeder, reply: _Reply) -> list[Event]:
-        if isinstance(event, Delta):
-            reply.raw += event.text
-            return parser.feed(event.text)
-        if isinstance(event, Snapshot):
-            if reply.raw and not reply.snapshots:
-                return self._rewrite(event.text, parser, reply)
-            reply.raw, reply.snapshots = event.text, True
-            return feeder.feed_snapshot(event.text)
-        assert isinstance(event, Done)
-        events: list[Event] = []
-        if event.text and event.text.startswith(reply.raw) and len(event.text) > len(reply.raw):
-            rest = event.text[len(reply.raw):]
-            reply.raw = event.text
-            events = parser.feed(rest)
-        return events + (feeder.close() if reply.snapshots else parser.close())
-
-    def _rewrite(self, text: str, parser: ReplyParser, reply: _Reply) -> list[Event]:
-        """A whole-reply snapshot after deltas (Chainlit rewrites a message this way)."""
-        if text.startswith(reply.raw):
-            rest, reply.raw = text[len(reply.raw):], text
-            return parser.feed(rest)
-        log.warning("%s rewrote a reply it had already streamed; keeping what was streamed",
-                    self.provider.name)
-        return []
+    def _judge_end(self, verdict: Verdict, reply: _Reply) -> None:
+        """Judge the reply's end before the held-back prose that precedes it is let through."""
+        if verdict.error_page is not None:
+            raise ProviderRejected(f"{self.provider.name}: the chat service sent an HTML page instead of "
+                                   f"a reply ({verdict.error_page})", provider=self.provider.name)
+        if verdict.problem is not None and reply.problem is None:
+            reply.problem, reply.offset = verdict.problem, verdict.offset
 
     def _accept(self, event: Event, reply: _Reply) -> Iterator[Out]:
         if reply.problem is not None or isinstance(event, End):
@@ -303,57 +311,53 @@ class _Turn:
         elif isinstance(event, Text) and event.text:
             text = self.repeat.next(event.text) if self.repeat else event.text
             if text:
-                self.texts.append(text)
+                self.answer.texts.append(text)
                 yield TextOut(text)
         elif isinstance(event, Reasoning) and event.text and not self.repeat:
-            self.reasoning.append(event.text)
+            self.answer.reasoning.append(event.text)
             yield ReasoningOut(event.text)
 
     def _forget_attempt(self) -> None:
         """Before a repair: what the agent has not seen yet is dropped; what it has seen stays.
 
-        A non-streaming agent has seen nothing, so the repaired reply replaces the failed one.
-        A streaming agent keeps the text it was sent; the repaired reply continues after it.
+        A non-streaming agent has seen nothing, so the repaired reply's text replaces the failed
+        one's. A streaming agent keeps the text it was sent; the repaired reply continues after it.
+        Accepted calls stay for both (they are final).
         """
+        self.accepted = len(self.answer.calls)
         if not self.request.stream:
-            self.texts.clear()
-            self.reasoning.clear()
-            self.calls.clear()
-        elif self.texts:
-            self.repeat = _Repeat("".join(self.texts))
-
-    def _judge_end(self, events: list[Event], reply: _Reply) -> None:
-        """Judge the reply's End before the held-back prose that precedes it is let through."""
-        end = next((e for e in events if isinstance(e, End)), None)
-        if end is None or end.problem is None or reply.problem is not None:
-            return
-        title = None if end.envelope else _error_page_title(reply.raw)
-        if title is not None:
-            raise ProviderRejected(f"{self.provider.name}: the chat service sent an HTML page instead of "
-                                   f"a reply ({title})", provider=self.provider.name)
-        if end.envelope or self.request.tools:  # without tools, plain prose is a fine answer
-            reply.problem, reply.offset = end.problem, end.offset
+            self.answer.forget_unseen()
+        elif self.answer.texts:
+            self.repeat = _Repeat(self.answer.text)
 
     def _accept_call(self, call: ToolCall, reply: _Reply) -> Iterator[Out]:
-        if not self.request.tools or not self.request.native_tools:
-            text = ("\n\n" if self.texts else "") + text_with_xml("", [call])
-            self.texts.append(text)
+        if not self.request.offered_tools or not self.request.native_tools:
+            text = ("\n\n" if self.answer.texts else "") + text_with_xml("", [call])
+            self.answer.texts.append(text)
             yield TextOut(text)
             return
         try:
-            call = check_call(call, self.request.tool_schemas())
+            call = check_call(call, {t.name: t.parameters for t in self.request.offered_tools})
         except ReplyFormatError as exc:
             reply.problem = str(exc)
             return
-        if any(c.call == call for c in self.calls):
-            return  # already delivered before a repair
-        out = CallOut(len(self.calls), self.service._new_id(), call)
-        self.calls.append(out)
+        clash = _clash(call, [c.call for c in self.answer.calls[:self.accepted]])
+        if clash is not None:
+            log.warning("dropped a call of the repaired reply from %s: %s", self.provider.name, clash)
+            return
+        out = CallOut(len(self.answer.calls), self.service._new_id(), call)
+        self.answer.calls.append(out)
         yield out
 
     def _check_whole(self, reply: _Reply) -> None:
-        if reply.problem is None and not self.texts and not self.calls:
+        if reply.problem is not None:
+            return
+        if not self.answer.texts and not self.answer.calls:
             reply.problem = "the reply was empty: it had neither text nor a tool call"
+        elif self.request.call_required and not self.answer.calls:
+            forced = self.request.forced_tool
+            reply.problem = (f"tool_choice requires a call of {forced}" if forced else
+                             "tool_choice is \"required\"") + ", but the reply has no tool call"
 
     def _usage(self) -> Usage:
         """What the model holds: the agent's messages, and RooGab's format prompt with the tools
@@ -369,6 +373,20 @@ class _Turn:
         held += cached(key, lambda: self.service.prompts.format_prompt(self.request))
         repairs = sum(count(p) for p in self.sent[1:])
         return Usage(held + repairs, sum(count(r) for r in self.raws))
+
+
+@dataclass
+class _Reply:
+    """What one provider reply turned into."""
+
+    handle: str | None
+    raw: str = ""
+    problem: str | None = None
+    offset: int = -1
+
+
+class _Gone(Exception):
+    """The agent went away before the turn ended (the generator was closed)."""
 
 
 @dataclass
@@ -396,16 +414,33 @@ class _Repeat:
         return "\n\n" + self.seen
 
 
-def _error_page_title(raw: str) -> str | None:
-    """The title of a whole HTML document (a proxy's or server's error page), else None.
+def _clash(call: ToolCall, accepted: list[ToolCall]) -> str | None:
+    """Why a repaired reply's *call* may not go out: it repeats or changes an accepted call.
 
-    A chat page's rendered reply is a fragment (``<p>``, ``<pre>``); a document is not a reply.
+    A call changes an accepted one when it names the same tool and agrees with it on a short
+    argument (the same ``path``, the same ``command``) but not on everything.
     """
-    head = raw.lstrip()[:300].lower()
-    if not head.startswith(("<!doctype html", "<html")):
-        return None
-    match = ERROR_PAGE_TITLE.search(raw)
-    return match.group(1).strip()[:100] if match else "no title"
+    for old in accepted:
+        if old == call:
+            return f"it repeats the accepted call {call.name}"
+        if old.name == call.name and _same_target(old.arguments, call.arguments):
+            return f"it changes the accepted call {call.name}; accepted calls are final"
+    return None
+
+
+def _same_target(old: dict[str, object], new: dict[str, object]) -> bool:
+    if not old and not new:
+        return True
+    return any(isinstance(v, (str, int)) and len(str(v)) <= 200 and new.get(k) == v for k, v in old.items())
+
+
+def _accepted_note(calls: list[CallOut]) -> str:
+    """What a repair prompt says about the calls the agent already has."""
+    if not calls:
+        return ""
+    listed = "; ".join(f"{c.call.name} {arguments_json(c.call)[:120]}" for c in calls)
+    return (f". These tool calls were already accepted and will run: {listed}. Do not repeat or change "
+            "them; reply with the rest of the answer only")
 
 
 def published_id(provider: str, model: str) -> str:
@@ -414,12 +449,6 @@ def published_id(provider: str, model: str) -> str:
     ``claude_``: Claude Code rewrites known ``claude-*`` names before sending them
     (``claude-opus-4-1`` arrives as ``claude-opus-5-5``, agents-wire.md §1.2)."""
     return CLAUDE_ALIAS.sub(lambda m: m.group(0)[:-1] + "_", O_SERIES.sub(r"o-\1", f"{provider}/{model}"))
-
-
-def _echo_message(text: str, calls: list[CallOut]) -> Message:
-    """The assistant message as the agent will send it back next turn."""
-    refs = tuple(ToolCallRef(c.id, c.call.name, arguments_json(c.call)) for c in calls)
-    return Message(role="assistant", content=text, tool_calls=refs)
 
 
 def _non_compliant(reply: _Reply) -> ReplyFormatError:

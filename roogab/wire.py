@@ -120,6 +120,22 @@ class ChatRequest:
     protocol: str = "chat"
     unavailable: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
+    forced_tool: str | None = None  # the function a named ``tool_choice`` asks for
+
+    @property
+    def offered_tools(self) -> tuple[ToolSpec, ...]:
+        """The tools the model may call: none for ``tool_choice: "none"``, only the named one for a
+        named function, else all."""
+        if self.tool_choice == "none":
+            return ()
+        if self.forced_tool is not None:
+            return tuple(t for t in self.tools if t.name == self.forced_tool)
+        return self.tools
+
+    @property
+    def call_required(self) -> bool:
+        """``tool_choice`` is ``"required"`` or a named function: a reply without a call fails."""
+        return self.tool_choice == "required" and bool(self.tools)
 
     @property
     def native_tools(self) -> bool:
@@ -172,6 +188,7 @@ def parse_chat_request(body: object) -> ChatRequest:
         stream=stream,
         include_usage=bool(stream and include_usage),
         tool_choice=_tool_choice(body.get("tool_choice")),
+        forced_tool=_forced_tool(body.get("tool_choice")),
     )
 
 
@@ -348,6 +365,13 @@ def check_schema(schema: Mapping[str, Any], where: str) -> None:
         for j, sub in enumerate(branches if isinstance(branches, list) else []):
             if isinstance(sub, dict):
                 check_schema(sub, f"{where}.{key}[{j}]")
+
+
+def _forced_tool(raw: object) -> str | None:
+    if isinstance(raw, dict) and isinstance(raw.get("function"), dict):
+        name = raw["function"].get("name")
+        return name if isinstance(name, str) and name else None
+    return None
 
 
 def _tool_choice(raw: object) -> str:

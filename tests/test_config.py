@@ -34,6 +34,12 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     ("[[providers]]\nkind = 'socketio'", "providers[0].url"),
     ("[[providers]]\nname = 'a'\nwhatever = 1", "providers[0].whatever"),
     ("[[providers]]\nname = 'a'\n[providers.events]\nsend = 3", "providers[0].events.send"),
+    ("[[providers]]\nmax_parts = 0", "providers[0].max_parts"),
+    ("[[providers]]\nmin_interval = -1", "providers[0].min_interval"),
+    ("[[providers]]\nmax_concurrent_turns = 'two'", "providers[0].max_concurrent_turns"),
+    ("[[providers]]\nkind = 'gradio'", "providers[0].url"),
+    ("[[providers]]\nkind = 'gradio'\nurl = 'http://x/'\nevents_path = '/x'", "providers[0].events_path"),
+    ("retry_max_delay = 'soon'", "retry_max_delay"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "bad.toml"
@@ -99,3 +105,16 @@ def test_missing_password_variable_and_literal_password_are_refused(tmp_path: Pa
     with pytest.raises(ConfigError, match="password_env") as info:
         load_config(path, env={})
     assert "hunter2" not in str(info.value)
+
+
+def test_pacing_and_gradio_settings_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "roogab.toml"
+    path.write_text("retry_max_delay = 5\n[[providers]]\nname = 'space'\nkind = 'gradio'\nurl = 'http://127.0.0.1:7860/'\n"
+                    "api_name = '/respond'\nmax_message_chars = 20000\nmax_parts = 4\nmin_interval = 1.5\n"
+                    "max_concurrent_turns = 2\n")
+    config = load_config(path, env={})
+    [profile] = config.providers
+    assert config.retry_max_delay == 5.0
+    assert (profile.kind, profile.models, profile.options) == ("gradio", (), (("api_name", "/respond"),))
+    assert (profile.max_message_chars, profile.max_parts, profile.min_interval, profile.max_concurrent_turns) \
+        == (20000, 4, 1.5, 2)

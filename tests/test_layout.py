@@ -15,7 +15,7 @@ PURE = ["roogab.wire", "roogab.prompt", "roogab.envelope", "roogab.render", "roo
         "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat",
         "roogab.protocols.messages", "roogab.structured", "roogab.store", "roogab.store_memory",
         "roogab.registry", "roogab.turnlog", "roogab.service", "roogab.leases", "roogab.housekeeping",
-        "roogab.affinity"]
+        "roogab.affinity", "roogab.reply_reader", "roogab.answer"]
 IO_LIBRARIES = ["flask", "socketio", "engineio", "websocket", "sqlite3", "waitress", "aiohttp", "psycopg",
                 "psycopg_pool"]
 

@@ -2,7 +2,8 @@
 
 It answers when the script is exhausted or absent. If the prompt offers the tool
 ``attempt_completion`` (its name appears in the prompt), the answer calls it with a one-line
-summary of the task; otherwise the answer is a plain-text envelope (design.md §2).
+summary of the task; otherwise the answer is a plain-text envelope (design.md §2). A part of a
+long message that is not the last (prompts/part.txt) is acknowledged as the part asks.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ __all__ = ["answer", "long_string", "task_line"]
 _COMPLETION_TOOL = "attempt_completion"
 _TASK = re.compile(r"<(user_message|task)>(.*?)</\1>", re.DOTALL)
 _MAX_LINE = 120
+_PART = re.compile(r"\[Part (\d+) of (\d+) of a long message\.")
 
 
 def answer(prompt: str) -> str:
     """The built-in assistant's reply to *prompt*: a ```` ```lua ```` fenced envelope."""
+    part = _PART.match(prompt)
+    if part is not None and part.group(1) != part.group(2):
+        return f"OK, part {part.group(1)} received."
     line = task_line(prompt)
     if _COMPLETION_TOOL in prompt:
         return _envelope("I have finished the task.", (_COMPLETION_TOOL, f"Done: {line}"))

@@ -5,7 +5,9 @@ One JSON object per line (blank lines and lines starting with ``#`` are skipped)
     {"reply": "<raw text>", "format": "markdown" | "html", "stream": "delta" | "cumulative",
      "chunk": 8, "delay_ms": 0}
 
-Only ``reply`` is required. Fault injection, for tests:
+Only ``reply`` is required, or instead ``"events"``: the exact frames to send, in order, each
+``{"snapshot": "<the whole reply so far>"}`` or ``{"delta": "<the next piece>"}`` (so a test can
+replay a page's frames; ``format``, ``stream`` and ``chunk`` then do not apply). Fault injection:
 ``"drop_after": N`` (the server cuts the client's connection after N chunks),
 ``"error": "message"`` with an optional ``"code"`` (answer with a conversation error instead),
 ``"silent": true`` (never answer). A line with ``error`` or ``silent`` needs no ``reply``.
@@ -27,7 +29,8 @@ ReplyFormat = Literal["markdown", "html"]
 StreamMode = Literal["delta", "cumulative"]
 
 _KNOWN = frozenset({"reply", "format", "stream", "chunk", "delay_ms", "drop_after", "error", "code",
-                    "silent"})
+                    "silent", "events"})
+Frame = tuple[Literal["snapshot", "delta"], str]
 
 
 class _BadEntry(Exception):
@@ -47,6 +50,7 @@ class ScriptedReply:
     error: str | None = None
     code: str = "service_error"
     silent: bool = False
+    events: tuple[Frame, ...] = ()
 
 
 def load_script(path: str | Path) -> list[ScriptedReply]:
@@ -107,7 +111,8 @@ def _build(raw: object) -> ScriptedReply:
         raise _BadEntry(f"unknown field {unknown[0]!r}")
     silent = _boolean(raw, "silent")
     error = _optional_str(raw, "error")
-    if "reply" not in raw and error is None and not silent:
+    events = _frames(raw.get("events", []))
+    if "reply" not in raw and error is None and not silent and not events:
         raise _BadEntry("'reply' is required")
     return ScriptedReply(
         reply=_string(raw, "reply", ""),
@@ -119,7 +124,22 @@ def _build(raw: object) -> ScriptedReply:
         error=error,
         code=_string(raw, "code", "service_error"),
         silent=silent,
+        events=events,
     )
+
+
+def _frames(raw: object) -> tuple[Frame, ...]:
+    if not isinstance(raw, list):
+        raise _BadEntry("'events' must be a list of {\"snapshot\": ...} or {\"delta\": ...} frames")
+    frames: list[Frame] = []
+    for frame in raw:
+        if not isinstance(frame, Mapping) or len(frame) != 1:
+            raise _BadEntry("each of 'events' must be {\"snapshot\": text} or {\"delta\": text}")
+        kind, text = next(iter(frame.items()))
+        if kind not in ("snapshot", "delta") or not isinstance(text, str):
+            raise _BadEntry("each of 'events' must be {\"snapshot\": text} or {\"delta\": text}")
+        frames.append((kind, text))
+    return tuple(frames)
 
 
 def _string(raw: Mapping[str, Any], key: str, default: str) -> str:

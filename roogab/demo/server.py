@@ -29,7 +29,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,7 @@ from aiohttp import web
 from ..config import SocketIOEvents
 from ..errors import ConfigError
 from ..providers.loop import ProviderLoop
+from ..providers.socketio_impl import DEMO_MAX_FRAME_BYTES
 from .assistant import answer
 from .markup import markdown_to_html
 from .script import ScriptedReply, parse_reply
@@ -200,7 +201,8 @@ class _ServerState:
         self.ev = events
         self.models = models
         self.log = log
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False)
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", logger=False, engineio_logger=False,
+                                        max_http_buffer_size=DEMO_MAX_FRAME_BYTES)
         self.conversations: dict[str, str] = {}
         self.requests: dict[str, web.Request] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -364,17 +366,13 @@ class _ServerState:
     async def stream(self, cid: str, sid: str, reply: ScriptedReply) -> bool:
         """Send the reply in chunks; False when the script cut the connection instead."""
         ev = self.ev
-        cumulative = reply.stream == "cumulative"
-        text = reply.reply if cumulative or reply.format == "markdown" else markdown_to_html(reply.reply)
         delay = reply.delay_ms / 1000
-        for count, start in enumerate(range(0, len(text), reply.chunk)):
+        for count, (kind, content) in enumerate(_frames(reply)):
             if reply.drop_after is not None and count >= reply.drop_after:
                 await self.drop_soon(sid)
                 return False
             await asyncio.sleep(delay)
-            end = start + reply.chunk
-            content = _cumulative(text[:end], reply.format) if cumulative else text[start:end]
-            event = ev.snapshot if cumulative else ev.delta
+            event = ev.snapshot if kind == "snapshot" else ev.delta
             await self.sio.emit(event, {ev.conversation_field: cid, ev.content_field: content},
                                 to=self.room(cid))
         if reply.drop_after is not None:
@@ -412,5 +410,17 @@ class _ServerState:
         return web.json_response({"status": "reset"})
 
 
-def _cumulative(prefix: str, fmt: str) -> str:
-    return markdown_to_html(prefix) if fmt == "html" else prefix
+def _frames(reply: ScriptedReply) -> Iterator[tuple[str, str]]:
+    """The frames that deliver *reply*: its explicit ``events``, else chunks of its text (HTML
+    snapshots render each prefix of the markdown, as a page re-rendering a growing reply does)."""
+    if reply.events:
+        yield from reply.events
+        return
+    cumulative = reply.stream == "cumulative"
+    text = reply.reply if cumulative or reply.format == "markdown" else markdown_to_html(reply.reply)
+    for start in range(0, len(text), reply.chunk):
+        end = start + reply.chunk
+        if not cumulative:
+            yield "delta", text[start:end]
+        else:
+            yield "snapshot", markdown_to_html(text[:end]) if reply.format == "html" else text[:end]

@@ -21,13 +21,13 @@ from .tables import ENVELOPE_KEYS
 
 __all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "probe"]
 
-_LINE_START_RE = re.compile(r"[ \t]*(?:(?:```|~~~)[\w+.-]*[ \t]+)?")
-_PARTIAL_FENCE_RE = re.compile(r"(?:`{1,3}|~{1,3})[\w+.-]*[ \t]*\Z")
+_LINE_START_RE = re.compile(r"[ \t]*(?:(?:`{3,}|~{3,})[\w+.-]*[ \t]+)?")
+_PARTIAL_FENCE_RE = re.compile(r"(?:`+|~+)[\w+.-]*[ \t]*\Z")
 _QUOTED_KEY_RE = re.compile(r"""(["'])([^"'\\\n]{0,64})\1""")
 _BRACKET_KEY_RE = re.compile(r"""\[\s*(["'])([^"'\\\n]{0,64})\1\s*\]""")
 _PRINT_RE = re.compile(r"print\s*\(\s*(?=\[=*\[|[\"'])")
-_FENCE_OPEN_TAIL_RE = re.compile(r"(?:^|\n)[ \t]*(?:```|~~~)[\w+.-]*[ \t]*\Z")
-_FENCE_CLOSE_HEAD_RE = re.compile(r"\A\s*(?:```|~~~)[ \t]*(?:\n|\Z)")
+_FENCE_OPEN_TAIL_RE = re.compile(r"(?:^|\n)[ \t]*(?:`{3,}|~{3,})[\w+.-]*[ \t]*\Z")
+_FENCE_CLOSE_HEAD_RE = re.compile(r"\A\s*(?:`{3,}|~{3,})[ \t]*(?:\n|\Z)")
 
 
 class Start(NamedTuple):

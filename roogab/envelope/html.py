@@ -1,28 +1,36 @@
 """Replies rendered to HTML by the chat page: back to the markdown-like text the model wrote.
 
-Some services only deliver the answer as rendered HTML, often as cumulative snapshots whose last
-closing tags change from one event to the next (``...hel</code></pre>``, then
-``...hello</code></pre>``). :class:`HtmlDecoder` turns such HTML into text that the reply parser
-reads as usual: each ``<pre><code class="language-X">`` block becomes a ```` ```X ```` fence around
-its text (highlighting spans removed, entities undone), and the prose between blocks is rendered
-with BeautifulSoup (paragraphs, line breaks, list items, inline code). It works incrementally:
-code text is emitted as it arrives, holding back only an unfinished tag or entity and deciding
-that a block ended only when something other than closing tags follows its ``</code>``. Prose is
-converted when the next code block starts, and the prose after the last block at ``close()``.
+Some services deliver the answer only as rendered HTML, usually as snapshots that re-render the
+whole reply as it grows. :func:`decode_html` turns one such page fragment, whole, into the text the
+reply parser reads: each ``<pre><code class="language-X">`` block becomes a fence around its
+exact text (highlighting spans removed, entities undone), with a fence longer than any fence line
+inside it, and the prose between blocks is rendered with BeautifulSoup (paragraphs, line breaks,
+list items, inline code). Prose is not exact (markdown was rendered away); code is.
+
+Two private-use marks tell the parser where the page's code blocks were: :data:`CODE_OPEN` before
+each opening fence and :data:`CODE_CLOSE` before each closing one. A value holding a mark crossed
+the end of a code block (a fence line inside the value closed the block on the page), so part
+of it was rendered as prose and is not what the model wrote.
+
+It also says how much of the text is *stable*: what a later snapshot of the same growing reply
+cannot change. The page closes a code block that is still arriving, so the last line of the
+last block (it may still grow) and any prose after the last block (markdown may still re-render
+it) are not stable until the reply is complete.
 """
 
 from __future__ import annotations
 
 import html as _html
-import logging
 import re
+from typing import NamedTuple
 
 from bs4 import BeautifulSoup
 from bs4.element import Comment, NavigableString, Tag
 
-__all__ = ["HtmlDecoder", "fragment_to_text", "looks_like_html"]
+__all__ = ["CODE_CLOSE", "CODE_OPEN", "Decoded", "decode_html", "fragment_to_text", "looks_like_html", "strip_marks"]
 
-logger = logging.getLogger(__name__)
+CODE_OPEN = "\ue001"  # put before the opening fence of a code block of the page
+CODE_CLOSE = "\ue000"  # put before its closing fence
 
 HTML_TAGS = frozenset(
     ["p", "div", "pre", "code", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "li", "blockquote", "table", "thead", "tbody", "tr", "td", "th", "hr", "br", "span", "em", "strong", "b", "i", "a", "section", "article", "details", "summary", "html", "body", "head", "main", "figure", "img", "html"]
@@ -30,7 +38,8 @@ HTML_TAGS = frozenset(
 _START_TAG_RE = re.compile(r"<(!|[A-Za-z][A-Za-z0-9]*)([\s/>])?")
 _PRE_CODE_RE = re.compile(r"<pre\b[^>]*>\s*<code\b([^>]*)>", re.IGNORECASE)
 _LANG_RE = re.compile(r"(?:language|lang)-([\w+.-]+)")
-_TAIL_CLOSERS_RE = re.compile(r"</code>(?:\s*</[A-Za-z][A-Za-z0-9]*\s*>)*\s*\Z")
+_ONLY_CLOSERS_RE = re.compile(r"(?:\s*</[A-Za-z][A-Za-z0-9]*\s*>)*\s*\Z")
+_FENCE_LINE_RE = re.compile(r"^[ \t]*(`{3,})", re.MULTILINE)
 _PRE_END_RE = re.compile(r"\s*</pre\s*>", re.IGNORECASE)
 _BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]*>")
@@ -109,93 +118,86 @@ def _language(attrs: str) -> str:
     return m.group(1) if m else ""
 
 
-class HtmlDecoder:
-    """Incremental HTML → text; ``feed`` deltas or ``feed_snapshot`` whole replies, then ``close``."""
+class Decoded(NamedTuple):
+    """One page fragment as text, and how much of that text no later snapshot can change."""
 
-    def __init__(self) -> None:
-        self._html = ""
-        self._consumed = 0
-        self._in_code = False
-        self._code_start = 0
-        self._code_len = 0
-        self._skip = 0
-        self._stable = ""
+    text: str
+    stable: int
 
-    def feed(self, chunk: str) -> str:
-        """Append *chunk* (a delta of the HTML) and return the text it completes."""
-        self._html = self._html[self._consumed:] + chunk
-        self._code_start -= self._consumed
-        self._consumed = 0
-        return self._process(final=False)
 
-    def feed_snapshot(self, full: str) -> str:
-        """Take *full*, the whole HTML so far, and return the text that is new since the last one."""
-        if not full.startswith(self._stable):
-            self._resync(full)
-        self._html = full
-        out = self._process(final=False)
-        self._stable = full[:self._consumed]
-        return out
+def decode_html(page: str, final: bool, prose_cache: dict[str, str] | None = None) -> Decoded:
+    """Decode *page*, the whole reply so far as HTML (``final``: the reply is complete).
 
-    def close(self) -> str:
-        """The HTML is complete: return the rest of the text."""
-        return self._process(final=True)
+    *prose_cache* remembers rendered prose fragments between calls on growing snapshots.
+    """
+    out: list[str] = []
+    size = 0  # len("".join(out))
+    stable = 0
+    pos = 0
+    cache = prose_cache if prose_cache is not None else {}
+    while True:
+        m = _PRE_CODE_RE.search(page, pos)
+        if m is None or (not final and m.end() >= len(page)):
+            break
+        size += _add(out, _prose(page[pos:m.start()], cache))
+        j = page.find("</code>", m.end())
+        body_end = j if j >= 0 or final else _safe_cut(page, m.end(), len(page))
+        code = code_text(page[m.end():body_end])
+        if out and not out[-1].endswith("\n"):
+            size += _add(out, "\n")
+        fence = "`" * max(3, _longest_fence(code) + 1)
+        size += _add(out, f"{CODE_OPEN}{fence}{_language(m.group(1))}\n")
+        code_at = size
+        size += _add(out, code)
+        end = _PRE_END_RE.match(page, j + 7) if j >= 0 else None
+        pos = end.end() if end else (j + 7 if j >= 0 else len(page))
+        last = j < 0 or _ONLY_CLOSERS_RE.match(page, pos) is not None
+        if not final and last:
+            stable = code_at + _stable_lines(code)
+            return Decoded("".join(out), stable)
+        if code and not code.endswith("\n"):
+            size += _add(out, "\n")
+        size += _add(out, f"{CODE_CLOSE}{fence}\n")
+        stable = size
+        if j < 0:
+            break
+    if final:
+        size += _add(out, _prose(page[pos:], cache))
+        stable = size
+    return Decoded("".join(out), stable)
 
-    def _resync(self, full: str) -> None:
-        """Markup before our position changed (re-highlighting): redo the current code block."""
-        if self._in_code and full.startswith(self._stable[:self._code_start]):
-            self._skip += self._code_len
-            self._code_len = 0
-            self._consumed = self._code_start
-        else:
-            logger.debug("HTML snapshot changed before the decoded position; continuing")
 
-    def _process(self, final: bool) -> str:
-        out: list[str] = []
-        more = True
-        while more:
-            more = self._code(final, out) if self._in_code else self._outside(final, out)
-        return "".join(out)
+def strip_marks(text: str) -> str:
+    """*text* without the code-block marks :func:`decode_html` put in."""
+    if CODE_OPEN in text or CODE_CLOSE in text:
+        return text.replace(CODE_OPEN, "").replace(CODE_CLOSE, "")
+    return text
 
-    def _outside(self, final: bool, out: list[str]) -> bool:
-        html = self._html
-        m = _PRE_CODE_RE.search(html, self._consumed)
-        if m is None or (not final and m.end() >= len(html)):
-            if final:
-                out.append(fragment_to_text(html[self._consumed:]))
-                self._consumed = len(html)
-            return False
-        out.append(fragment_to_text(html[self._consumed:m.start()]))
-        out.append(f"\n```{_language(m.group(1))}\n")
-        self._consumed = self._code_start = m.end()
-        self._in_code, self._code_len = True, 0
-        return True
 
-    def _code(self, final: bool, out: list[str]) -> bool:
-        html, start = self._html, self._consumed
-        j = html.find("</code>", start)
-        ended = j >= 0 and (final or not _TAIL_CLOSERS_RE.match(html, j))
-        end = j if j >= 0 else len(html)
-        if not ended and not final:
-            end = _safe_cut(html, start, end)
-        self._emit_code(code_text(html[start:end]), out)
-        self._consumed = end
-        if not ended and not final:
-            return False
-        out.append("\n```\n")
-        self._in_code = False
-        if j >= 0:
-            m = _PRE_END_RE.match(html, j + 7)
-            self._consumed = m.end() if m else j + 7
-        return j >= 0
+def _add(out: list[str], piece: str) -> int:
+    if piece:
+        out.append(piece)
+    return len(piece)
 
-    def _emit_code(self, text: str, out: list[str]) -> None:
-        self._code_len += len(text)
-        if self._skip:
-            drop = min(self._skip, len(text))
-            text, self._skip = text[drop:], self._skip - drop
-        if text:
-            out.append(text)
+
+def _prose(fragment: str, cache: dict[str, str]) -> str:
+    if not fragment.strip():
+        return ""
+    text = cache.get(fragment)
+    if text is None:
+        text = cache[fragment] = fragment_to_text(fragment)
+    return text
+
+
+def _longest_fence(code: str) -> int:
+    """The longest run of backticks that opens a line of *code* (0 if none)."""
+    return max((len(m.group(1)) for m in _FENCE_LINE_RE.finditer(code)), default=0)
+
+
+def _stable_lines(code: str) -> int:
+    """How much of a code block's text is complete lines before its last line (which may grow)."""
+    body = code.removesuffix("\n")
+    return body.rfind("\n") + 1
 
 
 def _safe_cut(html: str, start: int, end: int) -> int:

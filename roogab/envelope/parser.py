@@ -28,11 +28,11 @@ from ..errors import ParserClosedError
 from .calls import to_tool_call
 from .detect import Start, clean_after, clean_before, probe
 from .events import End, Event, Reasoning, Text, ToolCall
-from .html import HtmlDecoder, looks_like_html
+from .html import CODE_CLOSE, CODE_OPEN, decode_html, looks_like_html, strip_marks
 from .legacy import LegacyUnescaper
 from .lexer import held_suffix
 from .tables import TableReader
-from .xml_tags import XmlToolFilter
+from .xml_tags import prose_calls
 
 __all__ = ["ReplyParser", "parse_reply"]
 
@@ -45,14 +45,17 @@ _LINE_RE = re.compile(r"\{line(?::(\d+))?\}")
 class ReplyParser:
     """Incremental, sans-IO parser of one reply; ``feed`` chunks, then ``close`` once.
 
-    *tool_names* are the tools the request offers; XML tool tags for them written inside the text
-    become :class:`ToolCall` events (see :mod:`roogab.envelope.xml_tags`). A reply that starts
-    with an HTML element is buffered into an HTML decoder that finds the code element
-    (:mod:`roogab.envelope.html`); its text is parsed as if it had arrived as markdown.
+    *tool_names* are the tools the request offers; XML tool tags for them in a reply without any
+    envelope become :class:`ToolCall` events at ``close`` (see :mod:`roogab.envelope.xml_tags`).
+    A reply that starts with an HTML element is buffered whole and decoded at ``close``
+    (:mod:`roogab.envelope.html`); its text is parsed as if it had arrived as markdown. To stream
+    rendered HTML, decode it outside and use :meth:`feed_decoded` (the reply reader does);
+    *detect_html* False reads every reply as markdown.
     """
 
-    def __init__(self, tool_names: Collection[str] = ()) -> None:
+    def __init__(self, tool_names: Collection[str] = (), *, detect_html: bool = True) -> None:
         self._tool_names = frozenset(tool_names)
+        self._detect_html = detect_html  # False: the reply is markdown even if it starts with a tag
         self._buf = ""
         self._pos = 0
         self._base = 0
@@ -66,22 +69,30 @@ class ReplyParser:
         self._pending: list[str] = []
         self._state = _START
         self._closed = False
-        self._html: HtmlDecoder | None = None
+        self._html: list[str] | None = None  # the HTML of a reply that is a page fragment
+        self._decoded = False  # the text comes from decode_html (it holds code-block marks)
         self._out: list[Event] = []
         self._line_start = True
         self._think_fresh = True
         self._reader: TableReader | None = None
         self._segments: list[list[str]] = [[]]
         self._after_envelope: list[bool] = [False]
-        self._prose_filter = self._new_filter()
-        self._text_filter: XmlToolFilter | None = None
         self._legacy: LegacyUnescaper | None = None
+        self._legacy_text: list[str] = []  # a legacy print's text: the old XML tool protocol
         self._envelopes = 0
         self._calls = 0
         self._has_text = False
         self._problem: tuple[str, int] | None = None
+        self._unfenced = False  # an envelope of a page fragment began outside its code blocks
+        self._page_broken = False  # a value went on past the end of the page's code block
+        self._envelope_at = 0  # where the current envelope began
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def tool_names(self) -> frozenset[str]:
+        """The tools the request offers."""
+        return self._tool_names
 
     def feed(self, chunk: str) -> list[Event]:
         """Parse *chunk*, the next piece of the reply; return the events it completes.
@@ -109,7 +120,8 @@ class ReplyParser:
         if self._closed:
             raise ParserClosedError("feed() after close()")
         if self._html is not None:
-            chunk = self._html.feed(chunk)
+            self._html.append(chunk)
+            return []
         out = self._push(chunk, final=False)
         self._set_bypass()
         return out
@@ -122,7 +134,10 @@ class ReplyParser:
         """
         if self._closed:
             raise ParserClosedError("close() called twice")
-        tail = self._html.close() if self._html is not None else ""
+        tail = ""
+        if self._html is not None:
+            tail, self._html = decode_html("".join(self._html), final=True).text, None
+            self._decoded = True
         out = self._push(tail, final=True)
         self._closed = True
         self._finish()
@@ -130,10 +145,15 @@ class ReplyParser:
         self._out = []
         return out
 
-    def _feed_decoded(self, text: str) -> list[Event]:
-        """Feed text that is already decoded from HTML (used by the snapshot feeder)."""
+    def feed_decoded(self, text: str) -> list[Event]:
+        """Feed text that :func:`~roogab.envelope.html.decode_html` made from a page's HTML.
+
+        Raises:
+            ParserClosedError: the parser was already closed.
+        """
         if self._closed:
             raise ParserClosedError("feed() after close()")
+        self._decoded = True
         if self._state == _START:
             self._state = _PROSE
         return self._push(text, final=False)
@@ -186,7 +206,7 @@ class ReplyParser:
             self._base += self._pos
             self._buf, self._pos = "", 0
         self._wake, self._target, self._closer = bypass.wake.search, bypass.target, bypass.closer
-        self._plain_text = bypass.target == "text" and not self._tool_names
+        self._plain_text = bypass.target == "text" and not self._decoded
 
     def _ends_closer(self, chunk: str) -> bool:
         """Does *chunk* complete ``_closer``, the closing bracket of the long string being skipped?"""
@@ -225,15 +245,16 @@ class ReplyParser:
             return True
         if not final and (p == len(buf) or _THINK_OPEN.startswith(rest)):
             return False
-        html = looks_like_html(buf, p, final)
+        html = looks_like_html(buf, p, final) if self._detect_html else False
         if html is None:
             return False
         self._state = _PROSE
         if html:
-            self._html = HtmlDecoder()
-            decoded = self._html.feed(buf[p:]) + (self._html.close() if final else "")
-            self._buf, self._pos = decoded, 0
-            self._raw = [decoded]
+            self._html = [buf[p:]]
+            self._buf, self._pos, self._raw = "", 0, []
+            if final:
+                self._buf, self._html = decode_html(self._html[0], final=True).text, None
+                self._raw, self._decoded = [self._buf], True
         return True
 
     def _think(self, final: bool) -> bool:
@@ -276,8 +297,10 @@ class ReplyParser:
     def _begin_envelope(self, start: Start) -> None:
         self._envelopes += 1
         self._reader = TableReader(self, legacy=start.legacy, offset=self._base + start.pos)
-        self._flush_prose_filter()
         self._state = _ENVELOPE
+        self._envelope_at = self._base + start.pos
+        if self._decoded and not self._inside_code(self._base + start.pos):
+            self._unfenced = True
 
     def _envelope(self, final: bool) -> bool:
         reader = self._reader
@@ -311,81 +334,93 @@ class ReplyParser:
         if target == "legacy":
             if self._legacy is None:
                 self._legacy = LegacyUnescaper()
-            text = self._legacy.feed(text)
+            self._legacy_text.append(self._legacy.feed(text))
+            return
         self._emit_text(text)
 
     def end_string(self, target: str) -> None:
         """A streamed string ended: release what its filters hold back."""
         if target == "legacy" and self._legacy is not None:
-            self._emit_text(self._legacy.flush())
+            self._legacy_text.append(self._legacy.flush())
             self._legacy = None
-        if target != "reasoning" and self._text_filter is not None:
-            self._emit_events(self._text_filter.flush(), self._text_filter)
-            self._text_filter = None
+            text, self._legacy_text = "".join(self._legacy_text), []
+            if not self._tool_names:
+                self._emit_text(text)
+                return
+            events, problem = prose_calls(text, self._tool_names)
+            if problem is not None:
+                self._note(problem, -1)
+            for event in events:
+                if isinstance(event, Text):
+                    self._emit_text(event.text)
+                else:
+                    self._calls += 1
+                    self._out.append(event)
 
     def call(self, value: Any, name_hint: str | None, offset: int) -> None:
-        """A tool-call table closed."""
+        """A tool-call table closed. After a problem no call goes out: the reply will be repaired,
+        and a call that follows one that was dropped is not what the model meant on its own."""
+        if self._problem is not None:
+            return
         result = to_tool_call(value, name_hint)
         if isinstance(result, str):
             self._note(f"{result} (table at {{line}})", offset)
             return
+        if self._decoded:
+            trouble = self._page_trouble(result.arguments, offset)
+            if trouble is not None:
+                self._note(f"{trouble} (table at {{line}})", offset)
+                return
         self._calls += 1
         self._out.append(result)
 
     def _emit_text(self, text: str) -> None:
+        if self._decoded:
+            if self._page_broken:
+                return
+            cut = text.find(CODE_CLOSE)
+            if cut >= 0:  # the text went on after the page's code block ended: prose, not exact
+                self._page_broken = True
+                self._note(_CROSSED, -1)
+                text = text[:cut]
+            text = strip_marks(text)
         if not text:
             return
-        if not self._tool_names:
-            self._has_text = self._has_text or not text.isspace()
-            self._out.append(Text(text))
-            return
-        if self._text_filter is None:
-            self._text_filter = XmlToolFilter(self._tool_names)
-        self._emit_events(self._text_filter.feed(text), self._text_filter)
+        self._has_text = self._has_text or not text.isspace()
+        self._out.append(Text(text))
 
-    def _emit_events(self, events: list[Event], source: XmlToolFilter) -> None:
-        for event in events:
-            if isinstance(event, Text):
-                self._has_text = self._has_text or not event.text.isspace()
-            else:
-                self._calls += 1
-            self._out.append(event)
-        if source.problem is not None:
-            self._note(source.problem, -1)
+    def _page_trouble(self, arguments: dict[str, Any], offset: int) -> str | None:
+        """Why a call decoded from a page's HTML may not be what the model wrote (None: exact)."""
+        if self._unfenced:
+            return ("the tool call is not inside a code block, so the chat page rendered it as markdown "
+                    "and its values may have changed; write the reply in a ```lua code block")
+        if _has_mark(arguments, "\ufffd"):
+            return ("a value holds U+FFFD, which the chat page puts in place of characters it cannot show "
+                    "(NUL), so the value may have changed")
+        crossed = CODE_CLOSE in "".join(self._raw)[self._envelope_at:max(offset, self._envelope_at)]
+        if self._page_broken or crossed or _has_mark(arguments, CODE_CLOSE) or _has_mark(arguments, CODE_OPEN):
+            self._page_broken = True
+            return _CROSSED
+        return None
+
+    def _inside_code(self, offset: int) -> bool:
+        """Is *offset* of the decoded text inside one of the page's code blocks?"""
+        before = "".join(self._raw)[:offset]
+        return before.rfind(CODE_OPEN) > before.rfind(CODE_CLOSE)
 
     # -- prose -----------------------------------------------------------------------------
 
-    def _new_filter(self) -> XmlToolFilter | None:
-        return XmlToolFilter(self._tool_names) if self._tool_names else None
-
     def _add_prose(self, text: str) -> None:
-        if not text:
-            return
-        if self._prose_filter is None:
+        if text:
             self._segments[-1].append(text)
-            return
-        self._keep_prose(self._prose_filter.feed(text))
-
-    def _keep_prose(self, events: list[Event]) -> None:
-        for event in events:
-            if isinstance(event, ToolCall):
-                self._calls += 1
-                self._out.append(event)
-            elif isinstance(event, Text):
-                self._segments[-1].append(event.text)
-
-    def _flush_prose_filter(self) -> None:
-        if self._prose_filter is not None:
-            self._keep_prose(self._prose_filter.flush())
-            if self._prose_filter.problem is not None:
-                self._note(self._prose_filter.problem, -1)
-            self._prose_filter = self._new_filter()
 
     def _prose_text(self) -> str:
         parts = []
         last = len(self._segments) - 1
         for i, segment in enumerate(self._segments):
             text = "".join(segment)
+            if self._decoded:
+                text = strip_marks(text)
             if self._after_envelope[i]:
                 text = clean_after(text)
             if i < last:
@@ -397,10 +432,15 @@ class ReplyParser:
     # -- the end ---------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        self._flush_prose_filter()
-        if self._text_filter is not None:
-            self._emit_events(self._text_filter.flush(), self._text_filter)
         prose = self._prose_text()
+        if self._envelopes == 0 and self._tool_names and prose:
+            events, problem = prose_calls(prose, self._tool_names)
+            if problem is not None:
+                self._note(problem, -1)
+            calls = [e for e in events if isinstance(e, ToolCall)]
+            self._calls += len(calls)
+            self._out += calls
+            prose = "".join(e.text for e in events if isinstance(e, Text)).strip()
         if prose and not self._has_text:
             self._out.append(Text(prose))
         found = self._envelopes > 0 or self._calls > 0
@@ -421,6 +461,21 @@ class ReplyParser:
         where = int(m.group(1)) if m.group(1) else offset
         text = "".join(self._raw)
         return f"line {text.count(chr(10), 0, max(where, 0)) + 1}"
+
+
+_CROSSED = ("a value holds a fence line (```) that closed the code block on the chat page, so the rest "
+            "was rendered as prose; fence the reply with more backticks (````lua) than any fence line "
+            "inside it")
+
+
+def _has_mark(value: Any, mark: str) -> bool:
+    if isinstance(value, str):
+        return mark in value
+    if isinstance(value, dict):
+        return any(_has_mark(k, mark) or _has_mark(v, mark) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_mark(v, mark) for v in value)
+    return False
 
 
 def _space_end(buf: str, pos: int) -> int:

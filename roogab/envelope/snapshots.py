@@ -1,56 +1,93 @@
-"""Feeding a parser from services whose every event carries the whole reply so far.
+"""Feeding a parser from what a chat service sends: pieces, or snapshots that can change their past.
 
-:class:`SnapshotFeeder` turns cumulative snapshots into deltas without re-parsing: a markdown
-snapshot that extends the previous one feeds only its new tail; an older, shorter snapshot that
-arrives late (events handled out of order) is ignored, so the longest, latest one wins. HTML
-snapshots (detected on the first non-empty snapshot, or forced with ``html=True``) go through an
-incremental :class:`~roogab.envelope.html.HtmlDecoder`, which copes with closing tags at the end
-that change from one snapshot to the next.
+:class:`SnapshotFeeder` keeps the whole reply so far (``feed_delta`` appends a piece,
+``feed_snapshot`` replaces it with a newer whole) and decodes it by what it *means now*: markdown
+as it is, a rendered page fragment (HTML, detected on the first non-blank content or forced with
+``html=True``) through :func:`~roogab.envelope.html.decode_html`, of which only the *stable* part,
+the one no later snapshot can re-render, is parsed before the reply ends.
+
+When the newly decoded text extends what was fed, only its new part is parsed. When it disagrees
+(the page re-rendered its past), a fresh parser re-derives the events from the new text (parsing
+is fast: a 20 KB reply takes about a millisecond) and only what goes beyond the events already
+given out is returned. An event already given out that the new text contradicts is never kept
+silently: from then on nothing more is returned, and the final ``End`` names the problem. A
+snapshot that is a prefix of what was already fed (an older one arriving late) changes nothing.
 """
 
 from __future__ import annotations
 
-import logging
+from dataclasses import dataclass
 
-from .events import Event
-from .html import HtmlDecoder, looks_like_html
+from .events import End, Event, Reasoning, Text, ToolCall
+from .html import decode_html, looks_like_html
 from .parser import ReplyParser
 
 __all__ = ["SnapshotFeeder"]
 
-logger = logging.getLogger(__name__)
+_Item = tuple[str, object]  # ("text" | "reasoning", str) or ("call", ToolCall)
+
+
+@dataclass
+class _Compared:
+    """How newly derived events relate to those already given out."""
+
+    verdict: str  # "extends", "behind" or "contradicts"
+    new: list[Event]
+    why: str = ""
 
 
 class SnapshotFeeder:
-    """Feed *parser* from cumulative snapshots; ``feed_snapshot`` each one, then ``close``.
+    """Feed *parser* from a reply's pieces and snapshots; see the module docstring.
 
     *html* forces the HTML decoder on (``True``) or off (``False``); ``None`` decides from the first
-    snapshot that is not blank.
+    content that is not blank.
     """
 
     def __init__(self, parser: ReplyParser, *, html: bool | None = None) -> None:
         self._parser = parser
         self._html = html
-        self._decoder: HtmlDecoder | None = None
-        self._fed = ""  # the markdown fed so far
-        self._undecided = ""  # the latest snapshot while it is not yet clear whether it is HTML
+        self._raw: list[str] = []  # the reply so far, as the service sent it
+        self._fed: list[str] = []  # the text fed to the current parser
+        self._fed_len = 0
+        self._given: list[Event] = []  # every event returned so far
+        self._derived: list[Event] | None = None  # the current parser's events while it lags behind
+        self._problem: str | None = None
+        self._prose_cache: dict[str, str] = {}
 
-    def feed_snapshot(self, full_text: str) -> list[Event]:
-        """Take the whole reply so far; return the events that its new part completes.
+    @property
+    def raw(self) -> str:
+        """The reply so far, as the service sent it."""
+        return "".join(self._raw)
+
+    @property
+    def problem(self) -> str | None:
+        """Why the reply can no longer be trusted (a later snapshot contradicted what was given)."""
+        return self._problem
+
+    def feed_delta(self, piece: str) -> list[Event]:
+        """Append *piece* to the reply; return the events it completes.
 
         Raises:
-            ParserClosedError: the parser was already closed.
+            ParserClosedError: the feeder was already closed.
         """
-        if self._html is None:
-            verdict = looks_like_html(full_text.lstrip(), 0, False)
-            if verdict is None:
-                if len(full_text) >= len(self._undecided):
-                    self._undecided = full_text
-                return []
-            self._html = verdict
-        if self._html:
-            return self._feed_html(full_text)
-        return self._parser.feed(self._delta(full_text))
+        self._raw.append(piece)
+        if self._html is False and self._derived is None and self._problem is None:
+            self._fed.append(piece)
+            self._fed_len += len(piece)
+            return self._give(self._parser.feed(piece))
+        return self._update(final=False)
+
+    def feed_snapshot(self, full_text: str) -> list[Event]:
+        """Take the whole reply so far; return the events that its new meaning adds.
+
+        Raises:
+            ParserClosedError: the feeder was already closed.
+        """
+        raw = self.raw
+        if raw.startswith(full_text) and len(full_text) < len(raw):
+            return []  # an older snapshot arriving late
+        self._raw = [full_text]
+        return self._update(final=False)
 
     def close(self) -> list[Event]:
         """The reply is complete: return the remaining events, ending with ``End``.
@@ -58,29 +95,115 @@ class SnapshotFeeder:
         Raises:
             ParserClosedError: the parser was already closed.
         """
-        out: list[Event] = []
-        if self._html is None and self._undecided:
-            self._html = bool(looks_like_html(self._undecided.lstrip(), 0, True))
-            out = self._feed_html(self._undecided) if self._html else self._parser.feed(self._undecided)
-        if self._decoder is not None:
-            out += self._parser._feed_decoded(self._decoder.close())
-        return out + self._parser.close()
+        out = self._update(final=True)
+        if self._problem is not None:
+            return [e for e in out if not isinstance(e, End)] + [End(envelope=True, problem=self._problem)]
+        return out
 
-    def _feed_html(self, full_text: str) -> list[Event]:
-        if self._decoder is None:
-            self._decoder = HtmlDecoder()
-        return self._parser._feed_decoded(self._decoder.feed_snapshot(full_text))
+    # -- deciding what the reply means now -----------------------------------------------
 
-    def _delta(self, full_text: str) -> str:
-        """The part of a markdown snapshot not fed yet ("" for a stale, shorter snapshot)."""
-        fed = self._fed
-        if full_text.startswith(fed):
-            delta = full_text[len(fed):]
-        elif fed.startswith(full_text):
-            return ""
+    def _update(self, final: bool) -> list[Event]:
+        raw = self.raw
+        if self._html is None:
+            verdict = looks_like_html(raw.lstrip(), 0, final)
+            if verdict is None:
+                return []
+            self._html = verdict
+        if self._html:
+            decoded = decode_html(raw, final, self._prose_cache)
+            target = decoded.text if final else decoded.text[:decoded.stable]
         else:
-            logger.debug("snapshot diverges from what was already parsed; feeding only its new tail")
-            delta = full_text[len(fed):]
-        if delta:
-            self._fed = full_text
-        return delta
+            target = raw
+        if self._problem is not None:
+            return self._parser.close() if final else []
+        fed = "".join(self._fed)
+        if target.startswith(fed):
+            events = self._feed(self._parser, target[len(fed):])
+        elif fed.startswith(target) and not final:
+            return []  # less is stable now than before: wait
+        else:
+            self._parser = ReplyParser(self._parser.tool_names, detect_html=False)
+            self._derived = []
+            events = self._feed(self._parser, target)
+        self._fed, self._fed_len = [target], len(target)
+        if final:
+            events += self._parser.close()
+        return self._give(events, final)
+
+    def _feed(self, parser: ReplyParser, text: str) -> list[Event]:
+        if not text:
+            return []
+        return parser.feed_decoded(text) if self._html else parser.feed(text)
+
+    def _give(self, events: list[Event], final: bool = False) -> list[Event]:
+        """Return what the agent may get of *events*, the current parser's new events."""
+        if self._derived is None:
+            self._given += events
+            return events
+        self._derived += events
+        compared = _compare(_items(self._given), _items(self._derived))
+        if compared.verdict == "behind" and not final:
+            return []
+        if compared.verdict != "extends":
+            self._problem = compared.why or "the chat page took back part of the reply that was already passed on"
+            return [e for e in events if isinstance(e, End)]
+        self._derived = None
+        new = compared.new + [e for e in events if isinstance(e, End)]
+        self._given += new
+        return new
+
+
+def _items(events: list[Event]) -> list[_Item]:
+    """*events* as comparable items: adjacent text (and reasoning) pieces joined, End left out."""
+    items: list[_Item] = []
+    for event in events:
+        if isinstance(event, (Text, Reasoning)):
+            kind = "text" if isinstance(event, Text) else "reasoning"
+            if items and items[-1][0] == kind:
+                items[-1] = (kind, str(items[-1][1]) + event.text)
+            else:
+                items.append((kind, event.text))
+        elif isinstance(event, ToolCall):
+            items.append(("call", event))
+    return items
+
+
+def _compare(given: list[_Item], derived: list[_Item]) -> _Compared:
+    """Does *derived* extend *given* (and by what), lag behind it, or contradict it?"""
+    for i, (kind, value) in enumerate(given):
+        if i >= len(derived):
+            return _Compared("behind", [])
+        dkind, dvalue = derived[i]
+        last = i == len(given) - 1
+        if dkind != kind:
+            return _Compared("contradicts", [], _why(kind, value))
+        if kind == "call":
+            if dvalue != value:
+                return _Compared("contradicts", [], _why(kind, value))
+            continue
+        old, new = str(value), str(dvalue)
+        if old == new:
+            continue
+        if last and new.startswith(old):
+            rest: list[Event] = [Text(new[len(old):]) if kind == "text" else Reasoning(new[len(old):])]
+            return _Compared("extends", rest + _events(derived[i + 1:]))
+        if last and old.startswith(new) and i == len(derived) - 1:
+            return _Compared("behind", [])
+        return _Compared("contradicts", [], _why(kind, value))
+    return _Compared("extends", _events(derived[len(given):]))
+
+
+def _events(items: list[_Item]) -> list[Event]:
+    out: list[Event] = []
+    for kind, value in items:
+        if isinstance(value, ToolCall):
+            out.append(value)
+        else:
+            out.append(Text(str(value)) if kind == "text" else Reasoning(str(value)))
+    return out
+
+
+def _why(kind: str, value: object) -> str:
+    what = f"the tool call {value.name}" if isinstance(value, ToolCall) else f"its {kind}"
+    return (f"the chat page re-rendered the reply and changed {what}, which was already passed on; "
+            "the reply cannot be trusted")

@@ -1,4 +1,4 @@
-"""XML tool tags written inside the text, for tools the request offers.
+"""XML tool tags in a reply that has no envelope at all, for tools the request offers.
 
 Models trained on the old XML tool protocols (clients.md §4) write, by habit::
 
@@ -13,6 +13,12 @@ inner text** (nested tags such as read_file's ``<args><file>...`` stay a string,
 them), trimmed of surrounding whitespace, except ``content`` which loses only one leading and one
 trailing newline and ends at the *last* ``</content>`` (so file content may hold that tag). Text
 is held back only from a ``<`` that may begin an offered tool's tag, and while a block is open.
+
+Tags are tool calls only where nobody could mean them as content: :func:`prose_calls` looks only
+at the top level of a reply without an envelope, never inside a fenced block or inline code,
+and a block holding another offered tool's opening tag is ambiguous (a file's content that shows
+a tool block), so it is a problem, not a call. Text inside an envelope is never mined, except the
+legacy ``print([==[...]==])`` form, whose text *is* the old XML tool protocol.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from collections.abc import Collection
 
 from .events import Event, Text, ToolCall
 
-__all__ = ["XmlToolFilter", "parse_params"]
+__all__ = ["XmlToolFilter", "parse_params", "prose_calls"]
 
+_FENCE_RE = re.compile(r"^[ \t]*(`{3,}|~{3,})[^\n]*$", re.MULTILINE)
+_INLINE_CODE_RE = re.compile(r"(`+)[^`].*?\1", re.DOTALL)
 _TAG_RE = re.compile(r"<([A-Za-z_][\w-]*)\s*>")
 _PARTIAL_TAG_RE = re.compile(r"<([A-Za-z_][\w-]*)?\s*\Z")
 
@@ -64,8 +72,15 @@ class XmlToolFilter:
                     self._search_from = max(pos, len(buf) - len(closer) + 1)
                     break
                 _flush_text(text, out)
-                out.append(ToolCall(self._block, parse_params(buf[pos:i])))
-                self.calls += 1
+                inner = buf[pos:i]
+                nested = next((n for n in self._names if f"<{n}>" in inner), None)
+                if nested is not None:
+                    self.problem = self.problem or (f"<{self._block}> holds a <{nested}> tag: an XML tool "
+                                                    "block inside another is ambiguous")
+                    out.append(Text(f"<{self._block}>{inner}{closer}"))
+                else:
+                    out.append(ToolCall(self._block, parse_params(inner)))
+                    self.calls += 1
                 self._block, pos = None, i + len(closer)
                 continue
             j = buf.find("<", pos)
@@ -94,6 +109,58 @@ class XmlToolFilter:
             return False
         name = m.group(1) or ""
         return any(n.startswith(name) for n in self._names) and (name in self._names or not m.group().endswith(" "))
+
+
+def prose_calls(prose: str, tool_names: Collection[str]) -> tuple[list[Event], str | None]:
+    """The events of *prose*, a whole reply without an envelope, and the first problem found.
+
+    XML tool blocks become calls only at the top level: fenced blocks and inline code are text.
+    """
+    out: list[Event] = []
+    problem: str | None = None
+    for top, piece in _regions(prose):
+        if not top:
+            _flush_text([piece], out)
+            continue
+        xml = XmlToolFilter(tool_names)
+        out += xml.feed(piece) + xml.flush()
+        problem = problem or xml.problem
+    merged: list[Event] = []
+    for event in out:
+        if merged and isinstance(event, Text) and isinstance(merged[-1], Text):
+            merged[-1] = Text(merged[-1].text + event.text)
+        else:
+            merged.append(event)
+    return merged, problem
+
+
+def _regions(prose: str) -> list[tuple[bool, str]]:
+    """*prose* cut into (top level?, text) pieces: fenced blocks and inline code are not top level."""
+    pieces: list[tuple[bool, str]] = []
+    pos, fence = 0, ""
+    for m in _FENCE_RE.finditer(prose):
+        marker = m.group(1)
+        if not fence:
+            pieces += _inline_regions(prose[pos:m.start()])
+            pos, fence = m.start(), marker
+        elif marker[0] == fence[0] and len(marker) >= len(fence) and not m.group().strip()[len(marker):]:
+            pieces.append((False, prose[pos:m.end()]))
+            pos, fence = m.end(), ""
+    if fence:
+        pieces.append((False, prose[pos:]))
+    else:
+        pieces += _inline_regions(prose[pos:])
+    return pieces
+
+
+def _inline_regions(text: str) -> list[tuple[bool, str]]:
+    pieces: list[tuple[bool, str]] = []
+    pos = 0
+    for m in _INLINE_CODE_RE.finditer(text):
+        pieces += [(True, text[pos:m.start()]), (False, m.group())]
+        pos = m.end()
+    pieces.append((True, text[pos:]))
+    return [p for p in pieces if p[1]]
 
 
 def _flush_text(text: list[str], out: list[Event]) -> None:

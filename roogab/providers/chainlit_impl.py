@@ -165,8 +165,9 @@ class ChainlitProvider:
         logger.info("%s: %s ready, models: %s", self.name, self._where, ", ".join(self._web.models))
 
     def models(self) -> list[ModelInfo]:
-        """The chat profiles (discovered or configured), or ``default`` when the app has none."""
-        return [ModelInfo(m, self.profile.context_length) for m in self._web.models or [DEFAULT_MODEL]]
+        """The chat profiles (discovered or configured), ``default`` for an app without any; none
+        while the app has not been reached (no placeholder to paste into an agent)."""
+        return [ModelInfo(m, self.profile.context_length) for m in self._web.models]
 
     def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
         """Start a turn in a new session (``handle=None``) or an existing one; never blocks."""

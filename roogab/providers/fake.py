@@ -6,7 +6,7 @@ import itertools
 from dataclasses import dataclass, field
 
 from ..errors import UpstreamError
-from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Traits, Turn
+from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Traits, Turn
 
 __all__ = ["FakeProvider", "SentPrompt"]
 
@@ -24,10 +24,11 @@ class SentPrompt:
 class FakeProvider:
     """Answers each ``send`` with the next scripted reply, delivered in ``chunk``-sized deltas.
 
-    A reply that is an ``UpstreamError`` is raised from the turn instead.
+    A reply that is an ``UpstreamError`` is raised from the turn instead; a list of ``Delta`` and
+    ``Snapshot`` events is delivered as it is (a page's exact frames), then ``Done()``.
     """
 
-    replies: list[str | UpstreamError] = field(default_factory=list)
+    replies: list[str | UpstreamError | list[Delta | Snapshot]] = field(default_factory=list)
     chunk: int = 3
     name: str = "fake"
     max_message_chars: int = 0
@@ -51,6 +52,11 @@ class FakeProvider:
         reply = self.replies.pop(0) if self.replies else "```lua\nreturn { text = [[ok]] }\n```"
         if isinstance(reply, UpstreamError):
             turn.put(reply)
+            return turn
+        if isinstance(reply, list):
+            for event in reply:
+                turn.put(event)
+            turn.put(Done())
             return turn
         for i in range(0, len(reply), max(1, self.chunk)):
             turn.put(Delta(reply[i:i + self.chunk]))

@@ -45,6 +45,7 @@ KINDS: Mapping[str, Row] = types.MappingProxyType({
     "websocket": Row("roogab.providers.websocket_impl:KIND"),
     "chainlit": Row("roogab.providers.chainlit_impl:KIND"),
     "openwebui": Row("roogab.providers.openwebui_impl:KIND", ("temporary_chats", "title")),
+    "gradio": Row("roogab.providers.gradio_impl:KIND", ("api_name",)),
 })
 
 S = TypeVar("S")

@@ -50,6 +50,13 @@ WIRE = "socket.io"
 logger = logging.getLogger(__name__)
 
 TRAITS = Traits(keeps_conversations=True, stream="snapshots")
+# The bundled demo service takes Socket.IO frames up to this size (demo/server.py sets it). A
+# prompt is JSON-encoded with non-ASCII escaped, up to 12 bytes a character; the demo kind's
+# message limit keeps every frame under the cap, so a long prompt is split (or refused) before
+# it could make the service drop the connection every conversation shares.
+DEMO_MAX_FRAME_BYTES = 16 * 1024 * 1024
+DEMO_TRAITS = Traits(keeps_conversations=True, stream="snapshots",
+                     max_message_chars=(DEMO_MAX_FRAME_BYTES - 64 * 1024) // 12)
 
 
 @dataclass(eq=False)
@@ -76,13 +83,13 @@ class MultiplexProvider:
 
     def __init__(self, profile: ProviderProfile, loop: ProviderLoop, *, connect_timeout: float = 10.0,
                  headers: Mapping[str, str] | None = None,
-                 reconnection: Reconnection | None = None) -> None:
+                 reconnection: Reconnection | None = None, traits: Traits = TRAITS) -> None:
         if urlsplit(profile.url).scheme not in ("http", "https", "ws", "wss"):
             raise ConfigError(f"providers.{profile.name}.url", "must be an http(s) or ws(s) URL")
         self.profile = profile
         self.name = profile.name
-        self.traits = TRAITS
-        self.max_message_chars = TRAITS.message_limit(profile.max_message_chars)
+        self.traits = traits
+        self.max_message_chars = traits.message_limit(profile.max_message_chars)
         self._ev = profile.events
         self._loop = loop
         self._connect_timeout = connect_timeout
@@ -390,8 +397,8 @@ def _build_demo(profile: ProviderProfile, settings: NoSettings, context: Context
     if not profile.url:
         raise ConfigError("providers", "no chat service is configured: add a [[providers]] table to "
                           "the --config file (see docs/providers.md), or try `roogab demo`")
-    return _build(profile, settings, context)
+    return MultiplexProvider(profile, context.loop, connect_timeout=context.connect_timeout, traits=DEMO_TRAITS)
 
 
 KIND = Kind("socketio", TRAITS, NoSettings, _build)
-DEMO_KIND = Kind("demo", TRAITS, NoSettings, _build_demo)
+DEMO_KIND = Kind("demo", DEMO_TRAITS, NoSettings, _build_demo)

@@ -6,6 +6,7 @@ import re
 
 from roogab.demo import answer
 from roogab.demo.assistant import long_string, task_line
+from roogab.prompt import PromptBook
 
 ENVELOPE = re.compile(r"\A```lua\nreturn \{\n(?P<body>.*)\n\}\n```\Z", re.DOTALL)
 
@@ -43,3 +44,11 @@ def test_long_string_level_cannot_be_closed_by_the_content() -> None:
     assert long_string("ends with ]==") == "[===[ends with ]==]===]"
     hostile = answer("<task>finish ]==] then ]===]</task> attempt_completion")
     assert "[====[Done: finish ]==] then ]===]]====]" in hostile
+
+
+def test_a_part_before_the_last_is_acknowledged_and_the_last_is_answered() -> None:
+    parts = PromptBook.load().split("<task>\nsay hi\n</task>\n" + "filler " * 50, 120)
+    assert len(parts) > 2
+    assert answer(parts[0]) == "OK, part 1 received."
+    assert answer(parts[1]) == "OK, part 2 received."
+    assert answer(parts[-1]).startswith("```lua")

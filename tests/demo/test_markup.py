@@ -1,37 +1,34 @@
-"""The demo's markdown-to-HTML renderer, as a chat page renders replies."""
+"""The demo's markdown-to-HTML renderer renders replies as chat pages do (markdown-it + Pygments)."""
 
 from __future__ import annotations
 
 from roogab.demo import markdown_to_html
+from roogab.envelope.html import decode_html, strip_marks
 
 
-def test_paragraphs_and_inline_code() -> None:
-    text = "First line\nsecond line\n\nUse `a < b` & go."
-    assert markdown_to_html(text) == ("<p>First line\nsecond line</p>\n"
-                                      "<p>Use <code>a &lt; b</code> &amp; go.</p>")
+def test_paragraphs_emphasis_and_inline_code() -> None:
+    html = markdown_to_html("First line\nsecond *line*\n\nUse `a < b` & go.")
+    assert html == ("<p>First line\nsecond <em>line</em></p>\n"
+                    "<p>Use <code>a &lt; b</code> &amp; go.</p>\n")
 
 
-def test_fenced_code_is_escaped_with_its_language() -> None:
-    text = 'Reply:\n```lua\nreturn { text = [==[<p class="x">it\'s</p>]==] }\n```\nafter'
-    assert markdown_to_html(text) == (
-        "<p>Reply:</p>\n"
-        '<pre><code class="language-lua">return { text = [==[&lt;p class=&quot;x&quot;&gt;'
-        "it&#x27;s&lt;/p&gt;]==] }\n</code></pre>\n"
-        "<p>after</p>")
+def test_fenced_code_is_highlighted_and_decodes_back_exactly() -> None:
+    code = 'return { text = [==[<p class="x">it\'s &amp; \t </p>]==] }\n'
+    html = markdown_to_html(f"Reply:\n```lua\n{code}```\nafter")
+    assert '<pre><code class="language-lua"><span class="kr">return</span>' in html
+    assert "&lt;p class=" in html
+    text = strip_marks(decode_html(html, final=True).text)
+    assert text.startswith("Reply:\n") and f"\n```lua\n{code}```\n" in text and text.rstrip().endswith("after")
 
 
 def test_unclosed_fence_renders_as_a_closed_block() -> None:
-    assert markdown_to_html("```lua\nreturn {") == '<pre><code class="language-lua">return {\n</code></pre>'
+    assert markdown_to_html("```\nreturn {") == "<pre><code>return {</code></pre>\n"
 
 
-def test_fence_without_language_and_tilde_fences() -> None:
-    assert markdown_to_html("~~~\nx\n~~~") == "<pre><code>x\n</code></pre>"
-    assert markdown_to_html("````\n```\n````") == "<pre><code>```\n</code></pre>"
+def test_raw_html_is_escaped_as_chat_pages_do() -> None:
+    assert markdown_to_html("<b>x</b>") == "<p>&lt;b&gt;x&lt;/b&gt;</p>\n"
 
 
-def test_headings() -> None:
-    assert markdown_to_html("# Title\nbody") == "<h1>Title</h1>\n<p>body</p>"
-
-
-def test_empty() -> None:
+def test_headings_and_empty() -> None:
+    assert markdown_to_html("# Title\nbody") == "<h1>Title</h1>\n<p>body</p>\n"
     assert markdown_to_html("") == ""

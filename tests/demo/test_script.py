@@ -68,3 +68,11 @@ def test_the_shipped_example_script_is_valid() -> None:
 
     replies = load_script(Path(roogab.demo.__file__).with_name("example.jsonl"))
     assert len(replies) == 2 and replies[1].format == "html"
+
+
+def test_explicit_events_replace_the_reply() -> None:
+    entry = parse_reply({"events": [{"snapshot": "<p>a</p>"}, {"delta": "b"}]})
+    assert entry.events == (("snapshot", "<p>a</p>"), ("delta", "b"))
+    for bad in ([{"frame": "x"}], [{"delta": 1}], "x", [{"delta": "a", "snapshot": "b"}]):
+        with pytest.raises(ConfigError, match="events"):
+            parse_reply({"events": bad})

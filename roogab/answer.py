@@ -1,0 +1,84 @@
+"""The answer accumulator and the turn's typed outcomes. Pure.
+
+:class:`Accumulator` collects a turn's ``Out`` items (text, reasoning, calls, the finish) the same way
+for a streaming agent (which also got them one by one) and for a non-streaming one (which gets
+only the result): both end with the same answer. :class:`Outcome` names how a turn ended, for
+the turn log, instead of reading it out of an error message.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .errors import ReplyFormatError
+from .outputs import CallOut, Finished, Out, ReasoningOut, TextOut, to_json
+from .render import arguments_json
+from .wire import Message, ToolCallRef, Usage
+
+__all__ = ["Accumulator", "Outcome", "outcome_of"]
+
+
+class Outcome(enum.Enum):
+    """How a turn ended (the turn log's verdict)."""
+
+    OK = "ok"
+    REPAIRED = "repaired"
+    RETRY = "retry answered from the record"
+    NON_COMPLIANT = "non_compliant"
+    FAILED = "failed"
+
+
+def outcome_of(error: Exception | None, repairs: int) -> Outcome:
+    """The outcome of a turn that ended with *error* (None: it succeeded) after *repairs*."""
+    if error is None:
+        return Outcome.REPAIRED if repairs else Outcome.OK
+    return Outcome.NON_COMPLIANT if isinstance(error, ReplyFormatError) else Outcome.FAILED
+
+
+@dataclass
+class Accumulator:
+    """What the agent has been given in one turn, built from its ``Out`` items as they go out
+    (the turn records it; :meth:`roogab.outputs.Answer.collect` gathers the same items for a
+    non-streaming agent)."""
+
+    texts: list[str] = field(default_factory=list)
+    reasoning: list[str] = field(default_factory=list)
+    calls: list[CallOut] = field(default_factory=list)
+    finished: Finished = field(default_factory=lambda: Finished("stop", Usage(0, 0)))
+
+    def add(self, item: Out) -> None:
+        """Take one item (``Ping`` is ignored)."""
+        if isinstance(item, TextOut):
+            self.texts.append(item.text)
+        elif isinstance(item, ReasoningOut):
+            self.reasoning.append(item.text)
+        elif isinstance(item, CallOut):
+            self.calls.append(item)
+        elif isinstance(item, Finished):
+            self.finished = item
+
+    @property
+    def text(self) -> str:
+        """The answer's text."""
+        return "".join(self.texts)
+
+    @property
+    def reasoning_text(self) -> str:
+        """The answer's reasoning."""
+        return "".join(self.reasoning)
+
+    def forget_unseen(self) -> None:
+        """Before a non-streaming repair: the failed reply's text goes; its accepted calls stay."""
+        self.texts.clear()
+        self.reasoning.clear()
+
+    def message(self) -> Message:
+        """The assistant message as the agent will send it back next turn."""
+        refs = tuple(ToolCallRef(c.id, c.call.name, arguments_json(c.call)) for c in self.calls)
+        return Message(role="assistant", content=self.text, tool_calls=refs)
+
+    def record(self, finished: Finished | None = None) -> str:
+        """The answer as JSON (see :func:`roogab.outputs.to_json`)."""
+        items: list[Out] = [TextOut(self.text), ReasoningOut(self.reasoning_text), *self.calls]
+        return to_json(items + ([finished] if finished is not None else []))

@@ -1,0 +1,89 @@
+"""The reply reader on its own, event by event (as h11's tests drive a connection): provider
+events in, envelope events and a verdict out. No IO."""
+
+from __future__ import annotations
+
+from roogab.demo.markup import markdown_to_html
+from roogab.envelope import End, Event, Text, ToolCall
+from roogab.providers.base import Delta, Done, Snapshot
+from roogab.reply_reader import ReplyReader, Verdict
+
+CALL = '```lua\nreturn { tool_calls = { { name = "read_file", arguments = { path = "x.ts" } } } }\n```'
+
+
+def _texts(events: list[Event]) -> str:
+    return "".join(e.text for e in events if isinstance(e, Text))
+
+
+def test_pieces_then_done() -> None:
+    reader = ReplyReader(["read_file"])
+    assert reader.feed(Delta(CALL[:40])) == []
+    events = reader.feed(Delta(CALL[40:]))
+    assert events == [ToolCall("read_file", {"path": "x.ts"})]
+    assert reader.feed(Done()) == [End()] and reader.verdict == Verdict()
+
+
+def test_html_snapshot_holds_back_the_last_line_of_an_open_code_block() -> None:
+    reply = "```lua\nreturn {\n  text = [==[one\ntwo\nthree]==] }\n```"
+    reader = ReplyReader([])
+    cut = reply.index("two") + 2  # "...one\ntw": the page shows "tw" as a whole line
+    assert _texts(reader.feed(Snapshot(markdown_to_html(reply[:cut])))) == "one\n"
+    assert _texts(reader.feed(Snapshot(markdown_to_html(reply[:cut + 4])))) == "two\n"
+    rest = reader.feed(Snapshot(markdown_to_html(reply))) + reader.feed(Done())
+    assert _texts(rest) == "three" and reader.verdict == Verdict()
+
+
+def test_a_snapshot_that_rerenders_its_past_is_decoded_anew() -> None:
+    reply = "Some *prose* here\n\n" + CALL
+    reader = ReplyReader(["read_file"])
+    events: list[Event] = []
+    for cut in range(1, len(reply) + 1, 5):  # "*pro" is text, "*prose*" becomes <em>
+        events += reader.feed(Snapshot(markdown_to_html(reply[:cut])))
+    events += reader.feed(Snapshot(markdown_to_html(reply))) + reader.feed(Done())
+    assert [e for e in events if isinstance(e, ToolCall)] == [ToolCall("read_file", {"path": "x.ts"})]
+    assert reader.verdict == Verdict()
+
+
+def test_a_late_older_snapshot_changes_nothing() -> None:
+    reader = ReplyReader(["read_file"])
+    assert reader.feed(Snapshot(CALL)) == [ToolCall("read_file", {"path": "x.ts"})]
+    assert reader.feed(Snapshot(CALL[:30])) == []
+    assert reader.feed(Done()) == [End()] and reader.raw == CALL
+
+
+def test_a_rewrite_after_pieces_that_takes_back_a_call_is_a_problem() -> None:
+    reader = ReplyReader(["read_file"])
+    assert reader.feed(Delta(CALL)) == [ToolCall("read_file", {"path": "x.ts"})]
+    assert reader.feed(Snapshot(CALL.replace("x.ts", "y.ts"))) == []
+    end = reader.feed(Done())
+    assert isinstance(end[-1], End) and reader.verdict is not None
+    assert reader.verdict.problem is not None and "changed the tool call read_file" in reader.verdict.problem
+
+
+def test_a_rewrite_that_extends_the_pieces_goes_on() -> None:
+    reply = "```lua\nreturn { text = [==[hello world]==] }\n```"
+    reader = ReplyReader([])
+    first = reader.feed(Delta(reply[:25]))
+    rest = reader.feed(Snapshot(reply)) + reader.feed(Done())
+    assert _texts(first + rest) == "hello world" and reader.verdict == Verdict()
+
+
+def test_error_page_and_plain_prose() -> None:
+    reader = ReplyReader(["read_file"])
+    reader.feed(Delta("<!DOCTYPE html><html><title>502 Bad Gateway</title></html>"))
+    reader.feed(Done())
+    assert reader.verdict == Verdict(error_page="502 Bad Gateway")
+    reader = ReplyReader([])
+    assert _texts(reader.feed(Delta("just prose")) + reader.feed(Done())) == "just prose"
+    assert reader.verdict == Verdict()  # without tools, prose is a fine answer
+    reader = ReplyReader(["read_file"])
+    reader.feed(Delta("just prose"))
+    reader.feed(Done())
+    assert reader.verdict is not None and reader.verdict.problem == "no envelope found"
+
+
+def test_done_with_the_full_text_completes_the_pieces() -> None:
+    reader = ReplyReader(["read_file"])
+    reader.feed(Delta(CALL[:20]))
+    events = reader.feed(Done(CALL))
+    assert events[:-1] == [ToolCall("read_file", {"path": "x.ts"})] and reader.verdict == Verdict()
