@@ -16,11 +16,14 @@ import time
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any
 
-from flask import Blueprint, Flask, Response, current_app, render_template, request
+from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
+from . import inspect_auth
 from .affinity import AFFINITY_HEADER, INSTANCE_HEADER, affinity_key
 from .config import Config
 from .errors import (
@@ -35,6 +38,7 @@ from .errors import (
     Unauthorized,
 )
 from .guide import client_settings
+from .live import LiveTurns, TurnNote
 from .logs import request_id
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
@@ -45,7 +49,7 @@ from .service import ChatService
 from .store import Store
 from .wire import model_list
 
-__all__ = ["AppState", "api", "install_guards", "status"]
+__all__ = ["AppState", "api", "install_guards", "iso_time", "status"]
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +89,26 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
              turn.stream, len(turn.messages), len(turn.tools))
+    note = g.turn_note = TurnNote()
     if not turn.stream:
-        return protocol.complete(state.service.complete(turn, client), turn, exchange), 200, routing
-    items = state.service.run(turn, client)
+        return protocol.complete(state.service.complete(turn, client, note), turn, exchange), 200, routing
+    items = state.service.run(turn, client, note)
     first = next(items)  # errors before any output still get their real HTTP status
     sse = protocol.stream(_chain(first, items), turn, exchange)
-    return Response(_with_request_id(exchange.id, sse), mimetype="text/event-stream",
+    return Response(_with_request_id(exchange.id, sse, note, state.service.live), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **routing})
+
+
+@api.after_request
+def _turn_headers(response: Response) -> Response:
+    """``x-roogab-turn`` (the turn's id in the inspector, also on errors); ``x-roogab-from-record``
+    when the answer is the retry record's (the id of the turn it repeats, or ``unknown``)."""
+    note: TurnNote | None = g.get("turn_note")
+    if note is not None and note.turn_id:
+        response.headers["x-roogab-turn"] = note.turn_id
+    if note is not None and note.from_record is not None:
+        response.headers["x-roogab-from-record"] = note.from_record
+    return response
 
 
 for _path, _protocol in PROTOCOLS.items():
@@ -126,7 +143,7 @@ def healthz() -> tuple[dict[str, Any], int]:
         pace = state.service.outbox.pacer(name).state()
         revival = state.revival.state(name)
         providers[name] = {"ready": h.ready, "connected": h.connected, "logged_in": h.logged_in,
-                           "last_error": h.last_error, "since": h.since,
+                           "last_error": h.last_error, "since": iso_time(h.since),
                            "retrying": revival is not None and revival.retrying and not h.ready,
                            "turns": {"running": pace.running, "queued": pace.queued,
                                      "max_concurrent": pace.max_concurrent_turns,
@@ -158,7 +175,8 @@ def index() -> Response | str:
     health = {name: p.health() for name, p in state.service.providers.items()}
     down = {name: _down_line(name, h.last_error, state.revival) for name, h in health.items() if not h.ready}
     if request.accept_mimetypes.best_match(["text/plain", "text/html"]) == "text/html":
-        return render_template("index.html", settings=settings, providers=health, down=down)
+        return render_template("index.html", settings=settings, providers=health, iso_time=iso_time,
+                               down=down)
     lines = "".join(line + "\n" for line in down.values())
     return Response("RooGab is running.\n\n" + (lines + "\n" if lines else "") + settings + "\n",
                     mimetype="text/plain")
@@ -175,11 +193,21 @@ def _down_line(name: str, error: str | None, revival: Revival) -> str:
     return f"{name} is not ready{retrying}: {error or 'not started'}"
 
 
-def _with_request_id(rid: str, body: Iterator[str]) -> Iterator[str]:
+def iso_time(timestamp: float) -> str | None:
+    """An epoch time as ISO 8601 UTC (None for 0: never)."""
+    if not timestamp:
+        return None
+    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _with_request_id(rid: str, body: Iterator[str], note: TurnNote, live: LiveTurns) -> Iterator[str]:
     """*body*, with the turn's request id set: it streams after the view returned, still on
-    this worker thread, and every log line of the turn carries the id."""
+    this worker thread, and every log line of the turn carries the id. Each event is noted on the
+    live board (the inspector's view of what the agent was sent)."""
     request_id.set(rid)
-    yield from body
+    for chunk in body:
+        live.to_agent(note.turn_id, chunk)
+        yield chunk
 
 
 def _chain(first: Out, rest: Iterator[Out]) -> Generator[Out, None, None]:
@@ -252,13 +280,28 @@ def _check_host(config: Config) -> None:
                             "(add the name to allowed_hosts to permit it)")
 
 
-def _check_key(config: Config) -> None:
-    if not config.api_keys or request.blueprint not in PROTECTED_BLUEPRINTS:
-        return
+def _is_signin() -> bool:
+    return request.endpoint == "inspect.signin"
+
+
+def _wants_html() -> bool:
+    """A browser (it prefers a page to JSON): sent to the sign-in form rather than given a 401."""
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
+
+
+def _check_key(config: Config) -> BaseResponse | None:
+    if not config.api_keys or request.blueprint not in PROTECTED_BLUEPRINTS or _is_signin():
+        return None
     token = _bearer().encode()
     matches = [hmac.compare_digest(token, key.encode()) for key in config.api_keys]
-    if not any(matches):
-        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
+    if any(matches):
+        return None
+    if request.blueprint == "inspect":
+        if inspect_auth.valid(request.cookies.get(inspect_auth.COOKIE, ""), config.api_keys):
+            return None
+        if _wants_html():
+            return redirect(url_for("inspect.signin", next=request.full_path.rstrip("?")))
+    raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
                            "or 'x-api-key: <key>'")
 
 
@@ -266,11 +309,11 @@ def install_guards(app: Flask) -> None:
     """Host and key checks before every request; OpenAI error JSON for every error."""
 
     @app.before_request
-    def _guards() -> None:
+    def _guards() -> BaseResponse | None:
         request_id.set("req-" + uuid.uuid4().hex[:12])
         config = _state().config
         _check_host(config)
-        _check_key(config)
+        return _check_key(config)
 
     @app.errorhandler(RooGabError)
     def _roogab_error(exc: RooGabError) -> tuple[dict[str, Any], int]:

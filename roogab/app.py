@@ -11,8 +11,10 @@ from .api import AppState, api, install_guards, status
 from .config import Config
 from .delivery import Outbox, Policy
 from .inspect_api import inspect
+from .live import LiveTurns
 from .prompt import PromptBook
 from .providers.base import Deadlines, Provider
+from .redact import Redactor
 from .registry import Registry
 from .revival import Revival
 from .service import ChatService, TurnSettings
@@ -21,7 +23,8 @@ __all__ = ["build_service", "create_app"]
 
 
 def build_service(config: Config, providers: Mapping[str, Provider], *,
-                  registry: Registry | None = None, prompts: PromptBook | None = None) -> ChatService:
+                  registry: Registry | None = None, prompts: PromptBook | None = None,
+                  live: LiveTurns | None = None) -> ChatService:
     """The ChatService for *config* over already-started *providers* (memory store by default)."""
     settings = TurnSettings(
         deadlines=Deadlines(first_token=config.first_token_timeout, silence=config.silence_timeout,
@@ -33,17 +36,18 @@ def build_service(config: Config, providers: Mapping[str, Provider], *,
     registry = registry or Registry(idle_expiry=config.idle_expiry)
     prompts = prompts or PromptBook.load(config.prompts_dir)
     policies = {p.name: Policy(p.max_parts, p.min_interval, p.max_concurrent_turns) for p in config.providers}
-    return ChatService(providers, registry, prompts, settings, outbox=Outbox(prompts, policies))
+    live = live if live is not None else LiveTurns(redact=Redactor().redact)
+    return ChatService(providers, registry, prompts, settings, outbox=Outbox(prompts, policies), live=live)
 
 
 def create_app(config: Config, providers: Mapping[str, Provider], *,
                service: ChatService | None = None, registry: Registry | None = None,
-               revival: Revival | None = None) -> Flask:
+               revival: Revival | None = None, live: LiveTurns | None = None) -> Flask:
     """A Flask app serving *providers* (already started) with the settings of *config*."""
     app = Flask("roogab")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    service = service or build_service(config, providers, registry=registry)
+    service = service or build_service(config, providers, registry=registry, live=live)
     app.extensions["roogab"] = AppState(config, service, time.time(), revival or Revival())
     app.register_blueprint(api, url_prefix="/v1")
     app.register_blueprint(api, name="api_bare")

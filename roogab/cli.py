@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import signal
@@ -41,6 +42,16 @@ def main() -> None:
 
     Point Roo Code, Cline, Kilo Code or an OpenAI SDK at the printed base URL. Start with
     `roogab demo` to see the whole path work against the bundled demo chat service.
+
+    \b
+    Examples:
+      roogab demo                      # the bundled demo chat service, and RooGab on :8787
+      roogab try                       # one probe turn through the running RooGab
+      roogab serve --config roogab.toml
+      roogab check --config roogab.toml
+      roogab parse reply.txt --request turn.json
+      roogab conversations list
+      roogab docs                      # where the documentation is
     """
 
 
@@ -63,10 +74,15 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 @main.command()
 @_common
 def serve(config_file: Path | None, **flags: Any) -> None:
-    """Serve the providers of the config file (see docs/) on an OpenAI-compatible API.
+    """Serve the providers of the config file (see `roogab docs`) on an OpenAI-compatible API.
 
     API keys come from the ROOGAB_API_KEYS environment variable (comma-separated) or the file
-    named by `api_keys_file` in the config, never from the command line.
+    named by `api_keys_file` in the config, never from the command line. The inspector is at
+    /inspect (a browser behind keys signs in there, or opens /inspect?key=KEY).
+
+    \b
+    Example:
+      ROOGAB_API_KEYS=s3cret roogab serve --config roogab.toml --host 0.0.0.0
     """
     from .runtime import start
 
@@ -78,18 +94,80 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 @click.option("--script", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="JSON Lines of scripted replies, served one per message received: "
                    '{"reply": "...", "format": "markdown|html", "stream": "delta|cumulative", '
-                   '"chunk": 8, "delay_ms": 0}. When it runs out, a built-in assistant answers.')
+                   '"chunk": 8, "delay_ms": 0}; faults: "drop_after": N (disconnect after N chunks), '
+                   '"error": "message" with "code" (the service refuses the turn), "silent": true '
+                   "(never answers). When it runs out, a built-in assistant answers.")
 @_common
 def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
     """Start the bundled demo chat service and RooGab wired to it.
 
-    Prints the base URL, the models and the settings to paste into Roo Code, Cline, Kilo Code and Claude Code.
+    Prints the base URL, the models and the settings to paste into Roo Code, Cline, Kilo Code and
+    Claude Code. The demo keeps its conversations and turn log in memory: it never mixes with
+    what `roogab serve` stores.
+
+    \b
+    The demo chat service (its URL is printed) also has:
+      POST /demo/script    a JSON list of script lines, served next (as --script)
+      POST /demo/reset     forget the script, the log and the conversations
+      GET  /demo/received  every event it received, as JSON (what RooGab sent it)
+
+    \b
+    Examples:
+      roogab demo
+      roogab demo --script roogab/demo/example.jsonl --port 0
     """
     from .runtime import start_demo
 
     from_script = _script(script)
-    config = _load(config_file, flags)
-    _run(lambda: start_demo(config, from_script), config)
+    config = dataclasses.replace(_load(config_file, flags), store="memory")
+    _run(lambda: start_demo(config, from_script), config, scripted=bool(from_script))
+
+
+@main.command("try")
+@click.option("--model", help="The model to ask (default: the first one /v1/models lists).")
+@click.option("--url", "base_url", help="RooGab's base URL (default: from the config's host and port).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
+def try_(model: str | None, base_url: str | None, config_file: Path | None) -> None:
+    """Send one probe turn through a running RooGab and print what came back (exit 1 on failure).
+
+    The key is the first of ROOGAB_API_KEYS when keys are configured.
+
+    \b
+    Examples:
+      roogab try
+      roogab try --model demo/gab-1 --url http://127.0.0.1:8787
+    """
+    from .probe import PROBE, ProbeFailed, probe, wildcard_url
+
+    config = _load(config_file, {})
+    url = (base_url or wildcard_url(config.host, config.port)).rstrip("/")
+    key = config.api_keys[0] if config.api_keys else "roogab"
+    click.echo(f"asking {url} ({model or 'first model'}): {PROBE}")
+    try:
+        result = probe(url, key, model)
+    except ProbeFailed as exc:
+        _fail(str(exc), status=1)
+    click.echo(f"model   : {result.model}")
+    click.echo(f"answer  : {result.text}")
+    click.echo(f"turn    : {url}/inspect?q={result.turn_id}")
+    if result.from_record is not None:
+        click.echo(f"note    : answered from the retry record (turn {result.from_record}), not by the chat service")
+
+
+@main.command()
+def docs() -> None:
+    """Print where the documentation is (and list its pages)."""
+    here = Path(__file__).resolve().parent.parent
+    found = [p for p in (here / "README.md", here / "docs") if p.exists()]
+    if not found:
+        click.echo("The documentation is not installed with the package: it is README.md and docs/ in "
+                   "RooGab's source tree. `roogab COMMAND --help` describes each command.")
+        return
+    for path in found:
+        click.echo(str(path))
+        if path.is_dir():
+            for page in sorted(path.glob("*.md")):
+                click.echo(f"  {page.name}")
 
 
 @main.command()
@@ -113,20 +191,27 @@ def check(config_file: Path | None) -> None:
 
 
 @main.command()
-@click.argument("reply_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("reply_file", required=False, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--request", "request_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="The chat-completions request (JSON body, or a captured session file): its tools "
-                   "are used to recognise XML tool tags and to validate each call.")
-def parse(reply_file: Path, request_file: Path | None) -> None:
+              help="The chat-completions request (JSON body, a captured session file, or a turn downloaded "
+                   "from the inspector): its tools are used to recognise XML tool tags and to validate each call.")
+def parse(reply_file: Path | None, request_file: Path | None) -> None:
     """Parse a raw model reply offline and print its events as JSON Lines.
 
     With --request, each tool call is validated against the request's tools and a last
-    line gives the verdict. Exit status 1 when the reply is not compliant.
+    line gives the verdict. Exit status 1 when the reply is not compliant. A turn downloaded
+    from the inspector holds its raw reply too: `roogab parse --request roogab-turn-….json`.
     """
     from .offline import parse_report
 
     chat = _read_request(request_file) if request_file else None
-    report = parse_report(reply_file.read_text("utf-8"), chat)
+    if reply_file is not None:
+        reply = reply_file.read_text("utf-8")
+    elif request_file is not None:
+        reply = _bundled_reply(request_file)
+    else:
+        _fail("give a REPLY_FILE, or --request with a turn downloaded from the inspector")
+    report = parse_report(reply, chat)
     for line in report.lines:
         click.echo(json.dumps(line, ensure_ascii=False))
     sys.exit(0 if report.compliant else 1)
@@ -163,7 +248,7 @@ def conversations_list(config_file: Path | None, as_json: bool) -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help=CONFIG_HELP)
 def conversations_show(conversation_id: str, config_file: Path | None) -> None:
     """One conversation and its latest turns, as JSON."""
-    from .inspect_api import turn_json
+    from .inspect_views import turn_json
 
     with _store(config_file) as store:
         found = [r for r in store.load_conversations() if r.id == conversation_id]
@@ -229,6 +314,17 @@ def _read_request(path: Path) -> ChatRequest:
         _fail(f"{path}: {exc}")
 
 
+def _bundled_reply(path: Path) -> str:
+    """The raw reply of a downloaded turn (the last one, after any repair)."""
+    from .turnlog import SEPARATOR
+
+    body = json.loads(path.read_text("utf-8"))
+    raw = body.get("raw_reply") if isinstance(body, dict) else None
+    if not isinstance(raw, str):
+        _fail(f"{path} holds no raw reply: give the REPLY_FILE too")
+    return raw.split(SEPARATOR)[-1]
+
+
 def _script(path: Path | None) -> list[ScriptedReply]:
     from .demo.script import load_script
 
@@ -247,7 +343,7 @@ def _load(config_file: Path | None, flags: dict[str, Any]) -> Config:
     return config
 
 
-def _run(starter: Callable[[], Running], config: Config) -> None:
+def _run(starter: Callable[[], Running], config: Config, scripted: bool = False) -> None:
     try:
         running = starter()
     except ConfigError as exc:
@@ -255,24 +351,32 @@ def _run(starter: Callable[[], Running], config: Config) -> None:
     except UpstreamError as exc:
         _fail(f"cannot start: {exc}", status=1)
     try:
-        click.echo(_banner(running))
+        click.echo(_banner(running, scripted))
         _wait_for_signal()
     finally:
         running.close()
 
 
-def _banner(running: Running) -> str:
+def _banner(running: Running, scripted: bool = False) -> str:
     service = running.app.extensions["roogab"].service
     models = [m for m, _ in service.models()]
     keys = running.config.api_keys
     key_hint = f"{len(keys)} key(s) configured (ROOGAB_API_KEYS / api_keys_file)" if keys \
         else "any text, e.g. roogab (no keys configured: loopback only)"
-    lines = [f"RooGab {__version__} is running at {running.url}"]
+    from .probe import wildcard_url
+
+    url = wildcard_url(running.server.host, running.server.port)
+    lines = [f"RooGab {__version__} is running at {url}"]
+    if url != running.url:
+        lines.append(f"(listening on every interface, {running.url}: from elsewhere use this machine's address)")
     if running.demo is not None:
-        lines.append(f"Demo chat service at {running.demo.url} (scripted; Ctrl-C stops both)")
+        what = "scripted replies first, then a built-in assistant" if scripted else "a built-in assistant"
+        lines.append(f"Demo chat service at {running.demo.url} ({what}; turns kept in memory; "
+                     "Ctrl-C stops both)")
     from .guide import client_settings
 
-    lines += ["", client_settings(running.url, models, key_hint), "", "Press Ctrl-C to stop."]
+    lines += [f"Inspector at {url}/inspect; `roogab try` sends a probe turn.",
+              "", client_settings(url, models, key_hint), "", "Press Ctrl-C to stop."]
     return "\n".join(lines)
 
 

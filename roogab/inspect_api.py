@@ -1,103 +1,155 @@
-"""Inspection: the turn log and the conversations, as JSON (the inspector page reads these).
+"""Inspection: the turn log, the running turns and the conversations, as pages and JSON.
 
-Behind the API key when keys are configured; secrets were redacted when the log was written.
+Behind the API key when keys are configured (a browser signs in at ``/inspect/signin``); secrets
+were redacted when the log was written, and are redacted from running turns as they are read.
+``?conversation=ID`` (or ``/inspect/conversations/ID``) shows one conversation as a timeline,
+``?q=WORD`` searches the turns' text.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-import re
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, Response, abort, current_app, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
 
+from . import inspect_auth
 from .errors import InvalidRequest
-from .registry import Conversation
-from .store import TurnRecord
+from .inspect_views import (
+    bundle,
+    conversation_json,
+    conversation_rows,
+    frame_json,
+    live_json,
+    matches,
+    turn_json,
+    view,
+)
+from .service import ChatService
 
-__all__ = ["conversation_json", "inspect", "split_envelope", "turn_json"]
+__all__ = ["inspect"]
 
 inspect = Blueprint("inspect", __name__, url_prefix="/inspect")
 
 MAX_LIMIT = 1000
 PAGE_TURNS = 100
-# Where the envelope is in a raw reply: a fenced block (``` or ~~~), an HTML code element, or a
-# bare `return {` to the end. Only for showing it marked; the parser does the real work.
-ENVELOPE = re.compile(r"(```|~~~)[^\n]*\n.*?(?:\n\1|\Z)|<pre[^>]*>.*?(?:</pre>|\Z)|^return\s*\{.*",
-                      re.DOTALL | re.MULTILINE)
-VERDICT_CLASSES = {"retry answered from the record": "retry"}
+SINCE_MARGIN = 5.0
+"""Seconds the live poll looks back before the server time of the previous poll: a turn that ends
+between reading the board and reading the log is then caught by the next poll."""
 
 
 @inspect.get("")
 def page() -> str:
-    """The inspector page: conversations and their turns, updating live."""
-    registry = current_app.extensions["roogab"].service.registry
-    records = registry.turns(limit=PAGE_TURNS)
-    convs = [conversation_json(c) for c in registry.conversations()]
-    return render_template("inspect.html", turns=[_view(t) for t in records], conversations=convs,
-                           providers=sorted({t.provider for t in records}),
-                           models=sorted({t.model for t in records}))
+    """The inspector page: conversations and their turns, updating live; ``?conversation=ID``
+    for one conversation as a timeline (oldest first), ``?q=`` to search."""
+    return _page(request.args.get("conversation") or None)
+
+
+@inspect.get("/conversations/<conversation_id>")
+def conversation(conversation_id: str) -> str:
+    """One conversation's turns, as a timeline."""
+    return _page(conversation_id)
+
+
+def _page(conversation_id: str | None) -> str:
+    service = _service()
+    query = request.args.get("q", "").strip()
+    found = _turns(PAGE_TURNS, conversation_id, query)
+    every = found if conversation_id or query else _turns(MAX_LIMIT, None, "")
+    rows = conversation_rows(service.registry.conversations(), every)
+    if conversation_id:
+        rows = [r for r in rows if r["id"] == conversation_id]
+        found.reverse()
+    return render_template("inspect.html", turns=[view(t) for t in found], conversations=rows,
+                           conversation_id=conversation_id, query=query, now=time.time(),
+                           providers=sorted({t["provider"] for t in found}),
+                           models=sorted({t["model"] for t in found}))
 
 
 @inspect.get("/fragment")
-def fragment() -> str:
-    """Turn cards newer than ``?since=<started_at>``, rendered as on the page."""
+def fragment() -> Response:
+    """Running turns, and turns ended after ``?since=<server time>``, rendered as on the page
+    (``?conversation=`` and ``?q=`` as on the page). ``x-roogab-now`` is the next ``since``."""
     try:
-        since = float(request.args.get("since", "0"))
+        since = float(request.args.get("since", "0")) - SINCE_MARGIN
     except ValueError:
         raise InvalidRequest("'since' must be a number", param="since") from None
-    registry = current_app.extensions["roogab"].service.registry
-    newer = [t for t in registry.turns(limit=PAGE_TURNS) if t.started_at > since]
-    return render_template("turns.html", turns=[_view(t) for t in newer])
+    now = time.time()
+    found = _turns(PAGE_TURNS, request.args.get("conversation") or None, request.args.get("q", "").strip())
+    fresh = [t for t in found if t["verdict"] == "running" or t["started_at"] + t["duration_ms"] / 1000 > since]
+    html = render_template("turns.html", turns=[view(t) for t in fresh])
+    return Response(html, mimetype="text/html", headers={"x-roogab-now": repr(now)})
 
 
 @inspect.get("/turns.json")
 def turns() -> dict[str, Any]:
-    """The newest turns first; ``?limit=N`` (default 50), ``?conversation=ID``."""
+    """Running turns, then the newest logged ones; ``?limit=N`` (default 50), ``?conversation=ID``,
+    ``?q=WORD``."""
     limit = _limit(request.args.get("limit", "50"))
-    registry = current_app.extensions["roogab"].service.registry
-    records = registry.turns(limit=limit, conversation_id=request.args.get("conversation") or None)
-    return {"object": "list", "data": [turn_json(t) for t in records]}
+    found = _turns(limit, request.args.get("conversation") or None, request.args.get("q", "").strip())
+    return {"object": "list", "data": found}
+
+
+@inspect.get("/turns/<turn_id>.json")
+def turn_bundle(turn_id: str) -> Response:
+    """One turn as a download: request, raw reply, verdict (``roogab parse --request`` reads it)."""
+    turn = next((t for t in _turns(MAX_LIMIT, None, "") if t["id"] == turn_id), None)
+    if turn is None:
+        abort(404)
+    body = json.dumps(bundle(turn), indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="roogab-turn-{turn_id[:12]}.json"'})
+
+
+@inspect.route("/signin", methods=["GET", "POST"])
+def signin() -> BaseResponse | tuple[str, int]:
+    """A form for one of the API keys; sets the inspector's HttpOnly, SameSite=Strict cookie."""
+    config = current_app.extensions["roogab"].config
+    target = request.values.get("next", "")
+    if not target.startswith("/inspect") or target.startswith("/inspect/signin"):
+        target = url_for("inspect.page")
+    if request.method == "GET":
+        return render_template("signin.html", target=target, problem=None, keyed=bool(config.api_keys)), 200
+    key = request.form.get("key", "")
+    matches = [hmac.compare_digest(key.encode(), k.encode()) for k in config.api_keys]
+    if config.api_keys and not any(matches):
+        return render_template("signin.html", target=target, problem="That is not one of the configured keys.",
+                               keyed=True), 401
+    response = redirect(target, code=303)
+    if config.api_keys:
+        response.set_cookie(inspect_auth.COOKIE, inspect_auth.token(key), httponly=True, samesite="Strict",
+                            secure=request.is_secure, path="/inspect")
+    return response
 
 
 @inspect.get("/conversations.json")
 def conversations() -> dict[str, Any]:
     """Every conversation RooGab holds, most recently used first."""
-    registry = current_app.extensions["roogab"].service.registry
-    return {"object": "list", "data": [conversation_json(c) for c in registry.conversations()]}
+    return {"object": "list", "data": [conversation_json(c) for c in _service().registry.conversations()]}
 
 
-def turn_json(t: TurnRecord) -> dict[str, Any]:
-    """One turn of the log, its JSON fields decoded."""
-    return {"id": t.id, "conversation_id": t.conversation_id, "provider": t.provider, "model": t.model,
-            "protocol": t.protocol, "started_at": t.started_at, "duration_ms": t.duration_ms, "verdict": t.verdict,
-            "replayed": t.replayed, "repairs": t.repairs, "usage": json.loads(t.usage),
-            "request": json.loads(t.request_summary), "provider_prompt": t.provider_prompt,
-            "raw_reply": t.raw_reply, "response": json.loads(t.response), "error": t.error}
+def _service() -> ChatService:
+    service: ChatService = current_app.extensions["roogab"].service
+    return service
 
 
-def conversation_json(c: Conversation) -> dict[str, Any]:
-    """One conversation: which task, which provider conversation, how far it got."""
-    return {"id": c.id, "client": c.client, "thread": c.thread, "provider": c.provider, "model": c.model,
-            "handle": c.handle, "turns": c.turns, "messages_seen": len(c.transcript),
-            "created": c.created, "updated": c.updated}
-
-
-def split_envelope(raw: str) -> tuple[str, str, str]:
-    """(before, envelope, after) of a raw reply, to show the envelope marked."""
-    match = ENVELOPE.search(raw)
-    if match is None:
-        return raw, "", ""
-    return raw[:match.start()], match.group(0), raw[match.end():]
-
-
-def _view(t: TurnRecord) -> dict[str, Any]:
-    view = turn_json(t)
-    view["verdict_class"] = VERDICT_CLASSES.get(t.verdict, t.verdict)
-    view["when"] = time.strftime("%H:%M:%S", time.localtime(t.started_at))
-    view["raw_before"], view["raw_envelope"], view["raw_after"] = split_envelope(t.raw_reply)
-    return view
+def _turns(limit: int, conversation_id: str | None, query: str) -> list[dict[str, Any]]:
+    """Running turns first (newest first), then logged ones, up to *limit* in all; with *query*,
+    only those whose text has it (searching the newest ``MAX_LIMIT`` logged turns)."""
+    service, now = _service(), time.time()
+    running = [live_json(t, now) for t in service.live.running(conversation_id)]
+    logged = service.registry.turns(limit=MAX_LIMIT if query else limit, conversation_id=conversation_id)
+    ids = {t["id"] for t in running}
+    found = running + [turn_json(t) for t in logged if t.id not in ids]
+    if query:
+        found = [t for t in found if matches(t, query)]
+    for turn in found[:limit]:
+        turn["wire"] = [frame_json(f, turn["started_at"]) for f in service.live.wire(turn["id"])]
+        turn["agent_wire"] = [frame_json(f, turn["started_at"]) for f in service.live.agent_wire(turn["id"])]
+    return found[:limit]
 
 
 def _limit(raw: str) -> int:

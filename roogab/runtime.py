@@ -23,6 +23,7 @@ from .demo import DemoChatService, ScriptedReply
 from .errors import ProviderUnavailable, UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
+from .live import LiveTurns
 from .providers import kinds
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
@@ -103,8 +104,9 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         ConfigError: the configuration cannot be served.
         ProviderUnavailable: a provider could not connect.
     """
+    redactor = Redactor(secrets(config))
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
-                       max_turn_bytes=config.max_turn_bytes, redactor=Redactor(secrets(config)),
+                       max_turn_bytes=config.max_turn_bytes, redactor=redactor,
                        dsn=config.dsn)
     turn_log = TurnLogWriter(store)
     registry = build_registry(config, store, turn_log)
@@ -117,7 +119,8 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
             _start_provider(providers[profile.name], revival, strict=demo is not None)
-        app = create_app(config, providers, registry=registry, revival=revival)
+        app = create_app(config, providers, registry=registry, revival=revival,
+                         live=LiveTurns(redact=redactor.redact))
         server = Server(app, config.host, config.port, threads=config.threads)
     except BaseException:
         revival.close()

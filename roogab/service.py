@@ -27,13 +27,14 @@ from .errors import (
     ReplyFormatError,
     RooGabError,
 )
+from .live import LiveTurn, LiveTurns, TurnNote
 from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Done, Provider
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
 from .reply_reader import ReplyReader, Verdict
-from .turnlog import turn_record
+from .turnlog import request_summary, turn_record
 from .usage import TokenCache, TokenCounter
 from .wire import ChatRequest, Usage
 
@@ -66,8 +67,10 @@ class ChatService:
     def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
                  settings: TurnSettings = TurnSettings(), *, tokens: TokenCounter | None = None,
                  outbox: Outbox | None = None,
-                 new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24]) -> None:
+                 new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24],
+                 live: LiveTurns | None = None) -> None:
         self.providers = dict(providers)
+        self.live = live if live is not None else LiveTurns()
         self.registry = registry
         self.prompts = prompts
         self.outbox = outbox or Outbox(prompts)
@@ -108,15 +111,16 @@ class ChatService:
         return {published_id(name, m.id): (name, m.id, m.context_length)
                 for name, p in self.providers.items() for m in p.models()}
 
-    def run(self, request: ChatRequest, client: str) -> Iterator[Out]:
-        """Run one turn, yielding what the agent should see, ``Finished`` last.
+    def run(self, request: ChatRequest, client: str, note: TurnNote | None = None) -> Iterator[Out]:
+        """Run one turn, yielding what the agent should see, ``Finished`` last; *note* gets the
+        turn's id (and, for an answer from the retry record, the turn it repeats).
 
         Raises:
             RooGabError: the turn failed (before or after some output was yielded).
         """
         provider, model = self.resolve_model(request.model)
         with self.registry.turn(client, request, provider.name, model) as plan:
-            turn = _Turn(self, plan, request, provider, model, client)
+            turn = _Turn(self, plan, request, provider, model, client, note or TurnNote())
             if plan.recorded is not None:
                 yield from turn.run()
                 return
@@ -124,9 +128,9 @@ class ChatService:
                 yield from queued
                 yield from turn.run()
 
-    def complete(self, request: ChatRequest, client: str) -> Answer:
+    def complete(self, request: ChatRequest, client: str, note: TurnNote | None = None) -> Answer:
         """Run one turn to the end: the answer a non-streaming agent gets."""
-        return Answer.collect(self.run(request, client))
+        return Answer.collect(self.run(request, client, note))
 
 
 @dataclass
@@ -143,6 +147,8 @@ class _Turn:
     provider: Provider
     model: str
     client: str
+    note: TurnNote
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
     answer: Accumulator = field(default_factory=Accumulator)
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
@@ -154,7 +160,9 @@ class _Turn:
     def run(self) -> Iterator[Out]:
         """The turn's items; every outcome (answer, retry, failure, agent gone) is logged."""
         started, clock = time.time(), time.monotonic()
+        self._begin(started)
         if self.plan.recorded is not None:
+            self.note.from_record = self.service.live.answered_by(self.plan.conversation.id) or "unknown"
             yield from from_json(self.plan.recorded)
             self._log(started, clock, Outcome.RETRY, self.plan.recorded, None)
             return
@@ -181,10 +189,16 @@ class _Turn:
                 self._log(started, clock, outcome_of(failure or _Gone(), self.repairs),
                           self.answer.record(), error)
 
+    def _begin(self, started: float) -> None:
+        """Show the turn on the live board (and name it for the HTTP layer)."""
+        self.note.turn_id = self.id
+        self.service.live.begin(LiveTurn(self.id, self.plan.conversation.id, self.provider.name, self.model,
+                                         self.request.protocol, started, request_summary(self.request, self.client)))
+
     def _log(self, started: float, clock: float, outcome: Outcome, response: str, error: str | None) -> None:
         record = turn_record(
-            turn_id=uuid.uuid4().hex, conversation_id=self.plan.conversation.id, provider=self.provider.name,
-            request=self.request, client=self.client, started_at=started,
+            turn_id=self.id, conversation_id=self.plan.conversation.id, provider=self.provider.name,
+            model=self.model, from_record=self.note.from_record, request=self.request, client=self.client, started_at=started,
             duration_ms=int((time.monotonic() - clock) * 1000), prompts=self.sent, raws=self.raws,
             verdict=outcome.value, replayed=self.plan.replay, repairs=self.repairs,
             usage=self.usage, response=response, error=error)
@@ -193,6 +207,7 @@ class _Turn:
                 record.conversation_id, f", {self.repairs} repair(s)" if self.repairs else "",
                 ", replayed" if self.plan.replay else "")
         self.service.registry.log_turn(record)
+        self.service.live.end(self.id, answered=outcome in (Outcome.OK, Outcome.REPAIRED))
 
     def _answer(self) -> Generator[Out, None, str]:
         """Send, read, repair while allowed; return the provider conversation's handle."""
@@ -253,6 +268,7 @@ class _Turn:
         turn, handle = yield from self.service.outbox.send(self.provider, handle, self.model, prompt,
                                                            settings.deadlines, settings.tick)
         self.sent.append(prompt)
+        self.service.live.sent(self.id, prompt, turn.wire)
         reader = ReplyReader([t.name for t in self.request.offered_tools], html=settings.html(self.provider.name))
         reply = _Reply(handle)
         done = False
@@ -266,6 +282,7 @@ class _Turn:
                     continue
                 done = isinstance(event, Done)
                 parsed = reader.feed(event)
+                self.service.live.reply(self.id, reader.raw)
                 if reader.verdict is not None:
                     self._judge_end(reader.verdict, reply)
                 for item in parsed:

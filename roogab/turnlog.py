@@ -14,23 +14,28 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from .errors import StoreError
 from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
-__all__ = ["SEPARATOR", "DirectTurnLog", "TurnLog", "TurnLogWriter", "request_summary", "turn_record"]
+__all__ = ["SEPARATOR", "DirectTurnLog", "TurnLog", "TurnLogWriter", "request_body", "request_summary",
+           "turn_record"]
 
 log = logging.getLogger(__name__)
 
 SEPARATOR = "\n\n===== next message of this turn =====\n\n"
 CONTENT_LIMIT = 4000
+TOOLS_LIMIT = 64_000
+"""Characters of tool definitions the log keeps whole (so `roogab parse --request` can check
+calls against them); beyond that only the names are kept."""
 HEAD, TAIL = 2, 10  # messages of the request a log entry keeps: the task, and the latest
 
 
-def request_summary(request: ChatRequest, client: str) -> str:
-    """The agent's request, its long contents cut short: enough to see what was asked.
+def request_summary(request: ChatRequest, client: str, from_record: str | None = None) -> str:
+    """The agent's request, its long contents cut short: enough to see what was asked, and the
+    tools whole (up to ``TOOLS_LIMIT`` characters) so the turn can be checked offline.
 
     Of a long history only the first ``HEAD`` and the last ``TAIL`` messages are kept (the task
     and what is new), so that a turn's log entry stays the same size however long the task ran;
@@ -41,22 +46,49 @@ def request_summary(request: ChatRequest, client: str) -> str:
     if omitted:
         kept = kept[:HEAD] + kept[-TAIL:]
     messages = [{"role": m.role, "content": _cut(m.content), "images": m.images,
-                 "tool_calls": [c.name for c in m.tool_calls], "tool_call_id": m.tool_call_id}
+                 "tool_calls": [c.name for c in m.tool_calls],
+                 "calls": [{"id": c.id, "name": c.name, "arguments": _cut(c.arguments)} for c in m.tool_calls],
+                 "tool_call_id": m.tool_call_id}
                 for m in kept]
+    tools = [{"type": "function", "function": {"name": t.name, "description": _cut(t.description),
+                                               "parameters": t.parameters}} for t in request.tools]
+    whole = len(json.dumps(tools, ensure_ascii=False)) <= TOOLS_LIMIT
     return json.dumps({"client": client, "protocol": request.protocol, "model": request.model,
-                       "stream": request.stream,
-                       "tools": [t.name for t in request.tools], "messages": messages,
-                       "message_count": len(request.messages), "omitted": omitted}, ensure_ascii=False)
+                       "stream": request.stream, "tool_choice": request.tool_choice,
+                       "tools": [t.name for t in request.tools], "tool_specs": tools if whole else None,
+                       "messages": messages, "message_count": len(request.messages), "omitted": omitted,
+                       "from_record": from_record}, ensure_ascii=False)
 
 
-def turn_record(*, turn_id: str, conversation_id: str, provider: str, request: ChatRequest, client: str,
+def request_body(summary: dict[str, Any]) -> dict[str, Any]:
+    """A chat-completions body rebuilt from a request summary (what `roogab parse --request`
+    reads): the messages as logged (long contents cut) and the tools whole when they were kept."""
+    messages: list[dict[str, Any]] = []
+    for m in summary.get("messages", []):
+        message: dict[str, Any] = {"role": m["role"], "content": m.get("content", "")}
+        if m.get("tool_call_id"):
+            message["tool_call_id"] = m["tool_call_id"]
+        if m.get("calls"):
+            message["tool_calls"] = [{"id": c["id"], "type": "function",
+                                      "function": {"name": c["name"], "arguments": c["arguments"]}}
+                                     for c in m["calls"]]
+        messages.append(message)
+    body: dict[str, Any] = {"model": summary.get("model", ""), "messages": messages,
+                            "stream": bool(summary.get("stream"))}
+    if summary.get("tool_specs"):
+        body["tools"] = summary["tool_specs"]
+    return body
+
+
+def turn_record(*, turn_id: str, conversation_id: str, provider: str, model: str, request: ChatRequest,
+                client: str, from_record: str | None = None,
                 started_at: float, duration_ms: int, prompts: Sequence[str], raws: Sequence[str],
                 verdict: str, replayed: bool, repairs: int, usage: Usage | None, response: str,
                 error: str | None) -> TurnRecord:
     """One turn as the log keeps it."""
     used = json.dumps(usage.as_dict() if usage else None)
-    return TurnRecord(turn_id, conversation_id, provider, request.model, started_at, duration_ms,
-                      request_summary(request, client), SEPARATOR.join(prompts), SEPARATOR.join(raws),
+    return TurnRecord(turn_id, conversation_id, provider, model, started_at, duration_ms,
+                      request_summary(request, client, from_record), SEPARATOR.join(prompts), SEPARATOR.join(raws),
                       verdict, replayed, repairs, used, response, error)
 
 

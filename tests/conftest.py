@@ -10,15 +10,11 @@ from typing import Any
 
 import openai
 import pytest
-from support import ROO, captured_bodies
+from support import LAZY, ROO, captured_bodies
 
 from roogab.config import load_config
 from roogab.demo import DemoChatService
 from roogab.runtime import Running, start_demo
-
-LAZY = {"roogab-turnlog", "roogab-housekeeper"}
-"""Threads a session-scoped stack starts inside whichever test first uses it (the housekeeper
-starts with the stack, the turn-log writer with the first turn logged)."""
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+LAZY = {"roogab-turnlog", "roogab-housekeeper"}
+"""Threads a session-scoped stack starts inside whichever test first uses it (the housekeeper
+starts with the stack, the turn-log writer with the first turn logged)."""
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 ROO = "roo_request_roo_v3.52.1.json"

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import openai
@@ -19,8 +20,10 @@ from support import FIXTURES, ROO
 from roogab import __version__
 from roogab.cli import main
 from roogab.demo import DemoChatService, ScriptedReply
+from roogab.probe import PROBE, wildcard_url
 from roogab.store import ConversationRecord, SqliteStore
 
+ROOT = Path(__file__).resolve().parent.parent
 ENVELOPE = '```lua\nreturn { tool_calls = { { name = "read_file", arguments = { path = "a.py" } } } }\n```'
 
 
@@ -124,3 +127,46 @@ def test_check_reports_each_provider(tmp_path: Path) -> None:
     config.write_text('[[providers]]\nname = "gone"\nkind = "socketio"\nurl = "http://127.0.0.1:9"\n')
     result = CliRunner().invoke(main, ["check", "--config", str(config)])
     assert result.exit_code == 1 and "FAILED" in result.output
+
+
+def test_a_wildcard_bind_prints_a_usable_url() -> None:
+    assert wildcard_url("0.0.0.0", 8787) == "http://127.0.0.1:8787"
+    assert wildcard_url("::", 8787) == "http://127.0.0.1:8787"
+    assert wildcard_url("::1", 9) == "http://[::1]:9" and wildcard_url("10.0.0.2", 9) == "http://10.0.0.2:9"
+
+
+def test_help_has_examples_and_the_demo_knobs() -> None:
+    runner = CliRunner()
+    assert "Examples:" in runner.invoke(main, ["--help"]).output
+    demo_help = runner.invoke(main, ["demo", "--help"]).output
+    for word in ("drop_after", "silent", '"error"', "/demo/script", "/demo/reset", "/demo/received"):
+        assert word in demo_help, word
+    assert "Example" in runner.invoke(main, ["try", "--help"]).output
+    docs = runner.invoke(main, ["docs"])
+    assert docs.exit_code == 0 and "docs" in docs.output
+
+
+@pytest.mark.loopback
+def test_roogab_try_through_a_demo_that_keeps_its_own_store(tmp_path: Path) -> None:
+    env = {**os.environ, "XDG_DATA_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        url, banner = _wait_for_url(proc)
+        tried = subprocess.run([sys.executable, "-m", "roogab", "try", "--url", url], check=False,
+                               capture_output=True, text=True, env=env, timeout=120)
+        received = json.loads(urllib.request.urlopen(_demo_url(banner) + "/demo/received", timeout=10).read())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    assert "scripted" not in banner and "http://0.0.0.0" not in banner
+    assert tried.returncode == 0, tried.stderr
+    assert "model   : demo/gab-1" in tried.stdout and "answer  : " in tried.stdout and "/inspect?q=" in tried.stdout
+    assert any(PROBE in (r.get("prompt") or "") for r in received)  # the probe reached the chat service
+    assert not list(tmp_path.rglob("*.sqlite3"))  # the demo stored nothing where `serve` keeps its store
+
+
+def _demo_url(banner: str) -> str:
+    match = re.search(r"Demo chat service at (http://127\.0\.0\.1:\d+)", banner)
+    assert match, banner
+    return match.group(1)

@@ -20,8 +20,8 @@ from typing import Any
 
 import openai
 import pytest
-from conftest import LAZY
 from gradio_server import PASSWORD, GradioServer
+from support import LAZY
 
 from roogab.config import ProviderProfile, load_config
 from roogab.runtime import Running, start

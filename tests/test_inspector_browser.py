@@ -6,16 +6,23 @@ ROOGAB_REQUIRE_BROWSER=1, which turns the skip into a failure.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import openai
 import pytest
 
+from roogab.config import load_config
 from roogab.demo import DemoChatService, ScriptedReply
-from roogab.runtime import Running
+from roogab.runtime import Running, start_demo
 
 pytestmark = pytest.mark.loopback
 
@@ -26,8 +33,21 @@ if not (CHROMIUM and DRIVER):
     pytest.skip("no chromium/chromedriver on this machine", allow_module_level=True)
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
+
+DOWNLOADS = Path(tempfile.mkdtemp(prefix="roogab-downloads-"))
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def artifacts() -> Path:
+    """Where screenshots go: $ROOGAB_ARTIFACTS, else a temporary directory (printed)."""
+    where = Path(os.environ.get("ROOGAB_ARTIFACTS") or tempfile.mkdtemp(prefix="roogab-artifacts-"))
+    where.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots in {where}")
+    return where
 
 
 @pytest.fixture(scope="module")
@@ -35,15 +55,23 @@ def browser() -> Iterator[object]:
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tempfile.mkdtemp(prefix="roogab-chromium-")
+    options.add_experimental_option("prefs", {"download.default_directory": str(DOWNLOADS),
+                                              "download.prompt_for_download": False})
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"):
         options.add_argument(flag)
     driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
     driver.set_page_load_timeout(20)
+    driver.set_window_size(1280, 1100)
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def _wait(driver: object) -> WebDriverWait:  # type: ignore[type-arg]
+    """Waits that outlive a card being re-rendered under them (the live poll replaces cards)."""
+    return WebDriverWait(driver, 20, ignored_exceptions=(StaleElementReferenceException,))  # type: ignore[arg-type]
 
 
 def _ask(client: openai.OpenAI, text: str) -> None:
@@ -54,11 +82,11 @@ def test_page_loads_and_a_new_turn_appears_live(browser: object, stack: Running,
                                                 client: openai.OpenAI) -> None:
     browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
     assert "RooGab inspector" in browser.title  # type: ignore[attr-defined]
-    before = len(browser.find_elements(By.CSS_SELECTOR, ".turn"))  # type: ignore[attr-defined]
+    before = len(browser.find_elements(By.CSS_SELECTOR, ".turn:not(.running)"))  # type: ignore[attr-defined]
     demo.push(ScriptedReply('```lua\nreturn { text = [==[live turn answer]==] }\n```'))
     _ask(client, "a question asked while the page is open")
-    WebDriverWait(browser, 10).until(
-        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".turn")) > before)
+    _wait(browser).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, ".turn:not(.running)")) > before)
     newest = browser.find_elements(By.CSS_SELECTOR, ".turn")[0]  # type: ignore[attr-defined]
     assert "live turn answer" in newest.get_attribute("textContent")
     assert "a question asked while the page is open" in newest.get_attribute("textContent")
@@ -77,7 +105,7 @@ def test_non_compliant_turn_shows_verdict_and_raw_reply(browser: object, stack: 
         cards = d.find_elements(By.CSS_SELECTOR, ".turn[data-verdict='non_compliant']")  # type: ignore[attr-defined]
         return next((c for c in cards if "please fail twice" in c.get_attribute("textContent")), None)
 
-    card = WebDriverWait(browser, 10).until(ours)
+    card = _wait(browser).until(ours)
     assert card.find_element(By.CSS_SELECTOR, ".verdict").text == "non_compliant"
     raw = card.find_element(By.CSS_SELECTOR, ".raw pre")
     assert raw.is_displayed() and "no_such_tool" in raw.text
@@ -87,3 +115,114 @@ def test_non_compliant_turn_shows_verdict_and_raw_reply(browser: object, stack: 
     select = browser.find_element(By.CSS_SELECTOR, "[data-filter='verdict']")  # type: ignore[attr-defined]
     select.send_keys("ok")
     assert not card.is_displayed()
+
+
+def _card(driver: object, turn_id: str) -> object:
+    return driver.find_element(By.ID, "turn-" + turn_id)  # type: ignore[attr-defined]
+
+
+def _running_card(driver: object, word: str) -> object:
+    cards = driver.find_elements(By.CSS_SELECTOR, ".turn.running")  # type: ignore[attr-defined]
+    return next((c for c in cards if word in c.get_attribute("textContent")), None)
+
+
+def test_a_running_turn_appears_and_its_raw_reply_grows(browser: object, stack: Running, demo: DemoChatService,
+                                                       client: openai.OpenAI, artifacts: Path) -> None:
+    browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
+    reply = '```lua\nreturn { text = [==[' + "a slowly streamed answer " * 8 + ']==] }\n```'
+    demo.push(ScriptedReply(reply, chunk=5, delay_ms=150))
+    worker = threading.Thread(target=_ask, args=(client, "watch me stream, please 4711"))
+    worker.start()
+    try:
+        turn_id = _wait(browser).until(
+            lambda d: (c := _running_card(d, "watch me stream, please 4711")) and c.get_attribute("data-id"))
+        raw = lambda d: _card(d, turn_id).find_element(By.CSS_SELECTOR, ".raw pre").get_attribute("textContent")
+        first = _wait(browser).until(lambda d: raw(d) or None)
+        assert reply.startswith(first)
+        grown = _wait(browser).until(lambda d: r if len(r := raw(d)) > len(first) else None)
+        assert len(grown) > len(first) and reply.startswith(grown.split("\n\n=====")[0][:len(grown)])
+        browser.save_screenshot(str(artifacts / "inspect-running.png"))  # type: ignore[attr-defined]
+    finally:
+        worker.join()
+    _wait(browser).until(lambda d: _card(d, turn_id).get_attribute("data-verdict") == "ok")
+    assert _wait(browser).until(raw) == reply  # a finished card is never re-rendered
+    assert "demo/gab-1" in _card(browser, turn_id).find_element(By.CSS_SELECTOR, ".model").text  # type: ignore[attr-defined]
+    browser.save_screenshot(str(artifacts / "inspect.png"))  # type: ignore[attr-defined]
+    browser.get(stack.url + "/")  # type: ignore[attr-defined]
+    assert browser.find_element(By.CSS_SELECTOR, "#services .state-ok").text == "ready"  # type: ignore[attr-defined]
+    browser.save_screenshot(str(artifacts / "status.png"))  # type: ignore[attr-defined]
+    assert (artifacts / "inspect.png").stat().st_size > 0 and (artifacts / "status.png").stat().st_size > 0
+
+
+def test_search_and_the_conversation_page_find_a_turn(browser: object, stack: Running, demo: DemoChatService,
+                                                     client: openai.OpenAI) -> None:
+    demo.push(ScriptedReply('```lua\nreturn { text = [==[found again]==] }\n```'))
+    _ask(client, "where is the aardvark")
+    browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
+    box = browser.find_element(By.CSS_SELECTOR, "form.search input[name=q]")  # type: ignore[attr-defined]
+    box.send_keys("aardvark")
+    box.submit()
+    _wait(browser).until(lambda d: "q=aardvark" in d.current_url)
+    cards = browser.find_elements(By.CSS_SELECTOR, ".turn")  # type: ignore[attr-defined]
+    assert len(cards) == 1 and "where is the aardvark" in cards[0].get_attribute("textContent")
+    cards[0].find_element(By.CSS_SELECTOR, "a.conversation-link").click()
+    _wait(browser).until(lambda d: "/inspect/conversations/" in d.current_url)
+    assert "Conversation" in browser.find_element(By.TAG_NAME, "h2").text  # type: ignore[attr-defined]
+    timeline = browser.find_elements(By.CSS_SELECTOR, ".turn")  # type: ignore[attr-defined]
+    assert timeline and "found again" in timeline[-1].get_attribute("textContent")
+
+
+def test_the_downloaded_turn_round_trips_through_roogab_parse(browser: object, stack: Running,
+                                                              demo: DemoChatService, client: openai.OpenAI) -> None:
+    demo.push(ScriptedReply('```lua\nreturn { tool_calls = { { name = "read_file", '
+                            'arguments = { path = "notes.md" } } } }\n```'))
+    tool = {"type": "function", "function": {"name": "read_file", "parameters": {
+        "type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}}
+    client.chat.completions.create(model="demo/gab-1", tools=[tool],  # type: ignore[list-item]
+                                   messages=[{"role": "user", "content": "download me: read notes.md"}])
+    browser.get(stack.url + "/inspect?q=download+me")  # type: ignore[attr-defined]
+    card = browser.find_element(By.CSS_SELECTOR, ".turn")  # type: ignore[attr-defined]
+    before = set(DOWNLOADS.iterdir())
+    card.find_element(By.CSS_SELECTOR, "a.download").click()
+    saved = _wait(browser).until(
+        lambda d: next((p for p in DOWNLOADS.glob("roogab-turn-*.json") if p not in before), None))
+    body = _wait(browser).until(lambda d: _json_or_none(saved))
+    assert body["verdict"] == "ok" and body["requests"][0]["body"]["tools"][0]["function"]["parameters"] == tool["function"]["parameters"]
+    result = subprocess.run([sys.executable, "-m", "roogab", "parse", "--request", str(saved)], check=False,
+                            capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert {"type": "tool_call", "name": "read_file", "arguments": {"path": "notes.md"}} in lines
+    assert lines[-1]["type"] == "verdict" and lines[-1]["compliant"] is True
+
+
+def _json_or_none(path: Path) -> object:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None  # still being written
+
+
+@pytest.fixture(scope="module")
+def keyed() -> Iterator[Running]:
+    config = load_config(env={"ROOGAB_API_KEYS": "browser-k3y"}, overrides={"port": 0, "store": "memory"})
+    running = start_demo(dataclasses.replace(config))
+    yield running
+    running.close()
+
+
+def test_the_sign_in_form_opens_the_inspector_behind_keys(browser: object, keyed: Running) -> None:
+    browser.get(keyed.url + "/inspect")  # type: ignore[attr-defined]
+    _wait(browser).until(lambda d: "/inspect/signin" in d.current_url)
+    box = browser.find_element(By.CSS_SELECTOR, "#signin input[name=key]")  # type: ignore[attr-defined]
+    box.send_keys("not-the-key")
+    box.submit()
+    _wait(browser).until(lambda d: d.find_elements(By.ID, "problem"))
+    box = browser.find_element(By.CSS_SELECTOR, "#signin input[name=key]")  # type: ignore[attr-defined]
+    box.send_keys("browser-k3y")
+    box.submit()
+    _wait(browser).until(lambda d: d.title == "RooGab inspector")
+    cookie = browser.get_cookie("roogab_inspector")  # type: ignore[attr-defined]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and "browser-k3y" not in cookie["value"]
+    browser.get(keyed.url + "/inspect/turns.json")  # type: ignore[attr-defined]
+    assert '"object"' in browser.page_source  # type: ignore[attr-defined]

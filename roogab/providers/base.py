@@ -9,8 +9,10 @@ queued at once and wakes the reader only when it waits.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -22,6 +24,7 @@ __all__ = [
     "Deadlines",
     "Delta",
     "Done",
+    "Frame",
     "Health",
     "ModelInfo",
     "Provider",
@@ -114,6 +117,59 @@ class Health:
 _CLOSED = object()
 
 
+WIRE_FRAMES = 300
+WIRE_PAYLOAD_CHARS = 1000
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One frame exchanged with the chat service, for the inspector's wire view: when, which way
+    (``out`` to the service, ``in`` from it), what kind (``socket.io`` …), the event name, and
+    the payload as the library gave it (``shown`` makes it text: redacted first, then cut)."""
+
+    at: float
+    direction: str
+    kind: str
+    name: str
+    payload: object
+
+
+def shown(payload: object, redact: Callable[[str], str]) -> str:
+    """A frame's payload as the inspector shows it: every string redacted, then long strings
+    cut in the middle, then JSON (redacting before cutting: a cut never leaves half a secret)."""
+    text = json.dumps(_cut_strings(_redact_strings(payload, redact)), ensure_ascii=False, default=repr)
+    if len(text) > WIRE_PAYLOAD_CHARS:
+        text = text[:WIRE_PAYLOAD_CHARS] + f"… [{len(text) - WIRE_PAYLOAD_CHARS} more characters]"
+    return text
+
+
+def _redact_strings(value: object, redact: Callable[[str], str], depth: int = 0) -> object:
+    if isinstance(value, str):
+        return redact(value)
+    if depth > 8:
+        return redact(repr(value))
+    if isinstance(value, dict):
+        return {redact(str(k)): _redact_strings(v, redact, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_strings(v, redact, depth + 1) for v in value]
+    return value if isinstance(value, (int, float, bool)) or value is None else redact(repr(value))
+
+
+def _cut_strings(value: object, depth: int = 0) -> object:
+    """*value* with long strings cut in the middle (their start and end kept: a prompt's newest
+    message is at its end)."""
+    if isinstance(value, str) and len(value) > WIRE_PAYLOAD_CHARS // 2:
+        keep = WIRE_PAYLOAD_CHARS // 4
+        return f"{value[:keep]}… [{len(value) - 2 * keep} characters] …{value[-keep:]}"
+    if depth > 8:
+        return value
+    if isinstance(value, dict):
+        return {k: _cut_strings(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_cut_strings(v, depth + 1) for v in value]
+    return value
+
+
 class Turn:
     """One reply being received: fed by the provider side, drained by one request thread.
 
@@ -122,6 +178,8 @@ class Turn:
     consumer takes everything queued in one step. With *defer* (the provider loop's
     ``coalesce``), the ring is postponed to the end of the loop's current batch of callbacks,
     so the events a busy loop delivers together wake the request thread once.
+
+    ``wire`` keeps the turn's last ``WIRE_FRAMES`` frames (the provider notes them with ``frame``).
     """
 
     def __init__(self, provider: str, deadlines: Deadlines, *,
@@ -141,6 +199,11 @@ class Turn:
         self._ring_due = False  # a ring is scheduled (deferred) or under way
         self._rung = False  # the bell was released for the current wait
         self._cancelled = False
+        self.wire: deque[Frame] = deque(maxlen=WIRE_FRAMES)
+
+    def frame(self, direction: str, kind: str, name: str, payload: object) -> None:
+        """Note a frame of this turn (safe from any thread); its payload is kept as given."""
+        self.wire.append(Frame(time.time(), direction, kind, name, payload))
 
     @property
     def cancelled(self) -> bool:

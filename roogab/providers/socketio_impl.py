@@ -45,6 +45,8 @@ from .socketio_session import Reconnection, SocketSession
 
 __all__ = ["DEMO_KIND", "KIND", "MultiplexProvider", "Reconnection"]
 
+WIRE = "socket.io"
+
 logger = logging.getLogger(__name__)
 
 TRAITS = Traits(keeps_conversations=True, stream="snapshots")
@@ -227,7 +229,9 @@ class MultiplexProvider:
     async def _create(self, flight: _Flight, model: str, text: str) -> None:
         ev = self._ev
         self._creating[flight.ref] = flight
-        await self._socket.emit(ev.create, {ev.prompt_field: text, ev.model_field: model, ev.ref_field: flight.ref})
+        payload = {ev.prompt_field: text, ev.model_field: model, ev.ref_field: flight.ref}
+        flight.turn.frame("out", WIRE, ev.create, payload)
+        await self._socket.emit(ev.create, payload)
 
     async def _continue(self, flight: _Flight, cid: str, text: str, deadlines: Deadlines) -> None:
         ev = self._ev
@@ -237,7 +241,9 @@ class MultiplexProvider:
         self._known.add(cid)
         if cid not in self._subscribed:
             self._subscribed.add(cid)
+            flight.turn.frame("out", WIRE, ev.subscribe, [self._room(cid)])
             await self._socket.emit(ev.subscribe, [self._room(cid)])
+        flight.turn.frame("out", WIRE, ev.send, {ev.prompt_field: text, ev.conversation_field: cid})
         await self._socket.emit(ev.send, {ev.prompt_field: text, ev.conversation_field: cid})
 
     def _supersede(self, cid: str) -> None:
@@ -303,6 +309,7 @@ class MultiplexProvider:
             logger.debug("%s: %s for a create that is not ours (ref %r)", self.name, ev.created, ref)
             return
         flight.conversation = cid
+        flight.turn.frame("in", WIRE, ev.created, data)
         if flight.turn.cancelled:  # nobody will ever know this handle: delete it again
             await self._socket.emit_quietly(ev.delete, {ev.conversation_field: cid})
             return
@@ -310,6 +317,7 @@ class MultiplexProvider:
         self._known.add(cid)
         self._subscribed.add(cid)
         flight.turn.put(Created(cid))
+        flight.turn.frame("out", WIRE, ev.subscribe, [self._room(cid)])
         await self._socket.emit_quietly(ev.subscribe, [self._room(cid)])
 
     def _only_creating(self) -> _Flight | None:
@@ -328,6 +336,8 @@ class MultiplexProvider:
 
     def _on_delta(self, data: object) -> None:
         flight, piece = self._flight_for(data)
+        if flight is not None:
+            flight.turn.frame("in", WIRE, self._ev.delta, data)
         if flight is not None and piece:
             flight.parts.append(piece)
             flight.turn.put(Delta(piece))
@@ -335,6 +345,7 @@ class MultiplexProvider:
     def _on_snapshot(self, data: object) -> None:
         flight, whole = self._flight_for(data)
         if flight is not None:
+            flight.turn.frame("in", WIRE, self._ev.snapshot, data)
             flight.snapshot = whole
             flight.turn.put(Snapshot(whole))
 
@@ -347,6 +358,7 @@ class MultiplexProvider:
             done.set()
         flight = self._flights.pop(cid, None)
         if flight is not None:
+            flight.turn.frame("in", WIRE, self._ev.end, data)
             flight.turn.put(Done(flight.text()))
 
     def _on_error(self, data: object) -> None:
@@ -368,6 +380,7 @@ class MultiplexProvider:
         if flight is None:
             logger.debug("%s: %s for no turn in flight: %s %s", self.name, ev.error, code, message)
             return
+        flight.turn.frame("in", WIRE, ev.error, data)
         if code == ev.gone_code:
             flight.turn.put(ConversationGone(
                 f"{self.name}: the service no longer knows conversation {cid}: {message}", provider=self.name))

@@ -12,6 +12,7 @@ import pytest
 
 from roogab.config import SocketIOEvents, demo_profile
 from roogab.demo import DemoChatService, ScriptedReply
+from roogab.demo.markup import markdown_to_html
 from roogab.errors import (
     ConversationGone,
     ProviderDisconnected,
@@ -85,8 +86,10 @@ def test_cumulative_html_is_rerendered_each_time(provider: MultiplexProvider, de
     _, got = create(provider)
     snaps = [e.text for e in got if isinstance(e, Snapshot)]
     assert len(snaps) == -(-len(reply) // 16)
-    assert snaps[-1] == ('<p>Here:</p>\n<pre><code class="language-lua">return { text = [==[a &lt; b '
-                         '&amp; &quot;c&quot;]==] }\n</code></pre>')
+    # each snapshot is the whole reply so far rendered again (markdown-it with Pygments, as a page does)
+    assert snaps == [markdown_to_html(reply[:n]) for n in range(16, len(reply) + 16, 16)]
+    assert snaps[-1].startswith('<p>Here:</p>\n<pre><code class="language-lua">')
+    assert "[==[a &lt; b &amp; " in snaps[-1] and "a < b" not in snaps[-1]
     assert got[-1] == Done(snaps[-1])
 
 

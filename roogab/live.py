@@ -1,0 +1,149 @@
+"""The live-turns board: the turns running right now, as the inspector shows them while they stream.
+
+The turn engine reports to a ``LiveTurns`` handed in by the composition root (``app.build_service``):
+a turn begins, each prompt it sends, the raw reply so far, and its end. The board keeps only the
+running turns (bounded), plus, per conversation, the id of the turn whose answer the retry record
+holds, so an answer sent again from the record can name the turn it repeats. Thread-safe: turns
+run on the HTTP worker threads, the inspector reads from others.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field, replace
+
+from .providers.base import WIRE_FRAMES, WIRE_PAYLOAD_CHARS, Frame, shown
+
+__all__ = ["LiveTurn", "LiveTurns", "TurnNote"]
+
+RAW_LIMIT = 200_000
+"""Characters of a running turn's raw reply the board keeps (the log has the whole of it)."""
+
+
+@dataclass(frozen=True)
+class LiveTurn:
+    """A running turn as the board holds it (a snapshot: the board replaces it on each report)."""
+
+    id: str
+    conversation_id: str
+    provider: str
+    model: str
+    protocol: str
+    started_at: float
+    request_summary: str
+    prompts: tuple[str, ...] = ()
+    raws: tuple[str, ...] = ()
+    wires: tuple[Collection[Frame], ...] = ()
+
+
+@dataclass
+class TurnNote:
+    """Filled in by a turn for the HTTP layer: its id, and the turn it repeats when it was
+    answered from the retry record (``"unknown"`` when that turn is not known to this process)."""
+
+    turn_id: str = ""
+    from_record: str | None = None
+
+
+@dataclass
+class LiveTurns:
+    """The running turns, newest first on reading; at most *limit* kept. *redact* is applied to
+    every text as it is read (secrets never leave the board; the engine pays nothing per delta)."""
+
+    redact: Callable[[str], str] = str
+    limit: int = 256
+    answers_kept: int = 4096
+    wires_kept: int = 32
+    _turns: OrderedDict[str, LiveTurn] = field(default_factory=OrderedDict)
+    _answers: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    _wires: OrderedDict[str, tuple[Collection[Frame], ...]] = field(default_factory=OrderedDict)
+    _to_agent: OrderedDict[str, deque[Frame]] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def begin(self, turn: LiveTurn) -> None:
+        """A turn started."""
+        with self._lock:
+            self._turns[turn.id] = turn
+            while len(self._turns) > self.limit:
+                self._turns.popitem(last=False)
+
+    def sent(self, turn_id: str, prompt: str, wire: Collection[Frame] = ()) -> None:
+        """The turn sent *prompt* to the chat service (a repair sends another); *wire* is where
+        the provider notes that exchange's frames (read, never copied, until the turn ends)."""
+        self._update(turn_id, lambda t: replace(t, prompts=t.prompts + (prompt,), raws=t.raws + ("",),
+                                                wires=t.wires + (wire,)))
+
+    def reply(self, turn_id: str, raw: str) -> None:
+        """The raw reply to the latest prompt, so far."""
+        cut = raw[-RAW_LIMIT:]
+        self._update(turn_id, lambda t: replace(t, raws=t.raws[:-1] + (cut,)))
+
+    def end(self, turn_id: str, *, answered: bool = False) -> None:
+        """The turn ended (its record is in the turn log); *answered*: the retry record now holds
+        its answer."""
+        with self._lock:
+            turn = self._turns.pop(turn_id, None)
+            if turn is not None and turn.wires:
+                self._wires[turn_id] = tuple(tuple(w) for w in turn.wires)
+                while len(self._wires) > self.wires_kept:
+                    self._wires.popitem(last=False)
+            if turn is not None and answered:
+                self._answers[turn.conversation_id] = turn_id
+                self._answers.move_to_end(turn.conversation_id)
+                while len(self._answers) > self.answers_kept:
+                    self._answers.popitem(last=False)
+
+    def wire(self, turn_id: str) -> list[Frame]:
+        """The frames of a running or recently ended turn, in order (redacted); [] when gone."""
+        with self._lock:
+            turn = self._turns.get(turn_id)
+            wires = turn.wires if turn is not None else self._wires.get(turn_id, ())
+            frames = [f for w in wires for f in list(w)]
+        return [replace(f, payload=shown(f.payload, self.redact)) for f in frames]
+
+    def to_agent(self, turn_id: str, chunk: str) -> None:
+        """A piece of the stream sent to the agent (an SSE event): kept for the last turns."""
+        name = chunk.partition("\n")[0].removeprefix("event: ") if chunk.startswith("event: ") else "data"
+        frame = Frame(time.time(), "agent", "sse", name, chunk)
+        with self._lock:
+            frames = self._to_agent.get(turn_id)
+            if frames is None:
+                frames = self._to_agent[turn_id] = deque(maxlen=WIRE_FRAMES)
+                while len(self._to_agent) > self.wires_kept:
+                    self._to_agent.popitem(last=False)
+            frames.append(frame)
+
+    def agent_wire(self, turn_id: str) -> list[Frame]:
+        """The SSE events sent to the agent for a turn, in order (redacted); [] when gone."""
+        with self._lock:
+            frames = list(self._to_agent.get(turn_id, ()))
+        return [replace(f, payload=_cut(self.redact(str(f.payload)))) for f in frames]
+
+    def answered_by(self, conversation_id: str) -> str | None:
+        """The turn whose answer the conversation's retry record holds, if known."""
+        with self._lock:
+            return self._answers.get(conversation_id)
+
+    def running(self, conversation_id: str | None = None) -> list[LiveTurn]:
+        """The running turns, newest first (of one conversation when given)."""
+        with self._lock:
+            turns = list(self._turns.values())
+        r = self.redact
+        return [replace(t, request_summary=r(t.request_summary), prompts=tuple(map(r, t.prompts)),
+                        raws=tuple(map(r, t.raws)))
+                for t in reversed(turns) if conversation_id in (None, t.conversation_id)]
+
+    def _update(self, turn_id: str, change: Callable[[LiveTurn], LiveTurn]) -> None:
+        with self._lock:
+            turn = self._turns.get(turn_id)
+            if turn is not None:
+                self._turns[turn_id] = change(turn)
+
+
+def _cut(text: str) -> str:
+    if len(text) <= WIRE_PAYLOAD_CHARS:
+        return text
+    return text[:WIRE_PAYLOAD_CHARS] + f"… [{len(text) - WIRE_PAYLOAD_CHARS} more characters]"
