@@ -19,7 +19,7 @@ from typing import NamedTuple
 from .lexer import NAME_RE, skip_space
 from .tables import ENVELOPE_KEYS
 
-__all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "probe"]
+__all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "cut_off_opening", "probe"]
 
 _LINE_START_RE = re.compile(r"[ \t]*(?:(?:```|~~~)[\w+.-]*[ \t]+)?")
 _PARTIAL_FENCE_RE = re.compile(r"(?:`{1,3}|~{1,3})[\w+.-]*[ \t]*\Z")
@@ -28,6 +28,10 @@ _BRACKET_KEY_RE = re.compile(r"""\[\s*(["'])([^"'\\\n]{0,64})\1\s*\]""")
 _PRINT_RE = re.compile(r"print\s*\(\s*(?=\[=*\[|[\"'])")
 _FENCE_OPEN_TAIL_RE = re.compile(r"(?:^|\n)[ \t]*(?:```|~~~)[\w+.-]*[ \t]*\Z")
 _FENCE_CLOSE_HEAD_RE = re.compile(r"\A\s*(?:```|~~~)[ \t]*(?:\n|\Z)")
+_FENCE_LINE_RE = re.compile(r"^[ \t]*(?:```|~~~)([\w+.-]*)(?:[ \t][^\n]*)?$", re.MULTILINE)
+_VISIBLE_OPENING_RE = re.compile(r"\{|print\s*\(\s*[\[\"']")
+_ENVELOPE_LABELS = ("lua", "json")
+_OPENING_LINES = 8  # an opening that WAITs spans only blank lines and its first tokens
 
 
 class Start(NamedTuple):
@@ -120,3 +124,48 @@ def clean_before(prose: str) -> str:
 def clean_after(prose: str) -> str:
     """Prose that followed an envelope, without the fence line that closed it."""
     return _FENCE_CLOSE_HEAD_RE.sub("", prose)
+
+
+def cut_off_opening(text: str) -> int | None:
+    """Where *text* (a whole reply in which no envelope was found) visibly opens an envelope that
+    never got going, or None.
+
+    That is a line that would have started an envelope had more arrived (``return {`` and a key
+    cut short, ``{"text"``, ``print([====``), at the end of the reply or of a fenced block, or a
+    ```` ```lua ```` block holding nothing more than that (``ret``, or nothing at all); a fence
+    left open at the end counts with a label cut short too (```` ``` ````, ```` ```lu ````). Prose cannot look like this: such a
+    reply was cut off, and passing it on as an answer would hand the agent a truncation.
+    """
+    fences = list(_FENCE_LINE_RE.finditer(text))
+    for end in [m.start() for m in fences] + [len(text)]:
+        found = _waiting_opening(text[:end])
+        if found is not None:
+            return found
+    for i, fence in enumerate(fences[::2]):  # openers: the 1st, 3rd ... fence line
+        closer = fences[2 * i + 1] if 2 * i + 1 < len(fences) else None
+        body = text[fence.end(1):closer.start()].rstrip() if closer else text[fence.end(1):]
+        label = fence.group(1).lower()
+        names = [n for n in _ENVELOPE_LABELS if (n.startswith(label) if closer is None else n == label)]
+        if names and (not body.strip() or probe(body, _space_start(body), final=False) is WAIT):
+            return fence.start()
+    return None
+
+
+def _waiting_opening(buf: str) -> int | None:
+    """The start of a visible envelope opening that runs to the end of *buf*, or None."""
+    starts = [0] + [m.end() for m in re.finditer("\n", buf)]
+    for start in starts[-_OPENING_LINES:]:
+        if start < len(buf) and probe(buf, start, final=False) is WAIT \
+                and _VISIBLE_OPENING_RE.search(buf, start):
+            return start
+    return None
+
+
+def _space_start(text: str) -> int:
+    """The start of the first line of *text* that is not blank."""
+    stripped = text.lstrip()
+    if not stripped:
+        return len(text)
+    first = len(text) - len(stripped)
+    line = text.rfind("\n", 0, first)
+    return line + 1

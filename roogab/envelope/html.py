@@ -35,6 +35,7 @@ _PRE_END_RE = re.compile(r"\s*</pre\s*>", re.IGNORECASE)
 _BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]*>")
 _PARTIAL_ENTITY_RE = re.compile(r"&[#\w]*\Z")
+_PARTIAL_CODE_TAG_RE = re.compile(r"<(?:pr|pre\b[^>]*|c|co|cod|code\b[^>]*)\Z|<pre\b[^>]*>\s*\Z", re.IGNORECASE)
 _BLOCKS = frozenset(["p", "div", "blockquote", "ul", "ol", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "details"])
 
 
@@ -120,6 +121,7 @@ class HtmlDecoder:
         self._code_len = 0
         self._skip = 0
         self._stable = ""
+        self.cut_off = False  # set by close(): the HTML ended inside a code block or its opening tag
 
     def feed(self, chunk: str) -> str:
         """Append *chunk* (a delta of the HTML) and return the text it completes."""
@@ -162,6 +164,7 @@ class HtmlDecoder:
         m = _PRE_CODE_RE.search(html, self._consumed)
         if m is None or (not final and m.end() >= len(html)):
             if final:
+                self.cut_off = self.cut_off or _ends_in_code_opening(html, self._consumed)
                 out.append(fragment_to_text(html[self._consumed:]))
                 self._consumed = len(html)
             return False
@@ -182,6 +185,7 @@ class HtmlDecoder:
         self._consumed = end
         if not ended and not final:
             return False
+        self.cut_off = self.cut_off or j < 0
         out.append("\n```\n")
         self._in_code = False
         if j >= 0:
@@ -196,6 +200,11 @@ class HtmlDecoder:
             text, self._skip = text[drop:], self._skip - drop
         if text:
             out.append(text)
+
+
+def _ends_in_code_opening(html: str, start: int) -> bool:
+    """Does *html* end inside ``<pre ...><code ...`` (a code block's opening cut short)?"""
+    return _PARTIAL_CODE_TAG_RE.search(html, max(start, len(html) - 300)) is not None
 
 
 def _safe_cut(html: str, start: int, end: int) -> int:

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import ParserClosedError
 from .calls import to_tool_call
-from .detect import Start, clean_after, clean_before, probe
+from .detect import Start, clean_after, clean_before, cut_off_opening, probe
 from .events import End, Event, Reasoning, Text, ToolCall
 from .html import HtmlDecoder, looks_like_html
 from .legacy import LegacyUnescaper
@@ -80,6 +80,8 @@ class ReplyParser:
         self._calls = 0
         self._has_text = False
         self._problem: tuple[str, int] | None = None
+        self._html_cut_off = False  # the snapshot feeder's HTML decoder saw the reply end in code
+        self._envelope_end = 0  # where the last complete envelope ended
 
     # -- public API ------------------------------------------------------------------------
 
@@ -130,8 +132,10 @@ class ReplyParser:
         self._out = []
         return out
 
-    def _feed_decoded(self, text: str) -> list[Event]:
-        """Feed text that is already decoded from HTML (used by the snapshot feeder)."""
+    def _feed_decoded(self, text: str, *, cut_off: bool = False) -> list[Event]:
+        """Feed text that is already decoded from HTML (used by the snapshot feeder); *cut_off*:
+        the HTML ended inside a code block."""
+        self._html_cut_off = self._html_cut_off or cut_off
         if self._closed:
             raise ParserClosedError("feed() after close()")
         if self._state == _START:
@@ -284,6 +288,7 @@ class ReplyParser:
         assert reader is not None
         self._pos = reader.run(self._buf, self._pos, self._base, final)
         if reader.done:
+            self._envelope_end = self._base + self._pos
             self._reader = None
             self._segments.append([])
             self._after_envelope.append(True)
@@ -405,12 +410,37 @@ class ReplyParser:
             self._out.append(Text(prose))
         found = self._envelopes > 0 or self._calls > 0
         if not found:
-            self._out.append(End(envelope=False, problem="no envelope found", offset=-1))
+            self._out.append(self._no_envelope())
             return
         if self._problem is None and not (self._has_text or self._calls or prose):
             self._problem = ("the envelope has neither text nor tool calls", -1)
+        if self._problem is None:
+            self._note_cut_off_after()
         problem, offset = self._problem if self._problem is not None else (None, -1)
         self._out.append(End(envelope=True, problem=problem, offset=offset))
+
+    def _note_cut_off_after(self) -> None:
+        """Another envelope opened after the last complete one and was cut off there."""
+        text = "".join(self._raw)
+        tail = text[self._envelope_end:]
+        rest = clean_after(tail)
+        opened = cut_off_opening(rest)
+        if opened is not None:
+            where = self._envelope_end + len(tail) - len(rest) + opened
+            self._note("the reply was cut off where its next envelope opens ({line})", where)
+
+    def _no_envelope(self) -> End:
+        """The End of a reply without an envelope; one that visibly began an envelope and was
+        cut off there is one (never closed), with or without tools."""
+        text = "".join(self._raw)
+        opened = cut_off_opening(text)
+        if opened is None and (self._html_cut_off or (self._html is not None and self._html.cut_off)):
+            return End(envelope=True, problem="the reply was cut off inside a code block", offset=-1)
+        if opened is None:
+            return End(envelope=False, problem="no envelope found", offset=-1)
+        line = text.count("\n", 0, opened) + 1
+        return End(envelope=True, problem=f"the reply was cut off where its envelope opens (line {line})",
+                   offset=opened)
 
     def _note(self, message: str, offset: int) -> None:
         """Record a problem (the first one wins); ``{line}`` in *message* becomes its line."""

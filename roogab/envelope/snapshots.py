@@ -63,7 +63,8 @@ class SnapshotFeeder:
             self._html = bool(looks_like_html(self._undecided.lstrip(), 0, True))
             out = self._feed_html(self._undecided) if self._html else self._parser.feed(self._undecided)
         if self._decoder is not None:
-            out += self._parser._feed_decoded(self._decoder.close())
+            tail = self._decoder.close()
+            out += self._parser._feed_decoded(tail, cut_off=self._decoder.cut_off)
         return out + self._parser.close()
 
     def _feed_html(self, full_text: str) -> list[Event]:

@@ -1,0 +1,60 @@
+"""Turns under attack from the model's own output and from odd retries (issue 13, items 1, 2, 8, 9).
+
+ChatService over a FakeProvider and a real Registry: the turn logic without sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from roogab.errors import ReplyFormatError
+from roogab.outputs import Finished, Out, TextOut
+from roogab.prompt import PromptBook
+from roogab.providers.fake import FakeProvider
+from roogab.registry import Registry
+from roogab.service import ChatService, TurnSettings
+from roogab.wire import ChatRequest, parse_chat_request
+
+BOOK = PromptBook.load()
+
+
+def _service(*replies: Any, registry: Registry | None = None) -> tuple[ChatService, FakeProvider]:
+    fake = FakeProvider(list(replies), chunk=4)
+    service = ChatService({"fake": fake}, registry or Registry(), BOOK, TurnSettings(repair_attempts=1))
+    return service, fake
+
+
+def _request(text: str = "hello", **extra: Any) -> ChatRequest:
+    return parse_chat_request({"model": "fake/model", "messages": [{"role": "user", "content": text}], **extra})
+
+
+def _run(service: ChatService, request: ChatRequest) -> list[Out]:
+    return list(service.run(request, "addr:test"))
+
+
+@pytest.mark.parametrize("cut", ["```lua\nreturn {\n  text", "print([====", '```json\n{"text"',
+                                 '<pre><code class="language-lua">return {'])
+@pytest.mark.parametrize("stream", [False, True])
+def test_cut_off_opening_without_tools_is_non_compliant(cut: str, stream: bool) -> None:
+    service, fake = _service(cut, cut)
+    with pytest.raises(ReplyFormatError) as info:
+        _run(service, _request(stream=stream))
+    assert info.value.code == "non_compliant_response"
+    assert len(fake.sent) == 2  # one repair, then the error
+
+
+def test_cut_off_opening_then_a_good_repair_is_answered() -> None:
+    service, fake = _service("```lua\nreturn {\n  text", "```lua\nreturn { text = [==[whole]==] }\n```")
+    items = _run(service, _request())
+    assert "".join(i.text for i in items if isinstance(i, TextOut)) == "whole"
+    assert isinstance(items[-1], Finished) and items[-1].finish_reason == "stop"
+    assert len(fake.sent) == 2
+
+
+def test_plain_prose_without_tools_is_still_an_answer() -> None:
+    service, fake = _service("Just prose, no envelope.")
+    items = _run(service, _request())
+    assert "".join(i.text for i in items if isinstance(i, TextOut)) == "Just prose, no envelope."
+    assert len(fake.sent) == 1
