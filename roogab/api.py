@@ -1,11 +1,13 @@
 """The HTTP surface: translates HTTP into ChatService calls and back. Nothing else.
 
-``/v1/chat/completions`` (JSON and SSE) and ``/v1/models`` also answer without ``/v1``;
-``/healthz`` and ``/`` are status routes. Every error is OpenAI error JSON with its status.
+Every wire protocol of ``roogab.protocols`` (``/v1/chat/completions`` …) is served by one view,
+and ``/v1/models`` too, all also without ``/v1``; ``/healthz`` and ``/`` are status routes.
+Every error is rendered in the protocol of its route (OpenAI error JSON elsewhere) with its status.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -26,16 +28,16 @@ from .errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestError,
     RooGabError,
     Unauthorized,
-    to_openai_error,
 )
 from .guide import client_settings
 from .logs import request_id
-from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut
-from .render import tool_call_deltas
+from .outputs import Out
+from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .service import ChatService
-from .wire import chunk, completion, model_list, parse_chat_request, usage_chunk
+from .wire import model_list
 
 __all__ = ["AppState", "api", "install_guards", "status"]
 
@@ -62,31 +64,28 @@ def _state() -> AppState:
     return state
 
 
-@api.post("/chat/completions")
-def chat_completions() -> Response | tuple[dict[str, Any], int]:
-    """Run one turn; SSE when the request says ``stream: true``."""
+def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]:
+    """Run one turn in *protocol*; SSE when the request asks to stream."""
     state = _state()
-    chat = parse_chat_request(_json_body(state.config))
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    turn = protocol.parse(_json_body(state.config), headers)
     client = _client_identity(state.config)
-    cid, created = "chatcmpl-" + uuid.uuid4().hex[:24], int(time.time())
-    request_id.set(cid)
-    log.info("turn %s: model=%s stream=%s messages=%d tools=%d", cid, chat.model, chat.stream,
-             len(chat.messages), len(chat.tools))
-    if not chat.stream:
-        message, calls, finished, reasoning = state.service.complete(chat, client)
-        body: dict[str, Any] = {"role": "assistant", "content": message.content or (None if calls else "")}
-        if calls:
-            body["tool_calls"] = [{"id": c.id, "type": "function",
-                                   "function": {"name": c.call.name, "arguments": ref.arguments}}
-                                  for c, ref in zip(calls, message.tool_calls)]
-        if reasoning:
-            body["reasoning_content"] = reasoning
-        return completion(cid, chat.model, created, body, finished.finish_reason, finished.usage), 200
-    items = state.service.run(chat, client)
+    exchange = Exchange(protocol.new_id(), turn.model, int(time.time()))
+    request_id.set(exchange.id)
+    log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
+             turn.stream, len(turn.messages), len(turn.tools))
+    if not turn.stream:
+        return protocol.complete(state.service.complete(turn, client), turn, exchange), 200
+    items = state.service.run(turn, client)
     first = next(items)  # errors before any output still get their real HTTP status
-    sse = _sse(first, items, cid, chat.model, created, chat.include_usage)
-    return Response(sse, mimetype="text/event-stream",
+    body = protocol.stream(_chain(first, items), turn, exchange)
+    return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+for _path, _protocol in PROTOCOLS.items():
+    api.add_url_rule(_path, endpoint=_protocol.name, view_func=functools.partial(_serve_turn, _protocol),
+                     methods=["POST"])
 
 
 @api.get("/models")
@@ -121,29 +120,11 @@ def index() -> Response | str:
     return Response("RooGab is running.\n\n" + settings + "\n", mimetype="text/plain")
 
 
-def _sse(first: Out, rest: Iterator[Out], cid: str, model: str, created: int,
-         include_usage: bool) -> Iterator[str]:
-    request_id.set(cid)  # the body streams after the view returned, still on this worker thread
-    items = _chain(first, rest)
-    role_sent = False
-    try:
-        for item in items:
-            if isinstance(item, Ping):
-                yield ": ping\n\n"
-                continue
-            for delta, finish in _deltas(item):
-                if not role_sent and delta:
-                    delta = {"role": "assistant", **delta}
-                    role_sent = True
-                yield _data(chunk(cid, model, created, delta, finish))
-            if isinstance(item, Finished) and include_usage:
-                yield _data(usage_chunk(cid, model, created, item.usage))
-    except RooGabError as exc:
-        log.warning("turn %s failed mid-stream: %s", cid, exc)
-        yield _data(to_openai_error(exc)[1])
-    finally:
-        items.close()
-    yield "data: [DONE]\n\n"
+def _with_request_id(rid: str, body: Iterator[str]) -> Iterator[str]:
+    """*body*, with the turn's request id set: it streams after the view returned, still on
+    this worker thread, and every log line of the turn carries the id."""
+    request_id.set(rid)
+    yield from body
 
 
 def _chain(first: Out, rest: Iterator[Out]) -> Generator[Out, None, None]:
@@ -154,22 +135,6 @@ def _chain(first: Out, rest: Iterator[Out]) -> Generator[Out, None, None]:
         close = getattr(rest, "close", None)
         if close is not None:
             close()
-
-
-def _deltas(item: Out) -> list[tuple[dict[str, Any], str | None]]:
-    if isinstance(item, TextOut):
-        return [({"content": item.text}, None)]
-    if isinstance(item, ReasoningOut):
-        return [({"reasoning_content": item.text}, None)]
-    if isinstance(item, CallOut):
-        return [(d, None) for d in tool_call_deltas(item.call, item.index, item.id)]
-    if isinstance(item, Finished):
-        return [({}, item.finish_reason)]
-    return []
-
-
-def _data(obj: dict[str, Any]) -> str:
-    return f"data: {json.dumps(obj, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
 def _json_body(config: Config) -> object:
@@ -249,7 +214,7 @@ def install_guards(app: Flask) -> None:
 
     @app.errorhandler(RooGabError)
     def _roogab_error(exc: RooGabError) -> tuple[dict[str, Any], int]:
-        status_code, body = to_openai_error(exc)
+        status_code, body = protocol_for(request.path).error(exc)
         log.log(logging.WARNING if status_code >= 500 else logging.INFO, "%d %s %s: %s",
                 status_code, request.method, request.path, exc)
         return body, status_code
@@ -261,7 +226,6 @@ def install_guards(app: Flask) -> None:
                   413: PayloadTooLarge("the request body is larger than max_body_bytes")}
         error = mapped.get(exc.code or 500)
         if error is None:
-            body = {"error": {"message": exc.description, "type": "invalid_request_error",
-                              "param": None, "code": None}}
-            return body, exc.code or 500
+            error = RequestError(exc.description or exc.name)
+            error.status = exc.code or 500
         return _roogab_error(error)

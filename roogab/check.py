@@ -60,10 +60,10 @@ def _check(config: Config, provider: Provider) -> CheckResult:
         service = build_service(config, {provider.name: provider}, registry=registry)
         request = parse_chat_request({"model": f"{provider.name}/{models[0]}", "tools": [PROBE_TOOL],
                                       "messages": [{"role": "user", "content": PROBE}]})
-        message, _, _, _ = service.complete(request, "check")
+        answer = service.complete(request, "check")
         registry.close()
         elapsed = (time.monotonic() - started) * 1000
-        lines.append(f"probe answered in a valid envelope in {elapsed:.0f} ms: {message.content[:60]!r}")
+        lines.append(f"probe answered in a valid envelope in {elapsed:.0f} ms: {answer.text[:60]!r}")
         return CheckResult(provider.name, True, tuple(lines))
     except RooGabError as exc:
         lines.append(f"FAILED: {exc}")

@@ -14,7 +14,7 @@ from typing import Any
 from .envelope.events import ToolCall
 from .wire import Usage
 
-__all__ = ["CallOut", "Finished", "Out", "Ping", "ReasoningOut", "TextOut", "from_json", "to_json"]
+__all__ = ["Answer", "CallOut", "Finished", "Out", "Ping", "ReasoningOut", "TextOut", "from_json", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,34 @@ class Finished:
 
 
 Out = Ping | TextOut | ReasoningOut | CallOut | Finished
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A whole turn's items gathered: what a non-streaming renderer shows."""
+
+    text: str
+    reasoning: str
+    calls: tuple[CallOut, ...]
+    finished: Finished
+
+    @classmethod
+    def collect(cls, items: Iterable[Out]) -> Answer:
+        """Gather a turn's items in the order they came."""
+        texts: list[str] = []
+        reasoning: list[str] = []
+        calls: list[CallOut] = []
+        finished = Finished("stop", Usage(0, 0))
+        for item in items:
+            if isinstance(item, TextOut):
+                texts.append(item.text)
+            elif isinstance(item, ReasoningOut):
+                reasoning.append(item.text)
+            elif isinstance(item, CallOut):
+                calls.append(item)
+            elif isinstance(item, Finished):
+                finished = item
+        return cls("".join(texts), "".join(reasoning), tuple(calls), finished)
 
 
 def to_json(items: Iterable[Out]) -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
 from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
-from .outputs import CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
+from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
 from .registry import Plan, Registry
@@ -95,23 +95,9 @@ class ChatService:
         with self.registry.turn(client, request, provider.name, model) as plan:
             yield from _Turn(self, plan, request, provider, model, client).run()
 
-    def complete(self, request: ChatRequest, client: str) -> tuple[Message, list[CallOut], Finished, str]:
-        """Run one turn to the end: the assistant message, its calls, the finish, reasoning."""
-        texts: list[str] = []
-        reasoning: list[str] = []
-        calls: list[CallOut] = []
-        finished = Finished("stop", Usage(0, 0))
-        for item in self.run(request, client):
-            if isinstance(item, TextOut):
-                texts.append(item.text)
-            elif isinstance(item, ReasoningOut):
-                reasoning.append(item.text)
-            elif isinstance(item, CallOut):
-                calls.append(item)
-            elif isinstance(item, Finished):
-                finished = item
-        message = _echo_message("".join(texts), calls)
-        return message, calls, finished, "".join(reasoning)
+    def complete(self, request: ChatRequest, client: str) -> Answer:
+        """Run one turn to the end and gather what it yielded."""
+        return Answer.collect(self.run(request, client))
 
 
 @dataclass

@@ -10,7 +10,7 @@ import pytest
 import roogab
 
 PURE = ["roogab.wire", "roogab.prompt", "roogab.envelope", "roogab.render", "roogab.errors",
-        "roogab.config", "roogab.outputs", "roogab.offline"]
+        "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat"]
 IO_LIBRARIES = ["flask", "socketio", "engineio", "websocket", "sqlite3", "waitress", "aiohttp"]
 
 

@@ -112,8 +112,8 @@ def test_repaired_reply_that_differs_follows_after_a_break() -> None:
 
 def test_without_streaming_the_repaired_reply_replaces_the_failed_one() -> None:
     service, _ = _service(_text_then_bad_call("Plan A."), _text_and_good_call("Plan B."))
-    message, calls, finished, _ = service.complete(dataclasses.replace(_cline(), stream=False), "addr:test")
-    assert message.content == "Plan B." and len(calls) == 1 and finished.finish_reason == "tool_calls"
+    answer = service.complete(dataclasses.replace(_cline(), stream=False), "addr:test")
+    assert answer.text == "Plan B." and len(answer.calls) == 1 and answer.finished.finish_reason == "tool_calls"
 
 
 def test_prose_without_envelope_is_repaired_when_tools_are_offered() -> None:
