@@ -34,7 +34,7 @@ from .errors import (
 )
 from .guide import client_settings
 from .logs import request_id
-from .outputs import Out
+from .outputs import FromRecord, Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .service import ChatService
 from .wire import model_list
@@ -48,6 +48,7 @@ status = Blueprint("status", __name__)
 
 PROTECTED_BLUEPRINTS = ("api", "api_bare", "inspect")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+RETRY_HEADER = "X-RooGab-Retry-Of"
 
 
 @dataclass
@@ -64,7 +65,7 @@ def _state() -> AppState:
     return state
 
 
-def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]:
+def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
     """Run one turn in *protocol*; SSE when the request asks to stream."""
     state = _state()
     headers = {name.lower(): value for name, value in request.headers.items()}
@@ -75,12 +76,21 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int]
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
              turn.stream, len(turn.messages), len(turn.tools))
     if not turn.stream:
-        return protocol.complete(state.service.complete(turn, client), turn, exchange), 200
+        answer = state.service.complete(turn, client)
+        return protocol.complete(answer, turn, exchange), 200, _retry_header(answer.retry_of)
     items = state.service.run(turn, client)
     first = next(items)  # errors before any output still get their real HTTP status
+    retry_of = None
+    if isinstance(first, FromRecord):
+        retry_of, first = first.turn_id, next(items)
     body = protocol.stream(_chain(first, items), turn, exchange)
     return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_retry_header(retry_of)})
+
+
+def _retry_header(retry_of: str | None) -> dict[str, str]:
+    """An answer sent again from the record names the turn it repeats (the inspector shows it)."""
+    return {RETRY_HEADER: retry_of} if retry_of else {}
 
 
 for _path, _protocol in PROTOCOLS.items():

@@ -236,7 +236,7 @@ def _load(config_file: Path | None, flags: dict[str, Any]) -> Config:
 def _run(starter: Callable[[], Running], config: Config) -> None:
     try:
         running = starter()
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:  # a store error names the file it could not open
         _fail(str(exc))
     except UpstreamError as exc:
         _fail(f"cannot start: {exc}", status=1)

@@ -120,6 +120,7 @@ class Config:
     store: StoreKind = "sqlite"
     data_dir: Path | None = None              # None: $XDG_DATA_HOME/roogab or ~/.local/share/roogab
     max_turns: int = 2000                     # turn log retention
+    max_turn_log_bytes: int = 64 * MIB        # turn log retention by size (the newest turn always stays)
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
     connect_timeout: float = 10.0
     first_token_timeout: float = 120.0

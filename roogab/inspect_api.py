@@ -74,7 +74,8 @@ def turn_json(t: TurnRecord) -> dict[str, Any]:
             "started_at": t.started_at, "duration_ms": t.duration_ms, "verdict": t.verdict,
             "replayed": t.replayed, "repairs": t.repairs, "usage": json.loads(t.usage),
             "request": json.loads(t.request_summary), "provider_prompt": t.provider_prompt,
-            "raw_reply": t.raw_reply, "response": json.loads(t.response), "error": t.error}
+            "raw_reply": t.raw_reply, "response": json.loads(t.response), "error": t.error,
+            "retry_of": t.retry_of}
 
 
 def conversation_json(c: Conversation) -> dict[str, Any]:

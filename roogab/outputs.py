@@ -14,7 +14,7 @@ from typing import Any
 from .envelope.events import ToolCall
 from .wire import Usage
 
-__all__ = ["Answer", "CallOut", "Finished", "Out", "Ping", "ReasoningOut", "TextOut", "from_json", "to_json"]
+__all__ = ["Answer", "CallOut", "Finished", "FromRecord", "Out", "Ping", "ReasoningOut", "TextOut", "from_json", "to_json"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,15 @@ class Finished:
     usage: Usage
 
 
-Out = Ping | TextOut | ReasoningOut | CallOut | Finished
+@dataclass(frozen=True)
+class FromRecord:
+    """First item of an answer sent again from the record (a retried request): the id of the
+    turn it repeats. Renderers show nothing for it; the API says so in a response header."""
+
+    turn_id: str
+
+
+Out = Ping | TextOut | ReasoningOut | CallOut | Finished | FromRecord
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class Answer:
     reasoning: str
     calls: tuple[CallOut, ...]
     finished: Finished
+    retry_of: str | None = None
 
     @classmethod
     def collect(cls, items: Iterable[Out]) -> Answer:
@@ -72,8 +81,11 @@ class Answer:
         reasoning: list[str] = []
         calls: list[CallOut] = []
         finished = Finished("stop", Usage(0, 0))
+        retry_of = None
         for item in items:
-            if isinstance(item, TextOut):
+            if isinstance(item, FromRecord):
+                retry_of = item.turn_id
+            elif isinstance(item, TextOut):
                 texts.append(item.text)
             elif isinstance(item, ReasoningOut):
                 reasoning.append(item.text)
@@ -81,7 +93,7 @@ class Answer:
                 calls.append(item)
             elif isinstance(item, Finished):
                 finished = item
-        return cls("".join(texts), "".join(reasoning), tuple(calls), finished)
+        return cls("".join(texts), "".join(reasoning), tuple(calls), finished, retry_of)
 
 
 def to_json(items: Iterable[Out]) -> str:

@@ -9,7 +9,15 @@ history. Correctness first: a replay is never wrong, a wrong match is.
 
 One turn at a time per conversation: ``Registry.turn`` holds the conversation's lock for the
 whole turn. A request identical to the one in flight waits for it and is then answered from the
-recorded reply, as is a retry of a completed turn; a retry of a failed turn is sent again.
+recorded reply, as is a retry of a completed turn within ``RETRY_WINDOW_SECONDS``; a retry of a
+failed turn is sent again, and one after the window is a new request (replayed). "Identical"
+covers the messages, the tools, ``tool_choice`` and whether the agent takes native calls.
+
+Before a turn is sent its conversation is marked in flight in the store; a conversation still
+marked when RooGab starts (it was killed mid-reply) is never continued: its provider
+conversation may hold a reply the agent never saw, so the next turn replays. A store that fails
+to write does not fail the turn: the registry keeps the conversation in memory, warns, and
+writes it again after the next turn.
 
 The registry works in memory and writes through a ``Store`` so that conversations survive a
 restart of RooGab.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -26,11 +35,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
+from .errors import StoreError
 from .store import ConversationRecord, MemoryStore, Store, TurnRecord
 from .turnlog import TurnLogWriter
 from .wire import ChatRequest, Message, canonical_json
 
 __all__ = ["Conversation", "Plan", "Registry", "message_digest", "thread_key"]
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str, str]
 EXPIRY_CHECK_SECONDS = 60.0
@@ -51,8 +63,13 @@ def thread_key(request: ChatRequest) -> str:
     return hashlib.sha256(json.dumps([system, first]).encode()).hexdigest()[:32]
 
 
-def _request_digest(digests: tuple[str, ...]) -> str:
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:32]
+def request_key(request: ChatRequest, digests: tuple[str, ...]) -> str:
+    """What makes two requests the same turn: the messages, the tools offered, ``tool_choice``,
+    and whether the answer goes out as native calls or as text (the retry record's key)."""
+    tools = [[t.name, t.description, t.parameters] for t in request.tools]
+    shape = json.dumps([list(digests), tools, request.tool_choice, request.native_tools],
+                       sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(shape.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -71,6 +88,7 @@ class Conversation:
     turns: int = 0
     last_request: str | None = None
     last_reply: str | None = None
+    last_turn: str | None = None
     inflight: str | None = None
     dead: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -84,13 +102,13 @@ class Conversation:
         """The stored form."""
         return ConversationRecord(self.id, self.client, self.thread, self.provider, self.model,
                                   self.handle, self.transcript, self.created, self.updated, self.turns,
-                                  self.last_request, self.last_reply)
+                                  self.last_request, self.last_reply, self.last_turn)
 
     @classmethod
     def from_record(cls, rec: ConversationRecord) -> Conversation:
         """Back from the store."""
         return cls(rec.id, rec.client, rec.thread, rec.provider, rec.model, rec.handle, rec.transcript,
-                   rec.created, rec.updated, rec.turns, rec.last_request, rec.last_reply)
+                   rec.created, rec.updated, rec.turns, rec.last_request, rec.last_reply, rec.last_turn)
 
 
 @dataclass(frozen=True)
@@ -98,7 +116,10 @@ class Plan:
     """What one turn must send: *history* to replay (fresh conversations only) and *new*.
 
     ``recorded`` is set when the request repeats a completed turn: the JSON of what the agent
-    got then, to be sent again without asking the chat service.
+    got then, to be sent again without asking the chat service; ``recorded_turn`` is the id of
+    that turn in the turn log. ``replay`` says whether earlier turns of the task are replayed
+    onto a fresh conversation; it is fixed when the plan is made (``record`` gives the
+    conversation a handle, and the turn log still has to say it was replayed).
     """
 
     conversation: Conversation
@@ -107,16 +128,14 @@ class Plan:
     history: tuple[Message, ...]
     new: tuple[Message, ...]
     recorded: str | None = None
+    key: str = ""
+    recorded_turn: str | None = None
+    replay: bool = False
 
     @property
     def fresh(self) -> bool:
         """True when the provider conversation does not exist yet."""
         return self.conversation.handle is None
-
-    @property
-    def replay(self) -> bool:
-        """True when earlier turns of the task are replayed onto a fresh conversation."""
-        return self.fresh and bool(self.history)
 
 
 class Registry:
@@ -133,7 +152,12 @@ class Registry:
         self._threads: dict[Key, list[Conversation]] = {}
         self._next_expiry = 0.0
         self._log = TurnLogWriter(self.store)
+        self._unsaved: dict[str, Conversation | None] = {}  # id -> to save again, or None: to delete
         for rec in self.store.load_conversations():
+            if rec.in_flight:
+                log.info("conversation %s was mid-turn when RooGab stopped: its next turn is replayed", rec.id)
+                self._write(rec.id, None)
+                continue
             conv = Conversation.from_record(rec)
             self._threads.setdefault(conv.key, []).append(conv)
 
@@ -141,54 +165,64 @@ class Registry:
     def turn(self, client: str, request: ChatRequest, provider: str, model: str) -> Iterator[Plan]:
         """Plan a turn and hold its conversation for the duration of the ``with`` block."""
         self._expire()
+        self._write_unsaved()
         key = (client, thread_key(request), provider, model)
         digests = tuple(message_digest(m) for m in request.messages)
-        asked = _request_digest(digests)
+        asked = request_key(request, digests)
+        passed: set[str] = set()  # conversations this request turned out not to belong to
         while True:
-            conv = self._claim(key, digests, asked)
+            conv = self._claim(key, digests, asked, passed)
             with conv.lock:
-                if conv.dead:
-                    continue
-                if self._is_retry(conv, asked):
-                    yield Plan(conv, request.messages, digests, (), (), recorded=conv.last_reply)
+                if not conv.dead and self._is_retry(conv, asked):
+                    yield Plan(conv, request.messages, digests, (), (), recorded=conv.last_reply, key=asked,
+                               recorded_turn=conv.last_turn)
                     return
-                if not _extends(conv.transcript, digests):
+                if conv.dead or not _extends(conv.transcript, digests):
+                    passed.add(conv.id)
                     continue
                 conv.inflight = asked
+                self._mark_in_flight(conv, True)
                 try:
-                    yield self._plan(conv, request.messages, digests)
+                    yield self._plan(conv, request.messages, digests, asked)
                 finally:
                     conv.inflight = None
                 return
 
-    def record(self, plan: Plan, handle: str, reply: Message, reply_json: str) -> None:
-        """The turn succeeded: the provider has now seen the request and *reply*."""
+    def record(self, plan: Plan, handle: str, reply: Message, reply_json: str, *,
+               turn_id: str | None = None) -> None:
+        """The turn succeeded: the provider has now seen the request and *reply*. Saved through
+        to the store (and the in-flight mark cleared); a store that fails only delays that."""
         conv = plan.conversation
         conv.handle = handle
         conv.transcript = plan.digests + (message_digest(reply),)
-        conv.last_request, conv.last_reply = _request_digest(plan.digests), reply_json
+        conv.last_request, conv.last_reply, conv.last_turn = plan.key or None, reply_json, turn_id
         conv.updated = self._clock()
         conv.turns += 1
-        self.store.save_conversation(conv.record())
+        self._write(conv.id, conv)
 
     def drop(self, plan: Plan) -> None:
         """The turn failed after it may have reached the provider: never continue it."""
         self.forget(plan.conversation)
 
     def forget(self, conv: Conversation) -> None:
-        """Remove a conversation from memory and from the store."""
+        """Remove a conversation from memory and from the store (later, if the store fails)."""
         conv.dead = True
         with self._lock:
             convs = self._threads.get(conv.key, [])
             if conv in convs:
                 convs.remove(conv)
-        self.store.delete_conversation(conv.id)
+        self._write(conv.id, None)
+
+    def unsaved(self) -> int:
+        """How many conversation writes wait for the store to work again."""
+        with self._lock:
+            return len(self._unsaved)
 
     def restart(self, plan: Plan) -> Plan:
         """The provider forgot the conversation: same lock, fresh conversation, full replay."""
         plan.conversation.handle, plan.conversation.transcript = None, ()
         history, new = _answered_split(plan.messages)
-        return replace(plan, history=history, new=new)
+        return replace(plan, history=history, new=new, replay=bool(history))
 
     def log_turn(self, record: TurnRecord) -> None:
         """Add a turn to the turn log (written in the background)."""
@@ -213,11 +247,16 @@ class Registry:
         recent = self._clock() - conv.updated < RETRY_WINDOW_SECONDS
         return recent and conv.last_request == asked and conv.last_reply is not None
 
-    def _claim(self, key: Key, digests: tuple[str, ...], asked: str) -> Conversation:
-        """The conversation this request belongs to, created (and claimed) if there is none."""
+    def _claim(self, key: Key, digests: tuple[str, ...], asked: str, passed: set[str]) -> Conversation:
+        """The conversation this request belongs to, created (and claimed) if there is none.
+
+        A conversation in *passed* was tried and did not fit; each call passes over one more, so
+        ``turn`` ends (with a new conversation at worst). A completed turn with the same key is
+        preferred only within the retry window: later, the request is a new one.
+        """
         with self._lock:
-            convs = [c for c in self._threads.get(key, []) if not c.dead]
-            same = [c for c in convs if asked in (c.inflight, c.last_request)]
+            convs = [c for c in self._threads.get(key, []) if not c.dead and c.id not in passed]
+            same = [c for c in convs if c.inflight == asked or self._is_retry(c, asked)]
             extending = [c for c in convs if _extends(c.transcript, digests)]
             found = same or sorted(extending, key=lambda c: len(c.transcript), reverse=True)
             if found:
@@ -228,18 +267,58 @@ class Registry:
             self._threads.setdefault(key, []).append(conv)
             return conv
 
-    def _plan(self, conv: Conversation, messages: tuple[Message, ...], digests: tuple[str, ...]) -> Plan:
+    def _plan(self, conv: Conversation, messages: tuple[Message, ...], digests: tuple[str, ...],
+              key: str) -> Plan:
         if conv.handle is not None:
-            return Plan(conv, messages, digests, (), messages[len(conv.transcript):])
+            return Plan(conv, messages, digests, (), messages[len(conv.transcript):], key=key)
         history, new = _answered_split(messages)
-        return Plan(conv, messages, digests, history, new)
+        return Plan(conv, messages, digests, history, new, key=key, replay=bool(history))
+
+    def _mark_in_flight(self, conv: Conversation, in_flight: bool) -> None:
+        """Tell the store a turn of *conv* is about to reach the provider (a no-op for a
+        conversation the store does not hold yet: after a crash it would be replayed anyway)."""
+        if conv.handle is None:
+            return
+        try:
+            self.store.mark_in_flight(conv.id, in_flight)
+        except StoreError as exc:
+            log.warning("the store failed; conversation %s is kept in memory: %s", conv.id, exc)
+
+    def _write(self, conversation_id: str, conv: Conversation | None) -> bool:
+        """Save *conv* (None: delete it) through to the store; on failure keep it for later."""
+        try:
+            if conv is None:
+                self.store.delete_conversation(conversation_id)
+            else:
+                self.store.save_conversation(conv.record())
+        except StoreError as exc:
+            log.warning("the store failed; conversation %s is kept in memory and written later: %s",
+                        conversation_id, exc)
+            with self._lock:
+                self._unsaved[conversation_id] = conv
+            return False
+        with self._lock:
+            self._unsaved.pop(conversation_id, None)
+        return True
+
+    def _write_unsaved(self) -> None:
+        """Try again the writes a failing store refused (until one fails again)."""
+        with self._lock:
+            pending = list(self._unsaved.items())
+        for conversation_id, conv in pending:
+            if not self._write(conversation_id, conv):
+                return
 
     def _expire(self) -> None:
         now = self._clock()
         if now < self._next_expiry:
             return
         self._next_expiry = now + EXPIRY_CHECK_SECONDS
-        gone = set(self.store.expire_conversations(now - self._idle_expiry))
+        try:
+            gone = set(self.store.expire_conversations(now - self._idle_expiry))
+        except StoreError as exc:
+            log.warning("the store failed to expire idle conversations: %s", exc)
+            return
         with self._lock:
             for key, convs in self._threads.items():
                 self._threads[key] = [c for c in convs if c.id not in gone or c.inflight]

@@ -96,7 +96,7 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         ProviderUnavailable: a provider could not connect.
     """
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
-                       redactor=Redactor(secrets(config)))
+                       redactor=Redactor(secrets(config)), max_bytes=config.max_turn_log_bytes)
     loop = ProviderLoop()
     loop.start()
     providers: dict[str, Provider] = {}

@@ -18,7 +18,18 @@ from dataclasses import dataclass, field
 
 from .envelope import End, Event, Reasoning, ReplyParser, SnapshotFeeder, Text, ToolCall, check_call
 from .errors import ConversationGone, ModelNotFound, ProviderRejected, ReplyFormatError, RooGabError
-from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json, to_json
+from .outputs import (
+    Answer,
+    CallOut,
+    Finished,
+    FromRecord,
+    Out,
+    Ping,
+    ReasoningOut,
+    TextOut,
+    from_json,
+    to_json,
+)
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Delta, Done, Provider, Snapshot
 from .registry import Plan, Registry
@@ -129,12 +140,15 @@ class _Turn:
     repairs: int = 0
     usage: Usage | None = None
     repeat: _Repeat | None = None
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def run(self) -> Iterator[Out]:
         """The turn's items; every outcome (answer, retry, failure, agent gone) is logged."""
         started, clock = time.time(), time.monotonic()
         if self.plan.recorded is not None:
             items = from_json(self.plan.recorded)
+            if self.plan.recorded_turn is not None:
+                yield FromRecord(self.plan.recorded_turn)
             yield from items
             self._log(started, clock, "retry answered from the record", self.plan.recorded, None)
             return
@@ -146,7 +160,7 @@ class _Turn:
             reply = to_json([TextOut("".join(self.texts)), ReasoningOut("".join(self.reasoning)),
                              *self.calls, finished])
             self.service.registry.record(self.plan, handle, _echo_message("".join(self.texts), self.calls),
-                                         reply)
+                                         reply, turn_id=self.turn_id)
             recorded = True
             self._log(started, clock, "repaired" if self.repairs else "ok", reply, None)
             yield finished
@@ -161,11 +175,12 @@ class _Turn:
 
     def _log(self, started: float, clock: float, verdict: str, response: str, error: str | None) -> None:
         record = turn_record(
-            turn_id=uuid.uuid4().hex, conversation_id=self.plan.conversation.id, provider=self.provider.name,
+            turn_id=self.turn_id, conversation_id=self.plan.conversation.id, provider=self.provider.name,
             request=self.request, client=self.client, started_at=started,
             duration_ms=int((time.monotonic() - clock) * 1000), prompts=self.sent, raws=self.raws,
             verdict=verdict, replayed=self.plan.replay, repairs=self.repairs,
-            usage=self.usage, response=response, error=error)
+            usage=self.usage, response=response, error=error,
+            retry_of=self.plan.recorded_turn if self.plan.recorded is not None else None)
         log.log(logging.INFO if error is None else logging.WARNING,
                 "%s: %s in %d ms, conversation %s%s%s", verdict, self.provider.name, record.duration_ms,
                 record.conversation_id, f", {self.repairs} repair(s)" if self.repairs else "",

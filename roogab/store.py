@@ -12,15 +12,20 @@ SQLite schema (the version is ``PRAGMA user_version``; each migration runs in on
               duration_ms, request_summary, provider_prompt, raw_reply, verdict, replayed,
               repairs, usage, response, error)  + index (conversation_id, seq)
     v3  conversations + last_request, last_reply            answer a retried turn from the store
+    v4  conversations + last_turn, in_flight; turns + retry_of, size
+                                         the turn a retry is answered from; a turn mid-reply;
+                                         the turn log's retention by bytes
 
 The turn log is ordered by ``seq``, the order turns were logged in; after each ``add_turn`` only
-the newest ``max_turns`` are kept. Turns are not deleted with their conversation: the log of a
+the newest ``max_turns`` are kept, and only as many of those as fit in ``max_turn_log_bytes``
+(the newest turn always stays). Turns are not deleted with their conversation: the log of a
 failed turn is most useful after the registry dropped its conversation.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 from collections import deque
@@ -66,6 +71,8 @@ class ConversationRecord:
     turns: int
     last_request: str | None = None
     last_reply: str | None = None
+    last_turn: str | None = None
+    in_flight: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,13 @@ class TurnRecord:
     usage: str  # JSON
     response: str  # JSON: what the agent got
     error: str | None
+    retry_of: str | None = None  # a retry answered from the record: the turn it repeats
+
+    @property
+    def size(self) -> int:
+        """About how many bytes the turn takes in the log (its text fields, in characters)."""
+        return sum(len(v) for v in (self.request_summary, self.provider_prompt, self.raw_reply,
+                                    self.usage, self.response, self.error or ""))
 
 
 class Store(Protocol):
@@ -98,6 +112,11 @@ class Store(Protocol):
 
     def save_conversation(self, rec: ConversationRecord) -> None:
         """Insert *rec*, or replace the stored conversation with the same id."""
+        ...
+
+    def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
+        """Set the stored conversation's in-flight mark (nothing if there is none with that id):
+        set before a turn reaches the provider, cleared by the ``save_conversation`` after it."""
         ...
 
     def delete_conversation(self, conversation_id: str) -> bool:
@@ -121,8 +140,12 @@ class Store(Protocol):
         ...
 
 
+DEFAULT_MAX_TURN_LOG_BYTES = 64 * 1024 * 1024
+BUSY_TIMEOUT_SECONDS = 2.0  # a write waits this long for a lock another process holds
+
+
 def open_store(kind: str, data_dir: Path | None, *, max_turns: int = 2000,
-               redactor: Redactor | None = None) -> Store:
+               redactor: Redactor | None = None, max_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES) -> Store:
     """The store named by *kind*: ``"memory"``, or ``"sqlite"`` (``roogab.sqlite3`` in *data_dir*).
 
     Raises:
@@ -130,11 +153,12 @@ def open_store(kind: str, data_dir: Path | None, *, max_turns: int = 2000,
         StoreError: the database cannot be opened or migrated.
     """
     if kind == "memory":
-        return MemoryStore(max_turns=max_turns, redactor=redactor)
+        return MemoryStore(max_turns=max_turns, redactor=redactor, max_bytes=max_bytes)
     if kind == "sqlite":
         if data_dir is None:
             raise ConfigError("store", "the sqlite store needs a data directory")
-        return SqliteStore(data_dir / "roogab.sqlite3", max_turns=max_turns, redactor=redactor)
+        return SqliteStore(data_dir / "roogab.sqlite3", max_turns=max_turns, redactor=redactor,
+                           max_bytes=max_bytes)
     raise ConfigError("store", f"unknown store {kind!r} (expected 'memory' or 'sqlite')")
 
 
@@ -161,13 +185,16 @@ def _check_limit(limit: int) -> None:
 class MemoryStore:
     """A :class:`Store` in memory, for tests and ``--store memory``; forgets everything on exit."""
 
-    def __init__(self, *, max_turns: int = 2000, redactor: Redactor | None = None) -> None:
+    def __init__(self, *, max_turns: int = 2000, redactor: Redactor | None = None,
+                 max_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES) -> None:
         _check_max_turns(max_turns)
         self._redactor = redactor
         self._lock = threading.Lock()
         self._conversations: dict[str, ConversationRecord] = {}
         self._turns: deque[TurnRecord] = deque(maxlen=max_turns)
         self._turn_ids: set[str] = set()
+        self._max_bytes = max_bytes
+        self._bytes = 0
 
     def load_conversations(self) -> list[ConversationRecord]:
         """Every stored conversation, most recently updated first."""
@@ -179,6 +206,13 @@ class MemoryStore:
         _check_transcript(rec.transcript)
         with self._lock:
             self._conversations[rec.id] = rec
+
+    def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
+        """Set the stored conversation's in-flight mark (nothing if there is none with that id)."""
+        with self._lock:
+            rec = self._conversations.get(conversation_id)
+            if rec is not None:
+                self._conversations[conversation_id] = replace(rec, in_flight=in_flight)
 
     def delete_conversation(self, conversation_id: str) -> bool:
         """Remove a conversation; False when there was none with that id."""
@@ -204,9 +238,17 @@ class MemoryStore:
             if rec.id in self._turn_ids:
                 raise StoreError(f"store: turn {rec.id} is already logged")
             if len(self._turns) == self._turns.maxlen:
-                self._turn_ids.discard(self._turns[0].id)
+                self._drop_oldest()
             self._turns.append(rec)
             self._turn_ids.add(rec.id)
+            self._bytes += rec.size
+            while self._bytes > self._max_bytes and len(self._turns) > 1:
+                self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        old = self._turns.popleft()
+        self._turn_ids.discard(old.id)
+        self._bytes -= old.size
 
     def turns(self, limit: int = 50, conversation_id: str | None = None) -> list[TurnRecord]:
         """Up to *limit* logged turns, newest first, optionally of one conversation only."""
@@ -262,6 +304,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "ALTER TABLE conversations ADD COLUMN last_request TEXT",
         "ALTER TABLE conversations ADD COLUMN last_reply TEXT",
     ),
+    (  # v4: the turn a retry repeats; a turn mid-reply; the turn log's size
+        "ALTER TABLE conversations ADD COLUMN last_turn TEXT",
+        "ALTER TABLE conversations ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE turns ADD COLUMN retry_of TEXT",
+        "ALTER TABLE turns ADD COLUMN size INTEGER NOT NULL DEFAULT 0",
+    ),
 )
 
 #: The schema version this code writes; databases at a higher version are refused.
@@ -286,6 +334,7 @@ def _conversation_from_row(row: tuple[Any, ...]) -> ConversationRecord:
     values = dict(zip(_CONVERSATION_COLUMNS, row))
     text = values["transcript"]
     values["transcript"] = tuple(text.split("\n")) if text else ()
+    values["in_flight"] = bool(values["in_flight"])
     return ConversationRecord(**values)
 
 
@@ -293,6 +342,22 @@ def _turn_from_row(row: tuple[Any, ...]) -> TurnRecord:
     values = dict(zip(_TURN_COLUMNS, row))
     values["replayed"] = bool(values["replayed"])
     return TurnRecord(**values)
+
+
+def _private_file(path: Path) -> None:
+    """Create *path*'s directory (0700) and the file itself (0600) when they do not exist yet, so
+    that no other user can read the conversations; an existing file is made 0600 too.
+
+    Raises:
+        StoreError: the directory or the file cannot be created (a file in the way, no permission).
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        where = exc.filename or path
+        raise StoreError(f"store: cannot create {where}: {exc.strerror or exc}") from exc
 
 
 @contextmanager
@@ -314,18 +379,17 @@ class SqliteStore:
         StoreError: the file cannot be opened, is not a database, or was written by a newer RooGab.
     """
 
-    def __init__(self, path: Path, *, max_turns: int = 2000, redactor: Redactor | None = None) -> None:
+    def __init__(self, path: Path, *, max_turns: int = 2000, redactor: Redactor | None = None,
+                 max_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         _check_max_turns(max_turns)
         self.path = path
         self._max_turns = max_turns
+        self._max_bytes = max_bytes
         self._redactor = redactor
         self._lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"store: cannot create {path.parent}: {exc.strerror}") from exc
+        _private_file(path)
         with _sqlite_errors(f"cannot open {path}"):
-            self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None, check_same_thread=False)
         try:
             self._prepare()
         except StoreError:
@@ -388,6 +452,12 @@ class SqliteStore:
         with self._lock, _sqlite_errors(f"cannot save conversation {rec.id}"):
             self._db.execute(sql, _conversation_row(rec))
 
+    def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
+        """Set the stored conversation's in-flight mark (nothing if there is none with that id)."""
+        with self._lock, _sqlite_errors(f"cannot mark conversation {conversation_id}"):
+            self._db.execute("UPDATE conversations SET in_flight = ? WHERE id = ?",
+                             (int(in_flight), conversation_id))
+
     def delete_conversation(self, conversation_id: str) -> bool:
         """Remove a conversation; False when there was none with that id."""
         with self._lock, _sqlite_errors(f"cannot delete conversation {conversation_id}"):
@@ -408,14 +478,22 @@ class SqliteStore:
             StoreError: a turn with the same id is already logged, or the write failed.
         """
         rec = _redacted(rec, self._redactor)
-        sql = (f"INSERT INTO turns ({', '.join(_TURN_COLUMNS)}) "
-               f"VALUES ({', '.join('?' * len(_TURN_COLUMNS))})")
+        columns = (*_TURN_COLUMNS, "size")
+        sql = f"INSERT INTO turns ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
         with self._lock, _sqlite_errors(f"cannot log turn {rec.id}"), self._transaction():
-            self._db.execute(sql, tuple(getattr(rec, c) for c in _TURN_COLUMNS))
+            self._db.execute(sql, (*(getattr(rec, c) for c in _TURN_COLUMNS), rec.size))
             # The (max_turns+1)-th newest row and everything older go; a walk of the seq index.
             self._db.execute("DELETE FROM turns WHERE seq <= "
                              "(SELECT seq FROM turns ORDER BY seq DESC LIMIT 1 OFFSET ?)",
                              (self._max_turns,))
+            # Then the newest turns that fit in max_bytes stay (the newest one always does).
+            self._db.execute("DELETE FROM turns WHERE seq <= (SELECT seq FROM (SELECT seq, SUM(size) "
+                             "OVER (ORDER BY seq DESC) AS total FROM turns) WHERE total > ? AND seq < ? "
+                             "ORDER BY seq DESC LIMIT 1)", (self._max_bytes, self._newest()))
+
+    def _newest(self) -> int:
+        row = self._db.execute("SELECT MAX(seq) FROM turns").fetchone()
+        return int(row[0] or 0)
 
     def turns(self, limit: int = 50, conversation_id: str | None = None) -> list[TurnRecord]:
         """Up to *limit* logged turns, newest first, optionally of one conversation only."""

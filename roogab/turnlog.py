@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 SEPARATOR = "\n\n===== next message of this turn =====\n\n"
 CONTENT_LIMIT = 4000
+RETRY_RECORDS = 100  # turn records kept while the store fails, to write once it works again
 
 
 def request_summary(request: ChatRequest, client: str) -> str:
@@ -37,12 +38,12 @@ def request_summary(request: ChatRequest, client: str) -> str:
 def turn_record(*, turn_id: str, conversation_id: str, provider: str, request: ChatRequest, client: str,
                 started_at: float, duration_ms: int, prompts: Sequence[str], raws: Sequence[str],
                 verdict: str, replayed: bool, repairs: int, usage: Usage | None, response: str,
-                error: str | None) -> TurnRecord:
+                error: str | None, retry_of: str | None = None) -> TurnRecord:
     """One turn as the log keeps it."""
     used = json.dumps(usage.as_dict() if usage else None)
     return TurnRecord(turn_id, conversation_id, provider, request.model, started_at, duration_ms,
                       request_summary(request, client), SEPARATOR.join(prompts), SEPARATOR.join(raws),
-                      verdict, replayed, repairs, used, response, error)
+                      verdict, replayed, repairs, used, response, error, retry_of)
 
 
 def _cut(text: str) -> str:
@@ -66,6 +67,7 @@ class TurnLogWriter:
         self._queue: queue.Queue[TurnRecord | threading.Event | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._failed: list[TurnRecord] = []  # only the writer thread touches it
 
     def add(self, record: TurnRecord) -> None:
         """Queue *record* for the store; starts the writer on first use."""
@@ -100,6 +102,7 @@ class TurnLogWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._write_failed()
             for item in batch:
                 if item is None:
                     return
@@ -108,8 +111,19 @@ class TurnLogWriter:
                 else:
                     self._write(item)
 
-    def _write(self, record: TurnRecord) -> None:
+    def _write(self, record: TurnRecord) -> bool:
         try:
             self._store.add_turn(record)
         except StoreError as exc:
-            log.warning("could not write the turn log: %s", exc)
+            log.warning("could not write the turn log (tried again with the next turn): %s", exc)
+            self._failed = [*self._failed, record][-RETRY_RECORDS:]
+            return False
+        return True
+
+    def _write_failed(self) -> None:
+        """Records a failing store refused, tried again before the next batch (oldest first)."""
+        failed, self._failed = self._failed, []
+        for i, record in enumerate(failed):
+            if not self._write(record):
+                self._failed = [*failed[i + 1:], *self._failed][-RETRY_RECORDS:]
+                return

@@ -191,7 +191,7 @@ def _user_version(path: Path) -> int:
 def test_fresh_database_is_migrated_to_latest_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "roogab.sqlite3"  # parents are created
     SqliteStore(path).close()
-    assert _user_version(path) == SCHEMA_VERSION == 3
+    assert _user_version(path) == SCHEMA_VERSION == 4
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
