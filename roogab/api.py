@@ -34,6 +34,7 @@ from .errors import (
 )
 from .guide import client_settings
 from .logs import request_id
+from .origin import check_content_type, check_origin
 from .outputs import FromRecord, Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .service import ChatService
@@ -213,13 +214,17 @@ def _check_key(config: Config) -> None:
 
 
 def install_guards(app: Flask) -> None:
-    """Host and key checks before every request; OpenAI error JSON for every error."""
+    """Host, origin, content-type and key checks before every request; OpenAI error JSON for
+    every error."""
 
     @app.before_request
     def _guards() -> None:
         request_id.set("req-" + uuid.uuid4().hex[:12])
         config = _state().config
         _check_host(config)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        check_origin(headers, request.host or "", config.allowed_hosts)
+        check_content_type(request.method, headers)
         _check_key(config)
 
     @app.errorhandler(RooGabError)

@@ -10,11 +10,13 @@ message that is safe to show to the client: no cookie, password or key ever goes
     │   ├── UnsupportedFeature     400  n > 1, audio, logprobs ...
     │   ├── Unauthorized           401  missing or wrong API key
     │   ├── ForbiddenHost          403  Host header not allowed (DNS rebinding)
+    │   ├── ForbiddenOrigin        403  a web page's request (Origin, Sec-Fetch-Site): CSRF
     │   ├── NotFound               404  unknown route
     │   ├── ModelNotFound          404  code "model_not_found"
     │   ├── ConversationNotFound   404
     │   ├── MethodNotAllowed       405
-    │   └── PayloadTooLarge        413
+    │   ├── PayloadTooLarge        413
+    │   └── UnsupportedMediaType   415  a body that is not application/json
     ├── UpstreamError              502  upstream_error; .provider
     │   ├── ProviderUnavailable    503  connect/handshake failed, or reconnect gave up
     │   ├── ProviderTimeout        504  no complete reply before a deadline
@@ -36,6 +38,7 @@ __all__ = [
     "ConversationGone",
     "ConversationNotFound",
     "ForbiddenHost",
+    "ForbiddenOrigin",
     "InvalidRequest",
     "MethodNotAllowed",
     "ModelNotFound",
@@ -52,6 +55,7 @@ __all__ = [
     "StoreError",
     "Unauthorized",
     "UnsupportedFeature",
+    "UnsupportedMediaType",
     "UpstreamError",
     "to_openai_error",
 ]
@@ -104,6 +108,14 @@ class ForbiddenHost(RequestError):
     code = "forbidden_host"
 
 
+class ForbiddenOrigin(RequestError):
+    """A request sent by a web page of another site (cross-site request forgery)."""
+
+    status = 403
+    openai_type = "permission_error"
+    code = "forbidden_origin"
+
+
 class NotFound(RequestError):
     """No such route."""
 
@@ -135,6 +147,13 @@ class PayloadTooLarge(RequestError):
 
     status = 413
     code = "request_too_large"
+
+
+class UnsupportedMediaType(RequestError):
+    """The body is not ``application/json`` (a web form, ``text/plain``, a beacon)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class UpstreamError(RooGabError):
