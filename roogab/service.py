@@ -141,6 +141,7 @@ class _Turn:
     usage: Usage | None = None
     repeat: _Repeat | None = None
     turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    seen_calls: set[str] = field(default_factory=set)  # each delivered call, as canonical JSON
 
     def run(self) -> Iterator[Out]:
         """The turn's items; every outcome (answer, retry, failure, agent gone) is logged."""
@@ -316,6 +317,7 @@ class _Turn:
             self.texts.clear()
             self.reasoning.clear()
             self.calls.clear()
+            self.seen_calls.clear()
         elif self.texts:
             self.repeat = _Repeat("".join(self.texts))
 
@@ -342,8 +344,10 @@ class _Turn:
         except ReplyFormatError as exc:
             reply.problem = str(exc)
             return
-        if any(c.call == call for c in self.calls):
+        seen = json.dumps([call.name, call.arguments], sort_keys=True, ensure_ascii=False)
+        if seen in self.seen_calls:
             return  # already delivered before a repair
+        self.seen_calls.add(seen)
         out = CallOut(len(self.calls), self.service._new_id(), call)
         self.calls.append(out)
         yield out

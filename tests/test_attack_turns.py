@@ -58,3 +58,57 @@ def test_plain_prose_without_tools_is_still_an_answer() -> None:
     items = _run(service, _request())
     assert "".join(i.text for i in items if isinstance(i, TextOut)) == "Just prose, no envelope."
     assert len(fake.sent) == 1
+
+
+# -- item 9: hostile model output ---------------------------------------------------------------
+
+TOOLS = [{"type": "function", "function": {"name": "write", "parameters": {"type": "object"}}}]
+
+
+def _nested(depth: int) -> str:
+    return "{ a = " * depth + "1" + " }" * depth
+
+
+@pytest.mark.parametrize("how", ["table", "json_string"])
+@pytest.mark.parametrize("native", [True, False])
+def test_arguments_nested_3000_deep_are_non_compliant(how: str, native: bool) -> None:
+    if how == "table":
+        reply = f'```lua\nreturn {{ tool_calls = {{ {{ name = "write", arguments = {_nested(3000)} }} }} }}\n```'
+    else:
+        deep = '{"a": ' * 3000 + "1" + "}" * 3000
+        reply = f'```lua\nreturn {{ tool_calls = {{ {{ name = "write", arguments = [==[{deep}]==] }} }} }}\n```'
+    service, fake = _service(reply, reply)
+    extra: dict[str, Any] = {"tools": TOOLS} if native else {}
+    with pytest.raises(ReplyFormatError) as info:  # the old code: RecursionError, Flask's plain 500
+        _run(service, _request(**extra))
+    assert info.value.code == "non_compliant_response" and len(fake.sent) == 2
+
+
+def test_arguments_nested_50_deep_are_fine() -> None:
+    reply = f'```lua\nreturn {{ tool_calls = {{ {{ name = "write", arguments = {_nested(50)} }} }} }}\n```'
+    service, _ = _service(reply)
+    items = _run(service, _request(tools=TOOLS))
+    assert isinstance(items[-1], Finished) and items[-1].finish_reason == "tool_calls"
+
+
+def test_twenty_thousand_calls_are_deduplicated_in_linear_time() -> None:
+    """Counted, not timed: the old check compared each call with every earlier one."""
+    from roogab.envelope import ToolCall
+
+    compared = 0
+    real_eq = ToolCall.__eq__
+
+    def counting_eq(self: ToolCall, other: object) -> bool:
+        nonlocal compared
+        compared += 1
+        return real_eq(self, other)
+
+    calls = "".join(f'{{ name = "write", arguments = {{ n = {i % 19_000} }} }},' for i in range(20_000))
+    service, _ = _service(f"```lua\nreturn {{ tool_calls = {{ {calls} }} }}\n```")
+    ToolCall.__eq__ = counting_eq  # type: ignore[method-assign]
+    try:
+        items = _run(service, _request(tools=TOOLS))
+    finally:
+        ToolCall.__eq__ = real_eq  # type: ignore[method-assign]
+    assert sum(1 for i in items if type(i).__name__ == "CallOut") == 19_000  # duplicates dropped
+    assert compared < 100_000

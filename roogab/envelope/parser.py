@@ -31,7 +31,7 @@ from .events import End, Event, Reasoning, Text, ToolCall
 from .html import HtmlDecoder, looks_like_html
 from .legacy import LegacyUnescaper
 from .lexer import held_suffix
-from .tables import TableReader
+from .tables import MAX_DEPTH, TableReader, nested_deeper
 from .xml_tags import XmlToolFilter
 
 __all__ = ["ReplyParser", "parse_reply"]
@@ -334,6 +334,10 @@ class ReplyParser:
         if isinstance(result, str):
             self._note(f"{result} (table at {{line}})", offset)
             return
+        if nested_deeper(result.arguments):
+            self._note(f"tool call '{result.name}': arguments nested deeper than {MAX_DEPTH} levels "
+                       "(table at {line})", offset)
+            return
         self._calls += 1
         self._out.append(result)
 
@@ -352,6 +356,9 @@ class ReplyParser:
         for event in events:
             if isinstance(event, Text):
                 self._has_text = self._has_text or not event.text.isspace()
+            elif isinstance(event, ToolCall) and nested_deeper(event.arguments):
+                self._note(f"tool call '{event.name}': arguments nested deeper than {MAX_DEPTH} levels", -1)
+                continue
             else:
                 self._calls += 1
             self._out.append(event)
@@ -373,7 +380,9 @@ class ReplyParser:
 
     def _keep_prose(self, events: list[Event]) -> None:
         for event in events:
-            if isinstance(event, ToolCall):
+            if isinstance(event, ToolCall) and nested_deeper(event.arguments):
+                self._note(f"tool call '{event.name}': arguments nested deeper than {MAX_DEPTH} levels", -1)
+            elif isinstance(event, ToolCall):
                 self._calls += 1
                 self._out.append(event)
             elif isinstance(event, Text):

@@ -27,7 +27,24 @@ from .lexer import (
     skip_space,
 )
 
-__all__ = ["CALL_KEYS", "ENVELOPE_KEYS", "REASONING_KEYS", "TEXT_KEYS", "Bypass", "Sink", "TableReader"]
+__all__ = ["CALL_KEYS", "ENVELOPE_KEYS", "MAX_DEPTH", "REASONING_KEYS", "TEXT_KEYS", "Bypass", "Sink", "TableReader",
+           "nested_deeper"]
+
+#: Tables nested deeper than this are refused (a hostile or broken reply; rendering and JSON of
+#: arguments that deep would exhaust the stack). Real tool arguments stay far below it.
+MAX_DEPTH = 100
+
+
+def nested_deeper(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when *value* (dicts and lists) nests deeper than *limit* levels; no recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 TEXT_KEYS = frozenset({"text", "content", "message"})
 REASONING_KEYS = frozenset({"reasoning", "reasoning_content", "thinking"})
@@ -269,6 +286,8 @@ class TableReader:
         return m.end()
 
     def _open(self, frame: _Frame | None, close: str, pos: int, base: int) -> int:
+        if len(self._stack) >= MAX_DEPTH:
+            return self._fail(f"the envelope is nested deeper than {MAX_DEPTH} levels at {{line}}", pos + base)
         if frame is None:
             self._stack.append(_Frame(close, _TOP, pos + base, False))
             return pos + 1
