@@ -15,12 +15,14 @@ import logging
 import time
 import uuid
 from collections.abc import Generator, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from .capacity import TurnGate
 from .config import Config
 from .errors import (
     ForbiddenHost,
@@ -59,6 +61,7 @@ class AppState:
     config: Config
     service: ChatService
     started: float
+    gate: TurnGate | None = None  # None: no bound (tests that build an app by hand)
 
 
 def _state() -> AppState:
@@ -76,10 +79,12 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
              turn.stream, len(turn.messages), len(turn.tools))
+    slot = _slot(state, turn.model)
     if not turn.stream:
-        answer = state.service.complete(turn, client)
+        with slot:
+            answer = state.service.complete(turn, client)
         return protocol.complete(answer, turn, exchange), 200, _retry_header(answer.retry_of)
-    items = state.service.run(turn, client)
+    items = _held(slot, state.service.run(turn, client))
     first = next(items)  # errors before any output still get their real HTTP status
     retry_of = None
     if isinstance(first, FromRecord):
@@ -87,6 +92,25 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     body = protocol.stream(_chain(first, items), turn, exchange)
     return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_retry_header(retry_of)})
+
+
+def _slot(state: AppState, model: str) -> AbstractContextManager[None]:
+    """A place for one turn on the provider of *model* (``ServerBusy`` when none is free)."""
+    if state.gate is None:
+        return nullcontext()
+    provider, _ = state.service.resolve_model(model)
+    return state.gate.turn(provider.name)
+
+
+def _held(slot: AbstractContextManager[None], items: Iterator[Out]) -> Generator[Out, None, None]:
+    """*items*, with *slot* held from the first item until the stream ends or is closed."""
+    with slot:
+        try:
+            yield from items
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
 
 def _retry_header(retry_of: str | None) -> dict[str, str]:

@@ -130,6 +130,7 @@ class Config:
     max_body_bytes: int = 32 * MIB
     max_json_depth: int = 64
     repair_attempts: int = 1
+    max_streams_per_provider: int = 0         # turns waiting on one chat service at once; 0: as many as fit
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
 

@@ -25,6 +25,7 @@ message that is safe to show to the client: no cookie, password or key ever goes
     │   ├── ProviderRejected       502  the service refused (rate limit, login, captcha)
     │   └── ReplyFormatError       502  code "non_compliant_response"; .offset, .snippet
     ├── StoreError                 500  wraps the store's own errors
+    ├── ServerBusy                 503  too many turns at once (in total or on one provider)
     └── ConfigError                 -   start-up only: the CLI prints it and exits 2
     ParserClosedError(RuntimeError)     misuse (feed after close); never mapped to HTTP
 """
@@ -52,6 +53,7 @@ __all__ = [
     "ReplyFormatError",
     "RequestError",
     "RooGabError",
+    "ServerBusy",
     "StoreError",
     "Unauthorized",
     "UnsupportedFeature",
@@ -218,6 +220,13 @@ class ReplyFormatError(UpstreamError):
         super().__init__(message, provider=provider)
         self.offset = offset
         self.snippet = snippet
+
+
+class ServerBusy(RooGabError):
+    """Too many turns are in progress (in total, or waiting on one provider); retry shortly."""
+
+    status = 503
+    code = "server_busy"
 
 
 class StoreError(RooGabError):

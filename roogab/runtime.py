@@ -105,7 +105,8 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
             providers[profile.name] = build_provider(profile, loop, config)
             _start_provider(providers[profile.name], strict=demo is not None)
         app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry))
-        server = Server(app, config.host, config.port, threads=config.threads)
+        server = Server(app, config.host, config.port, threads=config.threads,
+                        max_body_bytes=config.max_body_bytes)
     except BaseException:
         for provider in providers.values():
             provider.close()
