@@ -25,7 +25,8 @@ from .guide import client_settings
 from .inspect_api import turn_json
 from .logs import configure_logging
 from .offline import parse_report
-from .runtime import Running, start, start_demo
+from .redact import Redactor
+from .runtime import Running, secrets, start, start_demo
 from .store import ConversationRecord, Store, open_store
 from .wire import ChatRequest, parse_chat_request
 
@@ -227,9 +228,10 @@ def _script(path: Path | None) -> list[ScriptedReply]:
 def _load(config_file: Path | None, flags: dict[str, Any]) -> Config:
     try:
         config = load_config(config_file, overrides=flags)
+        redactor = Redactor(secrets(config))
     except ConfigError as exc:
         _fail(str(exc))
-    configure_logging(config.log_level, config.log_format)
+    configure_logging(config.log_level, config.log_format, redactor)
     return config
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask
 
@@ -134,10 +135,19 @@ def secrets(config: Config) -> list[str]:
     values = list(config.api_keys)
     for profile in config.providers:
         values.append(profile.password)
+        values.append(_url_password(profile.url))
         values += [value for _, value in profile.headers]
         if profile.cookie_file is not None and profile.cookie_file.is_file():
             values += [c.value for c in load_cookies(profile.cookie_file)]
     return [v for v in values if v]
+
+
+def _url_password(url: str) -> str:
+    """The password written into a provider URL (``wss://user:secret@host``), or ""."""
+    try:
+        return unquote(urlsplit(url).password or "")
+    except ValueError:
+        return ""
 
 
 def _where(config: Config) -> str:
