@@ -10,7 +10,7 @@ import re
 import time
 from typing import Any
 
-from flask import Blueprint, current_app, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
 
 from .errors import InvalidRequest
 from .registry import Conversation
@@ -27,6 +27,24 @@ PAGE_TURNS = 100
 ENVELOPE = re.compile(r"(```|~~~)[^\n]*\n.*?(?:\n\1|\Z)|<pre[^>]*>.*?(?:</pre>|\Z)|^return\s*\{.*",
                       re.DOTALL | re.MULTILINE)
 VERDICT_CLASSES = {"retry answered from the record": "retry"}
+
+
+# The inspector shows what models and services wrote: never framed by another page, never
+# sniffed into another type, scripts and styles only from this server (and its own inline ones).
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+@inspect.after_request
+def _secure(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
 
 
 @inspect.get("")

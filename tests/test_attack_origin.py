@@ -92,3 +92,18 @@ def test_captured_agent_requests_pass_the_guards(stack: Running, demo: DemoChatS
     status, answer = _post(stack, headers, json.dumps(body))
     assert status == 200, answer
     assert demo.received
+
+
+@pytest.mark.parametrize("path", ["/inspect", "/inspect/fragment?since=0", "/inspect/turns.json"])
+def test_inspector_answers_carry_frame_sniff_and_script_policies(stack: Running, path: str) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", stack.server.port)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        response.read()
+    finally:
+        conn.close()
+    assert response.status == 200
+    assert response.getheader("X-Frame-Options") == "DENY"
+    assert response.getheader("X-Content-Type-Options") == "nosniff"
+    assert "frame-ancestors 'none'" in (response.getheader("Content-Security-Policy") or "")
