@@ -1,6 +1,11 @@
 """Added latency of one turn: a 40 KB Roo request through RooGab versus the chat service direct.
 
-Run: ``PYTHONPATH=. python bench/bench_turn.py [--turns 200] [--json out.json]``.
+Run: ``PYTHONPATH=. python bench/bench_turn.py [--turns 200] [--protocols chat,messages] [--json out.json]``.
+
+``--protocols``: which wire protocols to measure, each beside the same direct floor. ``chat`` is
+the Roo request below; ``messages`` is Claude Code's captured turn 1 (``POST /v1/messages``,
+49 KB, 12 tools), answered with the same text and one ``Bash`` call, read as Anthropic SSE
+(first token = first ``content_block_delta``) or as the JSON message.
 
 Both paths hit the same demo chat service (``roogab.runtime.start_demo``, the ``roogab demo``
 stack, SQLite store in a temporary directory) with the same scripted reply:
@@ -25,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client as httplib
 import json
 import subprocess
 import sys
@@ -55,11 +61,76 @@ TEXT = ("I will start by listing the files in the current directory so that I ca
 REPLY = ("```lua\nreturn {\n  text = [==[" + TEXT + "]==],\n  tool_calls = {\n"
          '    { name = "list_files", arguments = { path = ".", recursive = false } },\n  },\n}\n```')
 CHUNK = 16
+MSG_REPLY = REPLY.replace('name = "list_files", arguments = { path = ".", recursive = false }',
+                          'name = "Bash", arguments = { command = "ls", description = "List files" }')
+CLAUDE_TURN1 = Path(__file__).resolve().parent.parent / "tests/fixtures/captured/claude_code_2.1.332_main_four_turns.json"
 
 
-def script(delay_ms: int = 0, chunk: int = CHUNK) -> ScriptedReply:
+def script(delay_ms: int = 0, chunk: int = CHUNK, protocol: str = "chat") -> ScriptedReply:
     """The reply both paths get: ~800 characters of envelope, text then one tool call."""
-    return ScriptedReply(REPLY, chunk=chunk, delay_ms=delay_ms)
+    return ScriptedReply(MSG_REPLY if protocol == "messages" else REPLY, chunk=chunk, delay_ms=delay_ms)
+
+
+def messages_body() -> dict[str, Any]:
+    """Claude Code 2.1.332's first request, addressed to the demo model."""
+    body: dict[str, Any] = json.loads(CLAUDE_TURN1.read_text("utf-8"))["requests"][0]["body"]
+    body["model"] = "demo/gab-1"
+    return body
+
+
+def messages_turn(client: Http, payload: bytes, stream: bool) -> Timing:
+    """POST /v1/messages; time the first content_block_delta and the end."""
+    conn = client._conn()
+    t0 = time.perf_counter()
+    try:
+        conn.request("POST", client.prefix + "/v1/messages?beta=true", body=payload,
+                     headers={"Content-Type": "application/json", "x-api-key": "bench",
+                              "anthropic-version": "2023-06-01"})
+        resp = conn.getresponse()
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {resp.read()[:300]!r}")
+        if not stream:
+            raw = resp.read()
+            t1 = time.perf_counter()
+            blocks = json.loads(raw)["content"]
+            text = "".join(b["text"] for b in blocks if b["type"] == "text")
+            calls = [{"id": b["id"], "name": b["name"], "arguments": json.dumps(b["input"])}
+                     for b in blocks if b["type"] == "tool_use"]
+            return Timing(t1 - t0, t1 - t0, text, calls, len(raw))
+        return _read_anthropic_sse(resp, t0)
+    except (OSError, httplib.HTTPException):
+        client.close()
+        raise
+
+
+def _read_anthropic_sse(resp: Any, t0: float) -> Timing:
+    first, nbytes = 0.0, 0
+    text: list[str] = []
+    calls: list[dict[str, str]] = []
+    while True:
+        line = resp.readline()
+        if not line:
+            break
+        nbytes += len(line)
+        if not line.startswith(b"data: "):
+            continue
+        obj = json.loads(line[6:])
+        kind = obj["type"]
+        if kind == "error":
+            raise RuntimeError(f"stream error: {obj['error']}")
+        if kind == "content_block_delta" and not first:
+            first = time.perf_counter()
+        if kind == "content_block_start" and obj["content_block"]["type"] == "tool_use":
+            calls.append({"id": obj["content_block"]["id"], "name": obj["content_block"]["name"], "arguments": ""})
+        elif kind == "content_block_delta" and obj["delta"]["type"] == "text_delta":
+            text.append(obj["delta"]["text"])
+        elif kind == "content_block_delta" and obj["delta"]["type"] == "input_json_delta":
+            calls[-1]["arguments"] += obj["delta"]["partial_json"]
+        elif kind == "message_stop":
+            break
+    resp.read()
+    t1 = time.perf_counter()
+    return Timing((first or t1) - t0, t1 - t0, "".join(text), calls, nbytes)
 
 
 class DirectClient:
@@ -207,25 +278,25 @@ class RemoteStack:
         self.demo.close()
 
 
-def check_roogab(t: Timing) -> None:
+def check_roogab(t: Timing, protocol: str = "chat") -> None:
     calls = t.tool_calls or []
-    if TEXT not in t.content or [c["name"] for c in calls] != ["list_files"]:
+    if TEXT not in t.content or [c["name"] for c in calls] != ["Bash" if protocol == "messages" else "list_files"]:
         raise AssertionError(f"RooGab's answer is not the scripted one: {t.content[:80]!r} {calls}")
 
 
-def check_direct(t: Timing) -> None:
-    if t.content != REPLY:
+def check_direct(t: Timing, protocol: str = "chat") -> None:
+    if t.content != (MSG_REPLY if protocol == "messages" else REPLY):
         raise AssertionError("the direct client did not receive the scripted reply whole")
 
 
 def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: int = 0,
-            tag: str = "") -> dict[str, Any]:
+            tag: str = "", protocol: str = "chat") -> dict[str, Any]:
     """Alternate *turns* RooGab turns and direct turns (after *warmup* of each); ms summaries."""
     assert running.demo is not None
     demo = running.demo
-    base = roo_body()
+    base = messages_body() if protocol == "messages" else roo_body()
     base["stream"] = stream
-    if stream:
+    if stream and protocol == "chat":
         base["stream_options"] = {"include_usage": True}
     else:
         base.pop("stream_options", None)
@@ -236,17 +307,17 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     prompt_bytes = 0
     try:
         for i in range(warmup + turns):
-            body = with_nonce(base, f"bench {tag}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}")
+            body = with_nonce(base, f"bench {tag}{protocol}{'s' if stream else 'n'}{i} {uuid.uuid4().hex[:8]}")
             payload = json.dumps(body).encode()
-            demo.push(script(delay_ms))
-            t = http.chat(payload, stream)
-            check_roogab(t)
+            demo.push(script(delay_ms, protocol=protocol))
+            t = messages_turn(http, payload, stream) if protocol == "messages" else http.chat(payload, stream)
+            check_roogab(t, protocol)
             prompt = next(r.prompt for r in reversed(demo.received) if r.event == "newConversation")
             assert prompt
             prompt_bytes = len(prompt.encode())
-            demo.push(script(delay_ms))
+            demo.push(script(delay_ms, protocol=protocol))
             d = direct.turn(prompt)
-            check_direct(d)
+            check_direct(d, protocol)
             if i >= warmup:
                 rg.append(t)
                 dr.append(d)
@@ -257,7 +328,7 @@ def compare(running: Running, turns: int, warmup: int, stream: bool, delay_ms: i
     added = [(a.total - b.total) * ms for a, b in zip(rg, dr)]
     added_ttft = [(a.ttft - b.ttft) * ms for a, b in zip(rg, dr)]
     return {
-        "stream": stream, "turns": turns, "delay_ms": delay_ms, "request_bytes": len(payload),
+        "protocol": protocol, "stream": stream, "turns": turns, "delay_ms": delay_ms, "request_bytes": len(payload),
         "prompt_bytes": prompt_bytes, "reply_chars": len(REPLY), "chunk": CHUNK,
         "roogab_total": summary([t.total * ms for t in rg]), "direct_total": summary([t.total * ms for t in dr]),
         "roogab_ttft": summary([t.ttft * ms for t in rg]), "direct_ttft": summary([t.ttft * ms for t in dr]),
@@ -281,19 +352,21 @@ def usage_cost(running: Running, samples: int = 30) -> dict[str, float]:
 
 
 def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, False),
-        delay_ms: int = 0, processes: bool = False) -> dict[str, Any]:
-    """Start a stack, measure each mode, stop the stack."""
+        delay_ms: int = 0, processes: bool = False, protocols: tuple[str, ...] = ("chat",)) -> dict[str, Any]:
+    """Start a stack, measure each mode of each protocol, stop the stack."""
+    pairs = [(p, s) for p in protocols for s in modes]
     with tempfile.TemporaryDirectory(prefix="roogab-bench-") as tmp:
         if processes:
             remote = RemoteStack(tmp)
             try:
-                modes_out = [compare(remote, turns, warmup, s, delay_ms) for s in modes]  # type: ignore[arg-type]
+                modes_out = [compare(remote, turns, warmup, s, delay_ms, protocol=p)  # type: ignore[arg-type]
+                             for p, s in pairs]
                 return {"modes": modes_out, "processes": True}
             finally:
                 remote.close()
         running = start_stack(tmp)
         try:
-            modes_out = [compare(running, turns, warmup, s, delay_ms) for s in modes]
+            modes_out = [compare(running, turns, warmup, s, delay_ms, protocol=p) for p, s in pairs]
             return {"modes": modes_out, "usage_count_ms": usage_cost(running)}
         finally:
             running.close()
@@ -305,7 +378,8 @@ def rows(result: dict[str, Any], label: str = "RooGab") -> list[list[Any]]:
     for m in result["modes"]:
         d, r, a = m["direct_total"], m["roogab_total"], m["added_total"]
         dt, rt, at = m["direct_ttft"], m["roogab_ttft"], m["added_ttft"]
-        out.append([f"{label} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
+        name = {"chat": "chat completions", "messages": "messages"}.get(m.get("protocol", "chat"), "?")
+        out.append([f"{label} {name} {'stream' if m['stream'] else 'non-stream'}", m["turns"],
                     d["p50"], r["p50"], a["p50"], a["p95"], r["p50"] / d["p50"],
                     dt["p50"], rt["p50"], at["p50"], at["p95"]])
     return out
@@ -322,10 +396,13 @@ def main() -> None:
     ap.add_argument("--delay-ms", type=int, default=0, help="pause between the service's events")
     ap.add_argument("--processes", action="store_true",
                     help="the chat service and roogab serve in processes of their own")
+    ap.add_argument("--protocols", default="chat,messages",
+                    help="wire protocols to measure, comma-separated: chat, messages (default both)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     started = time.monotonic()
-    result = run(args.turns, args.warmup, delay_ms=args.delay_ms, processes=args.processes)
+    result = run(args.turns, args.warmup, delay_ms=args.delay_ms, processes=args.processes,
+                 protocols=tuple(args.protocols.split(",")))
     m0 = result["modes"][0]
     print(f"request {m0['request_bytes']} B JSON -> prompt {m0['prompt_bytes']} B to the chat service; "
           f"reply {m0['reply_chars']} chars in {CHUNK}-char tokenDelta events, delay {args.delay_ms} ms; ms:")

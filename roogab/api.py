@@ -39,6 +39,7 @@ from .logs import request_id
 from .origin import check_content_type, check_origin
 from .outputs import FromRecord, Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
+from .protocols.messages_request import count_texts, parse_request
 from .service import ChatService
 from .wire import model_list
 
@@ -121,6 +122,14 @@ def _retry_header(retry_of: str | None) -> dict[str, str]:
 for _path, _protocol in PROTOCOLS.items():
     api.add_url_rule(_path, endpoint=_protocol.name, view_func=functools.partial(_serve_turn, _protocol),
                      methods=["POST"])
+
+
+@api.post("/messages/count_tokens")
+def count_tokens() -> dict[str, Any]:
+    """Anthropic's ``count_tokens``: the request's tokens, by the counter that fills ``usage``."""
+    state = _state()
+    turn = parse_request(_json_body(state.config), count_only=True)
+    return {"input_tokens": sum(state.service.tokens.count(text) for text in count_texts(turn))}
 
 
 @api.get("/models")
@@ -209,10 +218,14 @@ def _client_identity(config: Config) -> str:
 
 
 def _bearer() -> str:
+    """The API key: ``Authorization: Bearer`` (OpenAI clients, Claude Code with an auth token)
+    or ``x-api-key`` (Anthropic clients)."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() == "bearer":
         return token.strip()
+    if request.headers.get("x-api-key"):
+        return request.headers.get("x-api-key", "").strip()
     if request.blueprint == "inspect":  # a browser opening the inspector: /inspect?key=...
         return request.args.get("key", "")
     return ""
@@ -234,7 +247,8 @@ def _check_key(config: Config) -> None:
     token = _bearer().encode()
     matches = [hmac.compare_digest(token, key.encode()) for key in config.api_keys]
     if not any(matches):
-        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>'")
+        raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer <key>' "
+                           "or 'x-api-key: <key>'")
 
 
 def install_guards(app: Flask) -> None:

@@ -57,11 +57,13 @@ def _check(config: Config, provider: Provider) -> CheckResult:
         lines.append(f"models: {', '.join(models)}")
         started = time.monotonic()
         registry = Registry()
-        service = build_service(config, {provider.name: provider}, registry=registry)
-        request = parse_chat_request({"model": f"{provider.name}/{models[0]}", "tools": [PROBE_TOOL],
-                                      "messages": [{"role": "user", "content": PROBE}]})
-        answer = service.complete(request, "check")
-        registry.close()
+        try:
+            service = build_service(config, {provider.name: provider}, registry=registry)
+            request = parse_chat_request({"model": f"{provider.name}/{models[0]}", "tools": [PROBE_TOOL],
+                                          "messages": [{"role": "user", "content": PROBE}]})
+            answer = service.complete(request, "check")
+        finally:
+            registry.close()
         elapsed = (time.monotonic() - started) * 1000
         lines.append(f"probe answered in a valid envelope in {elapsed:.0f} ms: {answer.text[:60]!r}")
         return CheckResult(provider.name, True, tuple(lines))

@@ -84,7 +84,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
     """Start the bundled demo chat service and RooGab wired to it.
 
-    Prints the base URL, the models and the settings to paste into Roo Code, Cline and Kilo Code.
+    Prints the base URL, the models and the settings to paste into Roo Code, Cline, Kilo Code and Claude Code.
     """
     from_script = _script(script)
     config = _load(config_file, flags)

@@ -8,7 +8,7 @@ __all__ = ["client_settings"]
 
 
 def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
-    """Plain-text instructions for Roo Code, Cline, Kilo Code and the OpenAI SDKs."""
+    """Plain-text instructions for Roo Code, Cline, Kilo Code, Claude Code and the SDKs."""
     model = models[0] if models else "<model>"
     api = f"{base_url}/v1"
     lines = [
@@ -22,6 +22,8 @@ def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
         f"            Base URL {api}, API Key as above, Model ID {model}",
         "Kilo Code : in its opencode.json config, a custom provider with \"npm\": \"@ai-sdk/openai-compatible\",",
         f"            \"options\": {{\"baseURL\": \"{api}\", \"apiKey\": \"<key>\"}}, \"models\": {{\"{model}\": {{}}}}",
+        f"Claude Code: ANTHROPIC_BASE_URL={base_url} ANTHROPIC_API_KEY=<key> claude --model {model}",
+        "            (Anthropic Messages at /v1/messages; ANTHROPIC_AUTH_TOKEN works too)",
         "OpenAI SDK: OpenAI(base_url=\"" + api + "\", api_key=\"<key>\")"
         f".chat.completions.create(model=\"{model}\", ...)",
         (f"curl      : curl {api}/chat/completions -H 'Content-Type: application/json' "

@@ -89,7 +89,7 @@ def conversations() -> dict[str, Any]:
 def turn_json(t: TurnRecord) -> dict[str, Any]:
     """One turn of the log, its JSON fields decoded."""
     return {"id": t.id, "conversation_id": t.conversation_id, "provider": t.provider, "model": t.model,
-            "started_at": t.started_at, "duration_ms": t.duration_ms, "verdict": t.verdict,
+            "protocol": t.protocol, "started_at": t.started_at, "duration_ms": t.duration_ms, "verdict": t.verdict,
             "replayed": t.replayed, "repairs": t.repairs, "usage": json.loads(t.usage),
             "request": json.loads(t.request_summary), "provider_prompt": t.provider_prompt,
             "raw_reply": t.raw_reply, "response": json.loads(t.response), "error": t.error,

@@ -15,6 +15,7 @@ from string import Template
 from typing import Any
 
 from .errors import ConfigError
+from .structured import schema_instruction
 from .wire import ChatRequest, Message, ToolSpec, canonical_json
 
 __all__ = ["TEMPLATE_NAMES", "PromptBook"]
@@ -22,6 +23,7 @@ __all__ = ["TEMPLATE_NAMES", "PromptBook"]
 TEMPLATE_NAMES = (
     "format", "tools", "no_tools", "call_examples", "reasoning_rule", "first_turn", "replay",
     "reminder", "repair", "message", "tool_result", "tool_call", "images_omitted", "part", "last_part",
+    "tool_error", "json_answer",
 )
 
 
@@ -80,25 +82,34 @@ class PromptBook:
         conversation = self.transcript(new, names)
         if history:
             conversation = self.fill("replay", history=self.transcript(history, names), new=conversation)
-        return self.fill("first_turn", format=self.format_prompt(request), system=system.strip(),
-                         conversation=conversation)
+        prompt = self.fill("first_turn", format=self.format_prompt(request), system=system.strip(),
+                           conversation=conversation)
+        return self._with_schema(request, prompt)
 
     def next_turn(self, request: ChatRequest, new: Sequence[Message]) -> str:
-        """A continuation: only the new messages and a one-line reminder of the format."""
-        return self.fill("reminder", messages=self.transcript(new, _call_names(request)),
-                         tool_names=_names(request))
+        """A continuation: only the new messages and a one-line reminder of the format. A system
+        message among them (Claude Code sends them mid-conversation) is shown as one."""
+        prompt = self.fill("reminder", messages=self.transcript(new, _call_names(request), keep_system=True),
+                           tool_names=_names(request))
+        return self._with_schema(request, prompt)
+
+    def _with_schema(self, request: ChatRequest, prompt: str) -> str:
+        if request.json_schema is None:
+            return prompt
+        return prompt + "\n\n" + self.fill("json_answer", schema=schema_instruction(request.json_schema))
 
     def repair(self, request: ChatRequest, problem: str) -> str:
         """The one message that asks the model to fix an unusable reply."""
         return self.fill("repair", problem=problem, tool_names=_names(request))
 
-    def transcript(self, messages: Sequence[Message], names: Mapping[str, str]) -> str:
-        """Messages as readable transcript sections; system messages are left out.
+    def transcript(self, messages: Sequence[Message], names: Mapping[str, str], *,
+                   keep_system: bool = False) -> str:
+        """Messages as readable transcript sections; system messages are left out unless *keep_system*.
 
         *names* maps tool call ids to tool names, to label tool results.
         """
         return "\n\n".join(self._message(m, names) for m in messages
-                           if m.role not in ("system", "developer"))
+                           if keep_system or m.role not in ("system", "developer"))
 
     def split(self, text: str, limit: int) -> list[str]:
         """Cut *text* into numbered parts that each fit in *limit* characters (0 = no limit)."""
@@ -116,8 +127,8 @@ class PromptBook:
             content = "\n\n".join(x for x in (content, self.fill("images_omitted", count=m.images)) if x)
         if m.role == "tool":
             call_id = m.tool_call_id or ""
-            return self.fill("tool_result", name=names.get(call_id, "tool"), call_id=call_id,
-                             content=content)
+            return self.fill("tool_error" if m.is_error else "tool_result", name=names.get(call_id, "tool"),
+                             call_id=call_id, content=content)
         calls = [self.fill("tool_call", name=c.name, call_id=c.id, arguments=canonical_json(c.arguments))
                  for c in m.tool_calls]
         body = "\n".join(x for x in (content, *calls) if x)
@@ -171,7 +182,7 @@ def _signature(spec: ToolSpec) -> str:
 def _type(schema: object, depth: int = 0) -> str:
     if not isinstance(schema, dict):
         return "any"
-    if "enum" in schema:
+    if isinstance(schema.get("enum"), list):  # wire checked its shape; "enum": null means none
         return " | ".join(json.dumps(v) for v in schema["enum"])
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list):

@@ -57,7 +57,11 @@ def message_digest(m: Message) -> str:
 
 
 def thread_key(request: ChatRequest) -> str:
-    """The task a request belongs to: its system prompt plus its first user message."""
+    """The task a request belongs to: the client's own conversation key when it sends one
+    (Claude Code's session id), else its system prompt plus its first user message. Either way
+    a request continues a conversation only when it extends its transcript."""
+    if request.affinity:
+        return hashlib.sha256(json.dumps(["affinity", request.affinity]).encode()).hexdigest()[:32]
     system = [m.content for m in request.messages if m.role in ("system", "developer")]
     first = next((m.content for m in request.messages if m.role == "user"), "")
     return hashlib.sha256(json.dumps([system, first]).encode()).hexdigest()[:32]

@@ -43,6 +43,7 @@ __all__ = ["ChatService", "TurnSettings", "published_id"]
 log = logging.getLogger(__name__)
 
 O_SERIES = re.compile(r"o([134])")
+CLAUDE_ALIAS = re.compile(r"claude-", re.IGNORECASE)
 ERROR_PAGE_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 
 
@@ -411,8 +412,10 @@ def _error_page_title(raw: str) -> str | None:
 
 def published_id(provider: str, model: str) -> str:
     """``provider/model``, with o1/o3/o4 written o-1/o-3/o-4: Roo Code switches to another
-    request shape for any model id that contains those (clients.md §1.1)."""
-    return O_SERIES.sub(r"o-\1", f"{provider}/{model}")
+    request shape for any model id that contains those (clients.md §1.1); and ``claude-`` written
+    ``claude_``: Claude Code rewrites known ``claude-*`` names before sending them
+    (``claude-opus-4-1`` arrives as ``claude-opus-5-5``, agents-wire.md §1.2)."""
+    return CLAUDE_ALIAS.sub(lambda m: m.group(0)[:-1] + "_", O_SERIES.sub(r"o-\1", f"{provider}/{model}"))
 
 
 def _echo_message(text: str, calls: list[CallOut]) -> Message:

@@ -24,6 +24,7 @@ failed turn is most useful after the registry dropped its conversation.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -101,6 +102,15 @@ class TurnRecord:
         """About how many bytes the turn takes in the log (its text fields, in characters)."""
         return sum(len(v) for v in (self.request_summary, self.provider_prompt, self.raw_reply,
                                     self.usage, self.response, self.error or ""))
+
+    @property
+    def protocol(self) -> str:
+        """The wire protocol the turn came in on (kept in the request summary: no new column)."""
+        try:
+            summary = json.loads(self.request_summary)
+        except ValueError:
+            return "chat"
+        return str(summary.get("protocol", "chat")) if isinstance(summary, dict) else "chat"
 
 
 class Store(Protocol):

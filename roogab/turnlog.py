@@ -31,7 +31,8 @@ def request_summary(request: ChatRequest, client: str) -> str:
     messages = [{"role": m.role, "content": _cut(m.content), "images": m.images,
                  "tool_calls": [c.name for c in m.tool_calls], "tool_call_id": m.tool_call_id}
                 for m in request.messages]
-    return json.dumps({"client": client, "model": request.model, "stream": request.stream,
+    return json.dumps({"client": client, "protocol": request.protocol, "model": request.model,
+                       "stream": request.stream,
                        "tools": [t.name for t in request.tools], "messages": messages}, ensure_ascii=False)
 
 

@@ -20,10 +20,13 @@ from .errors import InvalidRequest, UnsupportedFeature
 __all__ = [
     "ChatRequest",
     "Message",
+    "Thinking",
     "ToolCallRef",
     "ToolSpec",
     "Usage",
     "canonical_json",
+    "check_body_text",
+    "check_schema",
     "chunk",
     "completion",
     "model_list",
@@ -45,14 +48,28 @@ class ToolCallRef:
 
 
 @dataclass(frozen=True)
+class Thinking:
+    """A reasoning block of an assistant message the client sends back, with its signature."""
+
+    text: str
+    signature: str = ""
+
+
+@dataclass(frozen=True)
 class Message:
-    """One chat message, its content flattened to text; ``images`` counts image parts left out."""
+    """One chat message, its content flattened to text; ``images`` counts image parts left out.
+
+    ``is_error`` marks a tool result the client reports as failed; ``thinking`` holds the
+    reasoning blocks an assistant message carried (echoed, not part of what the message means).
+    """
 
     role: Role
     content: str
     images: int = 0
     tool_calls: tuple[ToolCallRef, ...] = ()
     tool_call_id: str | None = None
+    is_error: bool = False
+    thinking: tuple[Thinking, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,12 @@ class ToolSpec:
 
 @dataclass(frozen=True)
 class ChatRequest:
-    """A validated ``POST /v1/chat/completions`` body."""
+    """A validated turn request, whichever wire protocol it came in on.
+
+    ``json_schema`` asks for a text answer that is JSON valid for that schema (structured
+    output); ``affinity`` is the client's own conversation key (a session id header) when it
+    sends one; ``protocol`` names the wire protocol, for the turn log.
+    """
 
     model: str
     messages: tuple[Message, ...]
@@ -74,6 +96,9 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     tool_choice: str = "auto"
+    json_schema: dict[str, Any] | None = None
+    affinity: str | None = None
+    protocol: str = "chat"
 
     @property
     def native_tools(self) -> bool:
@@ -108,7 +133,7 @@ def parse_chat_request(body: object) -> ChatRequest:
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param=None)
-    _check_text(body)
+    check_body_text(body)
     _check_unsupported(body)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -161,7 +186,7 @@ def _is_number(value: object) -> bool:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def _check_text(body: dict[str, Any]) -> None:
+def check_body_text(body: dict[str, Any]) -> None:
     """Refuse strings holding a lone surrogate (``"\\ud800"`` is valid JSON syntax but no
     Unicode text): they cannot be encoded as UTF-8 to be hashed, stored or sent on."""
     try:
@@ -271,12 +296,12 @@ def _tools(raw: object) -> tuple[ToolSpec, ...]:
         if not isinstance(params, dict):
             raise InvalidRequest(f"'tools[{i}].function.parameters' must be an object",
                                  param=f"tools[{i}].function.parameters")
-        _check_schema(params, f"tools[{i}].function.parameters")
+        check_schema(params, f"tools[{i}].function.parameters")
         specs.append(ToolSpec(name, str(fn.get("description") or ""), params))
     return tuple(specs)
 
 
-def _check_schema(schema: Mapping[str, Any], where: str) -> None:
+def check_schema(schema: Mapping[str, Any], where: str) -> None:
     """The schema keywords the prompt and the call checker read must have their JSON Schema
     shapes: ``properties`` an object, ``required`` an array of strings, ``enum`` an array.
 
@@ -293,15 +318,15 @@ def _check_schema(schema: Mapping[str, Any], where: str) -> None:
             raise InvalidRequest(f"'{where}.{key}' must be {shape}", param=f"{where}.{key}")
     for name, sub in (schema.get("properties") or {}).items():
         if isinstance(sub, dict):
-            _check_schema(sub, f"{where}.properties.{name}")
+            check_schema(sub, f"{where}.properties.{name}")
     for key in ("items", "additionalProperties"):
         if isinstance(schema.get(key), dict):
-            _check_schema(schema[key], f"{where}.{key}")
+            check_schema(schema[key], f"{where}.{key}")
     for key in ("anyOf", "oneOf", "allOf"):
         branches = schema.get(key)
         for j, sub in enumerate(branches if isinstance(branches, list) else []):
             if isinstance(sub, dict):
-                _check_schema(sub, f"{where}.{key}[{j}]")
+                check_schema(sub, f"{where}.{key}[{j}]")
 
 
 def _tool_choice(raw: object) -> str:

@@ -35,7 +35,7 @@ class ChainlitServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.started_in = 0.0
 
-    def start(self, timeout: float = 40.0) -> None:
+    def start(self, timeout: float = 120.0) -> None:  # a hang detector: a busy machine starts it slowly
         env = {**os.environ, "CHAINLIT_AUTH_SECRET": self.secret, "ROOGAB_TEST_PASSWORD": PASSWORD}
         with open(self.workdir / "server.log", "ab") as log:
             self.process = subprocess.Popen(

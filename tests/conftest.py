@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,6 +15,29 @@ from support import ROO, captured_bodies
 from roogab.config import load_config
 from roogab.demo import DemoChatService
 from roogab.runtime import Running, start_demo
+
+LAZY = {"roogab-turnlog"}
+"""Threads a session-scoped stack starts on first use (the turn-log writer starts with the first
+turn logged), inside whichever test that happens to be."""
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """Each test stops the threads it started and closes its sockets (Flask's suite does the same).
+
+    Threads get a moment to finish; a socket left open surfaces here as a ResourceWarning (an
+    error, by the suite's filterwarnings) in the test that leaked it, not in a later one.
+    """
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    while True:
+        left = [t for t in threading.enumerate() if t not in before and t.is_alive() and t.name not in LAZY]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    gc.collect()
+    assert not left, f"threads still running after the test: {[t.name for t in left]}"
 
 
 @pytest.fixture
@@ -31,11 +57,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
 
 
 @pytest.fixture
-def demo(stack: Running) -> DemoChatService:
-    """The live demo chat service, with an empty script and log."""
+def demo(stack: Running) -> Iterator[DemoChatService]:
+    """The live demo chat service, with an empty script and log.
+
+    A test's scripted replies must all be served: one left over means a turn the test meant for
+    the chat service was answered elsewhere (the retry record, an error), and the test fails.
+    """
     assert stack.demo is not None
     stack.demo.reset()
-    return stack.demo
+    yield stack.demo
+    left = stack.demo.remaining()
+    stack.demo.reset()
+    assert left == 0, f"{left} scripted repl(ies) never reached the chat service"
 
 
 @pytest.fixture

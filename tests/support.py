@@ -27,3 +27,20 @@ def as_demo_model(body: dict[str, Any], model: str = "demo/gab-1") -> dict[str, 
     body = copy.deepcopy(body)
     body["model"] = model
     return body
+
+
+def tagged(body: dict[str, Any], tag: str) -> dict[str, Any]:
+    """A copy of *body* whose first user message carries *tag*: a task of its own, so no earlier
+    test's identical request can answer it from the retry record."""
+    body = copy.deepcopy(body)
+    first = next(m for m in body["messages"] if m["role"] == "user")
+    if isinstance(first["content"], str):
+        first["content"] += f"\n[{tag}]"
+    else:
+        first["content"] = [*first["content"], {"type": "text", "text": f"[{tag}]"}]
+    return body
+
+
+def prompts_with(demo: Any, tag: str) -> list[str]:
+    """The prompts the demo chat service received that carry *tag*: proof a turn reached it."""
+    return [r.prompt for r in demo.received if r.prompt and f"[{tag}]" in r.prompt]

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
-from support import CLINE, KILO, ROO, ROO_NONSTREAM, captured_bodies
+from support import CLINE, KILO, ROO, ROO_NONSTREAM, captured_bodies, prompts_with, tagged
 from support import as_demo_model as _as_demo_model
 
 from roogab.config import load_config
@@ -62,7 +62,8 @@ CASES = [(ROO, 0, "read_file"), (ROO_NONSTREAM, 0, "read_file"), (CLINE, 0, "rea
 @pytest.mark.parametrize(("capture", "index", "tool"), CASES, ids=["roo", "roo-nonstream", "cline", "kilo"])
 def test_captured_requests_get_a_valid_tool_call(client: openai.OpenAI, demo: Any, capture: str,
                                                   index: int, tool: str, stream: bool) -> None:
-    body = _as_demo_model(captured_bodies(capture)[index])
+    tag = f"captured-{capture}-{stream}"
+    body = tagged(_as_demo_model(captured_bodies(capture)[index]), tag)
     body["stream"] = stream
     if stream:
         body["stream_options"] = {"include_usage": True}
@@ -84,6 +85,7 @@ def test_captured_requests_get_a_valid_tool_call(client: openai.OpenAI, demo: An
     assert name == tool and name in _tools(body)
     assert isinstance(json.loads(arguments), dict)
     assert call_id.startswith("call_")
+    assert len(prompts_with(demo, tag)) == 1, "the turn must reach the chat service, not the retry record"
 
 
 def _raw_post(stack: Running, path: str, body: bytes, headers: dict[str, str] | None = None
@@ -99,7 +101,7 @@ def _raw_post(stack: Running, path: str, body: bytes, headers: dict[str, str] | 
 
 
 def test_sse_framing_usage_once_then_done(stack: Running, demo: Any) -> None:
-    body = _as_demo_model(captured_bodies(ROO)[0])
+    body = tagged(_as_demo_model(captured_bodies(ROO)[0]), "sse-framing")
     demo.push(ScriptedReply(ENVELOPES["read_file"], chunk=3))
     status, headers, raw = _raw_post(stack, "/v1/chat/completions", json.dumps(body).encode())
     assert status == 200 and headers["Content-Type"].startswith("text/event-stream")
@@ -111,6 +113,7 @@ def test_sse_framing_usage_once_then_done(stack: Running, demo: Any) -> None:
     first_call = next(c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("tool_calls"))
     fragment = first_call["choices"][0]["delta"]["tool_calls"][0]
     assert fragment["id"].startswith("call_") and fragment["function"]["name"] == "read_file"
+    assert len(prompts_with(demo, "sse-framing")) == 1
 
 
 def test_models_lists_the_demo_models(client: openai.OpenAI) -> None:

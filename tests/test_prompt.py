@@ -89,3 +89,13 @@ def test_broken_user_template_is_a_config_error(tmp_path: Path) -> None:
 def test_every_template_ships() -> None:
     for name in TEMPLATE_NAMES:
         assert (Path(__file__).parents[1] / "prompts" / f"{name}.txt").is_file()
+
+
+def test_a_null_enum_is_no_enum() -> None:
+    """Found by the robustness property test: ``"enum": null`` passed validation, then the prompt
+    renderer iterated it (a 500)."""
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}],
+            "tools": [{"type": "function", "function": {"name": "pick", "parameters": {
+                "type": "object", "properties": {"x": {"type": "string", "enum": None}}}}}]}
+    text = PromptBook.load().format_prompt(parse_chat_request(body))
+    assert "x: string" in text

@@ -154,6 +154,10 @@ class DemoChatService:
             self._thread.run(state.shutdown(), timeout=_START_TIMEOUT)
         self._thread.stop()
 
+    def remaining(self) -> int:
+        """How many scripted replies are still queued (not yet served)."""
+        return self._log.remaining()
+
     def push(self, *replies: ScriptedReply) -> None:
         """Queue scripted replies, served in order, one per prompt received."""
         self._log.push(replies)

@@ -17,6 +17,7 @@ from ..errors import RooGabError
 from ..outputs import Answer, Out
 from ..wire import ChatRequest
 from .chat import ChatCompletions
+from .messages import AnthropicMessages
 
 __all__ = ["PROTOCOLS", "Exchange", "WireProtocol", "protocol_for"]
 
@@ -63,6 +64,7 @@ class WireProtocol(Protocol):
 
 PROTOCOLS: Mapping[str, WireProtocol] = {
     "/chat/completions": ChatCompletions(),
+    "/messages": AnthropicMessages(),
 }
 """Route (under ``/v1`` and bare) -> the protocol served there. Stateless objects."""
 
@@ -70,5 +72,8 @@ PROTOCOLS: Mapping[str, WireProtocol] = {
 def protocol_for(path: str) -> WireProtocol:
     """The protocol whose errors a request to *path* gets: its route's, else Chat Completions'
     (``/v1/models``, ``/healthz`` and the inspector answer in OpenAI's error shape)."""
-    bare = path[3:] if path.startswith("/v1/") else path
-    return PROTOCOLS.get(bare.rstrip("/"), PROTOCOLS["/chat/completions"])
+    bare = (path[3:] if path.startswith("/v1/") else path).rstrip("/")
+    for route in sorted(PROTOCOLS, key=len, reverse=True):  # /messages/count_tokens is Messages'
+        if bare == route or bare.startswith(route + "/"):
+            return PROTOCOLS[route]
+    return PROTOCOLS["/chat/completions"]

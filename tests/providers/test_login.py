@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -95,10 +94,9 @@ def test_5xx_is_retried_with_backoff(service: tuple[Service, str]) -> None:
 def test_retries_are_bounded(service: tuple[Service, str]) -> None:
     s, url = service
     s.failures = 100
-    began = time.monotonic()
     with pytest.raises(ProviderUnavailable, match=r"GET http://127.0.0.1:\d+/flaky failed: the service answered 503"):
         WebClient("team", url, retry=FAST).get("/flaky")
-    assert s.hits["flaky"] == FAST.attempts and time.monotonic() - began < 2
+    assert s.hits["flaky"] == FAST.attempts
 
 
 def test_connection_errors_are_retried_then_unavailable() -> None:

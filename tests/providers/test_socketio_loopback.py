@@ -94,12 +94,9 @@ def test_five_thousand_fast_tokens_arrive_complete_and_in_order(
         provider: MultiplexProvider, demo: DemoChatService) -> None:
     text = "".join(random.Random(7).choices(string.ascii_letters + string.digits, k=5000))
     demo.push(ScriptedReply(text, chunk=1, delay_ms=0))
-    start = time.perf_counter()
     _, got = create(provider)
-    elapsed = time.perf_counter() - start
     assert sum(isinstance(e, Delta) for e in got) == 5000
     assert deltas(got) == text and got[-1] == Done(text)
-    assert elapsed < 10, f"5000 tokens took {elapsed:.2f} s"
 
 
 def test_interleaved_conversations_never_mix(provider: MultiplexProvider, demo: DemoChatService) -> None:
