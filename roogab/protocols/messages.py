@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import RooGabError
-from ..outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut
+from ..outputs import Answer, CallOut, Finished, FromRecord, Out, Ping, ReasoningOut, TextOut
 from ..render import arguments_json
 from ..structured import fit_json
 from ..wire import ChatRequest
@@ -174,6 +174,8 @@ class MessagesStream:
             return self._open("thinking") + [self._delta({"type": "thinking_delta", "thinking": item.text})]
         if isinstance(item, CallOut):
             return self._close() + self._tool_use(item)
+        if isinstance(item, FromRecord):  # the API takes it off the stream; nothing to render
+            return []
         return self._finish(item)
 
     def fail(self, exc: RooGabError) -> list[str]:
