@@ -58,7 +58,7 @@ from ._text import safe_url, short
 from .base import Created, Deadlines, Health, ModelInfo, Turn
 from .login import Retry, WebClient, form_login
 from .loop import ProviderLoop
-from .socketio_errors import socketio_errors
+from .socketio_errors import MAX_FRAME_BYTES, socketio_errors
 from .socketio_impl import Reconnection
 
 __all__ = ["DEFAULT_MODEL", "ChainlitProvider"]
@@ -280,7 +280,10 @@ class ChainlitProvider:
         client = socketio.AsyncClient(
             reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
             reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
-            handle_sigint=False, logger=False, engineio_logger=False, http_session=http)
+            handle_sigint=False, logger=False, engineio_logger=False, http_session=http,
+            # aiohttp drops the connection on a frame over 4 MB by default: one long reply would
+            # take every conversation on the connection with it
+            websocket_extra_options={"max_msg_size": MAX_FRAME_BYTES})
         handlers: dict[str, Callable[..., Any]] = {
             "connect": self._on_connect, "disconnect": self._on_disconnect,
             "connect_error": self._on_connect_error, "task_start": self._on_task_start,

@@ -43,7 +43,7 @@ from ..errors import (
 from ._text import safe_url, short
 from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Turn
 from .loop import ProviderLoop
-from .socketio_errors import socketio_errors
+from .socketio_errors import MAX_FRAME_BYTES, socketio_errors
 
 __all__ = ["MultiplexProvider", "Reconnection"]
 
@@ -160,7 +160,10 @@ class MultiplexProvider:
         client = socketio.AsyncClient(
             reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
             reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
-            handle_sigint=False, logger=False, engineio_logger=False, http_session=http)
+            handle_sigint=False, logger=False, engineio_logger=False, http_session=http,
+            # aiohttp drops the connection on a frame over 4 MB by default: one long reply would
+            # take every conversation on the connection with it
+            websocket_extra_options={"max_msg_size": MAX_FRAME_BYTES})
         ev = self._ev
         client.on("connect", self._on_connect)
         client.on("disconnect", self._on_disconnect)
