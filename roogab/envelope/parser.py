@@ -26,12 +26,13 @@ from typing import Any
 
 from ..errors import ParserClosedError
 from .calls import to_tool_call
+from .depth import MAX_DEPTH, nested_deeper
 from .detect import Start, clean_after, clean_before, cut_off_opening, probe
 from .events import End, Event, Reasoning, Text, ToolCall
 from .html import HtmlDecoder, looks_like_html
 from .legacy import LegacyUnescaper
 from .lexer import held_suffix
-from .tables import MAX_DEPTH, TableReader, nested_deeper
+from .tables import TableReader
 from .xml_tags import XmlToolFilter
 
 __all__ = ["ReplyParser", "parse_reply"]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple, Protocol
 
+from .depth import MAX_DEPTH
 from .lexer import (
     LONG_OPEN_RE,
     LONG_PREFIX_RE,
@@ -27,24 +28,8 @@ from .lexer import (
     skip_space,
 )
 
-__all__ = ["CALL_KEYS", "ENVELOPE_KEYS", "MAX_DEPTH", "REASONING_KEYS", "TEXT_KEYS", "Bypass", "Sink", "TableReader",
-           "nested_deeper"]
+__all__ = ["CALL_KEYS", "ENVELOPE_KEYS", "REASONING_KEYS", "TEXT_KEYS", "Bypass", "Sink", "TableReader"]
 
-#: Tables nested deeper than this are refused (a hostile or broken reply; rendering and JSON of
-#: arguments that deep would exhaust the stack). Real tool arguments stay far below it.
-MAX_DEPTH = 100
-
-
-def nested_deeper(value: Any, limit: int = MAX_DEPTH) -> bool:
-    """True when *value* (dicts and lists) nests deeper than *limit* levels; no recursion."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        stack.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
-    return False
 
 TEXT_KEYS = frozenset({"text", "content", "message"})
 REASONING_KEYS = frozenset({"reasoning", "reasoning_content", "thinking"})
