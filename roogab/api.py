@@ -22,6 +22,7 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, render_template, request
 from werkzeug.exceptions import HTTPException
 
+from .affinity import AFFINITY_HEADER, INSTANCE_HEADER, affinity_key
 from .capacity import TurnGate
 from .config import Config
 from .errors import (
@@ -32,6 +33,7 @@ from .errors import (
     PayloadTooLarge,
     RequestError,
     RooGabError,
+    StoreError,
     Unauthorized,
 )
 from .guide import client_settings
@@ -40,7 +42,9 @@ from .origin import check_content_type, check_origin
 from .outputs import FromRecord, Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .protocols.messages_request import count_texts, parse_request
+from .registry import thread_key
 from .service import ChatService
+from .store import Store
 from .wire import model_list
 
 __all__ = ["AppState", "api", "install_guards", "status"]
@@ -71,10 +75,14 @@ def _state() -> AppState:
 
 
 def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int, dict[str, str]]:
-    """Run one turn in *protocol*; SSE when the request asks to stream."""
+    """Run one turn in *protocol*; SSE when the request asks to stream. The response names the
+    task's routing key (``x-roogab-affinity``) for a load balancer."""
     state = _state()
     headers = {name.lower(): value for name, value in request.headers.items()}
-    turn = protocol.parse(_json_body(state.config), headers)
+    body = _json_body(state.config)
+    turn = protocol.parse(body, headers)
+    route = affinity_key(headers, body if isinstance(body, dict) else None, lambda: thread_key(turn))
+    routing = {AFFINITY_HEADER: route.key, INSTANCE_HEADER: state.service.registry.instance}
     client = _client_identity(state.config)
     exchange = Exchange(protocol.new_id(), turn.model, int(time.time()))
     request_id.set(exchange.id)
@@ -84,15 +92,16 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     if not turn.stream:
         with slot:
             answer = state.service.complete(turn, client)
-        return protocol.complete(answer, turn, exchange), 200, _retry_header(answer.retry_of)
+        return protocol.complete(answer, turn, exchange), 200, {**routing, **_retry_header(answer.retry_of)}
     items = _held(slot, state.service.run(turn, client))
     first = next(items)  # errors before any output still get their real HTTP status
     retry_of = None
     if isinstance(first, FromRecord):
         retry_of, first = first.turn_id, next(items)
-    body = protocol.stream(_chain(first, items), turn, exchange)
-    return Response(_with_request_id(exchange.id, body), mimetype="text/event-stream",
-                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **_retry_header(retry_of)})
+    sse = protocol.stream(_chain(first, items), turn, exchange)
+    return Response(_with_request_id(exchange.id, sse), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **routing,
+                             **_retry_header(retry_of)})
 
 
 def _slot(state: AppState, model: str) -> AbstractContextManager[None]:
@@ -141,14 +150,26 @@ def models() -> dict[str, Any]:
 
 @status.get("/healthz")
 def healthz() -> tuple[dict[str, Any], int]:
-    """Per-provider readiness; 503 when no provider is usable."""
+    """This instance, its store and per-provider readiness; 503 when no provider is usable or the
+    store does not answer."""
+    service = _state().service
     providers = {}
-    for name, provider in _state().service.providers.items():
+    for name, provider in service.providers.items():
         h = provider.health()
         providers[name] = {"ready": h.ready, "connected": h.connected, "logged_in": h.logged_in,
                            "last_error": h.last_error, "since": h.since}
-    ready = any(p["ready"] for p in providers.values())
-    return {"status": "ok" if ready else "unavailable", "providers": providers}, 200 if ready else 503
+    store = _store_health(service.registry.store)
+    ready = any(p["ready"] for p in providers.values()) and store["ok"]
+    return {"status": "ok" if ready else "unavailable", "instance": service.registry.instance,
+            "store": store, "providers": providers}, 200 if ready else 503
+
+
+def _store_health(store: Store) -> dict[str, Any]:
+    try:
+        store.ping()
+    except StoreError as exc:
+        return {"kind": store.kind, "ok": False, "last_error": str(exc)}
+    return {"kind": store.kind, "ok": True, "last_error": None}
 
 
 @status.get("/")

@@ -186,7 +186,7 @@ def _store(config_file: Path | None) -> Iterator[Store]:
     if config.store == "memory":
         _fail("the memory store keeps nothing between runs: set store = \"sqlite\"")
     try:
-        store = open_store(config.store, config.data_dir)
+        store = open_store(config.store, config.data_dir, dsn=config.dsn)
     except (ConfigError, StoreError) as exc:
         _fail(str(exc), status=1)
     try:

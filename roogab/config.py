@@ -29,7 +29,7 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 __all__ = ["Config", "ProviderProfile", "SocketIOEvents", "WebSocketFrames", "demo_profile", "load_config"]
 
 ProviderKind = Literal["demo", "socketio", "websocket", "chainlit"]
-StoreKind = Literal["memory", "sqlite"]
+StoreKind = Literal["memory", "sqlite", "postgres"]
 LogFormat = Literal["text", "json"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 ContentFormat = Literal["markdown", "html"]
@@ -119,6 +119,10 @@ class Config:
     prompts_dir: Path | None = None
     store: StoreKind = "sqlite"
     data_dir: Path | None = None              # None: $XDG_DATA_HOME/roogab or ~/.local/share/roogab
+    dsn_env: str = ""                         # postgres: the environment variable holding the DSN
+    dsn: str = field(default="", repr=False)  # read from dsn_env, never given directly
+    instance: str = ""                        # this instance's name ("" : host-pid-random)
+    lease_ttl: float = 15.0                   # postgres: a dead instance's tasks are taken over after this
     max_turns: int = 2000                     # turn log retention
     max_turn_log_bytes: int = 64 * MIB        # turn log retention by size (the newest turn always stays)
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
@@ -145,7 +149,7 @@ class Config:
             return False
 
 
-_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("providers", "api_keys")}
+_SCALARS = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("providers", "api_keys", "dsn")}
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None,
@@ -193,6 +197,7 @@ def _build(values: dict[str, Any], env: Mapping[str, str]) -> Config:
     if "providers" in values:
         kwargs["providers"] = _providers(values["providers"], env)
     kwargs["api_keys"] = _api_keys(values, env)
+    kwargs["dsn"] = _dsn(kwargs.get("dsn_env", ""), kwargs.get("store"), env)
     kwargs.setdefault("data_dir", _default_data_dir(env))
     config = Config(**kwargs)
     _check(config)
@@ -315,6 +320,19 @@ def _api_keys(values: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, .
     return tuple(k.strip() for k in keys if k.strip() and not k.strip().startswith("#"))
 
 
+def _dsn(name: str, store: object, env: Mapping[str, str]) -> str:
+    """The PostgreSQL DSN from the variable *name* (a DSN may hold a password: never a flag)."""
+    if not name:
+        if store == "postgres":
+            raise ConfigError("dsn_env", "the postgres store needs dsn_env: the name of an environment "
+                              "variable that holds the DSN (e.g. postgresql://roogab@db/roogab)")
+        return ""
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError("dsn_env", f"the environment variable {name} is not set")
+    return value
+
+
 def _default_data_dir(env: Mapping[str, str]) -> Path:
     """The user data directory: $XDG_DATA_HOME/roogab, else ~/.local/share/roogab."""
     base = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME") or "~").expanduser() / ".local" / "share")
@@ -328,6 +346,10 @@ def _check(config: Config) -> None:
         raise ConfigError("threads", "must be at least 1")
     if config.max_turns < 1:
         raise ConfigError("max_turns", "must be at least 1")
+    if config.max_turn_log_bytes < 1:
+        raise ConfigError("max_turn_log_bytes", "must be at least 1")
+    if config.lease_ttl <= 0:
+        raise ConfigError("lease_ttl", "must be greater than 0")
     if config.ping_interval <= 0:
         raise ConfigError("ping_interval", "must be greater than 0")
     if not config.is_loopback() and not config.api_keys:

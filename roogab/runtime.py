@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import socket
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
@@ -19,6 +22,8 @@ from .config import Config, ProviderProfile
 from .cookies import load_cookies
 from .demo import DemoChatService, ScriptedReply
 from .errors import ConfigError, UpstreamError
+from .housekeeping import Housekeeper
+from .leases import Leases, LeaseSettings
 from .providers.base import Provider
 from .providers.chainlit_impl import ChainlitProvider
 from .providers.loop import ProviderLoop
@@ -28,8 +33,13 @@ from .redact import Redactor
 from .registry import Registry
 from .server import Server
 from .store import Store, open_store
+from .turnlog import TurnLogWriter
 
-__all__ = ["Running", "start", "start_demo"]
+__all__ = ["Running", "build_registry", "start", "start_demo"]
+
+#: Provider kinds whose conversations any instance can continue by their handle (the service
+#: keeps them, not the connection): a task moving between instances keeps its conversation.
+PORTABLE_KINDS = ("demo", "socketio")
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +54,8 @@ class Running:
     loop: ProviderLoop
     providers: dict[str, Provider]
     store: Store
+    turn_log: TurnLogWriter
+    housekeeper: Housekeeper
     demo: DemoChatService | None = None
     _closed: bool = field(default=False, repr=False)
 
@@ -65,6 +77,8 @@ class Running:
         self._closed = True
         self.server.close()
         self.registry.close()
+        self.turn_log.close()
+        self.housekeeper.stop()
         for provider in self.providers.values():
             provider.close()
         self.loop.stop()
@@ -94,10 +108,15 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
 
     Raises:
         ConfigError: the configuration cannot be served.
+        StoreError: the store cannot be opened (the CLI exits 2 naming it).
         ProviderUnavailable: a provider could not connect.
     """
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
-                       redactor=Redactor(secrets(config)), max_bytes=config.max_turn_log_bytes)
+                       max_turn_log_bytes=config.max_turn_log_bytes, redactor=Redactor(secrets(config)),
+                       dsn=config.dsn)
+    turn_log = TurnLogWriter(store)
+    registry = build_registry(config, store, turn_log)
+    housekeeper = Housekeeper(registry, registry.leases)
     loop = ProviderLoop()
     loop.start()
     providers: dict[str, Provider] = {}
@@ -105,7 +124,7 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
             _start_provider(providers[profile.name], strict=demo is not None)
-        app = create_app(config, providers, registry=Registry(store, idle_expiry=config.idle_expiry))
+        app = create_app(config, providers, registry=registry)
         server = Server(app, config.host, config.port, threads=config.threads,
                         max_body_bytes=config.max_body_bytes)
     except BaseException:
@@ -114,9 +133,22 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         loop.stop()
         store.close()
         raise
+    housekeeper.start()
     server.start()
-    log.info("serving on %s (store: %s)", server.url, _where(config))
-    return Running(config, app, server, loop, providers, store, demo)
+    log.info("serving on %s as %s (store: %s)", server.url, registry.instance, _where(config))
+    return Running(config, app, server, loop, providers, store, turn_log, housekeeper, demo)
+
+
+def build_registry(config: Config, store: Store, turn_log: TurnLogWriter) -> Registry:
+    """The registry over *store*; with the shared postgres store, under task leases."""
+    instance = config.instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    leases = None
+    if config.store == "postgres":
+        settings = LeaseSettings(instance, ttl=config.lease_ttl, wait=config.reply_timeout + config.lease_ttl)
+        leases = Leases(store, settings)
+    portable = [p.name for p in config.providers if p.kind in PORTABLE_KINDS]
+    return Registry(store, idle_expiry=config.idle_expiry, turn_log=turn_log, leases=leases,
+                    portable=portable, instance=instance)
 
 
 def _start_provider(provider: Provider, *, strict: bool) -> None:
@@ -151,7 +183,7 @@ def _url_password(url: str) -> str:
 
 
 def _where(config: Config) -> str:
-    return "memory" if config.store == "memory" else str(config.data_dir)
+    return {"memory": "memory", "postgres": "postgres"}.get(config.store, str(config.data_dir))
 
 
 def start_demo(config: Config, script: Iterable[ScriptedReply] = ()) -> Running:

@@ -1,7 +1,10 @@
 """The turn log: what the agent sent, what the chat service got and said, for every turn.
 
-``turn_record`` builds an entry (pure); ``TurnLogWriter`` hands entries to the store off the
-request path. The store redacts secrets when it writes them.
+``turn_record`` builds an entry (pure). A ``TurnLog`` takes entries for the store: the
+``TurnLogWriter`` off the request path on a thread of its own (the composition root creates it
+and hands it to the registry), ``DirectTurnLog`` at once (tests and one-shot tools). The store
+redacts secrets when it writes them. Either keeps the records a failing store refuses and writes
+them once it works again.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from .errors import StoreError
 from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
-__all__ = ["SEPARATOR", "TurnLogWriter", "request_summary", "turn_record"]
+__all__ = ["SEPARATOR", "DirectTurnLog", "TurnLog", "TurnLogWriter", "request_summary", "turn_record"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +57,71 @@ def _cut(text: str) -> str:
     return text[:CONTENT_LIMIT] + f"\n[... {len(text) - CONTENT_LIMIT} more characters]"
 
 
+class TurnLog(Protocol):
+    """Where the registry puts turn records."""
+
+    def add(self, record: TurnRecord) -> None:
+        """Take *record* for the store."""
+        ...
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until every record taken so far is in the store."""
+        ...
+
+    def close(self) -> None:
+        """Write what is pending; take no more."""
+        ...
+
+
+class _Retrying:
+    """Writes records to the store; those a failing store refuses (the newest ``RETRY_RECORDS``)
+    are kept and written first, oldest first, the next time anything is written."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._failed: list[TurnRecord] = []
+
+    def write(self, record: TurnRecord) -> None:
+        """Write the records kept from before, then *record*; failures are logged and kept."""
+        with self._lock:
+            if self._write_failed() and _write(self._store, record):
+                return
+            self._failed = [*self._failed, record][-RETRY_RECORDS:]
+
+    def retry(self) -> None:
+        """Write the records kept from before (until the store fails again)."""
+        with self._lock:
+            self._write_failed()
+
+    def _write_failed(self) -> bool:
+        for i, record in enumerate(self._failed):
+            if not _write(self._store, record):
+                self._failed = self._failed[i:]
+                return False
+        self._failed = []
+        return True
+
+
+class DirectTurnLog:
+    """Writes each record to the store at once, on the caller's thread."""
+
+    def __init__(self, store: Store) -> None:
+        self._writer = _Retrying(store)
+
+    def add(self, record: TurnRecord) -> None:
+        """Write *record* now; a store failure is logged (and the record kept for the next write),
+        never raised into the turn."""
+        self._writer.write(record)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Write the records a failing store refused before, if it works now."""
+        self._writer.retry()
+
+    def close(self) -> None:
+        """Nothing to stop."""
+
+
 class TurnLogWriter:
     """Writes turn records on a thread of its own, so an agent's reply never waits for redaction
     and the insert. Readers call ``flush()`` first to see every turn that has ended.
@@ -63,12 +132,11 @@ class TurnLogWriter:
     """
 
     def __init__(self, store: Store, delay: float = 0.05) -> None:
-        self._store = store
+        self._writer = _Retrying(store)
         self._delay = delay
         self._queue: queue.Queue[TurnRecord | threading.Event | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
-        self._failed: list[TurnRecord] = []  # only the writer thread touches it
 
     def add(self, record: TurnRecord) -> None:
         """Queue *record* for the store; starts the writer on first use."""
@@ -103,28 +171,20 @@ class TurnLogWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write_failed()
+            self._writer.retry()
             for item in batch:
                 if item is None:
                     return
                 if isinstance(item, threading.Event):
                     item.set()
                 else:
-                    self._write(item)
+                    self._writer.write(item)
 
-    def _write(self, record: TurnRecord) -> bool:
-        try:
-            self._store.add_turn(record)
-        except StoreError as exc:
-            log.warning("could not write the turn log (tried again with the next turn): %s", exc)
-            self._failed = [*self._failed, record][-RETRY_RECORDS:]
-            return False
-        return True
 
-    def _write_failed(self) -> None:
-        """Records a failing store refused, tried again before the next batch (oldest first)."""
-        failed, self._failed = self._failed, []
-        for i, record in enumerate(failed):
-            if not self._write(record):
-                self._failed = [*failed[i + 1:], *self._failed][-RETRY_RECORDS:]
-                return
+def _write(store: Store, record: TurnRecord) -> bool:
+    try:
+        store.add_turn(record)
+    except StoreError as exc:
+        log.warning("could not write the turn log: %s", exc)
+        return False
+    return True

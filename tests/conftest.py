@@ -16,9 +16,9 @@ from roogab.config import load_config
 from roogab.demo import DemoChatService
 from roogab.runtime import Running, start_demo
 
-LAZY = {"roogab-turnlog"}
-"""Threads a session-scoped stack starts on first use (the turn-log writer starts with the first
-turn logged), inside whichever test that happens to be."""
+LAZY = {"roogab-turnlog", "roogab-housekeeper"}
+"""Threads a session-scoped stack starts inside whichever test first uses it (the housekeeper
+starts with the stack, the turn-log writer with the first turn logged)."""
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +72,20 @@ def demo(stack: Running) -> Iterator[DemoChatService]:
 
 
 @pytest.fixture
-def client(stack: Running) -> openai.OpenAI:
-    """The official OpenAI SDK pointed at the live stack."""
-    return openai.OpenAI(base_url=stack.url + "/v1", api_key="anything", max_retries=0)
+def client(stack: Running) -> Iterator[openai.OpenAI]:
+    """The official OpenAI SDK pointed at the live stack (closed after the test)."""
+    with openai.OpenAI(base_url=stack.url + "/v1", api_key="anything", max_retries=0) as sdk:
+        yield sdk
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[Any]:
+    """A real PostgreSQL server for the session (see tests/pgserver.py)."""
+    from pgserver import PgServer
+
+    server = PgServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()

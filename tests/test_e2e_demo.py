@@ -183,8 +183,8 @@ def keyed_stack() -> Iterator[Running]:
 
 
 def test_wrong_key_is_a_401(keyed_stack: Running) -> None:
-    bad = openai.OpenAI(base_url=keyed_stack.url + "/v1", api_key="wrong", max_retries=0)
-    with pytest.raises(openai.AuthenticationError):
+    with openai.OpenAI(base_url=keyed_stack.url + "/v1", api_key="wrong", max_retries=0) as bad, \
+            pytest.raises(openai.AuthenticationError):
         bad.models.list()
-    good = openai.OpenAI(base_url=keyed_stack.url + "/v1", api_key="s3cret", max_retries=0)
-    assert [m.id for m in good.models.list()]
+    with openai.OpenAI(base_url=keyed_stack.url + "/v1", api_key="s3cret", max_retries=0) as good:
+        assert [m.id for m in good.models.list()]

@@ -212,13 +212,14 @@ def keyed_stack() -> Iterator[Running]:
 
 def test_x_api_key_and_bearer_both_authenticate(keyed_stack: Running) -> None:
     count = {"model": "demo/gab-1", "messages": [{"role": "user", "content": "foo"}]}
-    bad = anthropic.Anthropic(base_url=keyed_stack.url, api_key="wrong", max_retries=0)
-    with pytest.raises(anthropic.AuthenticationError) as info:
+    with anthropic.Anthropic(base_url=keyed_stack.url, api_key="wrong", max_retries=0) as bad, \
+            pytest.raises(anthropic.AuthenticationError) as info:
         bad.messages.count_tokens(**count)  # type: ignore[arg-type]
     assert info.value.body["error"]["type"] == "authentication_error"  # type: ignore[index]
     for client in (anthropic.Anthropic(base_url=keyed_stack.url, api_key="s3cret", max_retries=0),
                    anthropic.Anthropic(base_url=keyed_stack.url, auth_token="s3cret", max_retries=0)):
-        assert client.messages.count_tokens(**count).input_tokens > 0  # type: ignore[arg-type]
+        with client:
+            assert client.messages.count_tokens(**count).input_tokens > 0  # type: ignore[arg-type]
 
 
 def test_service_dropped_mid_call_is_an_overloaded_error_and_never_a_partial_call(

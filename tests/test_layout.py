@@ -13,8 +13,11 @@ import roogab
 
 PURE = ["roogab.wire", "roogab.prompt", "roogab.envelope", "roogab.render", "roogab.errors",
         "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat",
-        "roogab.protocols.messages", "roogab.structured"]
-IO_LIBRARIES = ["flask", "socketio", "engineio", "websocket", "sqlite3", "waitress", "aiohttp"]
+        "roogab.protocols.messages", "roogab.structured", "roogab.store", "roogab.store_memory",
+        "roogab.registry", "roogab.turnlog", "roogab.service", "roogab.leases", "roogab.housekeeping",
+        "roogab.affinity"]
+IO_LIBRARIES = ["flask", "socketio", "engineio", "websocket", "sqlite3", "waitress", "aiohttp", "psycopg",
+                "psycopg_pool"]
 
 
 def test_public_names() -> None:

@@ -1,9 +1,11 @@
-"""The conversation store and turn log, on real SQLite files (and the in-memory twin)."""
+"""The conversation store and turn log: one suite on real SQLite files, a real PostgreSQL server
+and the in-memory twin; then what is particular to each."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -13,15 +15,9 @@ import pytest
 
 from roogab.errors import ConfigError, StoreError
 from roogab.redact import Redactor
-from roogab.store import (
-    SCHEMA_VERSION,
-    ConversationRecord,
-    MemoryStore,
-    SqliteStore,
-    Store,
-    TurnRecord,
-    open_store,
-)
+from roogab.store import ConversationRecord, Lease, Store, TurnRecord, open_store
+from roogab.store_memory import MemoryStore
+from roogab.store_sqlite import SCHEMA_VERSION, SqliteStore
 
 COOKIE = "sess-9f8e7d6c5b4a"
 PASSWORD = "hunter2-correct-horse"
@@ -45,10 +41,11 @@ def _turn(tid: str, cid: str = "c1", *, started_at: float = 1.0, **kw: object) -
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "postgres"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    """Each shared behaviour runs against both stores."""
-    s = open_store(request.param, tmp_path, max_turns=5)
+    """Each shared behaviour runs against every store (PostgreSQL: a fresh database each time)."""
+    dsn = request.getfixturevalue("pg").database() if request.param == "postgres" else None
+    s = open_store(request.param, tmp_path, max_turns=5, dsn=dsn)
     yield s
     s.close()
 
@@ -61,6 +58,19 @@ def test_conversation_round_trip(store: Store) -> None:
     store.save_conversation(full)
     store.save_conversation(empty)
     assert store.load_conversations() == [full, empty]
+
+
+def test_in_flight_mark_and_the_retry_columns(store: Store) -> None:
+    store.save_conversation(_conv("c1", last_turn="t-answer"))
+    store.mark_in_flight("c1", True)
+    assert store.load_conversations() == [_conv("c1", last_turn="t-answer", in_flight=True)]
+    assert store.find_conversations("addr:127.0.0.1", "t" * 32, "demo", "gab-1")[0].in_flight
+    store.save_conversation(_conv("c1", last_turn="t-next"))  # a completed turn clears the mark
+    assert store.get_conversation("c1") == _conv("c1", last_turn="t-next")
+    store.mark_in_flight("no-such-id", True)  # nothing to mark: no error, nothing created
+    assert [c.id for c in store.load_conversations()] == ["c1"]
+    store.add_turn(_turn("t-retry", retry_of="t-answer"))
+    assert store.turns()[0].retry_of == "t-answer"
 
 
 def test_save_is_an_upsert(store: Store) -> None:
@@ -146,6 +156,95 @@ def test_concurrent_writers(store: Store) -> None:
     assert len(store.turns(limit=1000)) == 5
 
 
+def test_conversations_are_found_by_task_and_by_id(store: Store) -> None:
+    store.save_conversation(_conv("a", updated=1.0))
+    store.save_conversation(_conv("b", updated=3.0))
+    store.save_conversation(_conv("other", thread="u" * 32))
+    store.save_conversation(_conv("elsewhere", model="gab-2"))
+    assert [c.id for c in store.find_conversations("addr:127.0.0.1", "t" * 32, "demo", "gab-1")] == ["b", "a"]
+    assert store.find_conversations("addr:127.0.0.2", "t" * 32, "demo", "gab-1") == []
+    assert store.get_conversation("other") == _conv("other", thread="u" * 32)
+    assert store.get_conversation("nope") is None
+    assert [c.id for c in store.load_conversations(limit=1)] == ["elsewhere"]  # 100.0 as "other"; by id
+    assert store.load_conversations(limit=0) == []
+
+
+def test_turn_log_is_bounded_by_bytes_too(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    for kind in ("memory", "sqlite", "postgres"):
+        dsn = request.getfixturevalue("pg").database() if kind == "postgres" else None
+        s = open_store(kind, tmp_path / kind, max_turns=100, max_turn_log_bytes=10_000, dsn=dsn)
+        try:
+            for i in range(10):
+                s.add_turn(_turn(f"t{i}", provider_prompt="x" * 3000))
+            kept = [t.id for t in s.turns(limit=100)]
+            assert kept == ["t9", "t8", "t7"], kind  # 3 x ~3.1 KB fit in 10 000 bytes, 4 do not
+            s.add_turn(_turn("huge", provider_prompt="y" * 50_000))
+            assert [t.id for t in s.turns(limit=100)] == ["huge"], kind  # the newest always stays
+        finally:
+            s.close()
+
+
+def test_a_busy_lease_is_refused_until_released(store: Store) -> None:
+    first = store.acquire_lease("task", "A", ttl=60)
+    assert first is not None and first.previous_owner is None
+    assert store.acquire_lease("task", "B", ttl=60) is None
+    assert store.acquire_lease("task", "A", ttl=60) is None  # one turn at a time, even for its owner
+    assert store.acquire_lease("other", "B", ttl=60) is not None
+    store.release_lease("task", "B", ttl=60)  # not B's: nothing happens
+    assert store.acquire_lease("task", "B", ttl=60) is None
+    store.release_lease("task", "A", ttl=60)
+    second = store.acquire_lease("task", "B", ttl=60)
+    assert second is not None
+    assert (second.previous_owner, second.previous_alive, second.interrupted) == ("A", True, False)
+
+
+def test_an_expired_busy_lease_is_taken_over_as_interrupted(store: Store) -> None:
+    assert store.acquire_lease("task", "A", ttl=0.001) is not None
+    taken = _wait_for_lease(store, "task", "B")
+    assert (taken.previous_owner, taken.previous_alive, taken.interrupted) == ("A", False, True)
+
+
+def test_a_released_lease_of_a_gone_owner_is_not_alive(store: Store) -> None:
+    assert store.acquire_lease("task", "A", ttl=60) is not None
+    store.release_lease("task", "A", ttl=0.001)
+    taken = _wait_for_lease(store, "task", "B", expired=True)
+    assert (taken.previous_owner, taken.previous_alive, taken.interrupted) == ("A", False, False)
+
+
+def test_the_heartbeat_keeps_leases_alive(store: Store) -> None:
+    assert store.acquire_lease("t1", "A", ttl=0.001) is not None
+    assert store.acquire_lease("t2", "A", ttl=0.001) is not None
+    assert store.acquire_lease("t3", "B", ttl=60) is not None
+    assert store.renew_leases("A", ttl=60) == 2
+    assert store.acquire_lease("t1", "B", ttl=60) is None
+    assert store.acquire_lease("t2", "B", ttl=60) is None
+
+
+def test_expiry_removes_stale_leases(store: Store) -> None:
+    assert store.acquire_lease("task", "A", ttl=0.001) is not None
+    store.expire_conversations(idle_before=time.time() + 3600)
+    fresh = store.acquire_lease("task", "B", ttl=60)
+    assert fresh is not None and fresh.previous_owner is None
+
+
+def test_ping_answers(store: Store) -> None:
+    store.ping()
+
+
+def _wait_for_lease(store: Store, name: str, owner: str, *, expired: bool = False) -> Lease:
+    """Take *name* once its short ttl ran out (the store's clock decides, so poll it)."""
+    for _ in range(2000):
+        lease = store.acquire_lease(name, owner, ttl=60)
+        if lease is not None and (not expired or not lease.previous_alive):
+            return lease
+        if lease is not None:
+            store.release_lease(name, owner, ttl=60)
+            store.acquire_lease(name, "A", ttl=0.001)
+            store.release_lease(name, "A", ttl=0.001)
+        time.sleep(0.001)
+    raise AssertionError("the lease never expired")
+
+
 def test_redactor_scrubs_every_text_field_of_a_turn(tmp_path: Path) -> None:
     redactor = Redactor([COOKIE, PASSWORD])
     s = SqliteStore(tmp_path / "db" / "roogab.sqlite3", redactor=redactor)
@@ -191,7 +290,7 @@ def _user_version(path: Path) -> int:
 def test_fresh_database_is_migrated_to_latest_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "roogab.sqlite3"  # parents are created
     SqliteStore(path).close()
-    assert _user_version(path) == SCHEMA_VERSION == 4
+    assert _user_version(path) == SCHEMA_VERSION == 5
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -227,9 +326,39 @@ d3', 1.5, 2.5, 1);
         s.add_turn(_turn("t1", "old"))  # v2's table exists
         s.save_conversation(_conv("old", last_request="q", last_reply="{}"))  # v3's columns exist
         assert s.load_conversations()[0].last_reply == "{}"
+        s.mark_in_flight("old", True)  # v5's columns exist
+        assert s.load_conversations()[0].in_flight
     finally:
         s.close()
     assert _user_version(path) == SCHEMA_VERSION
+
+
+def test_v4_database_with_data_is_migrated_to_v5(tmp_path: Path) -> None:
+    from roogab.store_sqlite import _MIGRATIONS
+    path = tmp_path / "roogab.sqlite3"
+    db = sqlite3.connect(path)
+    for statement in (st for migration in _MIGRATIONS[:4] for st in migration):  # what v4 wrote
+        db.execute(statement)
+    db.execute("INSERT INTO conversations (id, client, thread, provider, model, handle, transcript, created, "
+               "updated, turns, last_request, last_reply) VALUES ('v4', 'addr:1', 'th', 'demo', 'gab-1', "
+               "'h4', 'd1', 1.0, 2.0, 1, 'q', '{}')")
+    db.execute("INSERT INTO turns (id, conversation_id, provider, model, started_at, duration_ms, "
+               "request_summary, provider_prompt, raw_reply, verdict, replayed, repairs, usage, response, "
+               "error, bytes) VALUES ('t4', 'v4', 'demo', 'gab-1', 1.0, 5, '{}', 'p', 'r', 'ok', 0, 0, "
+               "'null', '{}', NULL, 10)")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    s = SqliteStore(path)
+    try:
+        rec = s.load_conversations()[0]
+        assert (rec.id, rec.last_reply, rec.last_turn, rec.in_flight) == ("v4", "{}", None, False)
+        assert s.turns()[0].retry_of is None
+        s.mark_in_flight("v4", True)
+        assert s.get_conversation("v4") == replace(rec, in_flight=True)
+    finally:
+        s.close()
+    assert _user_version(path) == SCHEMA_VERSION == 5
 
 
 def test_data_survives_reopen(tmp_path: Path) -> None:
@@ -324,3 +453,61 @@ def test_limits_are_checked(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "x.sqlite3", max_turns=0)
     with pytest.raises(ValueError):
         MemoryStore().turns(limit=-1)
+
+
+# -- PostgreSQL specifics ------------------------------------------------------------------------
+
+def _pg_version(dsn: str) -> int:
+    import psycopg
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT version FROM roogab_schema").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_postgres_fresh_database_is_migrated_to_latest(pg: object) -> None:
+    from roogab.store_postgres import SCHEMA_VERSION as PG_VERSION
+    from roogab.store_postgres import PostgresStore
+    dsn = pg.database()  # type: ignore[attr-defined]
+    PostgresStore(dsn).close()
+    PostgresStore(dsn).close()  # a second start migrates nothing
+    assert _pg_version(dsn) == PG_VERSION == 2
+
+
+def test_postgres_v1_database_with_data_is_migrated(pg: object) -> None:
+    import psycopg
+
+    from roogab.store_postgres import _MIGRATIONS, PostgresStore
+    dsn = pg.database()  # type: ignore[attr-defined]
+    with psycopg.connect(dsn) as conn:  # what v1 wrote
+        for statement in _MIGRATIONS[0]:
+            conn.execute(statement)  # type: ignore[call-overload]  # the module's own constant SQL
+        conn.execute("CREATE TABLE roogab_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO roogab_schema (version) VALUES (1)")
+        conn.execute("INSERT INTO conversations (id, client, thread, provider, model, handle, transcript, "
+                     "created, updated, turns, last_request, last_reply) VALUES ('v1', 'addr:1', 'th', 'demo', "
+                     "'gab-1', 'h1', 'd1', 1.0, 2.0, 1, 'q', '{}')")
+    s = PostgresStore(dsn)
+    try:
+        rec = s.load_conversations()[0]
+        assert (rec.id, rec.last_reply, rec.last_turn, rec.in_flight) == ("v1", "{}", None, False)
+        s.mark_in_flight("v1", True)
+        assert s.get_conversation("v1") == replace(rec, in_flight=True)
+        s.add_turn(_turn("t1", "v1", retry_of="t0"))
+        assert s.turns()[0].retry_of == "t0"
+    finally:
+        s.close()
+    assert _pg_version(dsn) == 2
+
+
+def test_postgres_newer_schema_is_refused(pg: object) -> None:
+    import psycopg
+
+    from roogab.store_postgres import PostgresStore
+    dsn = pg.database()  # type: ignore[attr-defined]
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TABLE roogab_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO roogab_schema (version) VALUES (99)")
+    with pytest.raises(StoreError, match="newer than this"):
+        PostgresStore(dsn)
+    assert _pg_version(dsn) == 99

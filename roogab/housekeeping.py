@@ -1,0 +1,70 @@
+"""The background thread that keeps the state layer tidy, off every request thread.
+
+Every ``expiry_every`` seconds it forgets idle conversations (``Registry.expire_idle``); with
+leases, every third of their ttl it renews this instance's leases (the heartbeat other instances
+judge it alive by). The composition root starts it and stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from .errors import StoreError
+from .leases import Leases
+from .registry import Registry
+
+__all__ = ["EXPIRY_EVERY", "Housekeeper"]
+
+log = logging.getLogger(__name__)
+
+EXPIRY_EVERY = 60.0
+
+
+class Housekeeper:
+    """Runs the registry's expiry and the leases' heartbeat on a thread of its own."""
+
+    def __init__(self, registry: Registry, leases: Leases | None = None, *,
+                 expiry_every: float = EXPIRY_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
+        self._registry = registry
+        self._leases = leases
+        self._expiry_every = expiry_every
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.beats = 0
+
+    def start(self) -> None:
+        """Start the thread (once)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="roogab-housekeeper", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _run(self) -> None:
+        beat = self._leases.settings.ttl / 3 if self._leases is not None else self._expiry_every
+        next_expiry = self._clock()
+        while True:
+            if self._leases is not None:
+                self._guarded("renew leases", self._leases.renew)
+                self.beats += 1
+            if self._clock() >= next_expiry:
+                self._guarded("expire idle conversations", self._registry.expire_idle)
+                next_expiry = self._clock() + self._expiry_every
+            if self._stop.wait(min(beat, max(next_expiry - self._clock(), 0.0))):
+                return
+
+    @staticmethod
+    def _guarded(what: str, job: Callable[[], object]) -> None:
+        try:
+            job()
+        except StoreError as exc:
+            log.warning("housekeeping: could not %s: %s", what, exc)
