@@ -247,3 +247,27 @@ def test_failed_turn_with_a_locked_store_reports_the_real_error(tmp_path: Path) 
     registry._log.flush()
     assert registry.turns(limit=1)[0].verdict == "non_compliant"  # the turn log was written
     store.close()
+
+
+def test_unsaved_conversation_is_not_evicted_from_the_lru(tmp_path: Path) -> None:
+    """With the lazy registry, an evicted task is read back from the store: a conversation the
+    store has not taken yet must stay in memory, or the next turn would not find it."""
+    path = tmp_path / "locked.sqlite3"
+    store = SqliteStore(path, busy_timeout=0.05)
+    registry = Registry(store, cache_tasks=1)
+    service, fake = _service(registry, TEXT, TEXT, TEXT)
+    locker = Locker(path)
+    try:
+        _run(service, _chat("task A"))  # answered; its save waits for the store
+        assert registry.unsaved() == 1
+        other = parse_chat_request({"model": "fake/model", "messages": [
+            {"role": "system", "content": "another task"}, {"role": "user", "content": "task B"}]})
+        _run(service, other)  # a second task: beyond cache_tasks, A is the least recently used
+        items = _run(service, _chat("task A", "more"))  # the store still refuses writes
+        assert fake.sent[2].handle is not None, "the unsaved conversation was evicted and replayed"
+        assert isinstance(items[-1], Finished)
+    finally:
+        locker.release()
+    registry._write_unsaved()
+    assert registry.unsaved() == 0
+    store.close()
