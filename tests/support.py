@@ -48,3 +48,11 @@ def tagged(body: dict[str, Any], tag: str) -> dict[str, Any]:
 def prompts_with(demo: Any, tag: str) -> list[str]:
     """The prompts the demo chat service received that carry *tag*: proof a turn reached it."""
     return [r.prompt for r in demo.received if r.prompt and f"[{tag}]" in r.prompt]
+
+
+def no_keepalive() -> Any:
+    """An httpx client for the openai SDK that keeps no idle connection open, so an SDK client a
+    test never closes leaves no socket for the leak check (or a later test) to find."""
+    import httpx
+
+    return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=600)

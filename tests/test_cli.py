@@ -15,7 +15,7 @@ from pathlib import Path
 import openai
 import pytest
 from click.testing import CliRunner
-from support import FIXTURES, ROO
+from support import FIXTURES, ROO, no_keepalive
 
 from roogab import __version__
 from roogab.cli import main
@@ -83,7 +83,7 @@ def test_live_roogab_demo_with_a_script(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         url, banner = _wait_for_url(proc)
-        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
+        client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
         result = client.chat.completions.create(
             model="demo/gab-1", messages=[{"role": "user", "content": "read a.py"}],
             tools=[{"type": "function", "function": {"name": "read_file", "parameters": {

@@ -16,7 +16,7 @@ from typing import Any
 
 import openai
 import pytest
-from support import FIXTURES, ROO, as_demo_model, captured_bodies
+from support import FIXTURES, ROO, as_demo_model, captured_bodies, no_keepalive
 
 from roogab.config import ProviderProfile, load_config
 from roogab.demo import DemoChatService, ScriptedReply
@@ -55,7 +55,7 @@ def _demo(running: Running) -> DemoChatService:
 
 def _client(running: Running) -> openai.OpenAI:
     """An SDK client for *running*, closed after the test (no socket left to the collector)."""
-    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
     OPEN.append(client)
     return client
 

@@ -21,6 +21,7 @@ if importlib.util.find_spec("chainlit") is None:  # importing chainlit would wri
     pytest.skip("chainlit is not installed", allow_module_level=True)
 
 from chainlit_server import PASSWORD, ChainlitServer, new_server
+from support import no_keepalive
 
 from roogab.config import ProviderProfile, load_config
 from roogab.runtime import Running, start
@@ -57,7 +58,7 @@ def roogab(server: ChainlitServer) -> Iterator[Running]:
 
 
 def _client(running: Running) -> openai.OpenAI:
-    return openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    return openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
 
 
 def _task(text: str, tools: bool = True) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 import openai
 import pytest
 from gradio_server import PASSWORD, GradioServer
-from support import LAZY
+from support import LAZY, no_keepalive
 
 from roogab.config import ProviderProfile, load_config
 from roogab.runtime import Running, start
@@ -85,7 +85,7 @@ def fresh(server: GradioServer, roogab: Running) -> GradioServer:
 
 def _client(running: Running) -> openai.OpenAI:
     """An SDK client for *running*, closed after the test (no socket left to the collector)."""
-    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
     OPEN.append(client)
     return client
 

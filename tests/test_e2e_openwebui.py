@@ -21,6 +21,7 @@ from typing import Any
 import openai
 import pytest
 from openwebui_server import ADMIN_EMAIL, ADMIN_PASSWORD, MODEL, FakeModels, OpenWebUIServer, venv
+from support import no_keepalive
 
 from roogab.check import check_providers
 from roogab.config import ProviderProfile, load_config
@@ -105,7 +106,7 @@ def _roogab(server: OpenWebUIServer, **options: Any) -> Running:
 @contextlib.contextmanager
 def _client(running: Running) -> Iterator[openai.OpenAI]:
     """The official SDK as the agent, closed afterwards (its pool keeps sockets open)."""
-    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
     try:
         yield client
     finally:

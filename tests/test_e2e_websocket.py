@@ -11,6 +11,7 @@ import openai
 import pytest
 from aiohttp import WSMsgType, web
 from providers.aiohttp_server import AiohttpServer
+from support import no_keepalive
 
 from roogab.config import ProviderProfile, load_config
 from roogab.runtime import Running, start
@@ -63,7 +64,7 @@ def cat() -> Iterator[tuple[EnvelopeCat, Running]]:
 
 def test_two_turns_over_one_websocket_conversation(cat: tuple[EnvelopeCat, Running]) -> None:
     service, running = cat
-    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
     first = {"model": "cat/meow", "tools": [TOOL], "messages": [{"role": "user", "content": "what does a.py do?"}]}
     [call] = client.chat.completions.create(**first).choices[0].message.tool_calls or []
     assert call.function.name == "read_file" and json.loads(call.function.arguments) == {"path": "a.py"}

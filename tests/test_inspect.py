@@ -16,6 +16,7 @@ from typing import Any
 
 import openai
 import pytest
+from support import no_keepalive
 
 from roogab.config import load_config
 from roogab.demo import DemoChatService, ScriptedReply
@@ -76,7 +77,7 @@ def test_inspection_needs_the_key(keyed: Running) -> None:
 def test_secrets_never_reach_the_turn_log(keyed: Running) -> None:
     assert keyed.demo is not None
     keyed.demo.push(ScriptedReply('```lua\nreturn { text = [==[your key is k3y-for-tests]==] }\n```'))
-    client = openai.OpenAI(base_url=keyed.url + "/v1", api_key="k3y-for-tests", max_retries=0)
+    client = openai.OpenAI(base_url=keyed.url + "/v1", api_key="k3y-for-tests", max_retries=0, http_client=no_keepalive())
     client.chat.completions.create(model="demo/gab-1", messages=[
         {"role": "user", "content": f"Cookie: session={COOKIE}\nmy key is k3y-for-tests"}])
     status, body = _get(keyed.url + "/inspect/turns.json", "k3y-for-tests")

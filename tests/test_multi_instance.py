@@ -20,7 +20,7 @@ import openai
 import psycopg
 import pytest
 from cluster import Balancer, Instance, get_json, haproxy_available
-from support import ROO, captured_bodies
+from support import ROO, captured_bodies, no_keepalive
 
 from roogab.demo import DemoChatService, ScriptedReply
 
@@ -77,7 +77,7 @@ def front(pair: list[Instance], tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 
 def _client(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120)
+    return openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, timeout=120, http_client=no_keepalive())
 
 
 def _opening(task: str) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 import openai
 import pytest
 from chainlit_server import PASSWORD, free_port, new_server
+from support import no_keepalive
 
 from roogab.config import ProviderProfile, load_config
 from roogab.demo import DemoChatService
@@ -130,7 +131,7 @@ def test_a_chainlit_app_down_at_start_comes_back_without_a_restart(tmp_path: Pat
     server = new_server(tmp_path)
     running = _start(ProviderProfile(name="team", kind="chainlit", url=server.url, models=(), username="alice",
                                      password=PASSWORD))
-    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
+    client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
     try:
         assert client.models.list().data == []
         page = _index(running)
