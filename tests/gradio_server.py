@@ -10,15 +10,12 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import signal
-import subprocess
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chainlit_server import free_port
+from server_process import ServerProcess
 
 APP = Path(__file__).parent / "fixtures" / "gradio_app" / "app.py"
 PASSWORD = "looking-glass-" + secrets.token_hex(4)
@@ -36,22 +33,15 @@ def gradio_python() -> Path:
     pytest.skip(reason)
 
 
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class GradioServer:
+class GradioServer(ServerProcess):
     """The test app on one port: ``/open`` without login, ``/locked`` behind ``auth=``."""
 
+    name = "gradio"
+
     def __init__(self, workdir: Path, port: int | None = None) -> None:
-        self.workdir = workdir
+        super().__init__(workdir)
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_in = 0.0
 
     @property
     def open_url(self) -> str:
@@ -66,39 +56,8 @@ class GradioServer:
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1",
                "HF_HUB_DISABLE_TELEMETRY": "1", "ROOGAB_GRADIO_DIR": str(self.workdir),
                "ROOGAB_TEST_PASSWORD": PASSWORD, "NO_PROXY": "127.0.0.1,localhost"}
-        with open(self.workdir / "server.log", "ab") as log:
-            self.process = subprocess.Popen([str(python), str(APP), str(self.port)], cwd=self.workdir, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-        began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gradio exited with {self.process.returncode}: {self.log()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.open_url + "config", timeout=2) as r:
-                    if r.status == 200:
-                        self.started_in = time.monotonic() - began
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"gradio did not answer within {timeout} s: {self.log()[-2000:]}")
-
-    def kill(self) -> None:
-        """SIGKILL by PID: the app dies mid-whatever."""
-        if self.process is not None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-            self.process = None
+        self.launch([str(python), str(APP), str(self.port)], env=env, ready_url=self.open_url + "config",
+                    timeout=timeout, probe_timeout=2, pause=0.2)
 
     def script(self, *replies: str) -> None:
         """Queue the next replies (after those already answered)."""
@@ -115,6 +74,3 @@ class GradioServer:
         """Forget the script and the log; the next reply is the first scripted one."""
         for name in ("replies.jsonl", "received.jsonl"):
             (self.workdir / name).unlink(missing_ok=True)
-
-    def log(self) -> str:
-        return (self.workdir / "server.log").read_text(errors="replace")

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import subprocess
 import threading
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from chainlit_server import free_port
+from server_process import ServerProcess
 
 MODEL = "envelope-1"
 ADMIN_EMAIL = "alice@example.com"
@@ -148,18 +148,19 @@ def _pieces(text: str, size: int) -> Iterator[str]:
         yield text[i:i + size]
 
 
-class OpenWebUIServer:
+class OpenWebUIServer(ServerProcess):
     """``open-webui serve`` from its venv, offline, on a loopback port, data in *workdir*."""
 
+    name = "open-webui"
+    stop_wait = 20.0
+
     def __init__(self, root: Path, workdir: Path, models_url: str) -> None:
+        super().__init__(workdir)
         self.root = root
-        self.workdir = workdir
         self.models_url = models_url
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.secret = secrets.token_urlsafe(32)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.started_in = 0.0
 
     def environment(self) -> dict[str, str]:
         data = self.workdir / "data"
@@ -184,23 +185,9 @@ class OpenWebUIServer:
                 "NO_PROXY": "127.0.0.1,localhost"}
 
     def start(self, timeout: float = 240.0) -> None:
-        with open(self.workdir / "server.log", "ab") as log:
-            self.process = subprocess.Popen(
-                [str(self.root / "bin" / "open-webui"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=self.workdir, env=self.environment(), stdout=log, stderr=subprocess.STDOUT)
-        began = time.monotonic()
-        while time.monotonic() - began < timeout:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"open-webui exited with {self.process.returncode}: {self.log()[-3000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        self.started_in = time.monotonic() - began
-                        return
-            except (urllib.error.URLError, OSError):
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"open-webui did not answer within {timeout} s: {self.log()[-3000:]}")
+        self.launch([str(self.root / "bin" / "open-webui"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
+                    env=self.environment(), ready_url=self.url + "/health", timeout=timeout, probe_timeout=2,
+                    pause=0.5)
 
     def sign_up_admin(self) -> str:
         """The first sign-up on a fresh data folder becomes the admin; returns its token."""
@@ -210,23 +197,3 @@ class OpenWebUIServer:
         with urllib.request.urlopen(request, timeout=30) as r:
             token: str = json.loads(r.read())["token"]
         return token
-
-    def kill(self) -> None:
-        """Kill the server at once (SIGKILL by PID): its sockets drop mid-whatever."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait(20)
-            self.process = None
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-            self.process = None
-
-    def log(self) -> str:
-        return (self.workdir / "server.log").read_text(errors="replace")
