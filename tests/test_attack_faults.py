@@ -50,14 +50,22 @@ def _newer(d: Path) -> None:
     db.close()
 
 
+def _serve_once(tmp_path: Path, data: Path) -> subprocess.CompletedProcess[str]:
+    """``roogab serve`` on *data* (the demo keeps its store in memory); the store is opened before
+    any chat service is reached, so the closed port of this one is never tried."""
+    config = tmp_path / "roogab.toml"
+    config.write_text('[[providers]]\nname = "chat"\nkind = "websocket"\nurl = "ws://127.0.0.1:9/"\n')
+    return subprocess.run([sys.executable, "-m", "roogab", "serve", "--config", str(config), "--port", "0"],
+                          check=False, capture_output=True, text=True,
+                          env={**_env(tmp_path), "ROOGAB_DATA_DIR": str(data)}, timeout=60)
+
+
 @pytest.mark.parametrize("spoil", [_garbage, _directory, _newer])
 def test_a_store_that_cannot_be_opened_exits_2_naming_the_path(tmp_path: Path, spoil: object) -> None:
     data = tmp_path / "data"
     data.mkdir()
     spoil(data)  # type: ignore[operator]
-    done = subprocess.run([sys.executable, "-m", "roogab", "demo", "--port", "0"], check=False,
-                          capture_output=True, text=True,
-                          env={**_env(tmp_path), "ROOGAB_DATA_DIR": str(data)}, timeout=60)
+    done = _serve_once(tmp_path, data)
     assert done.returncode == 2, done.stderr
     assert str(data / "roogab.sqlite3") in done.stderr and "Traceback" not in done.stderr
 
@@ -65,9 +73,7 @@ def test_a_store_that_cannot_be_opened_exits_2_naming_the_path(tmp_path: Path, s
 def test_a_data_dir_that_is_a_file_exits_2(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.write_text("a file")
-    done = subprocess.run([sys.executable, "-m", "roogab", "demo", "--port", "0"], check=False,
-                          capture_output=True, text=True,
-                          env={**_env(tmp_path), "ROOGAB_DATA_DIR": str(data)}, timeout=60)
+    done = _serve_once(tmp_path, data)
     assert done.returncode == 2 and str(data) in done.stderr and "Traceback" not in done.stderr
 
 

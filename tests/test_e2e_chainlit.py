@@ -104,6 +104,24 @@ def test_two_turn_task_stays_on_one_session(roogab: Running) -> None:
     assert facts and facts["messages"] == "2"  # the app saw both messages in one session
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_reply_the_app_rewrites_shorter_is_never_passed_on_as_the_long_draft(roogab: Running,
+                                                                               stream: bool) -> None:
+    """The app streams a draft, then rewrites the message shorter: the agent never gets the draft
+    as the answer. Text already passed on cannot be taken back, so the reply is repaired (the
+    app saw the repair request: its second message)."""
+    body = _task("ROOGAB-SHORTEN answer briefly", tools=False)
+    client = _client(roogab)
+    if stream:
+        answer = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**body, stream=True)
+                         if c.choices)
+    else:
+        answer = client.chat.completions.create(**body).choices[0].message.content or ""
+    facts = FACTS.search(answer)
+    assert facts and facts["messages"] == "2", answer  # the repair reached the app
+    assert stream or "LONG first draft" not in answer
+
+
 @pytest.mark.parametrize("profile", ["Fast Lane", "Deep Thought"])
 def test_choosing_a_model_reaches_that_profile(roogab: Running, profile: str) -> None:
     body = _task(f"which profile? ({profile})", tools=False)

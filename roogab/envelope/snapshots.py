@@ -77,14 +77,16 @@ class SnapshotFeeder:
             return self._give(self._parser.feed(piece))
         return self._update(final=False)
 
-    def feed_snapshot(self, full_text: str) -> list[Event]:
-        """Take the whole reply so far; return the events that its new meaning adds.
+    def feed_snapshot(self, full_text: str, *, rewrite: bool = False) -> list[Event]:
+        """Take the whole reply so far; return the events that its new meaning adds. A shorter
+        snapshot is an older one arriving late, unless it is a *rewrite* (the service took text
+        back: what was passed on of it makes the reply untrustworthy at its end).
 
         Raises:
             ParserClosedError: the feeder was already closed.
         """
         raw = self.raw
-        if raw.startswith(full_text) and len(full_text) < len(raw):
+        if not rewrite and raw.startswith(full_text) and len(full_text) < len(raw):
             return []  # an older snapshot arriving late
         self._raw = [full_text]
         return self._update(final=False)

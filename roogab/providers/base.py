@@ -51,9 +51,14 @@ class Delta:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The whole reply so far (cumulative services); may be HTML."""
+    """The whole reply so far (cumulative services); may be HTML.
+
+    ``rewrite``: the service changed what it had sent (a Chainlit app's ``update_message``), so
+    a shorter text is the reply now, not an older snapshot arriving late.
+    """
 
     text: str
+    rewrite: bool = False
 
 
 @dataclass(frozen=True)
