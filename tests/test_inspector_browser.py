@@ -226,3 +226,42 @@ def test_the_sign_in_form_opens_the_inspector_behind_keys(browser: object, keyed
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and "browser-k3y" not in cookie["value"]
     browser.get(keyed.url + "/inspect/turns.json")  # type: ignore[attr-defined]
     assert '"object"' in browser.page_source  # type: ignore[attr-defined]
+
+
+def _wire_names(card: object) -> list[str]:
+    return [c.get_attribute("textContent") for c in card.find_elements(By.CSS_SELECTOR, ".wire .frame-name")]  # type: ignore[attr-defined]
+
+
+def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: object, stack: Running,
+                                                                    demo: DemoChatService, client: openai.OpenAI,
+                                                                    artifacts: Path) -> None:
+    ev = stack.providers["demo"].profile.events  # type: ignore[attr-defined]
+    browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
+    reply = '```lua\nreturn { text = [==[' + "frames while it streams " * 8 + ']==] }\n```'
+    demo.push(ScriptedReply(reply, chunk=5, delay_ms=150))
+    worker = threading.Thread(target=_ask, args=(client, "show me the wire 5183"))
+    worker.start()
+    try:
+        turn_id = _wait(browser).until(
+            lambda d: (c := _running_card(d, "show me the wire 5183")) and c.get_attribute("data-id"))
+        _card(browser, turn_id).find_element(By.CSS_SELECTOR, ".wire summary").click()  # type: ignore[attr-defined]
+
+        def deltas_while_running(d: object) -> list[str] | None:
+            card = _card(d, turn_id)
+            names = _wire_names(card)
+            running = "running" in card.get_attribute("class")  # type: ignore[attr-defined]
+            return names if running and names.count(ev.delta) >= 2 else None
+
+        names = _wait(browser).until(deltas_while_running)
+        assert names[:3] == [ev.create, ev.created, ev.subscribe] and ev.end not in names
+        assert set(names[3:]) == {ev.delta}
+        card = _card(browser, turn_id)
+        assert card.find_element(By.CSS_SELECTOR, "details.wire").get_attribute("open") is not None  # type: ignore[attr-defined]
+        assert "show me the wire 5183" in card.find_element(By.CSS_SELECTOR, ".wire code").text  # type: ignore[attr-defined]
+        browser.execute_script("arguments[0].scrollIntoView()", card.find_element(By.CSS_SELECTOR, "details.wire"))  # type: ignore[attr-defined]
+        browser.save_screenshot(str(artifacts / "inspect-wire-running.png"))  # type: ignore[attr-defined]
+    finally:
+        worker.join()
+    _wait(browser).until(lambda d: _card(d, turn_id).get_attribute("data-verdict") == "ok")
+    final = _wire_names(_card(browser, turn_id))
+    assert final[-1] == ev.end and final[:len(names)] == names
