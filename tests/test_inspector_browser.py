@@ -265,3 +265,50 @@ def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: obj
     _wait(browser).until(lambda d: _card(d, turn_id).get_attribute("data-verdict") == "ok")
     final = _wire_names(_card(browser, turn_id))
     assert final[-1] == ev.end and final[:len(names)] == names
+
+
+def test_the_try_it_page_sends_one_turn_and_links_it(browser: object, stack: Running, demo: DemoChatService,
+                                                     artifacts: Path) -> None:
+    demo.push(ScriptedReply('```lua\nreturn { text = [==[Hello from the try page.]==] }\n```'))
+    browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
+    browser.find_element(By.LINK_TEXT, "try it").click()  # type: ignore[attr-defined]
+    _wait(browser).until(lambda d: d.find_elements(By.ID, "try"))
+    box = browser.find_element(By.CSS_SELECTOR, "#try textarea[name=message]")  # type: ignore[attr-defined]
+    assert "which model are you" in box.get_attribute("value")
+    box.clear()
+    box.send_keys("a browser probe 2718")
+    assert browser.find_element(By.CSS_SELECTOR, "#try select option:checked").text == "demo/gab-1"  # type: ignore[attr-defined]
+    browser.find_element(By.CSS_SELECTOR, "#try button[type=submit]").click()  # type: ignore[attr-defined]
+    text = _wait(browser).until(lambda d: (e := d.find_elements(By.ID, "try-text")) and e[0].text)
+    assert text == "Hello from the try page."
+    assert any("a browser probe 2718" in (r.prompt or "") for r in demo.received)  # the chat service got it
+    browser.save_screenshot(str(artifacts / "try.png"))  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "try-turn").click()  # type: ignore[attr-defined]
+    card = _wait(browser).until(lambda d: (c := d.find_elements(By.CSS_SELECTOR, ".turn")) and c[0])
+    assert card.get_attribute("data-verdict") == "ok" and "a browser probe 2718" in card.get_attribute("textContent")
+
+
+def test_the_try_it_page_shows_a_failed_turn(browser: object, stack: Running, demo: DemoChatService) -> None:
+    demo.push(ScriptedReply(error="the assistant is on fire 1618"))
+    browser.get(stack.url + "/inspect/try")  # type: ignore[attr-defined]
+    box = browser.find_element(By.CSS_SELECTOR, "#try textarea[name=message]")  # type: ignore[attr-defined]
+    box.clear()
+    box.send_keys("a failing browser probe 3141")
+    browser.find_element(By.CSS_SELECTOR, "#try button[type=submit]").click()  # type: ignore[attr-defined]
+    error = _wait(browser).until(lambda d: (e := d.find_elements(By.ID, "try-error")) and e[0].text)
+    assert "the assistant is on fire 1618" in error and not browser.find_elements(By.ID, "try-text")  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "try-turn").click()  # type: ignore[attr-defined]
+    card = _wait(browser).until(lambda d: (c := d.find_elements(By.CSS_SELECTOR, ".turn")) and c[0])
+    assert card.get_attribute("data-verdict") == "failed" and "on fire 1618" in card.get_attribute("textContent")
+
+
+def test_the_try_it_page_is_behind_the_keys(keyed: Running) -> None:
+    import urllib.error
+    import urllib.request
+    post = urllib.request.Request(keyed.url + "/inspect/try", data=b"model=demo%2Fgab-1&message=hi", method="POST",
+                                  headers={"Content-Type": "application/x-www-form-urlencoded",
+                                           "Accept": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=30)
+    assert refused.value.code == 401
+    assert keyed.demo is not None and not any(r.prompt == "hi" for r in keyed.demo.received)
