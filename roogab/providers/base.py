@@ -121,7 +121,7 @@ _CLOSED = object()
 WIRE_FRAMES = 300
 WIRE_PAYLOAD_CHARS = 1000
 SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
-                         "api_key", "token", "password", "access_token", "refresh_token", "id_token",
+                         "api_key", "password", "access_token", "refresh_token", "id_token",
                          "client_secret", "x-csrf-token", "x-xsrf-token"})
 """Keys (header names, JSON fields) whose values a frame never shows, whatever they look like."""
 
