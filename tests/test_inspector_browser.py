@@ -310,5 +310,6 @@ def test_the_try_it_page_is_behind_the_keys(keyed: Running) -> None:
                                            "Accept": "application/json"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(post, timeout=30)
+    refused.value.close()
     assert refused.value.code == 401
     assert keyed.demo is not None and not any(r.prompt == "hi" for r in keyed.demo.received)
