@@ -24,7 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, g, redirect, render_t
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import inspect_auth
+from . import inspect_auth, request_fields
 from .affinity import AFFINITY_HEADER, INSTANCE_HEADER, affinity_key
 from .capacity import TurnGate
 from .config import Config
@@ -89,6 +89,7 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     route = affinity_key(headers, body if isinstance(body, dict) else None, lambda: thread_key(turn))
     routing = {AFFINITY_HEADER: route.key, INSTANCE_HEADER: state.service.registry.instance}
     client = _client_identity(state.config)
+    request_fields.for_app(current_app.extensions).note(f"{client} {headers.get('user-agent', '')}", protocol.name, body)
     exchange = Exchange(protocol.new_id(), turn.model, int(time.time()))
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
