@@ -42,7 +42,7 @@ from .errors import (
 from .guide import client_settings
 from .live import LiveTurns, TurnNote
 from .logs import request_id
-from .origin import check_content_type, check_origin
+from .origin import check_content_type, check_origin, check_own_form
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .protocols.messages_request import count_texts, parse_request
@@ -60,6 +60,7 @@ api = Blueprint("api", __name__)
 status = Blueprint("status", __name__)
 
 PROTECTED_BLUEPRINTS = ("api", "api_bare", "inspect")
+INSPECTOR_FORMS = ("inspect.signin", "inspect.try_it")  # HTML forms of the inspector's own pages
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -343,7 +344,9 @@ def install_guards(app: Flask) -> None:
         _check_host(config)
         headers = {name.lower(): value for name, value in request.headers.items()}
         check_origin(headers, request.host or "", config.allowed_hosts)
-        if not _is_signin():  # the inspector's sign-in form posts form-encoded, same-origin only
+        if request.endpoint in INSPECTOR_FORMS:  # its own pages' forms post form-encoded
+            check_own_form(request.method, headers, request.host or "")
+        else:
             check_content_type(request.method, headers)
         return _check_key(config)
 

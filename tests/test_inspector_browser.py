@@ -244,7 +244,8 @@ def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: obj
     try:
         turn_id = _wait(browser).until(
             lambda d: (c := _running_card(d, "show me the wire 5183")) and c.get_attribute("data-id"))
-        _card(browser, turn_id).find_element(By.CSS_SELECTOR, ".wire summary").click()  # type: ignore[attr-defined]
+        # the wire section shows once the first frame is recorded (the card may come before it)
+        _wait(browser).until(lambda d: _card(d, turn_id).find_elements(By.CSS_SELECTOR, ".wire summary"))[0].click()
 
         def deltas_while_running(d: object) -> list[str] | None:
             card = _card(d, turn_id)
@@ -307,7 +308,7 @@ def test_the_try_it_page_is_behind_the_keys(keyed: Running) -> None:
     import urllib.request
     post = urllib.request.Request(keyed.url + "/inspect/try", data=b"model=demo%2Fgab-1&message=hi", method="POST",
                                   headers={"Content-Type": "application/x-www-form-urlencoded",
-                                           "Accept": "application/json"})
+                                           "Accept": "application/json", "Origin": keyed.url})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(post, timeout=30)
     refused.value.close()
