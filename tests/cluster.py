@@ -25,9 +25,10 @@ DSN_VAR = "ROOGAB_CLUSTER_DSN"
 
 HAPROXY_CONFIG = """\
 global
-    maxconn 400
+    maxconn 4000
 defaults
     mode http
+    option http-no-delay  # stream each SSE chunk at once (else small chunks wait up to ~200 ms)
     timeout connect 5s
     timeout client 300s
     timeout server 300s
@@ -68,7 +69,7 @@ class Instance:
     """One `roogab serve` process."""
 
     def __init__(self, name: str, workdir: Path, dsn: str, demo_url: str, *, lease_ttl: float = 2.0,
-                 settings: str = "", providers: str | None = None) -> None:
+                 ping_interval: float = 0.2, settings: str = "", providers: str | None = None) -> None:
         """*settings*: more top-level TOML lines; *providers*: ``[[providers]]`` tables instead
         of the demo at *demo_url*."""
         self.name = name
@@ -80,7 +81,7 @@ class Instance:
             providers = f'[[providers]]\nname = "demo"\nkind = "demo"\nurl = "{demo_url}"\n'
         self.config.write_text(
             f'store = "postgres"\ndsn_env = "{DSN_VAR}"\ninstance = "{name}"\nlease_ttl = {lease_ttl}\n'
-            f'data_dir = "{workdir / name}"\nping_interval = 0.2\n{settings}{providers}')
+            f'data_dir = "{workdir / name}"\nping_interval = {ping_interval}\n{settings}{providers}')
         self.log = open(workdir / f"{name}.log", "wb")  # noqa: SIM115 (closed in stop)
         env = dict(os.environ, PYTHONPATH=str(ROOT), **{DSN_VAR: dsn})
         env.pop("HTTPS_PROXY", None)
