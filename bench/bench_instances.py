@@ -14,7 +14,8 @@ balancer hashes the session header; these requests carry none, so they are sprea
 
 For each instance count a fresh database and fresh instances; for each stream count a warm-up of
 one stream per instance, then the measured phase. CPU seconds: of each instance (all its threads),
-of the balancer, of PostgreSQL (the postmaster and its backends), of the chat service. The
+of the balancer, of PostgreSQL (the postmaster and its backends), of the chat service, of this
+process (the agents: every stream's client, SSE parsing and checking). The
 machine is shared: read the ratios to the direct path and to one instance, not the absolute figures.
 """
 
@@ -33,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from _common import machine, print_table, stop, write_json
-from bench_load import cpu_s, direct, roogab_phase, start_chat_server, verdict
+from bench_load import cpu_s, direct, own_cpu, roogab_phase, start_chat_server, verdict
 from cluster import Balancer, HAProxy, Instance, Nginx
 
 BALANCERS: dict[str, type[Balancer]] = {"haproxy": HAProxy, "nginx": Nginx}
@@ -75,6 +76,7 @@ def cluster_phase(front: str, n: int, tokens: int, instances: list[Instance], ba
     pg_pids = _children(pg_pid)
     before = {i.name: cpu_s(i.proc.pid) for i in instances}
     lb0, pg0, chat0, load0 = cpu_s(balancer.proc.pid), _cpu(pg_pids), cpu_s(chat_pid), os.getloadavg()[0]
+    agent0 = own_cpu()
     t0 = time.monotonic()
     phase, _, _ = asyncio.run(roogab_phase(front, n, tokens, instances[0].proc.pid))
     wall = time.monotonic() - t0
@@ -82,7 +84,7 @@ def cluster_phase(front: str, n: int, tokens: int, instances: list[Instance], ba
     return {**v, "wall_s": wall, "tokens_per_s": v["tokens"] / wall, "offered_per_s": n * tokens / wall,
             "cpu_s": {"instances": {i.name: cpu_s(i.proc.pid) - before[i.name] for i in instances},
                       "balancer": cpu_s(balancer.proc.pid) - lb0, "postgres": _cpu(pg_pids) - pg0,
-                      "chat_service": cpu_s(chat_pid) - chat0},
+                      "chat_service": cpu_s(chat_pid) - chat0, "bench_client": own_cpu() - agent0},
             "loadavg_1m": (load0, os.getloadavg()[0])}
 
 
@@ -158,16 +160,20 @@ def report(res: dict[str, Any]) -> None:
             per = cpu.get("instances", {})
             table.append([n, "direct" if path == "direct" else f"{path} instance(s)",
                           f"{v['tokens']}/{v['expected']}", "yes" if v["exactly_once_in_order"] else "NO",
-                          round(v["tokens_per_s"]), lat["p50"], lat["p95"], v["p99"],
-                          " ".join(f"{x:.1f}" for x in per.values()) or "-",
+                          round(n * 1000 / res["delay_ms"]), round(v["tokens_per_s"]), lat["p50"], lat["p95"],
+                          v["p99"], " ".join(f"{x:.1f}" for x in per.values()) or "-",
+                          round(sum(per.values()) / max(1, v["tokens"]) * 1e6) if per else "-",
                           f"{cpu['balancer']:.1f}" if "balancer" in cpu else "-",
                           f"{cpu['postgres']:.1f}" if "postgres" in cpu else "-",
-                          f"{cpu['chat_service']:.1f}",
+                          f"{cpu['chat_service']:.1f}", f"{cpu['bench_client']:.1f}",
                           " / ".join(f"{x:.1f}" for x in v.get("loadavg_1m", ())) or "-"])
     table.sort(key=lambda r: r[0])
     print("CPU s over the measured phase; load: 1-minute load average at its start / end.")
-    print_table(["streams", "path", "tokens", "once, in order", "tokens/s", "p50 ms", "p95 ms", "p99 ms",
-                 "CPU s per instance", "balancer", "postgres", "chat service", "load"], table)
+    print("tokens/s: delivered over the phase's wall time (stream set-up included); offered: the chat")
+    print("service's rate. CPU us/token: all instances together.")
+    print_table(["streams", "path", "tokens", "once, in order", "offered/s", "tokens/s", "p50 ms", "p95 ms",
+                 "p99 ms", "CPU s per instance", "CPU us/token", "balancer", "postgres", "chat service", "agents", "load"],
+                table)
     for by_streams in res["rows"].values():
         for n, v in by_streams.items():
             if v["errors"]:
