@@ -41,7 +41,7 @@ BALANCERS: dict[str, type[Balancer]] = {"haproxy": HAProxy, "nginx": Nginx}
 
 
 def _children(pid: int) -> list[int]:
-    """*pid* and its direct children (the postmaster's backends)."""
+    """*pid* and its direct children (the postmaster's backends, nginx's worker)."""
     found = [pid]
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -73,9 +73,9 @@ def cluster_phase(front: str, n: int, tokens: int, instances: list[Instance], ba
     """*n* concurrent streams through *front*: the checker's verdict, tokens/s, CPU per process."""
     asyncio.run(roogab_phase(front, len(instances), tokens, instances[0].proc.pid))  # warm each instance
     time.sleep(0.3)
-    pg_pids = _children(pg_pid)
+    pg_pids, lb_pids = _children(pg_pid), _children(balancer.proc.pid)  # nginx: master and worker
     before = {i.name: cpu_s(i.proc.pid) for i in instances}
-    lb0, pg0, chat0, load0 = cpu_s(balancer.proc.pid), _cpu(pg_pids), cpu_s(chat_pid), os.getloadavg()[0]
+    lb0, pg0, chat0, load0 = _cpu(lb_pids), _cpu(pg_pids), cpu_s(chat_pid), os.getloadavg()[0]
     agent0 = own_cpu()
     t0 = time.monotonic()
     phase, _, _ = asyncio.run(roogab_phase(front, n, tokens, instances[0].proc.pid))
@@ -83,7 +83,7 @@ def cluster_phase(front: str, n: int, tokens: int, instances: list[Instance], ba
     v = verdict(phase, tokens)
     return {**v, "wall_s": wall, "tokens_per_s": v["tokens"] / wall, "offered_per_s": n * tokens / wall,
             "cpu_s": {"instances": {i.name: cpu_s(i.proc.pid) - before[i.name] for i in instances},
-                      "balancer": cpu_s(balancer.proc.pid) - lb0, "postgres": _cpu(pg_pids) - pg0,
+                      "balancer": _cpu(lb_pids) - lb0, "postgres": _cpu(pg_pids) - pg0,
                       "chat_service": cpu_s(chat_pid) - chat0, "bench_client": own_cpu() - agent0},
             "loadavg_1m": (load0, os.getloadavg()[0])}
 
