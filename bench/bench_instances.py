@@ -3,7 +3,7 @@ instances on one PostgreSQL database behind a real load balancer, beside the dir
 run.
 
 Run: ``PYTHONPATH=.:tests python bench/bench_instances.py [--instances 1,2,4] [--streams 100,200]
-[--seconds 10] [--balancer haproxy|nginx] [--json out.json]`` (as root, PostgreSQL runs as
+[--seconds 10] [--balancer haproxy|nginx|haproxy-holding] [--json out.json]`` (as root, PostgreSQL runs as
 ``ROOGAB_PG_USER``, see tests/pgserver.py).
 
 Every piece is an existing one: bench_load's chat service (one token per Socket.IO event at a fixed
@@ -37,7 +37,19 @@ from _common import machine, print_table, stop, write_json
 from bench_load import cpu_s, direct, own_cpu, roogab_phase, start_chat_server, verdict
 from cluster import Balancer, HAProxy, Instance, Nginx
 
-BALANCERS: dict[str, type[Balancer]] = {"haproxy": HAProxy, "nginx": Nginx}
+
+class HAProxyHolding(HAProxy):
+    """HAProxy without ``option http-no-delay``: what its default costs a stream (docs/deploy.md)."""
+
+    def command(self, instances: list[Instance]) -> list[str]:
+        argv = super().command(instances)
+        config = self.workdir / "haproxy.cfg"
+        config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                                  if "http-no-delay" not in line))
+        return argv
+
+
+BALANCERS: dict[str, type[Balancer]] = {"haproxy": HAProxy, "nginx": Nginx, "haproxy-holding": HAProxyHolding}
 
 
 def _children(pid: int) -> list[int]:

@@ -1,7 +1,7 @@
 """Several `roogab serve` processes on one PostgreSQL database, optionally behind a real HAProxy
 or nginx.
 
-Used by tests/test_multi_instance.py and bench/bench_cluster.py. Every process is started here
+Used by tests/test_multi_instance.py and bench/bench_instances.py. Every process is started here
 and stopped by its PID.
 """
 
@@ -142,7 +142,7 @@ http {{
     }}
     server {{
         listen 127.0.0.1:{port};
-        client_max_body_size 64m;
+        client_max_body_size 32m;  # RooGab's max_body_bytes
         client_body_buffer_size 1m;  # bodies in memory: the worker may not reach the prefix as nobody
         location / {{
             proxy_pass http://roogab;
@@ -151,6 +151,7 @@ http {{
             proxy_set_header Connection "";
             proxy_buffering off;
             proxy_read_timeout 900s;
+            proxy_send_timeout 900s;
         }}
     }}
 }}
@@ -238,7 +239,7 @@ class Nginx(Balancer):
     name = "nginx"
 
     def command(self, instances: list[Instance]) -> list[str]:
-        servers = "\n".join(f"        server 127.0.0.1:{i.port};" for i in instances)
+        servers = "\n".join(f"        server 127.0.0.1:{i.port} max_fails=1 fail_timeout=10s;" for i in instances)
         config = self.workdir / "nginx.conf"
         config.write_text(NGINX_CONFIG.format(prefix=self.workdir, port=self.port, servers=servers))
         # -e: the error log before the configuration is read (else nginx opens /var/log/nginx/).
