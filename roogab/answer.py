@@ -9,14 +9,17 @@ the turn log, instead of reading it out of an error message.
 from __future__ import annotations
 
 import enum
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from .envelope import ToolCall
 from .errors import ReplyFormatError
 from .outputs import CallOut, Finished, Out, ReasoningOut, TextOut, to_json
 from .render import arguments_json
 from .wire import Message, ToolCallRef, Usage
 
-__all__ = ["Accumulator", "Outcome", "outcome_of"]
+__all__ = ["Accepted", "Accumulator", "Outcome", "outcome_of"]
 
 
 class Outcome(enum.Enum):
@@ -82,3 +85,39 @@ class Accumulator:
         """The answer as JSON (see :func:`roogab.outputs.to_json`)."""
         items: list[Out] = [TextOut(self.text), ReasoningOut(self.reasoning_text), *self.calls]
         return to_json(items + ([finished] if finished is not None else []))
+
+
+SHORT_ARGUMENT = 200  # characters: an argument this short names what a call acts on (a path, a command)
+
+
+class Accepted:
+    """The calls an agent already has when a reply is repaired: accepted calls are final.
+
+    A repaired reply's call may not repeat one of them, nor change one: name the same tool and
+    agree with it on a short argument (the same ``path``, the same ``command``) but not on
+    everything. Indexed once, so each later call is checked in time proportional to its size.
+    """
+
+    def __init__(self, calls: Iterable[ToolCall]) -> None:
+        self._whole: set[str] = set()
+        self._targets: set[tuple[str, str, str]] = set()
+        for call in calls:
+            self._whole.add(_canonical([call.name, call.arguments]))
+            self._targets |= _targets(call)
+
+    def clash(self, call: ToolCall) -> str | None:
+        """Why *call* may not go out (None: it may)."""
+        if _canonical([call.name, call.arguments]) in self._whole:
+            return f"it repeats the accepted call {call.name}"
+        if not self._targets.isdisjoint(_targets(call)):
+            return f"it changes the accepted call {call.name}; accepted calls are final"
+        return None
+
+
+def _targets(call: ToolCall) -> set[tuple[str, str, str]]:
+    return {(call.name, key, _canonical(value)) for key, value in call.arguments.items()
+            if isinstance(value, (str, int)) and len(str(value)) <= SHORT_ARGUMENT}
+
+
+def _canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)

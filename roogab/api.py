@@ -15,6 +15,7 @@ import logging
 import time
 import uuid
 from collections.abc import Generator, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -23,8 +24,9 @@ from flask import Blueprint, Flask, Response, current_app, g, redirect, render_t
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import inspect_auth
+from . import inspect_auth, request_fields
 from .affinity import AFFINITY_HEADER, INSTANCE_HEADER, affinity_key
+from .capacity import TurnGate
 from .config import Config
 from .errors import (
     ForbiddenHost,
@@ -40,6 +42,7 @@ from .errors import (
 from .guide import client_settings
 from .live import LiveTurns, TurnNote
 from .logs import request_id
+from .origin import check_content_type, check_origin, check_own_form
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .protocols.messages_request import count_texts, parse_request
@@ -57,6 +60,7 @@ api = Blueprint("api", __name__)
 status = Blueprint("status", __name__)
 
 PROTECTED_BLUEPRINTS = ("api", "api_bare", "inspect")
+INSPECTOR_FORMS = ("inspect.signin", "inspect.try_it")  # HTML forms of the inspector's own pages
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -68,6 +72,7 @@ class AppState:
     service: ChatService
     started: float
     revival: Revival
+    gate: TurnGate | None = None  # None: no bound (tests that build an app by hand)
 
 
 def _state() -> AppState:
@@ -85,18 +90,41 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     route = affinity_key(headers, body if isinstance(body, dict) else None, lambda: thread_key(turn))
     routing = {AFFINITY_HEADER: route.key, INSTANCE_HEADER: state.service.registry.instance}
     client = _client_identity(state.config)
+    request_fields.for_app(current_app.extensions).note(f"{client} {headers.get('user-agent', '')}", protocol.name, body)
     exchange = Exchange(protocol.new_id(), turn.model, int(time.time()))
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
              turn.stream, len(turn.messages), len(turn.tools))
     note = g.turn_note = TurnNote()
+    slot = _slot(state, turn.model)
     if not turn.stream:
-        return protocol.complete(state.service.complete(turn, client, note), turn, exchange), 200, routing
-    items = state.service.run(turn, client, note)
+        with slot:
+            answer = state.service.complete(turn, client, note)
+        return protocol.complete(answer, turn, exchange), 200, routing
+    items = _held(slot, state.service.run(turn, client, note))
     first = next(items)  # errors before any output still get their real HTTP status
     sse = protocol.stream(_chain(first, items), turn, exchange)
     return Response(_with_request_id(exchange.id, sse, note, state.service.live), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **routing})
+
+
+def _slot(state: AppState, model: str) -> AbstractContextManager[None]:
+    """A place for one turn on the provider of *model* (``ServerBusy`` when none is free)."""
+    if state.gate is None:
+        return nullcontext()
+    provider, _ = state.service.resolve_model(model)
+    return state.gate.turn(provider.name)
+
+
+def _held(slot: AbstractContextManager[None], items: Iterator[Out]) -> Generator[Out, None, None]:
+    """*items*, with *slot* held from the first item until the stream ends or is closed."""
+    with slot:
+        try:
+            yield from items
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
 
 @api.after_request
@@ -306,13 +334,20 @@ def _check_key(config: Config) -> BaseResponse | None:
 
 
 def install_guards(app: Flask) -> None:
-    """Host and key checks before every request; OpenAI error JSON for every error."""
+    """Host, origin, content-type and key checks before every request; OpenAI error JSON for
+    every error."""
 
     @app.before_request
     def _guards() -> BaseResponse | None:
         request_id.set("req-" + uuid.uuid4().hex[:12])
         config = _state().config
         _check_host(config)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        check_origin(headers, request.host or "", config.allowed_hosts)
+        if request.endpoint in INSPECTOR_FORMS:  # its own pages' forms post form-encoded
+            check_own_form(request.method, headers, request.host or "")
+        else:
+            check_content_type(request.method, headers)
         return _check_key(config)
 
     @app.errorhandler(RooGabError)

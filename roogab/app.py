@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from flask import Flask
 
 from .api import AppState, api, install_guards, status
+from .capacity import TurnGate, turn_capacity
 from .config import Config
 from .delivery import Outbox, Policy
 from .inspect_api import inspect
@@ -48,7 +49,8 @@ def create_app(config: Config, providers: Mapping[str, Provider], *,
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     service = service or build_service(config, providers, registry=registry, live=live)
-    app.extensions["roogab"] = AppState(config, service, time.time(), revival or Revival())
+    gate = TurnGate(turn_capacity(config.threads), config.max_streams_per_provider)
+    app.extensions["roogab"] = AppState(config, service, time.time(), revival or Revival(), gate)
     app.register_blueprint(api, url_prefix="/v1")
     app.register_blueprint(api, name="api_bare")
     app.register_blueprint(status)

@@ -335,18 +335,21 @@ def _script(path: Path | None) -> list[ScriptedReply]:
 
 
 def _load(config_file: Path | None, flags: dict[str, Any]) -> Config:
+    from .redact import Redactor
+    from .runtime import secrets
     try:
         config = load_config(config_file, overrides=flags)
+        redactor = Redactor(secrets(config))
     except ConfigError as exc:
         _fail(str(exc))
-    configure_logging(config.log_level, config.log_format)
+    configure_logging(config.log_level, config.log_format, redactor)
     return config
 
 
 def _run(starter: Callable[[], Running], config: Config, scripted: bool = False) -> None:
     try:
         running = starter()
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:  # a store error names the file it could not open
         _fail(str(exc))
     except UpstreamError as exc:
         _fail(f"cannot start: {exc}", status=1)

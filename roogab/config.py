@@ -130,7 +130,7 @@ class Config:
     instance: str = ""                        # this instance's name ("" : host-pid-random)
     lease_ttl: float = 15.0                   # postgres: a dead instance's tasks are taken over after this
     max_turns: int = 2000                     # turn log retention
-    max_turn_bytes: int = 64 * MIB            # ... and by size
+    max_turn_log_bytes: int = 64 * MIB        # turn log retention by size (the newest turn always stays)
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
     connect_timeout: float = 10.0
     retry_max_delay: float = 30.0             # longest wait between two tries to reach a service that is down
@@ -141,6 +141,7 @@ class Config:
     max_body_bytes: int = 32 * MIB
     max_json_depth: int = 64
     repair_attempts: int = 1
+    max_streams_per_provider: int = 0         # turns waiting on one chat service at once; 0: as many as fit
     log_level: LogLevel = "info"
     log_format: LogFormat = "text"
 
@@ -359,8 +360,8 @@ def _check(config: Config) -> None:
         raise ConfigError("threads", "must be at least 1")
     if config.max_turns < 1:
         raise ConfigError("max_turns", "must be at least 1")
-    if config.max_turn_bytes < 1:
-        raise ConfigError("max_turn_bytes", "must be at least 1")
+    if config.max_turn_log_bytes < 1:
+        raise ConfigError("max_turn_log_bytes", "must be at least 1")
     if config.lease_ttl <= 0:
         raise ConfigError("lease_ttl", "must be greater than 0")
     if config.ping_interval <= 0:

@@ -10,12 +10,14 @@ message that is safe to show to the client: no cookie, password or key ever goes
     │   ├── UnsupportedFeature     400  n > 1, audio, logprobs ...
     │   ├── Unauthorized           401  missing or wrong API key
     │   ├── ForbiddenHost          403  Host header not allowed (DNS rebinding)
+    │   ├── ForbiddenOrigin        403  a web page's request (Origin, Sec-Fetch-Site): CSRF
     │   ├── NotFound               404  unknown route
     │   ├── ModelNotFound          404  code "model_not_found"
     │   ├── ConversationNotFound   404
     │   ├── MethodNotAllowed       405
     │   ├── PayloadTooLarge        413
-    │   └── PromptTooLarge         400  context_length_exceeded: more than the service takes, even in parts
+    │   ├── PromptTooLarge         400  context_length_exceeded: more than the service takes, even in parts
+    │   └── UnsupportedMediaType   415  a body that is not application/json
     ├── UpstreamError              502  upstream_error; .provider
     │   ├── ProviderUnavailable    503  connect/handshake failed, or reconnect gave up
     │   ├── ProviderTimeout        504  no complete reply before a deadline
@@ -24,6 +26,7 @@ message that is safe to show to the client: no cookie, password or key ever goes
     │   ├── ProviderRejected       502  the service refused (rate limit, login, captcha)
     │   └── ReplyFormatError       502  code "non_compliant_response"; .offset, .snippet
     ├── StoreError                 500  wraps the store's own errors
+    ├── ServerBusy                 503  too many turns at once (in total or on one provider)
     └── ConfigError                 -   start-up only: the CLI prints it and exits 2
     ParserClosedError(RuntimeError)     misuse (feed after close); never mapped to HTTP
 """
@@ -37,6 +40,7 @@ __all__ = [
     "ConversationGone",
     "ConversationNotFound",
     "ForbiddenHost",
+    "ForbiddenOrigin",
     "InvalidRequest",
     "MethodNotAllowed",
     "ModelNotFound",
@@ -51,9 +55,11 @@ __all__ = [
     "ReplyFormatError",
     "RequestError",
     "RooGabError",
+    "ServerBusy",
     "StoreError",
     "Unauthorized",
     "UnsupportedFeature",
+    "UnsupportedMediaType",
     "UpstreamError",
     "to_openai_error",
 ]
@@ -106,6 +112,14 @@ class ForbiddenHost(RequestError):
     code = "forbidden_host"
 
 
+class ForbiddenOrigin(RequestError):
+    """A request sent by a web page of another site (cross-site request forgery)."""
+
+    status = 403
+    openai_type = "permission_error"
+    code = "forbidden_origin"
+
+
 class NotFound(RequestError):
     """No such route."""
 
@@ -147,6 +161,11 @@ class PromptTooLarge(RequestError):
     """
 
     code = "context_length_exceeded"
+class UnsupportedMediaType(RequestError):
+    """The body is not ``application/json`` (a web form, ``text/plain``, a beacon)."""
+
+    status = 415
+    code = "unsupported_media_type"
 
 
 class UpstreamError(RooGabError):
@@ -211,6 +230,13 @@ class ReplyFormatError(UpstreamError):
         super().__init__(message, provider=provider)
         self.offset = offset
         self.snippet = snippet
+
+
+class ServerBusy(RooGabError):
+    """Too many turns are in progress (in total, or waiting on one provider); retry shortly."""
+
+    status = 503
+    code = "server_busy"
 
 
 class StoreError(RooGabError):

@@ -41,6 +41,24 @@ SINCE_MARGIN = 5.0
 between reading the board and reading the log is then caught by the next poll."""
 
 
+# The inspector shows what models and services wrote: never framed by another page, never
+# sniffed into another type, scripts and styles only from this server (and its own inline ones).
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'self'; script-src 'self' 'unsafe-inline'; "
+                               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes a browser send `Origin: null` on its own forms
+}
+
+
+@inspect.after_request
+def _secure(response: Response) -> Response:
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
 @inspect.get("")
 def page() -> str:
     """The inspector page: conversations and their turns, updating live; ``?conversation=ID``
@@ -160,3 +178,6 @@ def _limit(raw: str) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"'limit' must be between 1 and {MAX_LIMIT}", param="limit")
     return limit
+
+
+from . import inspect_try  # noqa: F401  (registers /inspect/try on this blueprint)

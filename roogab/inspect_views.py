@@ -35,7 +35,8 @@ def turn_json(t: TurnRecord) -> dict[str, Any]:
             "protocol": t.protocol, "started_at": t.started_at, "duration_ms": t.duration_ms, "verdict": t.verdict,
             "replayed": t.replayed, "repairs": t.repairs, "usage": json.loads(t.usage),
             "request": json.loads(t.request_summary), "provider_prompt": t.provider_prompt,
-            "raw_reply": t.raw_reply, "response": json.loads(t.response), "error": t.error}
+            "raw_reply": t.raw_reply, "response": json.loads(t.response), "error": t.error,
+            "retry_of": t.retry_of}
 
 
 def live_json(t: LiveTurn, now: float) -> dict[str, Any]:
@@ -94,7 +95,7 @@ def view(turn: dict[str, Any]) -> dict[str, Any]:
     out["verdict_class"] = VERDICT_CLASSES.get(turn["verdict"], turn["verdict"])
     out["when"] = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(turn["started_at"]))
     out["iso"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(turn["started_at"]))
-    out["from_record"] = turn["request"].get("from_record")
+    out["from_record"] = turn.get("retry_of") or turn["request"].get("from_record")
     # Error messages quote the reply with repr(): show its newlines as newlines.
     out["error_text"] = (turn["error"] or "").replace("\\n", "\n")
     out["raw_before"], out["raw_envelope"], out["raw_after"] = split_envelope(turn["raw_reply"])

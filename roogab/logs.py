@@ -7,7 +7,9 @@ import logging
 import time
 from contextvars import ContextVar
 
-__all__ = ["JsonFormatter", "RequestIdFilter", "configure_logging", "request_id"]
+from .redact import Redactor
+
+__all__ = ["JsonFormatter", "RedactingFormatter", "RequestIdFilter", "configure_logging", "request_id"]
 
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(request_id)s]: %(message)s"
 
@@ -38,10 +40,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-def configure_logging(level: str, fmt: str) -> None:
-    """Send RooGab's logs to stderr at *level* in *fmt* (``text`` or ``json``)."""
+class RedactingFormatter(logging.Formatter):
+    """Another formatter's output with every secret replaced: a model or a service may quote a
+    key, a password or a cookie in the text RooGab logs (an error snippet, an error page)."""
+
+    def __init__(self, inner: logging.Formatter, redactor: Redactor) -> None:
+        super().__init__()
+        self._inner = inner
+        self._redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The inner formatter's line, redacted (message, arguments and traceback alike)."""
+        return self._redactor.redact(self._inner.format(record))
+
+
+def configure_logging(level: str, fmt: str, redactor: Redactor | None = None) -> None:
+    """Send RooGab's logs to stderr at *level* in *fmt* (``text`` or ``json``), through
+    *redactor* (the generic credential shapes are always redacted)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    inner = JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT)
+    handler.setFormatter(RedactingFormatter(inner, redactor or Redactor()))
     handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

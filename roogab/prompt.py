@@ -2,7 +2,8 @@
 
 All wording lives in the ``prompts/`` templates (``string.Template``, ``$name`` placeholders);
 this module only decides which template to fill with what. A user may point ``prompts_dir`` at
-their own copies; missing files fall back to the bundled ones.
+their own copies; missing files fall back to the bundled ones. A custom template is checked when
+it is loaded: it may use only the placeholders of the bundled template it replaces.
 """
 
 from __future__ import annotations
@@ -19,6 +20,31 @@ from .structured import schema_instruction
 from .wire import ChatRequest, Message, ToolSpec, canonical_json
 
 __all__ = ["TEMPLATE_NAMES", "PromptBook"]
+
+
+def _placeholders(name: str, text: str) -> set[str]:
+    """The ``$name`` placeholders *text* uses.
+
+    Raises:
+        ConfigError: a ``$`` that starts no valid placeholder (write ``$$`` for a dollar sign).
+    """
+    found = set()
+    for m in Template.pattern.finditer(text):
+        if m.group("invalid") is not None:
+            line = text.count("\n", 0, m.start()) + 1
+            raise ConfigError("prompts_dir", f"template {name}, line {line}: '$' starts no placeholder "
+                              "(write $$ for a dollar sign)")
+        placeholder = m.group("named") or m.group("braced")
+        if placeholder:
+            found.add(placeholder)
+    return found
+
+
+def _check_placeholders(name: str, text: str, known: set[str]) -> None:
+    unknown = _placeholders(name, text) - known
+    if unknown:
+        raise ConfigError("prompts_dir", f"template {name} uses unknown placeholder(s) "
+                          f"{', '.join(sorted('$' + u for u in unknown))}; it may use {', '.join(sorted('$' + k for k in known)) or 'none'}")
 
 TEMPLATE_NAMES = (
     "format", "tools", "no_tools", "call_examples", "reasoning_rule", "first_turn", "replay",
@@ -41,14 +67,18 @@ class PromptBook:
             ConfigError: a template cannot be read or has a broken placeholder.
         """
         bundled = importlib.resources.files("roogab").joinpath("prompts")
+        if directory is not None and not directory.is_dir():
+            raise ConfigError("prompts_dir", f"{directory} is not a directory")
         templates = {}
         for name in TEMPLATE_NAMES:
             path = directory / f"{name}.txt" if directory else None
             try:
-                text = path.read_text("utf-8") if path and path.is_file() else \
-                    bundled.joinpath(f"{name}.txt").read_text("utf-8")
+                own = bundled.joinpath(f"{name}.txt").read_text("utf-8")
+                text = path.read_text("utf-8") if path and path.is_file() else own
             except OSError as exc:
                 raise ConfigError("prompts_dir", f"cannot read the {name} template: {exc}") from exc
+            if text is not own:
+                _check_placeholders(name, text, _placeholders(name, own))
             templates[name] = Template(text.rstrip("\n"))
         return cls(templates)
 

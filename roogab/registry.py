@@ -9,10 +9,15 @@ history. Correctness first: a replay is never wrong, a wrong match is.
 
 One turn at a time per conversation: ``Registry.turn`` holds the conversation's lock for the
 whole turn. A request identical to the one in flight waits for it and is then answered from the
-recorded reply, as is a retry of a completed turn; a retry of a failed turn is sent again.
+recorded reply, as is a retry of a completed turn within ``RETRY_WINDOW_SECONDS``; a retry of a
+failed turn is sent again, and one after the window is a new request (replayed). "Identical"
+covers the messages, the tools, ``tool_choice`` and whether the agent takes native calls.
 
-The registry works in memory and writes through a ``Store`` so that conversations survive a
-restart of RooGab.
+Before a turn is sent its conversation is marked in flight in the store; a conversation found
+still marked when it is read from the store (its RooGab was killed mid-reply) is never continued:
+its provider conversation may hold a reply the agent never saw, so the next turn replays. A
+store that fails to write does not fail the turn: the registry keeps the conversation in memory
+(and out of the LRU's eviction), warns, and writes it again before the next turn.
 
 The registry keeps the conversations it is using in an LRU in front of a ``Store``: a task's
 conversations are looked up in the store when it is first seen, so start-up costs nothing per
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import threading
 import time
 import uuid
@@ -34,6 +40,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
+from .errors import StoreError
 from .leases import Leases
 from .memo import Memo
 from .store import ConversationRecord, Lease, Store, TurnRecord
@@ -42,6 +49,8 @@ from .turnlog import DirectTurnLog, TurnLog
 from .wire import ChatRequest, Message, canonical_json
 
 __all__ = ["Conversation", "Plan", "Registry", "message_digest", "thread_key"]
+
+log = logging.getLogger(__name__)
 
 Key = tuple[str, str, str, str]
 CACHE_TASKS = 1024  # tasks whose conversations stay in memory between turns
@@ -66,8 +75,13 @@ def thread_key(request: ChatRequest) -> str:
     return hashlib.sha256(json.dumps([system, first]).encode()).hexdigest()[:32]
 
 
-def _request_digest(digests: tuple[str, ...]) -> str:
-    return hashlib.sha256("\n".join(digests).encode()).hexdigest()[:32]
+def request_key(request: ChatRequest, digests: tuple[str, ...]) -> str:
+    """What makes two requests the same turn: the messages, the tools offered, ``tool_choice``,
+    and whether the answer goes out as native calls or as text (the retry record's key)."""
+    tools = [[t.name, t.description, t.parameters] for t in request.tools]
+    shape = json.dumps([list(digests), tools, request.tool_choice, request.native_tools],
+                       sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(shape.encode()).hexdigest()[:32]
 
 
 @dataclass
@@ -86,6 +100,7 @@ class Conversation:
     turns: int = 0
     last_request: str | None = None
     last_reply: str | None = None
+    last_turn: str | None = None
     inflight: str | None = None
     dead: bool = False
     claims: int = field(default=0, repr=False, compare=False)
@@ -100,13 +115,13 @@ class Conversation:
         """The stored form."""
         return ConversationRecord(self.id, self.client, self.thread, self.provider, self.model,
                                   self.handle, self.transcript, self.created, self.updated, self.turns,
-                                  self.last_request, self.last_reply)
+                                  self.last_request, self.last_reply, self.last_turn)
 
     @classmethod
     def from_record(cls, rec: ConversationRecord) -> Conversation:
         """Back from the store."""
         return cls(rec.id, rec.client, rec.thread, rec.provider, rec.model, rec.handle, rec.transcript,
-                   rec.created, rec.updated, rec.turns, rec.last_request, rec.last_reply)
+                   rec.created, rec.updated, rec.turns, rec.last_request, rec.last_reply, rec.last_turn)
 
 
 @dataclass(frozen=True)
@@ -114,7 +129,8 @@ class Plan:
     """What one turn must send: *history* to replay (fresh conversations only) and *new*.
 
     ``recorded`` is set when the request repeats a completed turn: the JSON of what the agent
-    got then, to be sent again without asking the chat service.
+    got then, to be sent again without asking the chat service; ``recorded_turn`` is the id of
+    that turn in the turn log. ``key`` is the request's retry key (``request_key``).
     """
 
     conversation: Conversation
@@ -123,6 +139,8 @@ class Plan:
     history: tuple[Message, ...]
     new: tuple[Message, ...]
     recorded: str | None = None
+    key: str = ""
+    recorded_turn: str | None = None
 
     @property
     def fresh(self) -> bool:
@@ -158,31 +176,35 @@ class Registry:
         self._log = turn_log if turn_log is not None else DirectTurnLog(self.store)
         # a resent history is digested once: about 4 MB of recent message text remembered
         self._digest = Memo(message_digest, 4_000_000, lambda m: len(m.content) + 64)
+        self._unsaved: dict[str, Conversation | None] = {}  # id -> to save again, or None: to delete
 
     @contextmanager
     def turn(self, client: str, request: ChatRequest, provider: str, model: str) -> Iterator[Plan]:
         """Plan a turn and hold its conversation for the duration of the ``with`` block."""
+        self._write_unsaved()
         key = (client, thread_key(request), provider, model)
         digests = tuple(self._digest(m) for m in request.messages)
-        asked = _request_digest(digests)
+        asked = request_key(request, digests)
+        passed: set[str] = set()  # conversations this request turned out not to belong to
         with ExitStack() as stack:
             if self.leases is not None:
                 lease = stack.enter_context(self.leases.hold(key))
                 self._refresh(key, takeover=self._takes_over(lease, provider))
             while True:
-                conv = self._claim(key, digests, asked)
+                conv = self._claim(key, digests, asked, passed)
                 try:
                     with conv.lock:
-                        if conv.dead:
-                            continue
-                        if self._is_retry(conv, asked):
-                            yield Plan(conv, request.messages, digests, (), (), recorded=conv.last_reply)
+                        if not conv.dead and self._is_retry(conv, asked):
+                            yield Plan(conv, request.messages, digests, (), (), recorded=conv.last_reply,
+                                       key=asked, recorded_turn=conv.last_turn)
                             return
-                        if not _extends(conv.transcript, digests):
+                        if conv.dead or not _extends(conv.transcript, digests):
+                            passed.add(conv.id)
                             continue
                         conv.inflight = asked
+                        self._mark_in_flight(conv, True)
                         try:
-                            yield self._plan(conv, request.messages, digests)
+                            yield self._plan(conv, request.messages, digests, asked)
                         finally:
                             conv.inflight = None
                         return
@@ -190,28 +212,35 @@ class Registry:
                     with self._lock:
                         conv.claims -= 1
 
-    def record(self, plan: Plan, handle: str, reply: Message, reply_json: str) -> None:
-        """The turn succeeded: the provider has now seen the request and *reply*."""
+    def record(self, plan: Plan, handle: str, reply: Message, reply_json: str, *,
+               turn_id: str | None = None) -> None:
+        """The turn succeeded: the provider has now seen the request and *reply*. Saved through
+        to the store (and the in-flight mark cleared); a store that fails only delays that."""
         conv = plan.conversation
         conv.handle = handle
         conv.transcript = plan.digests + (message_digest(reply),)
-        conv.last_request, conv.last_reply = _request_digest(plan.digests), reply_json
+        conv.last_request, conv.last_reply, conv.last_turn = plan.key or None, reply_json, turn_id
         conv.updated = self._clock()
         conv.turns += 1
-        self.store.save_conversation(conv.record())
+        self._write(conv.id, conv)
 
     def drop(self, plan: Plan) -> None:
         """The turn failed after it may have reached the provider: never continue it."""
         self.forget(plan.conversation)
 
     def forget(self, conv: Conversation) -> None:
-        """Remove a conversation from memory and from the store."""
+        """Remove a conversation from memory and from the store (later, if the store fails)."""
         conv.dead = True
         with self._lock:
             convs = self._threads.get(conv.key, [])
             if conv in convs:
                 convs.remove(conv)
-        self.store.delete_conversation(conv.id)
+        self._write(conv.id, None)
+
+    def unsaved(self) -> int:
+        """How many conversation writes wait for the store to work again."""
+        with self._lock:
+            return len(self._unsaved)
 
     def restart(self, plan: Plan) -> Plan:
         """The provider forgot the conversation: same lock, fresh conversation, full replay."""
@@ -233,12 +262,17 @@ class Registry:
         self._log.flush()
 
     def conversations(self, limit: int = 500) -> list[Conversation]:
-        """The most recently used conversations first: the stored ones, and any still unsaved here."""
-        stored = {rec.id: Conversation.from_record(rec) for rec in self.store.load_conversations(limit)}
+        """The most recently used conversations first: the stored ones (without those left mid-turn
+        by a RooGab that stopped), and any here that are in a turn or not written yet."""
+        stored = {rec.id: Conversation.from_record(rec) for rec in self.store.load_conversations(limit)
+                  if not (rec.in_flight and self.leases is None)}
         with self._lock:
+            for conv_id, pending in self._unsaved.items():
+                if pending is None:
+                    stored.pop(conv_id, None)
             for convs in self._threads.values():
                 for conv in convs:
-                    if conv.id in stored or conv.inflight is not None:
+                    if conv.id in stored or conv.inflight is not None or conv.id in self._unsaved:
                         stored[conv.id] = conv
         return sorted(stored.values(), key=lambda c: c.updated, reverse=True)[:limit]
 
@@ -248,7 +282,7 @@ class Registry:
         with self._lock:
             for key, convs in self._threads.items():
                 for conv in convs:
-                    if conv.id in gone and not conv.claims:
+                    if conv.id in gone and not conv.claims and conv.id not in self._unsaved:
                         conv.dead = True
                 self._threads[key] = [c for c in convs if not c.dead]
         return sorted(gone)
@@ -267,34 +301,60 @@ class Registry:
         return not (lease.previous_alive and provider in self._portable)
 
     def _refresh(self, key: Key, *, takeover: bool) -> None:
-        """Under the task's lease: the task's conversations as the store has them now."""
-        records = self.store.find_conversations(*key)
+        """Under the task's lease: the task's conversations as the store has them now (those not
+        written yet keep what this instance knows)."""
+        records = self._usable(self.store.find_conversations(*key))
         with self._lock:
             cached = {c.id: c for c in self._threads.get(key, [])}
             fresh: list[Conversation] = []
             for rec in records:
                 conv = cached.pop(rec.id, None) or Conversation.from_record(rec)
-                _load(conv, rec)
+                if rec.id not in self._unsaved:
+                    _load(conv, rec)
                 if takeover:
                     conv.handle = None
                 fresh.append(conv)
             for conv in cached.values():  # gone from the store: dropped or expired elsewhere
-                conv.dead = conv.dead or not conv.claims
+                conv.dead = conv.dead or not (conv.claims or conv.id in self._unsaved)
             self._threads[key] = fresh + [c for c in cached.values() if not c.dead]
             self._threads.move_to_end(key)
             self._evict()
 
-    def _claim(self, key: Key, digests: tuple[str, ...], asked: str) -> Conversation:
-        """The conversation this request belongs to, created (and claimed) if there is none."""
+    def _usable(self, records: list[ConversationRecord]) -> list[ConversationRecord]:
+        """*records* from the store without those never to be continued: a conversation still
+        marked in flight (the RooGab that sent its turn stopped mid-reply, so the provider may
+        hold a reply the agent never saw; it is deleted and the next turn replays) and one
+        whose deletion has not reached the store yet."""
+        usable = []
+        for rec in records:
+            with self._lock:
+                pending = self._unsaved.get(rec.id, rec)
+            if pending is None:
+                continue
+            if rec.in_flight and rec.id not in self._unsaved:
+                log.info("conversation %s was mid-turn when its RooGab stopped: its next turn is replayed",
+                         rec.id)
+                self._write(rec.id, None)
+                continue
+            usable.append(rec)
+        return usable
+
+    def _claim(self, key: Key, digests: tuple[str, ...], asked: str, passed: set[str]) -> Conversation:
+        """The conversation this request belongs to, created (and claimed) if there is none.
+
+        A conversation in *passed* was tried and did not fit; each call passes over one more, so
+        ``turn`` ends (with a new conversation at worst). A completed turn with the same key is
+        preferred only within the retry window: later, the request is a new one.
+        """
         if self.leases is None and not self._cached(key):
-            records = self.store.find_conversations(*key)
+            records = self._usable(self.store.find_conversations(*key))
             with self._lock:
                 if key not in self._threads:
                     self._threads[key] = [Conversation.from_record(rec) for rec in records]
         with self._lock:
-            convs = [c for c in self._threads.setdefault(key, []) if not c.dead]
+            convs = [c for c in self._threads.setdefault(key, []) if not c.dead and c.id not in passed]
             self._threads.move_to_end(key)
-            same = [c for c in convs if asked in (c.inflight, c.last_request)]
+            same = [c for c in convs if c.inflight == asked or self._is_retry(c, asked)]
             extending = [c for c in convs if _extends(c.transcript, digests)]
             found = same or sorted(extending, key=lambda c: len(c.transcript), reverse=True)
             if found:
@@ -313,23 +373,61 @@ class Registry:
             return key in self._threads
 
     def _evict(self) -> None:
-        """Drop the least recently used tasks beyond the bound, unless a turn is using them."""
+        """Drop the least recently used tasks beyond the bound, unless a turn is using them or
+        one of their conversations is not written to the store yet."""
         excess = len(self._threads) - self._cache_tasks
         for key in list(self._threads)[:max(excess, 0)]:
-            if not any(c.claims or c.inflight for c in self._threads[key]):
+            if not any(c.claims or c.inflight or c.id in self._unsaved for c in self._threads[key]):
                 del self._threads[key]
 
-    def _plan(self, conv: Conversation, messages: tuple[Message, ...], digests: tuple[str, ...]) -> Plan:
+    def _plan(self, conv: Conversation, messages: tuple[Message, ...], digests: tuple[str, ...],
+              key: str) -> Plan:
         if conv.handle is not None:
-            return Plan(conv, messages, digests, (), messages[len(conv.transcript):])
+            return Plan(conv, messages, digests, (), messages[len(conv.transcript):], key=key)
         history, new = _answered_split(messages)
-        return Plan(conv, messages, digests, history, new)
+        return Plan(conv, messages, digests, history, new, key=key)
+
+    def _mark_in_flight(self, conv: Conversation, in_flight: bool) -> None:
+        """Tell the store a turn of *conv* is about to reach the provider (a no-op for a
+        conversation the store does not hold yet: after a crash it would be replayed anyway)."""
+        if conv.handle is None:
+            return
+        try:
+            self.store.mark_in_flight(conv.id, in_flight)
+        except StoreError as exc:
+            log.warning("the store failed; conversation %s is kept in memory: %s", conv.id, exc)
+
+    def _write(self, conversation_id: str, conv: Conversation | None) -> bool:
+        """Save *conv* (None: delete it) through to the store; on failure keep it for later."""
+        try:
+            if conv is None:
+                self.store.delete_conversation(conversation_id)
+            else:
+                self.store.save_conversation(conv.record())
+        except StoreError as exc:
+            log.warning("the store failed; conversation %s is kept in memory and written later: %s",
+                        conversation_id, exc)
+            with self._lock:
+                self._unsaved[conversation_id] = conv
+            return False
+        with self._lock:
+            self._unsaved.pop(conversation_id, None)
+        return True
+
+    def _write_unsaved(self) -> None:
+        """Try again the writes a failing store refused (until one fails again)."""
+        with self._lock:
+            pending = list(self._unsaved.items())
+        for conversation_id, conv in pending:
+            if not self._write(conversation_id, conv):
+                return
 
 
 def _load(conv: Conversation, rec: ConversationRecord) -> None:
     """Copy the stored state of a conversation onto its in-memory twin."""
     conv.handle, conv.transcript, conv.updated, conv.turns = rec.handle, rec.transcript, rec.updated, rec.turns
-    conv.last_request, conv.last_reply, conv.dead = rec.last_request, rec.last_reply, False
+    conv.last_request, conv.last_reply, conv.last_turn = rec.last_request, rec.last_reply, rec.last_turn
+    conv.dead = False
 
 
 def _extends(transcript: tuple[str, ...], digests: tuple[str, ...]) -> bool:

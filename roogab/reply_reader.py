@@ -53,7 +53,7 @@ class ReplyReader:
         if isinstance(event, Delta):
             return self._feeder.feed_delta(event.text)
         if isinstance(event, Snapshot):
-            return self._feeder.feed_snapshot(event.text)
+            return self._feeder.feed_snapshot(event.text, rewrite=event.rewrite)
         events: list[Event] = []
         raw = self.raw
         if event.text and event.text.startswith(raw) and len(event.text) > len(raw):

@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask
 
@@ -102,11 +103,12 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
 
     Raises:
         ConfigError: the configuration cannot be served.
+        StoreError: the store cannot be opened (the CLI exits 2 naming it).
         ProviderUnavailable: a provider could not connect.
     """
     redactor = Redactor(secrets(config))
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
-                       max_turn_bytes=config.max_turn_bytes, redactor=redactor,
+                       max_turn_log_bytes=config.max_turn_log_bytes, redactor=redactor,
                        dsn=config.dsn)
     turn_log = TurnLogWriter(store)
     registry = build_registry(config, store, turn_log)
@@ -121,7 +123,8 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
             _start_provider(providers[profile.name], revival, strict=demo is not None)
         app = create_app(config, providers, registry=registry, revival=revival,
                          live=LiveTurns(redact=redactor.redact))
-        server = Server(app, config.host, config.port, threads=config.threads)
+        server = Server(app, config.host, config.port, threads=config.threads,
+                        max_body_bytes=config.max_body_bytes)
     except BaseException:
         revival.close()
         for provider in providers.values():
@@ -166,10 +169,19 @@ def secrets(config: Config) -> list[str]:
     values = list(config.api_keys)
     for profile in config.providers:
         values.append(profile.password)
+        values.append(_url_password(profile.url))
         values += [value for _, value in profile.headers]
         if profile.cookie_file is not None and profile.cookie_file.is_file():
             values += [c.value for c in load_cookies(profile.cookie_file)]
     return [v for v in values if v]
+
+
+def _url_password(url: str) -> str:
+    """The password written into a provider URL (``wss://user:secret@host``), or ""."""
+    try:
+        return unquote(urlsplit(url).password or "")
+    except ValueError:
+        return ""
 
 
 def _where(config: Config) -> str:

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from .answer import Accumulator, Outcome, outcome_of
+from .answer import Accepted, Accumulator, Outcome, outcome_of
 from .delivery import Outbox
 from .envelope import End, Event, Reasoning, Text, ToolCall, check_call
 from .errors import (
@@ -153,7 +153,7 @@ class _Turn:
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
     repairs: int = 0
-    accepted: int = 0
+    accepted: Accepted | None = None  # the calls the agent has, once a reply is repaired
     usage: Usage | None = None
     repeat: _Repeat | None = None
 
@@ -162,7 +162,8 @@ class _Turn:
         started, clock = time.time(), time.monotonic()
         self._begin(started)
         if self.plan.recorded is not None:
-            self.note.from_record = self.service.live.answered_by(self.plan.conversation.id) or "unknown"
+            self.note.from_record = (self.plan.recorded_turn or self.service.live.answered_by(self.plan.conversation.id)
+                                     or "unknown")
             yield from from_json(self.plan.recorded)
             self._log(started, clock, Outcome.RETRY, self.plan.recorded, None)
             return
@@ -174,7 +175,7 @@ class _Turn:
             calls = self.answer.calls
             finished = Finished("tool_calls" if calls and self.request.native_tools else "stop", self.usage)
             reply = self.answer.record(finished)
-            self.service.registry.record(self.plan, handle, self.answer.message(), reply)
+            self.service.registry.record(self.plan, handle, self.answer.message(), reply, turn_id=self.id)
             recorded = True
             self._log(started, clock, outcome_of(None, self.repairs), reply, None)
             yield finished
@@ -324,7 +325,7 @@ class _Turn:
         one's. A streaming agent keeps the text it was sent; the repaired reply continues after it.
         Accepted calls stay for both (they are final).
         """
-        self.accepted = len(self.answer.calls)
+        self.accepted = Accepted(c.call for c in self.answer.calls)
         if not self.request.stream:
             self.answer.forget_unseen()
         elif self.answer.texts:
@@ -341,7 +342,7 @@ class _Turn:
         except ReplyFormatError as exc:
             reply.problem = str(exc)
             return
-        clash = _clash(call, [c.call for c in self.answer.calls[:self.accepted]])
+        clash = self.accepted.clash(call) if self.accepted is not None else None
         if clash is not None:
             log.warning("dropped a call of the repaired reply from %s: %s", self.provider.name, clash)
             return
@@ -412,26 +413,6 @@ class _Repeat:
         if self.seen.startswith(self.sent):
             return self.seen[len(self.sent):]
         return "\n\n" + self.seen
-
-
-def _clash(call: ToolCall, accepted: list[ToolCall]) -> str | None:
-    """Why a repaired reply's *call* may not go out: it repeats or changes an accepted call.
-
-    A call changes an accepted one when it names the same tool and agrees with it on a short
-    argument (the same ``path``, the same ``command``) but not on everything.
-    """
-    for old in accepted:
-        if old == call:
-            return f"it repeats the accepted call {call.name}"
-        if old.name == call.name and _same_target(old.arguments, call.arguments):
-            return f"it changes the accepted call {call.name}; accepted calls are final"
-    return None
-
-
-def _same_target(old: dict[str, object], new: dict[str, object]) -> bool:
-    if not old and not new:
-        return True
-    return any(isinstance(v, (str, int)) and len(str(v)) <= 200 and new.get(k) == v for k, v in old.items())
 
 
 def _accepted_note(calls: list[CallOut]) -> str:

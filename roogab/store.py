@@ -7,7 +7,7 @@ modules, each the one importer of its driver: :mod:`roogab.store_memory` (in mem
 ``open_store`` imports the backend it is asked for, when it is asked.
 
 The turn log is ordered by the order turns were logged in; after each ``add_turn`` only the
-newest ``max_turns`` are kept, and fewer when together they hold more than ``max_turn_bytes``.
+newest ``max_turns`` are kept, and fewer when together they hold more than ``max_turn_log_bytes``.
 Turns are not deleted with their conversation: the log of a failed turn is most useful after the
 registry dropped its conversation.
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from .store_sqlite import SqliteStore
 
 __all__ = [
-    "DEFAULT_MAX_TURN_BYTES",
+    "DEFAULT_MAX_TURN_LOG_BYTES",
     "ConversationRecord",
     "Lease",
     "MemoryStore",
@@ -44,7 +44,7 @@ __all__ = [
     "open_store",
 ]
 
-DEFAULT_MAX_TURN_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_TURN_LOG_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,9 @@ class ConversationRecord:
     """A provider conversation as stored: the digests of every message the provider has seen.
 
     ``last_request`` is a digest of the last completed request and ``last_reply`` the JSON of
-    what the agent got for it, so a retry of a completed turn can be answered from the store.
+    what the agent got for it, so a retry of a completed turn can be answered from the store;
+    ``last_turn`` is the id of the turn that answered it (a retry's ``retry_of``). ``in_flight``
+    is set while a turn may have reached the provider and not been recorded yet.
     """
 
     id: str
@@ -67,6 +69,8 @@ class ConversationRecord:
     turns: int
     last_request: str | None = None
     last_reply: str | None = None
+    last_turn: str | None = None
+    in_flight: bool = False
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,7 @@ class TurnRecord:
     usage: str  # JSON
     response: str  # JSON: what the agent got
     error: str | None
+    retry_of: str | None = None  # a retry answered from the record: the turn it repeats
 
     @property
     def protocol(self) -> str:
@@ -120,13 +125,13 @@ class StoreLimits:
     """How much of the turn log a store keeps."""
 
     max_turns: int = 2000
-    max_turn_bytes: int = DEFAULT_MAX_TURN_BYTES
+    max_turn_log_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES
 
     def __post_init__(self) -> None:
         if self.max_turns < 1:
             raise ValueError(f"max_turns must be at least 1, not {self.max_turns}")
-        if self.max_turn_bytes < 1:
-            raise ValueError(f"max_turn_bytes must be at least 1, not {self.max_turn_bytes}")
+        if self.max_turn_log_bytes < 1:
+            raise ValueError(f"max_turn_log_bytes must be at least 1, not {self.max_turn_log_bytes}")
 
 
 class Store(Protocol):
@@ -149,6 +154,11 @@ class Store(Protocol):
 
     def save_conversation(self, rec: ConversationRecord) -> None:
         """Insert *rec*, or replace the stored conversation with the same id."""
+        ...
+
+    def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
+        """Set the stored conversation's in-flight mark (nothing if there is none with that id):
+        set before a turn reaches the provider, cleared by the ``save_conversation`` after it."""
         ...
 
     def delete_conversation(self, conversation_id: str) -> bool:
@@ -189,7 +199,7 @@ class Store(Protocol):
 
 
 def open_store(kind: str, data_dir: Path | None, *, max_turns: int = 2000,
-               max_turn_bytes: int = DEFAULT_MAX_TURN_BYTES, redactor: Redactor | None = None,
+               max_turn_log_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES, redactor: Redactor | None = None,
                dsn: str | None = None) -> Store:
     """The store named by *kind*: ``"memory"``, ``"sqlite"`` (``roogab.sqlite3`` in *data_dir*) or
     ``"postgres"`` (at *dsn*).
@@ -198,7 +208,7 @@ def open_store(kind: str, data_dir: Path | None, *, max_turns: int = 2000,
         ConfigError: *kind* is unknown, or its location is missing.
         StoreError: the database cannot be opened or migrated.
     """
-    bounds: dict[str, Any] = {"max_turns": max_turns, "max_turn_bytes": max_turn_bytes, "redactor": redactor}
+    bounds: dict[str, Any] = {"max_turns": max_turns, "max_turn_log_bytes": max_turn_log_bytes, "redactor": redactor}
     if kind == "memory":
         from .store_memory import MemoryStore
         return MemoryStore(**bounds)
@@ -238,7 +248,7 @@ def redacted(rec: TurnRecord, redactor: Redactor | None) -> TurnRecord:
 
 
 def turn_bytes(rec: TurnRecord) -> int:
-    """What a logged turn weighs against ``max_turn_bytes``: the UTF-8 size of its texts."""
+    """What a logged turn weighs against ``max_turn_log_bytes``: the UTF-8 size of its texts."""
     texts = (rec.request_summary, rec.provider_prompt, rec.raw_reply, rec.usage, rec.response, rec.error or "")
     return sum(len(t.encode("utf-8", "surrogatepass")) for t in texts)
 
@@ -270,6 +280,7 @@ def conversation_from_row(row: Any) -> ConversationRecord:
     values = dict(zip(CONVERSATION_COLUMNS, row))
     text = values["transcript"]
     values["transcript"] = tuple(text.split("\n")) if text else ()
+    values["in_flight"] = bool(values["in_flight"])
     return ConversationRecord(**values)
 
 

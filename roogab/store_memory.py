@@ -6,12 +6,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import StoreError
 from .redact import Redactor
 from .store import (
-    DEFAULT_MAX_TURN_BYTES,
+    DEFAULT_MAX_TURN_LOG_BYTES,
     ConversationRecord,
     Lease,
     StoreLimits,
@@ -37,9 +37,9 @@ class MemoryStore:
 
     kind = "memory"
 
-    def __init__(self, *, max_turns: int = 2000, max_turn_bytes: int = DEFAULT_MAX_TURN_BYTES,
+    def __init__(self, *, max_turns: int = 2000, max_turn_log_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES,
                  redactor: Redactor | None = None, clock: Callable[[], float] = time.time) -> None:
-        self._limits = StoreLimits(max_turns, max_turn_bytes)
+        self._limits = StoreLimits(max_turns, max_turn_log_bytes)
         self._redactor = redactor
         self._clock = clock
         self._lock = threading.Lock()
@@ -76,6 +76,13 @@ class MemoryStore:
         with self._lock:
             self._conversations[rec.id] = rec
 
+    def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
+        """Set the stored conversation's in-flight mark (nothing if there is none with that id)."""
+        with self._lock:
+            rec = self._conversations.get(conversation_id)
+            if rec is not None:
+                self._conversations[conversation_id] = replace(rec, in_flight=in_flight)
+
     def delete_conversation(self, conversation_id: str) -> bool:
         """Remove a conversation; False when there was none with that id."""
         with self._lock:
@@ -106,7 +113,7 @@ class MemoryStore:
             self._turn_ids.add(rec.id)
             self._turn_bytes += size
             while len(self._turns) > self._limits.max_turns or (
-                    self._turn_bytes > self._limits.max_turn_bytes and len(self._turns) > 1):
+                    self._turn_bytes > self._limits.max_turn_log_bytes and len(self._turns) > 1):
                 old, old_size = self._turns.popleft()
                 self._turn_ids.discard(old.id)
                 self._turn_bytes -= old_size

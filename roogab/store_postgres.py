@@ -9,6 +9,7 @@ Schema (the version is the one row of ``roogab_schema``; each migration runs in 
 transaction, under an advisory lock so that instances starting together migrate once)::
 
     v1  conversations, turns (seq bigserial, bytes), leases     the same columns as SQLite v4
+    v2  conversations + last_turn, in_flight; turns + retry_of  as SQLite v5
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .errors import StoreError
 from .redact import Redactor
 from .store import (
     CONVERSATION_COLUMNS,
-    DEFAULT_MAX_TURN_BYTES,
+    DEFAULT_MAX_TURN_LOG_BYTES,
     TURN_COLUMNS,
     ConversationRecord,
     Lease,
@@ -91,6 +92,11 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )""",
         "CREATE INDEX leases_owner ON leases (owner)",
     ),
+    (  # v2: the turn a retry repeats; a turn mid-reply
+        "ALTER TABLE conversations ADD COLUMN last_turn TEXT",
+        "ALTER TABLE conversations ADD COLUMN in_flight BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE turns ADD COLUMN retry_of TEXT",
+    ),
 )
 
 #: The schema version this code writes; databases at a higher version are refused.
@@ -120,10 +126,10 @@ class PostgresStore:
 
     kind = "postgres"
 
-    def __init__(self, dsn: str, *, max_turns: int = 2000, max_turn_bytes: int = DEFAULT_MAX_TURN_BYTES,
+    def __init__(self, dsn: str, *, max_turns: int = 2000, max_turn_log_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES,
                  redactor: Redactor | None = None, pool_size: int = 8, connect_timeout: float = 10.0,
                  clock: Callable[[], float] = time.time) -> None:
-        self._limits = StoreLimits(max_turns, max_turn_bytes)
+        self._limits = StoreLimits(max_turns, max_turn_log_bytes)
         self._redactor = redactor
         self._clock = clock
         self._timeout = connect_timeout
@@ -198,6 +204,11 @@ class PostgresStore:
         with self._tx(f"cannot save conversation {rec.id}") as cur:
             cur.execute(sql, conversation_row(rec))
 
+    def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
+        """Set the stored conversation's in-flight mark (nothing if there is none with that id)."""
+        with self._tx(f"cannot mark conversation {conversation_id}") as cur:
+            cur.execute("UPDATE conversations SET in_flight = %s WHERE id = %s", (in_flight, conversation_id))
+
     def delete_conversation(self, conversation_id: str) -> bool:
         """Remove a conversation; False when there was none with that id."""
         with self._tx(f"cannot delete conversation {conversation_id}") as cur:
@@ -229,7 +240,7 @@ class PostgresStore:
                         "(SELECT seq FROM turns ORDER BY seq DESC LIMIT 1 OFFSET %s)", (self._limits.max_turns,))
             cur.execute("DELETE FROM turns WHERE seq <= (SELECT seq FROM (SELECT seq, SUM(bytes) OVER "
                         "(ORDER BY seq DESC) AS held FROM turns) AS t WHERE held > %s ORDER BY seq DESC "
-                        "LIMIT 1) AND seq < (SELECT MAX(seq) FROM turns)", (self._limits.max_turn_bytes,))
+                        "LIMIT 1) AND seq < (SELECT MAX(seq) FROM turns)", (self._limits.max_turn_log_bytes,))
 
     def turns(self, limit: int = 50, conversation_id: str | None = None) -> list[TurnRecord]:
         """Up to *limit* logged turns, newest first, optionally of one conversation only."""

@@ -12,11 +12,16 @@ Schema (the version is ``PRAGMA user_version``; each migration runs in one trans
     v3  conversations + last_request, last_reply            answer a retried turn from the store
     v4  index conversations (client, thread, provider, model); turns + bytes;
         leases(name PK, owner, expires, busy)                one turn at a time across processes
+    v5  conversations + last_turn, in_flight; turns + retry_of
+                                         the turn a retry is answered from; a turn mid-reply
+
+The file is created 0600 in a 0700 directory: no other user reads the conversations.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -28,7 +33,7 @@ from .errors import StoreError
 from .redact import Redactor
 from .store import (
     CONVERSATION_COLUMNS,
-    DEFAULT_MAX_TURN_BYTES,
+    DEFAULT_MAX_TURN_LOG_BYTES,
     TURN_COLUMNS,
     ConversationRecord,
     Lease,
@@ -99,12 +104,18 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             busy INTEGER NOT NULL
         )""",
     ),
+    (  # v5: the turn a retry repeats; a turn mid-reply
+        "ALTER TABLE conversations ADD COLUMN last_turn TEXT",
+        "ALTER TABLE conversations ADD COLUMN in_flight INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE turns ADD COLUMN retry_of TEXT",
+    ),
 )
 
 #: The schema version this code writes; databases at a higher version are refused.
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 _CONV_SELECT = f"SELECT {', '.join(CONVERSATION_COLUMNS)} FROM conversations"
+BUSY_TIMEOUT_SECONDS = 2.0  # a write waits this long for a lock another process holds
 
 
 @contextmanager
@@ -114,6 +125,22 @@ def _sqlite_errors(what: str) -> Iterator[None]:
         yield
     except sqlite3.Error as exc:
         raise StoreError(f"store: {what}: {exc}") from exc
+
+
+def _private_file(path: Path) -> None:
+    """Create *path*'s directory (0700) and the file itself (0600) when they do not exist yet, so
+    that no other user can read the conversations; an existing file is made 0600 too.
+
+    Raises:
+        StoreError: the directory or the file cannot be created (a file in the way, no permission).
+    """
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(path, 0o600)
+    except OSError as exc:
+        where = exc.filename or path
+        raise StoreError(f"store: cannot create {where}: {exc.strerror or exc}") from exc
 
 
 class SqliteStore:
@@ -128,19 +155,18 @@ class SqliteStore:
 
     kind = "sqlite"
 
-    def __init__(self, path: Path, *, max_turns: int = 2000, max_turn_bytes: int = DEFAULT_MAX_TURN_BYTES,
-                 redactor: Redactor | None = None, clock: Callable[[], float] = time.time) -> None:
-        self._limits = StoreLimits(max_turns, max_turn_bytes)
+    def __init__(self, path: Path, *, max_turns: int = 2000,
+                 max_turn_log_bytes: int = DEFAULT_MAX_TURN_LOG_BYTES, redactor: Redactor | None = None,
+                 clock: Callable[[], float] = time.time, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        self._limits = StoreLimits(max_turns, max_turn_log_bytes)
         self.path = path
         self._redactor = redactor
         self._clock = clock
         self._lock = threading.Lock()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"store: cannot create {path.parent}: {exc.strerror}") from exc
+        _private_file(path)
         with _sqlite_errors(f"cannot open {path}"):
-            self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None, check_same_thread=False)
+            self._db = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
         try:
             self._prepare()
         except StoreError:
@@ -219,6 +245,12 @@ class SqliteStore:
         with self._lock, _sqlite_errors(f"cannot save conversation {rec.id}"):
             self._db.execute(sql, conversation_row(rec))
 
+    def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
+        """Set the stored conversation's in-flight mark (nothing if there is none with that id)."""
+        with self._lock, _sqlite_errors(f"cannot mark conversation {conversation_id}"):
+            self._db.execute("UPDATE conversations SET in_flight = ? WHERE id = ?",
+                             (int(in_flight), conversation_id))
+
     def delete_conversation(self, conversation_id: str) -> bool:
         """Remove a conversation; False when there was none with that id."""
         with self._lock, _sqlite_errors(f"cannot delete conversation {conversation_id}"):
@@ -253,7 +285,7 @@ class SqliteStore:
             self._db.execute(
                 "DELETE FROM turns WHERE seq <= (SELECT seq FROM (SELECT seq, SUM(bytes) OVER "
                 "(ORDER BY seq DESC) AS held FROM turns) WHERE held > ? ORDER BY seq DESC LIMIT 1) "
-                "AND seq < (SELECT MAX(seq) FROM turns)", (self._limits.max_turn_bytes,))
+                "AND seq < (SELECT MAX(seq) FROM turns)", (self._limits.max_turn_log_bytes,))
 
     def turns(self, limit: int = 50, conversation_id: str | None = None) -> list[TurnRecord]:
         """Up to *limit* logged turns, newest first, optionally of one conversation only."""

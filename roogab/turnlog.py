@@ -3,7 +3,8 @@
 ``turn_record`` builds an entry (pure). A ``TurnLog`` takes entries for the store: the
 ``TurnLogWriter`` off the request path on a thread of its own (the composition root creates it
 and hands it to the registry), ``DirectTurnLog`` at once (tests and one-shot tools). The store
-redacts secrets when it writes them.
+redacts secrets when it writes them. Either keeps the records a failing store refuses and writes
+them once it works again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ TOOLS_LIMIT = 64_000
 """Characters of tool definitions the log keeps whole (so `roogab parse --request` can check
 calls against them); beyond that only the names are kept."""
 HEAD, TAIL = 2, 10  # messages of the request a log entry keeps: the task, and the latest
+RETRY_RECORDS = 100  # turn records kept while the store fails, to write once it works again
 
 
 def request_summary(request: ChatRequest, client: str, from_record: str | None = None) -> str:
@@ -89,7 +91,7 @@ def turn_record(*, turn_id: str, conversation_id: str, provider: str, model: str
     used = json.dumps(usage.as_dict() if usage else None)
     return TurnRecord(turn_id, conversation_id, provider, model, started_at, duration_ms,
                       request_summary(request, client, from_record), SEPARATOR.join(prompts), SEPARATOR.join(raws),
-                      verdict, replayed, repairs, used, response, error)
+                      verdict, replayed, repairs, used, response, error, from_record)
 
 
 def _cut(text: str) -> str:
@@ -114,18 +116,50 @@ class TurnLog(Protocol):
         ...
 
 
+class _Retrying:
+    """Writes records to the store; those a failing store refuses (the newest ``RETRY_RECORDS``)
+    are kept and written first, oldest first, the next time anything is written."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._lock = threading.Lock()
+        self._failed: list[TurnRecord] = []
+
+    def write(self, record: TurnRecord) -> None:
+        """Write the records kept from before, then *record*; failures are logged and kept."""
+        with self._lock:
+            if self._write_failed() and _write(self._store, record):
+                return
+            self._failed = [*self._failed, record][-RETRY_RECORDS:]
+
+    def retry(self) -> None:
+        """Write the records kept from before (until the store fails again)."""
+        with self._lock:
+            self._write_failed()
+
+    def _write_failed(self) -> bool:
+        for i, record in enumerate(self._failed):
+            if not _write(self._store, record):
+                self._failed = self._failed[i:]
+                return False
+        self._failed = []
+        return True
+
+
 class DirectTurnLog:
     """Writes each record to the store at once, on the caller's thread."""
 
     def __init__(self, store: Store) -> None:
-        self._store = store
+        self._writer = _Retrying(store)
 
     def add(self, record: TurnRecord) -> None:
-        """Write *record* now; a store failure is logged, never raised into the turn."""
-        _write(self._store, record)
+        """Write *record* now; a store failure is logged (and the record kept for the next write),
+        never raised into the turn."""
+        self._writer.write(record)
 
     def flush(self, timeout: float = 5.0) -> None:
-        """Nothing is pending."""
+        """Write the records a failing store refused before, if it works now."""
+        self._writer.retry()
 
     def close(self) -> None:
         """Nothing to stop."""
@@ -141,7 +175,7 @@ class TurnLogWriter:
     """
 
     def __init__(self, store: Store, delay: float = 0.05) -> None:
-        self._store = store
+        self._writer = _Retrying(store)
         self._delay = delay
         self._queue: queue.Queue[TurnRecord | threading.Event | None] = queue.Queue()
         self._lock = threading.Lock()
@@ -180,17 +214,20 @@ class TurnLogWriter:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            self._writer.retry()
             for item in batch:
                 if item is None:
                     return
                 if isinstance(item, threading.Event):
                     item.set()
                 else:
-                    _write(self._store, item)
+                    self._writer.write(item)
 
 
-def _write(store: Store, record: TurnRecord) -> None:
+def _write(store: Store, record: TurnRecord) -> bool:
     try:
         store.add_turn(record)
     except StoreError as exc:
         log.warning("could not write the turn log: %s", exc)
+        return False
+    return True

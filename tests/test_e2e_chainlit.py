@@ -104,6 +104,24 @@ def test_two_turn_task_stays_on_one_session(roogab: Running) -> None:
     assert facts and facts["messages"] == "2"  # the app saw both messages in one session
 
 
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_reply_the_app_rewrites_shorter_is_never_passed_on_as_the_long_draft(roogab: Running,
+                                                                               stream: bool) -> None:
+    """The app streams a draft, then rewrites the message shorter: the agent never gets the draft
+    as the answer. Text already passed on cannot be taken back, so the reply is repaired (the
+    app saw the repair request: its second message)."""
+    body = _task("ROOGAB-SHORTEN answer briefly", tools=False)
+    client = _client(roogab)
+    if stream:
+        answer = "".join(c.choices[0].delta.content or "" for c in client.chat.completions.create(**body, stream=True)
+                         if c.choices)
+    else:
+        answer = client.chat.completions.create(**body).choices[0].message.content or ""
+    facts = FACTS.search(answer)
+    assert facts and facts["messages"] == "2", answer  # the repair reached the app
+    assert stream or "LONG first draft" not in answer
+
+
 @pytest.mark.parametrize("profile", ["Fast Lane", "Deep Thought"])
 def test_choosing_a_model_reaches_that_profile(roogab: Running, profile: str) -> None:
     body = _task(f"which profile? ({profile})", tools=False)
@@ -155,3 +173,20 @@ def test_killed_mid_reply_is_an_error_then_replay_after_restart(tmp_path: Path) 
     finally:
         running.close()
         own.kill()
+
+
+def test_the_wire_view_has_the_turns_socket_events_in_order(server: ChainlitServer, roogab: Running) -> None:
+    """The inspector's wire view of a Chainlit turn: the message out, then the app's events in
+    the order they came, the prompt in the first, the password and the session cookie in none."""
+    answer = _client(roogab).chat.completions.create(**_task("wire probe 6607", tools=False))
+    assert "wire probe 6607" in (answer.choices[0].message.content or "")  # the app got the turn
+    with urllib.request.urlopen(roogab.url + "/inspect/turns.json?limit=1") as r:
+        [turn] = json.load(r)["data"]
+    frames = turn["wire"]
+    names = [(f["direction"], f["name"]) for f in frames]
+    assert names[0] == ("out", "client_message") and "wire probe 6607" in str(frames[0]["payload"])
+    incoming = [name for direction, name in names[1:] if direction == "in"]
+    assert incoming[0] == "task_start" and incoming[-1] == "task_end"
+    assert incoming.index("stream_start") < incoming.index("stream_token")
+    for frame in frames:
+        assert PASSWORD not in str(frame["payload"])

@@ -78,12 +78,11 @@ def test_user_prompts_dir_overrides_single_templates(tmp_path: Path) -> None:
     assert "```lua" in book.format_prompt(req)
 
 
-def test_broken_user_template_is_a_config_error(tmp_path: Path) -> None:
+def test_broken_user_template_is_a_config_error_when_loading(tmp_path: Path) -> None:
+    """At start, not in the middle of the first turn that needs a repair."""
     (tmp_path / "repair.txt").write_text("Fix it: $nonsense")
-    book = PromptBook.load(tmp_path)
-    req = parse_chat_request({"model": "m", "messages": [{"role": "user", "content": "x"}]})
-    with pytest.raises(ConfigError, match="repair"):
-        book.repair(req, "bad")
+    with pytest.raises(ConfigError, match=r"repair.*\$nonsense"):
+        PromptBook.load(tmp_path)
 
 
 def test_every_template_ships() -> None:

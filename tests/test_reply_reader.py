@@ -51,6 +51,33 @@ def test_a_late_older_snapshot_changes_nothing() -> None:
     assert reader.feed(Done()) == [End()] and reader.raw == CALL
 
 
+def test_a_rewrite_shorter_after_the_text_was_passed_on_is_a_problem() -> None:
+    """A service that takes text back (a rewrite, unlike a late snapshot) leaves a reply that
+    cannot be trusted: the longer text the agent may have got is not the answer."""
+    long, short = (f"```lua\nreturn {{ text = [==[{t}]==] }}\n```" for t in ("Here is a long first draft.", "Here is"))
+    reader = ReplyReader([])
+    events = reader.feed(Delta(long))
+    assert "".join(e.text for e in events if isinstance(e, Text)) == "Here is a long first draft."
+    events += reader.feed(Snapshot(short, rewrite=True)) + reader.feed(Done(short))
+    assert isinstance(events[-1], End) and reader.verdict is not None and reader.verdict.problem is not None
+
+
+def test_a_rewrite_shorter_of_prose_not_passed_on_yet_is_the_reply() -> None:
+    reader = ReplyReader([])
+    events = reader.feed(Delta("Here is a long first draft."))
+    events += reader.feed(Snapshot("Here is", rewrite=True)) + reader.feed(Done("Here is"))
+    assert "".join(e.text for e in events if isinstance(e, Text)) == "Here is"
+    assert reader.verdict == Verdict()
+
+
+def test_a_rewrite_that_only_extends_is_fine() -> None:
+    reader = ReplyReader([])
+    events = reader.feed(Delta("Here is")) + reader.feed(Snapshot("Here is more.", rewrite=True))
+    events += reader.feed(Done("Here is more."))
+    assert "".join(e.text for e in events if isinstance(e, Text)) == "Here is more."
+    assert reader.verdict == Verdict()
+
+
 def test_a_rewrite_after_pieces_that_takes_back_a_call_is_a_problem() -> None:
     reader = ReplyReader(["read_file"])
     assert reader.feed(Delta(CALL)) == [ToolCall("read_file", {"path": "x.ts"})]

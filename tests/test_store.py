@@ -60,6 +60,19 @@ def test_conversation_round_trip(store: Store) -> None:
     assert store.load_conversations() == [full, empty]
 
 
+def test_in_flight_mark_and_the_retry_columns(store: Store) -> None:
+    store.save_conversation(_conv("c1", last_turn="t-answer"))
+    store.mark_in_flight("c1", True)
+    assert store.load_conversations() == [_conv("c1", last_turn="t-answer", in_flight=True)]
+    assert store.find_conversations("addr:127.0.0.1", "t" * 32, "demo", "gab-1")[0].in_flight
+    store.save_conversation(_conv("c1", last_turn="t-next"))  # a completed turn clears the mark
+    assert store.get_conversation("c1") == _conv("c1", last_turn="t-next")
+    store.mark_in_flight("no-such-id", True)  # nothing to mark: no error, nothing created
+    assert [c.id for c in store.load_conversations()] == ["c1"]
+    store.add_turn(_turn("t-retry", retry_of="t-answer"))
+    assert store.turns()[0].retry_of == "t-answer"
+
+
 def test_save_is_an_upsert(store: Store) -> None:
     store.save_conversation(_conv("c1"))
     newer = _conv("c1", transcript=("a" * 32, "b" * 32, "c" * 32, "d" * 32), updated=200.0,
@@ -159,7 +172,7 @@ def test_conversations_are_found_by_task_and_by_id(store: Store) -> None:
 def test_turn_log_is_bounded_by_bytes_too(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     for kind in ("memory", "sqlite", "postgres"):
         dsn = request.getfixturevalue("pg").database() if kind == "postgres" else None
-        s = open_store(kind, tmp_path / kind, max_turns=100, max_turn_bytes=10_000, dsn=dsn)
+        s = open_store(kind, tmp_path / kind, max_turns=100, max_turn_log_bytes=10_000, dsn=dsn)
         try:
             for i in range(10):
                 s.add_turn(_turn(f"t{i}", provider_prompt="x" * 3000))
@@ -277,7 +290,7 @@ def _user_version(path: Path) -> int:
 def test_fresh_database_is_migrated_to_latest_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "roogab.sqlite3"  # parents are created
     SqliteStore(path).close()
-    assert _user_version(path) == SCHEMA_VERSION == 4
+    assert _user_version(path) == SCHEMA_VERSION == 5
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -313,9 +326,39 @@ d3', 1.5, 2.5, 1);
         s.add_turn(_turn("t1", "old"))  # v2's table exists
         s.save_conversation(_conv("old", last_request="q", last_reply="{}"))  # v3's columns exist
         assert s.load_conversations()[0].last_reply == "{}"
+        s.mark_in_flight("old", True)  # v5's columns exist
+        assert s.load_conversations()[0].in_flight
     finally:
         s.close()
     assert _user_version(path) == SCHEMA_VERSION
+
+
+def test_v4_database_with_data_is_migrated_to_v5(tmp_path: Path) -> None:
+    from roogab.store_sqlite import _MIGRATIONS
+    path = tmp_path / "roogab.sqlite3"
+    db = sqlite3.connect(path)
+    for statement in (st for migration in _MIGRATIONS[:4] for st in migration):  # what v4 wrote
+        db.execute(statement)
+    db.execute("INSERT INTO conversations (id, client, thread, provider, model, handle, transcript, created, "
+               "updated, turns, last_request, last_reply) VALUES ('v4', 'addr:1', 'th', 'demo', 'gab-1', "
+               "'h4', 'd1', 1.0, 2.0, 1, 'q', '{}')")
+    db.execute("INSERT INTO turns (id, conversation_id, provider, model, started_at, duration_ms, "
+               "request_summary, provider_prompt, raw_reply, verdict, replayed, repairs, usage, response, "
+               "error, bytes) VALUES ('t4', 'v4', 'demo', 'gab-1', 1.0, 5, '{}', 'p', 'r', 'ok', 0, 0, "
+               "'null', '{}', NULL, 10)")
+    db.execute("PRAGMA user_version = 4")
+    db.commit()
+    db.close()
+    s = SqliteStore(path)
+    try:
+        rec = s.load_conversations()[0]
+        assert (rec.id, rec.last_reply, rec.last_turn, rec.in_flight) == ("v4", "{}", None, False)
+        assert s.turns()[0].retry_of is None
+        s.mark_in_flight("v4", True)
+        assert s.get_conversation("v4") == replace(rec, in_flight=True)
+    finally:
+        s.close()
+    assert _user_version(path) == SCHEMA_VERSION == 5
 
 
 def test_data_survives_reopen(tmp_path: Path) -> None:
@@ -410,3 +453,61 @@ def test_limits_are_checked(tmp_path: Path) -> None:
         SqliteStore(tmp_path / "x.sqlite3", max_turns=0)
     with pytest.raises(ValueError):
         MemoryStore().turns(limit=-1)
+
+
+# -- PostgreSQL specifics ------------------------------------------------------------------------
+
+def _pg_version(dsn: str) -> int:
+    import psycopg
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute("SELECT version FROM roogab_schema").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_postgres_fresh_database_is_migrated_to_latest(pg: object) -> None:
+    from roogab.store_postgres import SCHEMA_VERSION as PG_VERSION
+    from roogab.store_postgres import PostgresStore
+    dsn = pg.database()  # type: ignore[attr-defined]
+    PostgresStore(dsn).close()
+    PostgresStore(dsn).close()  # a second start migrates nothing
+    assert _pg_version(dsn) == PG_VERSION == 2
+
+
+def test_postgres_v1_database_with_data_is_migrated(pg: object) -> None:
+    import psycopg
+
+    from roogab.store_postgres import _MIGRATIONS, PostgresStore
+    dsn = pg.database()  # type: ignore[attr-defined]
+    with psycopg.connect(dsn) as conn:  # what v1 wrote
+        for statement in _MIGRATIONS[0]:
+            conn.execute(statement)  # type: ignore[call-overload]  # the module's own constant SQL
+        conn.execute("CREATE TABLE roogab_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO roogab_schema (version) VALUES (1)")
+        conn.execute("INSERT INTO conversations (id, client, thread, provider, model, handle, transcript, "
+                     "created, updated, turns, last_request, last_reply) VALUES ('v1', 'addr:1', 'th', 'demo', "
+                     "'gab-1', 'h1', 'd1', 1.0, 2.0, 1, 'q', '{}')")
+    s = PostgresStore(dsn)
+    try:
+        rec = s.load_conversations()[0]
+        assert (rec.id, rec.last_reply, rec.last_turn, rec.in_flight) == ("v1", "{}", None, False)
+        s.mark_in_flight("v1", True)
+        assert s.get_conversation("v1") == replace(rec, in_flight=True)
+        s.add_turn(_turn("t1", "v1", retry_of="t0"))
+        assert s.turns()[0].retry_of == "t0"
+    finally:
+        s.close()
+    assert _pg_version(dsn) == 2
+
+
+def test_postgres_newer_schema_is_refused(pg: object) -> None:
+    import psycopg
+
+    from roogab.store_postgres import PostgresStore
+    dsn = pg.database()  # type: ignore[attr-defined]
+    with psycopg.connect(dsn) as conn:
+        conn.execute("CREATE TABLE roogab_schema (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO roogab_schema (version) VALUES (99)")
+    with pytest.raises(StoreError, match="newer than this"):
+        PostgresStore(dsn)
+    assert _pg_version(dsn) == 99

@@ -56,6 +56,8 @@ def _with_args(name: str, args: Any) -> ToolCall | str:
             return ToolCall(name, {})
         try:
             args = json.loads(text)
+        except RecursionError:
+            return f"tool call '{name}': arguments are nested too deep"
         except ValueError:
             return f"tool call '{name}': arguments is a string but not a JSON object"
     if args is None or args == []:

@@ -16,10 +16,12 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from .events import End
 from .lexer import NAME_RE, skip_space
 from .tables import ENVELOPE_KEYS
 
-__all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "probe"]
+__all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "cut_off_opening", "no_envelope_end", "opening_after",
+           "probe"]
 
 _LINE_START_RE = re.compile(r"[ \t]*(?:(?:`{3,}|~{3,})[\w+.-]*[ \t]+)?")
 _PARTIAL_FENCE_RE = re.compile(r"(?:`+|~+)[\w+.-]*[ \t]*\Z")
@@ -28,6 +30,10 @@ _BRACKET_KEY_RE = re.compile(r"""\[\s*(["'])([^"'\\\n]{0,64})\1\s*\]""")
 _PRINT_RE = re.compile(r"print\s*\(\s*(?=\[=*\[|[\"'])")
 _FENCE_OPEN_TAIL_RE = re.compile(r"(?:^|\n)[ \t]*(?:`{3,}|~{3,})[\w+.-]*[ \t]*\Z")
 _FENCE_CLOSE_HEAD_RE = re.compile(r"\A\s*(?:`{3,}|~{3,})[ \t]*(?:\n|\Z)")
+_FENCE_LINE_RE = re.compile(r"^[ \t]*(?:`{3,}|~{3,})([\w+.-]*)(?:[ \t][^\n]*)?$", re.MULTILINE)
+_VISIBLE_OPENING_RE = re.compile(r"\{|print\s*\(\s*[\[\"']")
+_ENVELOPE_LABELS = ("lua", "json")
+_OPENING_LINES = 8  # an opening that WAITs spans only blank lines and its first tokens
 
 
 class Start(NamedTuple):
@@ -120,3 +126,70 @@ def clean_before(prose: str) -> str:
 def clean_after(prose: str) -> str:
     """Prose that followed an envelope, without the fence line that closed it."""
     return _FENCE_CLOSE_HEAD_RE.sub("", prose)
+
+
+def cut_off_opening(text: str) -> int | None:
+    """Where *text* (a whole reply in which no envelope was found) visibly opens an envelope that
+    never got going, or None.
+
+    That is a line that would have started an envelope had more arrived (``return {`` and a key
+    cut short, ``{"text"``, ``print([====``), at the end of the reply or of a fenced block, or a
+    ```` ```lua ```` block holding nothing more than that (``ret``, or nothing at all); a fence
+    left open at the end counts with a label cut short too (```` ``` ````, ```` ```lu ````). Prose cannot look like this: such a
+    reply was cut off, and passing it on as an answer would hand the agent a truncation.
+    """
+    fences = list(_FENCE_LINE_RE.finditer(text))
+    for end in [m.start() for m in fences] + [len(text)]:
+        found = _waiting_opening(text[:end])
+        if found is not None:
+            return found
+    for i, fence in enumerate(fences[::2]):  # openers: the 1st, 3rd ... fence line
+        closer = fences[2 * i + 1] if 2 * i + 1 < len(fences) else None
+        body = text[fence.end(1):closer.start()].rstrip() if closer else text[fence.end(1):]
+        label = fence.group(1).lower()
+        names = [n for n in _ENVELOPE_LABELS if (n.startswith(label) if closer is None else n == label)]
+        if names and (not body.strip() or probe(body, _space_start(body), final=False) is WAIT):
+            return fence.start()
+    return None
+
+
+def no_envelope_end(text: str, html_cut_off: bool) -> End:
+    """The End of a whole reply *text* in which no envelope was found. One that visibly began an
+    envelope and was cut off there has one (never closed), with or without tools, as has a page
+    that ended inside a code block (*html_cut_off*)."""
+    opened = cut_off_opening(text)
+    if opened is None and html_cut_off:
+        return End(envelope=True, problem="the reply was cut off inside a code block", offset=-1)
+    if opened is None:
+        return End(envelope=False, problem="no envelope found", offset=-1)
+    line = text.count("\n", 0, opened) + 1
+    return End(envelope=True, problem=f"the reply was cut off where its envelope opens (line {line})",
+               offset=opened)
+
+
+def opening_after(tail: str) -> int | None:
+    """Where an envelope opens and is cut off in *tail*, the reply after its last complete
+    envelope (the closing fence and blank lines aside), or None."""
+    rest = clean_after(tail)
+    opened = cut_off_opening(rest)
+    return None if opened is None else len(tail) - len(rest) + opened
+
+
+def _waiting_opening(buf: str) -> int | None:
+    """The start of a visible envelope opening that runs to the end of *buf*, or None."""
+    starts = [0] + [m.end() for m in re.finditer("\n", buf)]
+    for start in starts[-_OPENING_LINES:]:
+        if start < len(buf) and probe(buf, start, final=False) is WAIT \
+                and _VISIBLE_OPENING_RE.search(buf, start):
+            return start
+    return None
+
+
+def _space_start(text: str) -> int:
+    """The start of the first line of *text* that is not blank."""
+    stripped = text.lstrip()
+    if not stripped:
+        return len(text)
+    first = len(text) - len(stripped)
+    line = text.rfind("\n", 0, first)
+    return line + 1

@@ -44,6 +44,7 @@ _PRE_END_RE = re.compile(r"\s*</pre\s*>", re.IGNORECASE)
 _BR_RE = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG_RE = re.compile(r"<[^>]*>")
 _PARTIAL_ENTITY_RE = re.compile(r"&[#\w]*\Z")
+_PARTIAL_CODE_TAG_RE = re.compile(r"<(?:pr|pre\b[^>]*|c|co|cod|code\b[^>]*)\Z|<pre\b[^>]*>\s*\Z", re.IGNORECASE)
 _BLOCKS = frozenset(["p", "div", "blockquote", "ul", "ol", "table", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "details"])
 
 
@@ -119,10 +120,12 @@ def _language(attrs: str) -> str:
 
 
 class Decoded(NamedTuple):
-    """One page fragment as text, and how much of that text no later snapshot can change."""
+    """One page fragment as text, and how much of that text no later snapshot can change;
+    ``cut_off``: the (final) page ended inside a code block or its opening tag."""
 
     text: str
     stable: int
+    cut_off: bool = False
 
 
 def decode_html(page: str, final: bool, prose_cache: dict[str, str] | None = None) -> Decoded:
@@ -160,10 +163,10 @@ def decode_html(page: str, final: bool, prose_cache: dict[str, str] | None = Non
         size += _add(out, f"{CODE_CLOSE}{fence}\n")
         stable = size
         if j < 0:
-            break
+            return Decoded("".join(out), size, cut_off=True)
     if final:
         size += _add(out, _prose(page[pos:], cache))
-        stable = size
+        return Decoded("".join(out), size, cut_off=_ends_in_code_opening(page, pos))
     return Decoded("".join(out), stable)
 
 
@@ -198,6 +201,11 @@ def _stable_lines(code: str) -> int:
     """How much of a code block's text is complete lines before its last line (which may grow)."""
     body = code.removesuffix("\n")
     return body.rfind("\n") + 1
+
+
+def _ends_in_code_opening(html: str, start: int) -> bool:
+    """Does *html* end inside ``<pre ...><code ...`` (a code block's opening cut short)?"""
+    return _PARTIAL_CODE_TAG_RE.search(html, max(start, len(html) - 300)) is not None
 
 
 def _safe_cut(html: str, start: int, end: int) -> int:

@@ -26,7 +26,8 @@ from typing import Any
 
 from ..errors import ParserClosedError
 from .calls import to_tool_call
-from .detect import Start, clean_after, clean_before, probe
+from .depth import MAX_DEPTH, nested_deeper
+from .detect import Start, clean_after, clean_before, no_envelope_end, opening_after, probe
 from .events import End, Event, Reasoning, Text, ToolCall
 from .html import CODE_CLOSE, CODE_OPEN, decode_html, looks_like_html, strip_marks
 from .legacy import LegacyUnescaper
@@ -86,6 +87,8 @@ class ReplyParser:
         self._unfenced = False  # an envelope of a page fragment began outside its code blocks
         self._page_broken = False  # a value went on past the end of the page's code block
         self._envelope_at = 0  # where the current envelope began
+        self._envelope_end = 0  # where the last complete envelope ended
+        self._html_cut_off = False  # the page's HTML ended inside a code block
 
     # -- public API ------------------------------------------------------------------------
 
@@ -136,14 +139,22 @@ class ReplyParser:
             raise ParserClosedError("close() called twice")
         tail = ""
         if self._html is not None:
-            tail, self._html = decode_html("".join(self._html), final=True).text, None
-            self._decoded = True
+            decoded, self._html = decode_html("".join(self._html), final=True), None
+            tail, self._decoded = decoded.text, True
+            if decoded.cut_off:
+                self.note_cut_off()
         out = self._push(tail, final=True)
         self._closed = True
         self._finish()
         out += self._out
         self._out = []
         return out
+
+    def note_cut_off(self) -> None:
+        """The page whose decoded text this parser is fed ended inside a code block: the reply
+        was cut off (a problem, said before any the missing end of the block causes)."""
+        self._html_cut_off = True
+        self._note("the reply was cut off inside a code block", -1)
 
     def feed_decoded(self, text: str) -> list[Event]:
         """Feed text that :func:`~roogab.envelope.html.decode_html` made from a page's HTML.
@@ -307,6 +318,7 @@ class ReplyParser:
         assert reader is not None
         self._pos = reader.run(self._buf, self._pos, self._base, final)
         if reader.done:
+            self._envelope_end = self._base + self._pos
             self._reader = None
             self._segments.append([])
             self._after_envelope.append(True)
@@ -365,6 +377,10 @@ class ReplyParser:
         result = to_tool_call(value, name_hint)
         if isinstance(result, str):
             self._note(f"{result} (table at {{line}})", offset)
+            return
+        if nested_deeper(result.arguments):
+            self._note(f"tool call '{result.name}': arguments nested deeper than {MAX_DEPTH} levels "
+                       "(table at {line})", offset)
             return
         if self._decoded:
             trouble = self._page_trouble(result.arguments, offset)
@@ -445,12 +461,20 @@ class ReplyParser:
             self._out.append(Text(prose))
         found = self._envelopes > 0 or self._calls > 0
         if not found:
-            self._out.append(End(envelope=False, problem="no envelope found", offset=-1))
+            self._out.append(no_envelope_end(strip_marks("".join(self._raw)), self._html_cut_off))
             return
         if self._problem is None and not (self._has_text or self._calls or prose):
             self._problem = ("the envelope has neither text nor tool calls", -1)
+        if self._problem is None:
+            self._note_cut_off_after()
         problem, offset = self._problem if self._problem is not None else (None, -1)
         self._out.append(End(envelope=True, problem=problem, offset=offset))
+
+    def _note_cut_off_after(self) -> None:
+        """Another envelope opened after the last complete one and was cut off there."""
+        opened = opening_after(strip_marks("".join(self._raw)[self._envelope_end:]))
+        if opened is not None:
+            self._note("the reply was cut off where its next envelope opens ({line})", self._envelope_end + opened)
 
     def _note(self, message: str, offset: int) -> None:
         """Record a problem (the first one wins); ``{line}`` in *message* becomes its line."""

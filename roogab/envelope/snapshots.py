@@ -77,14 +77,16 @@ class SnapshotFeeder:
             return self._give(self._parser.feed(piece))
         return self._update(final=False)
 
-    def feed_snapshot(self, full_text: str) -> list[Event]:
-        """Take the whole reply so far; return the events that its new meaning adds.
+    def feed_snapshot(self, full_text: str, *, rewrite: bool = False) -> list[Event]:
+        """Take the whole reply so far; return the events that its new meaning adds. A shorter
+        snapshot is an older one arriving late, unless it is a *rewrite* (the service took text
+        back: what was passed on of it makes the reply untrustworthy at its end).
 
         Raises:
             ParserClosedError: the feeder was already closed.
         """
         raw = self.raw
-        if raw.startswith(full_text) and len(full_text) < len(raw):
+        if not rewrite and raw.startswith(full_text) and len(full_text) < len(raw):
             return []  # an older snapshot arriving late
         self._raw = [full_text]
         return self._update(final=False)
@@ -112,25 +114,28 @@ class SnapshotFeeder:
         if self._html:
             decoded = decode_html(raw, final, self._prose_cache)
             target = decoded.text if final else decoded.text[:decoded.stable]
+            cut_off = decoded.cut_off
         else:
-            target = raw
+            target, cut_off = raw, False
         if self._problem is not None:
             return self._parser.close() if final else []
         fed = "".join(self._fed)
         if target.startswith(fed):
-            events = self._feed(self._parser, target[len(fed):])
+            events = self._feed(self._parser, target[len(fed):], cut_off)
         elif fed.startswith(target) and not final:
             return []  # less is stable now than before: wait
         else:
             self._parser = ReplyParser(self._parser.tool_names, detect_html=False)
             self._derived = []
-            events = self._feed(self._parser, target)
+            events = self._feed(self._parser, target, cut_off)
         self._fed, self._fed_len = [target], len(target)
         if final:
             events += self._parser.close()
         return self._give(events, final)
 
-    def _feed(self, parser: ReplyParser, text: str) -> list[Event]:
+    def _feed(self, parser: ReplyParser, text: str, cut_off: bool = False) -> list[Event]:
+        if cut_off:  # said first: the last code block's closing fence is decode_html's, not the page's
+            parser.note_cut_off()
         if not text:
             return []
         return parser.feed_decoded(text) if self._html else parser.feed(text)

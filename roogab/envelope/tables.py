@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from typing import Any, NamedTuple, Protocol
 
+from .depth import MAX_DEPTH
 from .lexer import (
     LONG_OPEN_RE,
     LONG_PREFIX_RE,
@@ -28,6 +29,7 @@ from .lexer import (
 )
 
 __all__ = ["CALL_KEYS", "ENVELOPE_KEYS", "REASONING_KEYS", "TEXT_KEYS", "Bypass", "Sink", "TableReader"]
+
 
 TEXT_KEYS = frozenset({"text", "content", "message"})
 REASONING_KEYS = frozenset({"reasoning", "reasoning_content", "thinking"})
@@ -269,6 +271,8 @@ class TableReader:
         return m.end()
 
     def _open(self, frame: _Frame | None, close: str, pos: int, base: int) -> int:
+        if len(self._stack) >= MAX_DEPTH:
+            return self._fail(f"the envelope is nested deeper than {MAX_DEPTH} levels at {{line}}", pos + base)
         if frame is None:
             self._stack.append(_Frame(close, _TOP, pos + base, False))
             return pos + 1

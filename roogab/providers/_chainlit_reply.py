@@ -59,13 +59,13 @@ class AssistantReply:
             self.turn.put(Delta(whole[len(told):]))
             return
         self.snapshots, self.told = True, [whole]  # a rewrite: from here on, whole snapshots
-        self.turn.put(Snapshot(whole))
+        self.turn.put(Snapshot(whole, rewrite=True))
 
     def finish(self) -> None:
         """End the turn with the reconciled full text."""
         whole = self.text()
         if self.snapshots and whole != "".join(self.told):
-            self.turn.put(Snapshot(whole))
+            self.turn.put(Snapshot(whole, rewrite=True))
         elif not self.snapshots and not whole.startswith("".join(self.told)):
             logger.warning("%s: the final reply differs from the streamed one", self.turn.provider)
         self.turn.put(Done(whole))

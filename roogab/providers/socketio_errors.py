@@ -14,7 +14,10 @@ import socketio
 
 from ..errors import ProviderTimeout, ProviderUnavailable
 
-__all__ = ["socketio_errors"]
+__all__ = ["MAX_FRAME_BYTES", "socketio_errors"]
+
+#: The largest WebSocket frame a Socket.IO provider accepts (aiohttp's default is 4 MB).
+MAX_FRAME_BYTES = 256 * 1024 * 1024
 
 
 @contextmanager

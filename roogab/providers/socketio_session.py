@@ -24,7 +24,7 @@ import socketio
 
 from ..errors import ProviderUnavailable, UpstreamError
 from ._text import short
-from .socketio_errors import socketio_errors
+from .socketio_errors import MAX_FRAME_BYTES, socketio_errors
 
 __all__ = ["Reconnection", "SocketSession"]
 
@@ -169,7 +169,10 @@ class SocketSession:
         client = socketio.AsyncClient(
             reconnection=True, reconnection_attempts=r.attempts, reconnection_delay=r.delay,
             reconnection_delay_max=r.delay_max, randomization_factor=r.jitter,
-            handle_sigint=False, logger=False, engineio_logger=False, http_session=http)
+            handle_sigint=False, logger=False, engineio_logger=False, http_session=http,
+            # aiohttp drops the connection on a frame over 4 MB by default: one long reply would
+            # take every conversation on the connection with it
+            websocket_extra_options={"max_msg_size": MAX_FRAME_BYTES})
         client.on("connect", self._connected)
         client.on("disconnect", self._disconnected)
         client.on("connect_error", self._connect_failed)

@@ -34,8 +34,16 @@ def test_a_rewrite_switches_the_turn_to_snapshots() -> None:
     reply.replace("m", "final answer")
     reply.append("m", "!")
     reply.finish()
-    assert drained(reply.turn) == [Delta("draft"), Snapshot("final answer"), Snapshot("final answer!"),
-                                   Done("final answer!")]
+    assert drained(reply.turn) == [Delta("draft"), Snapshot("final answer", rewrite=True),
+                                   Snapshot("final answer!", rewrite=True), Done("final answer!")]
+
+
+def test_a_rewrite_shorter_is_a_rewrite_not_a_late_snapshot() -> None:
+    reply = AssistantReply(Turn("t", Deadlines()))
+    reply.append("m", "a long first draft")
+    reply.replace("m", "a long")
+    reply.finish()
+    assert drained(reply.turn) == [Delta("a long first draft"), Snapshot("a long", rewrite=True), Done("a long")]
 
 
 def test_a_final_text_that_extends_the_stream_is_the_done_text() -> None:

@@ -1,0 +1,43 @@
+"""Accepted calls are final: what a repaired reply's call may not do (pure logic)."""
+
+from __future__ import annotations
+
+import pytest
+
+from roogab.answer import Accepted
+from roogab.envelope import ToolCall
+
+READ = ToolCall("read_file", {"path": "src/a.py"})
+RUN = ToolCall("execute_command", {"command": "pytest -q", "cwd": "."})
+
+
+@pytest.mark.parametrize(("call", "why"), [
+    (ToolCall("read_file", {"path": "src/a.py"}), "repeats"),
+    (ToolCall("execute_command", {"cwd": ".", "command": "pytest -q"}), "repeats"),  # key order is no change
+    (ToolCall("read_file", {"path": "src/a.py", "line": 3}), "changes"),
+    (ToolCall("execute_command", {"command": "pytest -q", "cwd": "/tmp"}), "changes"),
+])
+def test_a_repaired_call_may_not_repeat_or_change_an_accepted_one(call: ToolCall, why: str) -> None:
+    clash = Accepted([READ, RUN]).clash(call)
+    assert clash is not None and why in clash
+
+
+@pytest.mark.parametrize("call", [
+    ToolCall("read_file", {"path": "src/b.py"}),
+    ToolCall("write_to_file", {"path": "src/a.py", "content": "x"}),  # another tool on the same file
+    ToolCall("execute_command", {"command": "ruff check"}),
+])
+def test_a_new_call_may_go_out(call: ToolCall) -> None:
+    assert Accepted([READ, RUN]).clash(call) is None
+
+
+def test_true_and_one_are_different_arguments() -> None:
+    """Python's True == 1 must not make a new call look like an accepted one."""
+    accepted = Accepted([ToolCall("list_files", {"recursive": True})])
+    assert accepted.clash(ToolCall("list_files", {"recursive": 1})) is None
+
+
+def test_calls_with_no_arguments() -> None:
+    accepted = Accepted([ToolCall("attempt_completion", {})])
+    assert accepted.clash(ToolCall("attempt_completion", {})) is not None
+    assert accepted.clash(ToolCall("ask_followup_question", {})) is None
