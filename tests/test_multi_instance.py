@@ -1,9 +1,10 @@
 """Two `roogab serve` processes on one PostgreSQL database, in front of one demo chat service:
 turns of one task alternate between them, an instance dies mid-turn, identical requests race.
 
-Behind a real HAProxy when it is installed (`.ci/run` installs it and sets
-ROOGAB_REQUIRE_HAPROXY=1); otherwise the tests alternate between the instances themselves and
-the balancer-only test is skipped. Each test says which path it ran in its output.
+Behind a real HAProxy and a real nginx when they are installed (`.ci/run` installs both and sets
+ROOGAB_REQUIRE_HAPROXY=1 and ROOGAB_REQUIRE_NGINX=1). Without HAProxy the tests alternate between
+the instances themselves and the balancer-only test is skipped; without nginx its variants are
+skipped. Each test says which path it ran in its output.
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import openai
 import psycopg
 import pytest
-from cluster import Balancer, Instance, get_json, haproxy_available
+from cluster import Balancer, HAProxy, Instance, Nginx, get_json
 from support import ROO, captured_bodies, no_keepalive
 
 from roogab.demo import DemoChatService, ScriptedReply
@@ -58,22 +60,52 @@ def pair(pg: Any, demo_service: DemoChatService, tmp_path_factory: pytest.TempPa
             instance.stop()
 
 
-@pytest.fixture(scope="module")
-def front(pair: list[Instance], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
-    """HAProxy's URL in front of the pair, or None (the test alternates itself)."""
-    if not haproxy_available():
-        if os.environ.get("ROOGAB_REQUIRE_HAPROXY") == "1":
-            pytest.fail("haproxy is not installed")
-        print("HAProxy absent: alternating requests between the instances")
+def _balanced(kind: type[Balancer], pair: list[Instance], tmp_path_factory: pytest.TempPathFactory,
+              ) -> Iterator[str | None]:
+    """*kind* running in front of the pair: its URL; None when it is absent (CI: a failure)."""
+    if not kind.available():
+        if os.environ.get(f"ROOGAB_REQUIRE_{kind.name.upper()}") == "1":
+            pytest.fail(f"{kind.name} is not installed")
         yield None
         return
-    balancer = Balancer(tmp_path_factory.mktemp("haproxy"), pair)
+    balancer = kind(tmp_path_factory.mktemp(kind.name), pair)
     try:
         balancer.wait_ready(len(pair))
-        print("behind a real HAProxy (round robin for requests without a session header)")
         yield balancer.url
     finally:
         balancer.stop()
+
+
+@pytest.fixture(scope="module")
+def haproxy_front(pair: list[Instance], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """HAProxy's URL in front of the pair, or None (the test alternates itself)."""
+    yield from _balanced(HAProxy, pair, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def nginx_front(pair: list[Instance], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """nginx's URL in front of the pair, or None (absent)."""
+    yield from _balanced(Nginx, pair, tmp_path_factory)
+
+
+@dataclass(frozen=True)
+class Front:
+    """The balancer a test runs behind: its name and URL (None: no HAProxy, the test alternates
+    between the instances itself)."""
+
+    name: str
+    url: str | None
+
+
+@pytest.fixture(params=["haproxy", "nginx"])
+def front(request: pytest.FixtureRequest) -> Front:
+    """Each test that takes it runs behind HAProxy, then behind nginx."""
+    url: str | None = request.getfixturevalue(f"{request.param}_front")
+    if url is None and request.param == "nginx":
+        pytest.skip("nginx is not installed")
+    print(f"behind a real {request.param} (round robin for requests without a session header)" if url
+          else "HAProxy absent: alternating requests between the instances")
+    return Front(request.param, url)
 
 
 def _client(url: str) -> openai.OpenAI:
@@ -122,12 +154,12 @@ def test_healthz_names_the_instance_and_the_store(pair: list[Instance]) -> None:
 
 
 def test_roo_task_alternating_between_instances_keeps_one_provider_conversation(
-        pair: list[Instance], front: str | None, service: DemoChatService) -> None:
-    turns = 4
+        pair: list[Instance], front: Front, service: DemoChatService) -> None:
+    turns, task = 4, f"alternating-{front.name}"
     service.push(*[ScriptedReply(CALL.format(n=n)) for n in range(turns)])
-    body, served = _opening("alternating"), []
+    body, served = _opening(task), []
     for n in range(turns):
-        url = front or pair[n % 2].url
+        url = front.url or pair[n % 2].url
         message, headers = _ask(url, body)
         served.append(headers["x-roogab-instance"])
         assert headers["x-roogab-affinity"]  # the opening's digest: Roo sends no session header
@@ -145,23 +177,29 @@ def test_roo_task_alternating_between_instances_keeps_one_provider_conversation(
     # Either instance's inspector shows every turn of the shared log (the other instance's
     # writer logs its turns in the background: wait for them).
     for instance in pair:
-        url = instance.url + "/inspect/turns.json?limit=50"
+        url = instance.url + f"/inspect/turns.json?limit=50&q={task}"
         _wait_until(lambda url=url: len(get_json(url)[1]["data"]) == turns)
 
 
+@pytest.mark.parametrize(("header", "client"), [("x-session-affinity", "kilo"),
+                                                ("X-Claude-Code-Session-Id", "claude-code"),
+                                                ("session-id", "codex")])
 def test_a_session_header_keeps_a_task_on_one_instance(
-        pair: list[Instance], front: str | None, service: DemoChatService) -> None:
-    if front is None:
+        pair: list[Instance], front: Front, service: DemoChatService, header: str, client: str) -> None:
+    if front.url is None:
         pytest.skip("needs HAProxy to hash the session header")
+    key = f"{client}-{front.name}-42"  # the session id that client sends
     service.push(*[ScriptedReply(CALL.format(n=n)) for n in range(3)])
-    body, served = _opening("header"), set()
+    body, served = _opening(f"header-{key}"), set()
     for n in range(3):
-        message, headers = _ask(front, body, {"x-session-affinity": "kilo-task-42"})
-        assert headers["x-roogab-affinity"] == "kilo-task-42"
+        message, headers = _ask(front.url, body, {header: key})
+        assert headers["x-roogab-affinity"] == key
         served.add(headers["x-roogab-instance"])
         body = _next_turn(body, message, n)
-    assert len(served) == 1
-    assert len(_prompts(service)) == 3
+    assert len(served) == 1  # round robin would have alternated
+    prompts = _prompts(service)
+    assert len(prompts) == 3
+    assert len({c for e, c, _ in prompts if e == "sendPrompt"}) == 1
 
 
 def test_twenty_identical_concurrent_requests_across_both_instances_send_one_prompt(
