@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -39,6 +40,7 @@ class Workers:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = workdir / "roogab.toml"
+        self.data = workdir / "data"
         self.config.write_text(
             f'store = "{store}"\ndata_dir = "{workdir / "data"}"\ninstance = "t"\nlease_ttl = 2\n'
             f'ping_interval = 0.2\n[[providers]]\nname = "demo"\nkind = "demo"\nurl = "{demo_url}"\n')
@@ -168,6 +170,10 @@ def test_a_roo_task_whose_turns_land_on_both_workers_keeps_one_provider_conversa
     for n in range(1, turns):
         assert sum(f"listing {n - 1}:" in p for _, _, p in prompts) == 1  # each message once
         assert f"listing {n - 1}:" in prompts[n][2]
+    # Every turn took the task's lease in the shared SQLite file: its owner is the last turn's worker.
+    with sqlite3.connect(workers.data / "roogab.sqlite3") as db:
+        rows = db.execute("SELECT owner, busy FROM leases").fetchall()
+    assert len(rows) == 1 and rows[0][1] == 0 and rows[0][0] == by[-1]
 
 
 def test_sigterm_stops_the_parent_and_every_worker(demo: DemoChatService, tmp_path: Path) -> None:
