@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from support import headless_chromium, need_chromium
 
 from roogab.config import load_config
 from roogab.demo import DemoChatService, ScriptedReply
@@ -26,13 +26,9 @@ from roogab.runtime import Running, start_demo
 
 pytestmark = pytest.mark.loopback
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    if os.environ.get("ROOGAB_REQUIRE_BROWSER"):
-        raise RuntimeError("chromium and chromedriver are required (apt-get install chromium chromium-driver)")
-    pytest.skip("no chromium/chromedriver on this machine", allow_module_level=True)
+need_chromium()
 
-webdriver = pytest.importorskip("selenium.webdriver")
+pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -52,21 +48,10 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="roogab-chromium-")
-    options.add_experimental_option("prefs", {"download.default_directory": str(DOWNLOADS),
-                                              "download.prompt_for_download": False})
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
-    driver.set_page_load_timeout(20)
-    driver.set_window_size(1280, 1100)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    prefs = {"download.default_directory": str(DOWNLOADS), "download.prompt_for_download": False}
+    with headless_chromium(prefs=prefs) as driver:
+        driver.set_window_size(1280, 1100)
+        yield driver
 
 
 def _wait(driver: object) -> WebDriverWait:  # type: ignore[type-arg]
