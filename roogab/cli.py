@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -72,6 +73,8 @@ def _common(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @main.command()
+@click.option("--workers", type=int, help="Worker processes sharing the listening socket and the store "
+                                          "(default 1; more needs store sqlite or postgres).")
 @_common
 def serve(config_file: Path | None, **flags: Any) -> None:
     """Serve the providers of the config file (see `roogab docs`) on an OpenAI-compatible API.
@@ -87,7 +90,26 @@ def serve(config_file: Path | None, **flags: Any) -> None:
     from .runtime import start
 
     config = _load(config_file, flags)
+    if config.workers > 1:
+        _serve_workers(config)
     _run(lambda: start(config), config)
+
+
+def _serve_workers(config: Config) -> NoReturn:
+    """``serve`` with several worker processes (roogab.workers): the parent binds and waits."""
+    from .runtime import start
+    from .workers import Worker, supervise
+
+    def run(worker: Worker) -> int:
+        _run(lambda: start(worker.config, sockets=worker.sockets), worker.config,
+             banner=worker.index == 0, parent=worker.parent)
+        return 0
+
+    try:
+        status = supervise(config, run)
+    except ConfigError as exc:
+        _fail(str(exc))
+    sys.exit(status)
 
 
 @main.command()
@@ -119,7 +141,7 @@ def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
     from .runtime import start_demo
 
     from_script = _script(script)
-    config = dataclasses.replace(_load(config_file, flags), store="memory")
+    config = dataclasses.replace(_load(config_file, flags), store="memory", workers=1)
     _run(lambda: start_demo(config, from_script), config, scripted=bool(from_script))
 
 
@@ -346,7 +368,8 @@ def _load(config_file: Path | None, flags: dict[str, Any]) -> Config:
     return config
 
 
-def _run(starter: Callable[[], Running], config: Config, scripted: bool = False) -> None:
+def _run(starter: Callable[[], Running], config: Config, scripted: bool = False, *,
+         banner: bool = True, parent: int | None = None) -> None:
     try:
         running = starter()
     except (ConfigError, StoreError) as exc:  # a store error names the file it could not open
@@ -354,8 +377,9 @@ def _run(starter: Callable[[], Running], config: Config, scripted: bool = False)
     except UpstreamError as exc:
         _fail(f"cannot start: {exc}", status=1)
     try:
-        click.echo(_banner(running, scripted))
-        _wait_for_signal()
+        if banner:
+            click.echo(_banner(running, scripted))
+        _wait_for_signal(parent)
     finally:
         running.close()
 
@@ -370,6 +394,8 @@ def _banner(running: Running, scripted: bool = False) -> str:
 
     url = wildcard_url(running.server.host, running.server.port)
     lines = [f"RooGab {__version__} is running at {url}"]
+    if running.config.workers > 1:
+        lines.append(f"({running.config.workers} worker processes share it; /healthz names the one that answers)")
     if url != running.url:
         lines.append(f"(listening on every interface, {running.url}: from elsewhere use this machine's address)")
     if running.demo is not None:
@@ -383,7 +409,8 @@ def _banner(running: Running, scripted: bool = False) -> str:
     return "\n".join(lines)
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(parent: int | None = None) -> None:
+    """Until SIGTERM or SIGINT; a worker (*parent* given) also stops when its parent is gone."""
     stop = threading.Event()
 
     def _handler(signum: int, frame: FrameType | None) -> None:
@@ -392,7 +419,9 @@ def _wait_for_signal() -> None:
     signal.signal(signal.SIGTERM, _handler)
     signal.signal(signal.SIGINT, _handler)
     while not stop.wait(0.5):
-        pass
+        if parent is not None and os.getppid() != parent:
+            log.warning("the parent process %d is gone: stopping this worker", parent)
+            break
     log.info("stopping")
 
 

@@ -119,6 +119,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8787
     threads: int = 64
+    workers: int = 1                          # processes serving one listening socket (serve only)
     api_keys: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     providers: tuple[ProviderProfile, ...] = (ProviderProfile(),)
@@ -128,7 +129,7 @@ class Config:
     dsn_env: str = ""                         # postgres: the environment variable holding the DSN
     dsn: str = field(default="", repr=False)  # read from dsn_env, never given directly
     instance: str = ""                        # this instance's name ("" : host-pid-random)
-    lease_ttl: float = 15.0                   # postgres: a dead instance's tasks are taken over after this
+    lease_ttl: float = 15.0                   # postgres or workers > 1: a dead instance's tasks are taken over after this
     max_turns: int = 2000                     # turn log retention
     max_turn_log_bytes: int = 64 * MIB        # turn log retention by size (the newest turn always stays)
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
@@ -358,6 +359,11 @@ def _check(config: Config) -> None:
         raise ConfigError("port", f"must be between 1 and 65535, not {config.port}")
     if config.threads < 1:
         raise ConfigError("threads", "must be at least 1")
+    if config.workers < 1:
+        raise ConfigError("workers", "must be at least 1")
+    if config.workers > 1 and config.store == "memory":
+        raise ConfigError("workers", "several workers share their conversations through the store: "
+                          "set store = \"sqlite\" or \"postgres\", not \"memory\"")
     if config.max_turns < 1:
         raise ConfigError("max_turns", "must be at least 1")
     if config.max_turn_log_bytes < 1:

@@ -98,8 +98,10 @@ def build_provider(profile: ProviderProfile, loop: ProviderLoop, config: Config)
     return kinds.build(profile, kinds.Context(loop, connect_timeout=config.connect_timeout))
 
 
-def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
-    """Start the provider loop, connect every provider, and start serving HTTP in the background.
+def start(config: Config, *, demo: DemoChatService | None = None,
+          sockets: list[socket.socket] | None = None) -> Running:
+    """Start the provider loop, connect every provider, and start serving HTTP in the background
+    (on *sockets* when given: a worker process serving its parent's listening sockets).
 
     Raises:
         ConfigError: the configuration cannot be served.
@@ -124,7 +126,7 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
         app = create_app(config, providers, registry=registry, revival=revival,
                          live=LiveTurns(redact=redactor.redact))
         server = Server(app, config.host, config.port, threads=config.threads,
-                        max_body_bytes=config.max_body_bytes)
+                        max_body_bytes=config.max_body_bytes, sockets=sockets)
     except BaseException:
         revival.close()
         for provider in providers.values():
@@ -139,10 +141,11 @@ def start(config: Config, *, demo: DemoChatService | None = None) -> Running:
 
 
 def build_registry(config: Config, store: Store, turn_log: TurnLogWriter) -> Registry:
-    """The registry over *store*; with the shared postgres store, under task leases."""
+    """The registry over *store*; with the shared postgres store, or several worker processes on
+    one SQLite file, under task leases (one turn at a time per task across processes)."""
     instance = config.instance or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     leases = None
-    if config.store == "postgres":
+    if config.store == "postgres" or config.workers > 1:
         settings = LeaseSettings(instance, ttl=config.lease_ttl, wait=config.reply_timeout + config.lease_ttl)
         leases = Leases(store, settings)
     portable = [p.name for p in config.providers if p.kind in PORTABLE_KINDS]

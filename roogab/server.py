@@ -26,7 +26,7 @@ from waitress.task import ErrorTask, ThreadedTaskDispatcher
 
 from .errors import ConfigError
 
-__all__ = ["Server"]
+__all__ = ["Server", "bind_sockets"]
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +122,39 @@ def _refuse(conn: socket.socket) -> None:
         conn.close()
 
 
+def bind_sockets(host: str, port: int, backlog: int = 1024) -> list[socket.socket]:
+    """Listening sockets for *host*:*port*, resolved as waitress resolves them (one per address
+    family of *host*; port 0 picks a free port, the same for each): the parent of several worker
+    processes binds once, and every worker serves these sockets (``Server(sockets=...)``).
+
+    Raises:
+        ConfigError: the address cannot be listened on (in use, not local, no permission).
+    """
+    try:
+        wanted = Adjustments(host=host, port=port).listen
+    except ValueError as exc:
+        raise ConfigError("host", f"cannot listen on {host}:{port}: {exc}") from exc
+    bound: list[socket.socket] = []
+    try:
+        for family, kind, proto, address in wanted:
+            sock = socket.socket(family, kind, proto)
+            bound.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], bound[0].getsockname()[1] if len(bound) > 1 else address[1],
+                       *address[2:]))
+            sock.listen(backlog)
+    except OSError as exc:
+        for sock in bound:
+            sock.close()
+        raise ConfigError("port", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return bound
+
+
 class Server:
-    """A waitress server for *app* on *host*:*port* (0 picks a free port).
+    """A waitress server for *app* on *host*:*port* (0 picks a free port), or on the already
+    listening *sockets* (several worker processes sharing them).
 
     Raises:
         ConfigError: the address cannot be listened on (in use, not local, no permission).
@@ -131,10 +162,11 @@ class Server:
 
     def __init__(self, app: Flask, host: str, port: int, *, threads: int = 64,
                  max_body_bytes: int = 32 * 1024 * 1024, read_timeout: float = READ_TIMEOUT_SECONDS,
-                 idle_timeout: int = IDLE_TIMEOUT_SECONDS) -> None:
+                 idle_timeout: int = IDLE_TIMEOUT_SECONDS, sockets: list[socket.socket] | None = None) -> None:
         self._map: dict[int, object] = {}
+        where: dict[str, Any] = {"sockets": sockets} if sockets else {"host": host, "port": port}
         settings: dict[str, Any] = {
-            "host": host, "port": port, "threads": threads, "ident": "roogab",
+            **where, "threads": threads, "ident": "roogab",
             # waitress's default of 100 counts its own sockets too; every open stream needs one
             "connection_limit": max(100, threads + 32),
             "clear_untrusted_proxy_headers": True, "channel_timeout": idle_timeout,
@@ -145,7 +177,10 @@ class Server:
             self._dispatcher = ThreadedTaskDispatcher()
             self._dispatcher.set_thread_count(threads)
             self._listeners = [_Listener(app, self._map, dispatcher=self._dispatcher, adj=adj, sockinfo=info)
-                               for info in adj.listen]
+                               for info in adj.listen] if not sockets else [
+                _Listener(app, self._map, _sock=sock, dispatcher=self._dispatcher, adj=adj, bind_socket=False,
+                          sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
+                for sock in sockets]
         except OSError as exc:
             raise ConfigError("port", f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         for listener in self._listeners:
