@@ -178,9 +178,10 @@ def try_(model: str | None, base_url: str | None, config_file: Path | None) -> N
 
 @main.command()
 def docs() -> None:
-    """Print where the documentation is (and list its pages)."""
-    here = Path(__file__).resolve().parent.parent
-    found = [p for p in (here / "README.md", here / "docs") if p.exists()]
+    """Print where the documentation is (and list its pages): installed with the package, and the
+    source tree's README when RooGab runs from one."""
+    package = Path(__file__).resolve().parent
+    found = [p for p in (package.parent / "README.md", package / "docs") if p.exists()]
     if not found:
         click.echo("The documentation is not installed with the package: it is README.md and docs/ in "
                    "RooGab's source tree. `roogab COMMAND --help` describes each command.")

@@ -143,7 +143,7 @@ def test_help_has_examples_and_the_demo_knobs() -> None:
         assert word in demo_help, word
     assert "Example" in runner.invoke(main, ["try", "--help"]).output
     docs = runner.invoke(main, ["docs"])
-    assert docs.exit_code == 0 and "docs" in docs.output
+    assert docs.exit_code == 0 and "roogab/docs" in docs.output and "deploy.md" in docs.output  # packaged
 
 
 @pytest.mark.loopback
