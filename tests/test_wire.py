@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import CLINE, KILO, ROO, ROO_HISTORY, ROO_NONSTREAM, captured_bodies
 
 from roogab.errors import InvalidRequest, UnsupportedFeature
-from roogab.wire import Usage, canonical_json, completion, parse_chat_request, usage_chunk
+from roogab.wire import Usage, canonical_json, check_body_text, completion, parse_chat_request, usage_chunk
 
 
 @pytest.mark.parametrize("name", [ROO, ROO_NONSTREAM, ROO_HISTORY, CLINE, KILO])
@@ -91,3 +94,26 @@ def test_usage_shapes() -> None:
     assert chunk["choices"] == [] and chunk["usage"]["total_tokens"] == 15
     body = completion("c", "m", 1, {"role": "assistant", "content": "hi"}, "stop", usage)
     assert body["object"] == "chat.completion" and body["usage"]["prompt_tokens"] == 10
+
+
+_texts = st.text(alphabet=st.characters(codec=None, exclude_categories=()) | st.sampled_from("a\ud800\udc00é😀"),
+                 max_size=6)
+_json = st.recursive(st.none() | st.booleans() | st.integers() | _texts,
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_texts, inner, max_size=4),
+                     max_leaves=20)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json)
+def test_the_body_text_check_refuses_exactly_what_utf8_cannot_encode(body: object) -> None:
+    """The fast check (only non-ASCII strings are encoded) agrees with encoding the whole body."""
+    try:
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+        encodable = True
+    except UnicodeEncodeError:
+        encodable = False
+    if encodable:
+        check_body_text({"body": body})
+    else:
+        with pytest.raises(InvalidRequest, match="unpaired surrogate"):
+            check_body_text({"body": body})
