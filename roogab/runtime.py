@@ -25,6 +25,7 @@ from .errors import ProviderUnavailable, UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
 from .live import LiveTurns
+from .memory import limit_arenas
 from .providers import kinds
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
@@ -108,6 +109,7 @@ def start(config: Config, *, demo: DemoChatService | None = None,
         StoreError: the store cannot be opened (the CLI exits 2 naming it).
         ProviderUnavailable: a provider could not connect.
     """
+    limit_arenas()  # before the server's threads allocate: see roogab/memory.py
     redactor = Redactor(secrets(config))
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
                        max_turn_log_bytes=config.max_turn_log_bytes, redactor=redactor,

@@ -16,6 +16,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
+from .memory import give_back
+
 __all__ = ["OFFLINE_ENCODING", "TokenCache", "TokenCounter"]
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class TokenCounter:
         with self._lock:
             if not self._loaded:
                 self._encoding = _load_encoding(self._name)
+                give_back()  # the load's temporary objects
                 self._loaded = True
         return self._encoding
 
