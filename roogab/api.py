@@ -24,7 +24,7 @@ from flask import Blueprint, Flask, Response, current_app, g, redirect, render_t
 from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
-from . import inspect_auth
+from . import inspect_auth, request_fields
 from .affinity import AFFINITY_HEADER, INSTANCE_HEADER, affinity_key
 from .capacity import TurnGate
 from .config import Config
@@ -42,7 +42,7 @@ from .errors import (
 from .guide import client_settings
 from .live import LiveTurns, TurnNote
 from .logs import request_id
-from .origin import check_content_type, check_origin
+from .origin import check_content_type, check_origin, check_own_form
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .protocols.messages_request import count_texts, parse_request
@@ -60,6 +60,7 @@ api = Blueprint("api", __name__)
 status = Blueprint("status", __name__)
 
 PROTECTED_BLUEPRINTS = ("api", "api_bare", "inspect")
+INSPECTOR_FORMS = ("inspect.signin", "inspect.try_it")  # HTML forms of the inspector's own pages
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
@@ -89,6 +90,7 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     route = affinity_key(headers, body if isinstance(body, dict) else None, lambda: thread_key(turn))
     routing = {AFFINITY_HEADER: route.key, INSTANCE_HEADER: state.service.registry.instance}
     client = _client_identity(state.config)
+    request_fields.for_app(current_app.extensions).note(f"{client} {headers.get('user-agent', '')}", protocol.name, body)
     exchange = Exchange(protocol.new_id(), turn.model, int(time.time()))
     request_id.set(exchange.id)
     log.info("turn %s (%s): model=%s stream=%s messages=%d tools=%d", exchange.id, protocol.name, turn.model,
@@ -342,7 +344,9 @@ def install_guards(app: Flask) -> None:
         _check_host(config)
         headers = {name.lower(): value for name, value in request.headers.items()}
         check_origin(headers, request.host or "", config.allowed_hosts)
-        if not _is_signin():  # the inspector's sign-in form posts form-encoded, same-origin only
+        if request.endpoint in INSPECTOR_FORMS:  # its own pages' forms post form-encoded
+            check_own_form(request.method, headers, request.host or "")
+        else:
             check_content_type(request.method, headers)
         return _check_key(config)
 

@@ -178,3 +178,6 @@ def _limit(raw: str) -> int:
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidRequest(f"'limit' must be between 1 and {MAX_LIMIT}", param="limit")
     return limit
+
+
+from . import inspect_try  # noqa: F401  (registers /inspect/try on this blueprint)

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from .errors import ForbiddenOrigin, UnsupportedMediaType
 
-__all__ = ["BODY_METHODS", "check_content_type", "check_origin"]
+__all__ = ["BODY_METHODS", "check_content_type", "check_origin", "check_own_form"]
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -54,6 +54,25 @@ def check_content_type(method: str, headers: Mapping[str, str]) -> None:
     if media not in JSON_TYPES:
         shown = media[:60] or "none"
         raise UnsupportedMediaType(f"the request body must be application/json, not {shown}")
+
+
+def check_own_form(method: str, headers: Mapping[str, str], own_host: str) -> None:
+    """A form of RooGab's own pages (the inspector's sign-in, its try-it page) may post
+    form-encoded, but only from this server's own pages: a browser names the page's origin on
+    every form post, and it must be this server exactly.
+
+    Raises:
+        ForbiddenOrigin: a body-carrying request without ``Origin``, or from another origin.
+    """
+    if method.upper() not in BODY_METHODS:
+        return
+    origin = headers.get("origin", "").strip()
+    try:
+        netloc = urlsplit(origin).netloc.lower()
+    except ValueError:
+        netloc = ""
+    if not netloc or netloc != own_host.lower():
+        raise ForbiddenOrigin("this form may be sent only from RooGab's own pages")
 
 
 def _origin_allowed(origin: str, own_host: str, allowed_hosts: Collection[str]) -> bool:

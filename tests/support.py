@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 LAZY = {"roogab-turnlog", "roogab-housekeeper"}
 """Threads a session-scoped stack starts inside whichever test first uses it (the housekeeper
@@ -56,3 +63,38 @@ def no_keepalive() -> Any:
     import httpx
 
     return httpx.Client(limits=httpx.Limits(max_keepalive_connections=0), timeout=600)
+
+
+def need_chromium() -> None:
+    """Skip the calling test module (call it at import) when chromium and chromedriver are not
+    installed; with ``ROOGAB_REQUIRE_BROWSER`` set (CI) that is an error instead."""
+    if shutil.which("chromium") and shutil.which("chromedriver"):
+        return
+    if os.environ.get("ROOGAB_REQUIRE_BROWSER"):
+        raise RuntimeError("chromium and chromedriver are required (apt-get install chromium chromium-driver)")
+    pytest.skip("no chromium/chromedriver on this machine", allow_module_level=True)
+
+
+@contextmanager
+def headless_chromium(*flags: str, prefs: dict[str, Any] | None = None) -> Iterator[Any]:
+    """A selenium driver of a headless Chromium with a throwaway profile (quit and removed after);
+    *flags* are more command-line switches."""
+    from selenium import webdriver
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or "chromium"
+    profile = tempfile.mkdtemp(prefix="roogab-chromium-")
+    if prefs:
+        options.add_experimental_option("prefs", prefs)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", *flags):
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path=shutil.which("chromedriver") or "chromedriver")
+    driver = webdriver.Chrome(service=service, options=options)
+    try:
+        driver.set_page_load_timeout(20)
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)

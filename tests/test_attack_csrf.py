@@ -14,27 +14,21 @@ from __future__ import annotations
 
 import http.server
 import logging
-import os
-import shutil
-import tempfile
 import threading
 from collections.abc import Iterator
 
 import openai
 import pytest
+from support import headless_chromium, need_chromium
 
 from roogab.demo import DemoChatService
 from roogab.runtime import Running
 
 pytestmark = pytest.mark.loopback
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    if os.environ.get("ROOGAB_REQUIRE_BROWSER"):
-        raise RuntimeError("chromium and chromedriver are required (apt-get install chromium chromium-driver)")
-    pytest.skip("no chromium/chromedriver on this machine", allow_module_level=True)
+need_chromium()
 
-webdriver = pytest.importorskip("selenium.webdriver")
+pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.support.ui import WebDriverWait
 
 BODY = '{"model": "demo/gab-1", "messages": [{"role": "user", "content": "csrf %s"}]}'
@@ -90,19 +84,8 @@ def evil_site(stack: Running) -> Iterator[int]:
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="roogab-chromium-")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}",
-                 "--host-resolver-rules=MAP evil.example 127.0.0.1"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    with headless_chromium("--host-resolver-rules=MAP evil.example 127.0.0.1") as driver:
+        yield driver
 
 
 def test_cross_site_page_cannot_run_a_turn(browser: object, stack: Running, demo: DemoChatService,

@@ -107,3 +107,14 @@ def test_inspector_answers_carry_frame_sniff_and_script_policies(stack: Running,
     assert response.getheader("X-Frame-Options") == "DENY"
     assert response.getheader("X-Content-Type-Options") == "nosniff"
     assert "frame-ancestors 'none'" in (response.getheader("Content-Security-Policy") or "")
+
+
+@pytest.mark.parametrize("origin", [None, "http://127.0.0.1:3000", "https://evil.example", "null"])
+def test_the_try_page_form_runs_a_turn_only_from_roogab_s_own_page(stack: Running, demo: DemoChatService,
+                                                                   origin: str | None) -> None:
+    """The inspector's try-it form posts form-encoded, so only its own page may send it: even a
+    page on another loopback port may not (it would run a turn on the signed-in chat session)."""
+    headers = {"Content-Type": "application/x-www-form-urlencoded", **({"Origin": origin} if origin else {})}
+    status, body = _post(stack, headers, body="model=demo%2Fgab-1&message=forged", path="/inspect/try")
+    assert status == 403 and body["error"]["code"] == "forbidden_origin"
+    assert demo.received == []

@@ -9,15 +9,11 @@ directory and the database are private to the user.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import stat
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
-from test_security import COOKIE, HEADER_SECRET, KEY, PASSWORD, _raw, _UrlOnly, _wait_for_url
+from test_security import COOKIE, HEADER_SECRET, KEY, PASSWORD, _raw, _UrlOnly, _wait_for_url, secret_demo
 
 from roogab.config import load_config
 from roogab.runtime import secrets
@@ -28,24 +24,7 @@ def test_secrets_echoed_into_an_error_never_reach_stderr(tmp_path: Path) -> None
     echo = f"I will not comply. {KEY} {PASSWORD} session={COOKIE} {HEADER_SECRET}"
     script = tmp_path / "script.jsonl"
     script.write_text("\n".join(json.dumps({"reply": echo}) for _ in range(2)) + "\n")
-    cookies = tmp_path / "cookies.txt"
-    cookies.write_text(f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\t{COOKIE}\n")
-    config = tmp_path / "roogab.toml"
-    config.write_text(textwrap.dedent(f"""\
-        store = "memory"
-        [[providers]]
-        name = "demo"
-        kind = "demo"
-        password_env = "CHAT_PASSWORD"
-        cookie_file = "{cookies}"
-        [providers.headers]
-        X-Chat-Token = "{HEADER_SECRET}"
-        """))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ROOGAB_")}, "ROOGAB_API_KEYS": KEY,
-           "CHAT_PASSWORD": PASSWORD, "XDG_DATA_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--config", str(config), "--port", "0",
-                             "--script", str(script)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    proc = secret_demo(tmp_path, "--script", str(script), username=False)
     try:
         url, seen = _wait_for_url(proc)
         body = {"model": "demo/gab-1", "messages": [{"role": "user", "content": "hi"}],

@@ -173,3 +173,20 @@ def test_killed_mid_reply_is_an_error_then_replay_after_restart(tmp_path: Path) 
     finally:
         running.close()
         own.kill()
+
+
+def test_the_wire_view_has_the_turns_socket_events_in_order(server: ChainlitServer, roogab: Running) -> None:
+    """The inspector's wire view of a Chainlit turn: the message out, then the app's events in
+    the order they came, the prompt in the first, the password and the session cookie in none."""
+    answer = _client(roogab).chat.completions.create(**_task("wire probe 6607", tools=False))
+    assert "wire probe 6607" in (answer.choices[0].message.content or "")  # the app got the turn
+    with urllib.request.urlopen(roogab.url + "/inspect/turns.json?limit=1") as r:
+        [turn] = json.load(r)["data"]
+    frames = turn["wire"]
+    names = [(f["direction"], f["name"]) for f in frames]
+    assert names[0] == ("out", "client_message") and "wire probe 6607" in str(frames[0]["payload"])
+    incoming = [name for direction, name in names[1:] if direction == "in"]
+    assert incoming[0] == "task_start" and incoming[-1] == "task_end"
+    assert incoming.index("stream_start") < incoming.index("stream_token")
+    for frame in frames:
+        assert PASSWORD not in str(frame["payload"])

@@ -250,3 +250,41 @@ def test_killed_mid_reply_is_an_error_then_the_restarted_app_gets_the_history(fr
     assert again.choices[0].message.content == "After the restart."
     last = fresh.received()[-1]
     assert ("Survive a crash." in last["message"]) or _texts(last["history"])[0][1].find("Survive") >= 0
+
+
+def test_the_wire_view_has_the_page_protocols_requests_and_messages_in_order(server: GradioServer) -> None:
+    from wire_frames import assert_no_secret
+    server.reset()
+    server.script('```lua\nreturn { text = [==[On the wire.]==] }\n```', '```lua\nreturn { text = [==[Twice.]==] }\n```')
+    bearer = "sk-gradio-wire-" + "7" * 20
+    config = load_config(env={}, overrides={"port": 0, "store": "memory"})
+    profile = ProviderProfile(name="gr", kind="gradio", url=server.locked_url, models=(), username="alice",
+                              password=PASSWORD, headers=(("Authorization", f"Bearer {bearer}"),))
+    running = start(dataclasses.replace(config, providers=(profile,)))
+    try:
+        client = _client(running)
+        messages = _messages("wire probe 3391")
+        first = client.chat.completions.create(model="gr/chat", messages=messages)  # type: ignore[arg-type]
+        assert first.choices[0].message.content == "On the wire."
+        messages += [{"role": "assistant", "content": "On the wire."}, {"role": "user", "content": "again 3392"}]
+        client.chat.completions.create(model="gr/chat", messages=messages)  # type: ignore[arg-type]
+        assert [r["app"] for r in server.received()] == ["locked", "locked"]  # the app got both turns
+        with urllib.request.urlopen(running.url + "/inspect/turns.json?limit=2") as r:
+            second, first_turn = json.load(r)["data"]
+    finally:
+        running.close()
+    frames = first_turn["wire"]
+    names = [(f["direction"], f["kind"], f["name"]) for f in frames]
+    join = ("out", "http", "POST /locked/gradio_api/queue/join")
+    assert names[0] == ("out", "http", "GET /locked/config") and names.count(join) == 1
+    assert "wire probe 3391" in frames[names.index(join)]["payload"]
+    stream = [n[2] for n in names if n[1] == "sse"]
+    assert stream[-1] == "process_completed" and "process_generating" in stream
+    assert stream.index("process_starts") < stream.index("process_generating")
+    assert names.index(join) < names.index(("in", "sse", "process_starts"))
+    assert "On the wire." in frames[-1]["payload"] + frames[-2]["payload"]
+    assert [f["ms"] for f in frames] == sorted(f["ms"] for f in frames)
+    # the second turn hands the app the history first (the chatbot-sync event), then the message
+    joins = [f["payload"] for f in second["wire"] if (f["direction"], f["name"]) == ("out", join[2])]
+    assert len(joins) == 2 and "On the wire." in joins[0] and "again 3392" in joins[1]
+    assert_no_secret(frames + second["wire"], [bearer, PASSWORD])

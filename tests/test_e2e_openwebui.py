@@ -314,3 +314,29 @@ def test_a_restart_of_open_webui_mid_task(server: OpenWebUIServer, models: FakeM
         stall.set()
         stack.close()
         running.close()
+
+
+def test_the_wire_view_has_the_turns_requests_and_socket_events_in_order(
+        server: OpenWebUIServer, loop: ProviderLoop, models: FakeModels) -> None:
+    from wire_frames import assert_no_secret, shown_frames
+    provider = _provider(server, loop)
+    provider.start()
+    try:
+        models.script(_text("seen on the wire"))
+        turn = provider.send(None, MODEL, "wire probe 8123", DEADLINES)
+        got = [e for e in turn.events() if e]
+        assert isinstance(got[-1], Done) and got[-1].text == _text("seen on the wire")
+        assert _last_prompt(models)[-1]["content"] == "wire probe 8123"  # the model got the turn
+        frames = shown_frames(turn, "wire probe 8123")
+        token = provider._web.token
+    finally:
+        provider.close()
+    names = [(f["direction"], f["kind"], f["name"]) for f in frames]
+    assert names[:4] == [("out", "http", "POST /api/v1/chats/new"), ("in", "http", "POST /api/v1/chats/new"),
+                         ("out", "http", "POST /api/chat/completions"), ("in", "http", "POST /api/chat/completions")]
+    assert set(names[4:]) == {("in", "socket.io", "events")}
+    assert "wire probe 8123" in str(frames[2]["payload"]) and "seen on the wire" in str(frames[-1]["payload"]) + \
+        str(frames[-2]["payload"])
+    assert [f["ms"] for f in frames] == sorted(f["ms"] for f in frames)  # type: ignore[type-var]
+    assert token and ADMIN_PASSWORD
+    assert_no_secret(frames, [token, ADMIN_PASSWORD])

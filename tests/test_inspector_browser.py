@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import openai
 import pytest
+from support import headless_chromium, need_chromium
 
 from roogab.config import load_config
 from roogab.demo import DemoChatService, ScriptedReply
@@ -26,13 +26,9 @@ from roogab.runtime import Running, start_demo
 
 pytestmark = pytest.mark.loopback
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-if not (CHROMIUM and DRIVER):
-    if os.environ.get("ROOGAB_REQUIRE_BROWSER"):
-        raise RuntimeError("chromium and chromedriver are required (apt-get install chromium chromium-driver)")
-    pytest.skip("no chromium/chromedriver on this machine", allow_module_level=True)
+need_chromium()
 
-webdriver = pytest.importorskip("selenium.webdriver")
+pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
@@ -52,21 +48,10 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    profile = tempfile.mkdtemp(prefix="roogab-chromium-")
-    options.add_experimental_option("prefs", {"download.default_directory": str(DOWNLOADS),
-                                              "download.prompt_for_download": False})
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=webdriver.ChromeService(executable_path=DRIVER), options=options)
-    driver.set_page_load_timeout(20)
-    driver.set_window_size(1280, 1100)
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    prefs = {"download.default_directory": str(DOWNLOADS), "download.prompt_for_download": False}
+    with headless_chromium(prefs=prefs) as driver:
+        driver.set_window_size(1280, 1100)
+        yield driver
 
 
 def _wait(driver: object) -> WebDriverWait:  # type: ignore[type-arg]
@@ -226,3 +211,91 @@ def test_the_sign_in_form_opens_the_inspector_behind_keys(browser: object, keyed
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and "browser-k3y" not in cookie["value"]
     browser.get(keyed.url + "/inspect/turns.json")  # type: ignore[attr-defined]
     assert '"object"' in browser.page_source  # type: ignore[attr-defined]
+
+
+def _wire_names(card: object) -> list[str]:
+    return [c.get_attribute("textContent") for c in card.find_elements(By.CSS_SELECTOR, ".wire .frame-name")]  # type: ignore[attr-defined]
+
+
+def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: object, stack: Running,
+                                                                    demo: DemoChatService, client: openai.OpenAI,
+                                                                    artifacts: Path) -> None:
+    ev = stack.providers["demo"].profile.events  # type: ignore[attr-defined]
+    browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
+    reply = '```lua\nreturn { text = [==[' + "frames while it streams " * 8 + ']==] }\n```'
+    demo.push(ScriptedReply(reply, chunk=5, delay_ms=150))
+    worker = threading.Thread(target=_ask, args=(client, "show me the wire 5183"))
+    worker.start()
+    try:
+        turn_id = _wait(browser).until(
+            lambda d: (c := _running_card(d, "show me the wire 5183")) and c.get_attribute("data-id"))
+        # the wire section shows once the first frame is recorded (the card may come before it)
+        _wait(browser).until(lambda d: _card(d, turn_id).find_elements(By.CSS_SELECTOR, ".wire summary"))[0].click()
+
+        def deltas_while_running(d: object) -> list[str] | None:
+            card = _card(d, turn_id)
+            names = _wire_names(card)
+            running = "running" in card.get_attribute("class")  # type: ignore[attr-defined]
+            return names if running and names.count(ev.delta) >= 2 else None
+
+        names = _wait(browser).until(deltas_while_running)
+        assert names[:3] == [ev.create, ev.created, ev.subscribe] and ev.end not in names
+        assert set(names[3:]) == {ev.delta}
+        card = _card(browser, turn_id)
+        assert card.find_element(By.CSS_SELECTOR, "details.wire").get_attribute("open") is not None  # type: ignore[attr-defined]
+        assert "show me the wire 5183" in card.find_element(By.CSS_SELECTOR, ".wire code").text  # type: ignore[attr-defined]
+        browser.execute_script("arguments[0].scrollIntoView()", card.find_element(By.CSS_SELECTOR, "details.wire"))  # type: ignore[attr-defined]
+        browser.save_screenshot(str(artifacts / "inspect-wire-running.png"))  # type: ignore[attr-defined]
+    finally:
+        worker.join()
+    _wait(browser).until(lambda d: _card(d, turn_id).get_attribute("data-verdict") == "ok")
+    final = _wire_names(_card(browser, turn_id))
+    assert final[-1] == ev.end and final[:len(names)] == names
+
+
+def test_the_try_it_page_sends_one_turn_and_links_it(browser: object, stack: Running, demo: DemoChatService,
+                                                     artifacts: Path) -> None:
+    demo.push(ScriptedReply('```lua\nreturn { text = [==[Hello from the try page.]==] }\n```'))
+    browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
+    browser.find_element(By.LINK_TEXT, "try it").click()  # type: ignore[attr-defined]
+    _wait(browser).until(lambda d: d.find_elements(By.ID, "try"))
+    box = browser.find_element(By.CSS_SELECTOR, "#try textarea[name=message]")  # type: ignore[attr-defined]
+    assert "which model are you" in box.get_attribute("value")
+    box.clear()
+    box.send_keys("a browser probe 2718")
+    assert browser.find_element(By.CSS_SELECTOR, "#try select option:checked").text == "demo/gab-1"  # type: ignore[attr-defined]
+    browser.find_element(By.CSS_SELECTOR, "#try button[type=submit]").click()  # type: ignore[attr-defined]
+    text = _wait(browser).until(lambda d: (e := d.find_elements(By.ID, "try-text")) and e[0].text)
+    assert text == "Hello from the try page."
+    assert any("a browser probe 2718" in (r.prompt or "") for r in demo.received)  # the chat service got it
+    browser.save_screenshot(str(artifacts / "try.png"))  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "try-turn").click()  # type: ignore[attr-defined]
+    card = _wait(browser).until(lambda d: (c := d.find_elements(By.CSS_SELECTOR, ".turn")) and c[0])
+    assert card.get_attribute("data-verdict") == "ok" and "a browser probe 2718" in card.get_attribute("textContent")
+
+
+def test_the_try_it_page_shows_a_failed_turn(browser: object, stack: Running, demo: DemoChatService) -> None:
+    demo.push(ScriptedReply(error="the assistant is on fire 1618"))
+    browser.get(stack.url + "/inspect/try")  # type: ignore[attr-defined]
+    box = browser.find_element(By.CSS_SELECTOR, "#try textarea[name=message]")  # type: ignore[attr-defined]
+    box.clear()
+    box.send_keys("a failing browser probe 3141")
+    browser.find_element(By.CSS_SELECTOR, "#try button[type=submit]").click()  # type: ignore[attr-defined]
+    error = _wait(browser).until(lambda d: (e := d.find_elements(By.ID, "try-error")) and e[0].text)
+    assert "the assistant is on fire 1618" in error and not browser.find_elements(By.ID, "try-text")  # type: ignore[attr-defined]
+    browser.find_element(By.ID, "try-turn").click()  # type: ignore[attr-defined]
+    card = _wait(browser).until(lambda d: (c := d.find_elements(By.CSS_SELECTOR, ".turn")) and c[0])
+    assert card.get_attribute("data-verdict") == "failed" and "on fire 1618" in card.get_attribute("textContent")
+
+
+def test_the_try_it_page_is_behind_the_keys(keyed: Running) -> None:
+    import urllib.error
+    import urllib.request
+    post = urllib.request.Request(keyed.url + "/inspect/try", data=b"model=demo%2Fgab-1&message=hi", method="POST",
+                                  headers={"Content-Type": "application/x-www-form-urlencoded",
+                                           "Accept": "application/json", "Origin": keyed.url})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(post, timeout=30)
+    refused.value.close()
+    assert refused.value.code == 401
+    assert keyed.demo is not None and not any(r.prompt == "hi" for r in keyed.demo.received)

@@ -41,6 +41,29 @@ COOKIE = "cookie-value-5f4e3d2c1b0a"
 GOOD = {"model": "fake/model", "messages": [{"role": "user", "content": "hello"}]}
 
 
+def secret_demo(tmp_path: Path, *args: str, username: bool = True) -> subprocess.Popen[str]:
+    """``roogab demo`` in a subprocess with every kind of secret configured: an API key, a
+    password (from the environment), a cookie file and a secret header; *args* are more flags."""
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text(f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\t{COOKIE}\n")
+    config = tmp_path / "roogab.toml"
+    config.write_text(textwrap.dedent(f"""\
+        store = "memory"
+        [[providers]]
+        name = "demo"
+        kind = "demo"
+        {'username = "dev"' if username else ''}
+        password_env = "CHAT_PASSWORD"
+        cookie_file = "{cookies}"
+        [providers.headers]
+        X-Chat-Token = "{HEADER_SECRET}"
+        """))
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ROOGAB_")}, "ROOGAB_API_KEYS": KEY,
+           "CHAT_PASSWORD": PASSWORD, "XDG_DATA_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--config", str(config), "--port", "0", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
 def _app(**config: Any) -> Flask:
     return create_app(Config(store="memory", **config), {"fake": FakeProvider()})
 
@@ -289,25 +312,7 @@ def test_secrets_never_reach_the_logs_or_the_turn_log(secured: Running, caplog: 
 def test_cli_output_holds_no_secret(tmp_path: Path) -> None:
     """`roogab demo --log-level debug` in a subprocess: its whole output, after a turn carrying the
     secrets and a rejected request, holds none of them."""
-    cookies = tmp_path / "cookies.txt"
-    cookies.write_text(f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\t{COOKIE}\n")
-    config = tmp_path / "roogab.toml"
-    config.write_text(textwrap.dedent(f"""\
-        store = "memory"
-        [[providers]]
-        name = "demo"
-        kind = "demo"
-        username = "dev"
-        password_env = "CHAT_PASSWORD"
-        cookie_file = "{cookies}"
-        [providers.headers]
-        X-Chat-Token = "{HEADER_SECRET}"
-        """))
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("ROOGAB_")}, "ROOGAB_API_KEYS": KEY,
-           "CHAT_PASSWORD": PASSWORD, "XDG_DATA_HOME": str(tmp_path), "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--config", str(config), "--port", "0",
-                             "--log-level", "debug"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, env=env)
+    proc = secret_demo(tmp_path, "--log-level", "debug")
     try:
         url, seen = _wait_for_url(proc)
         running = _UrlOnly(url)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from ..errors import ProviderTimeout, UpstreamError
+from ..redact import REDACTED
 
 __all__ = [
     "Created",
@@ -124,6 +125,10 @@ _CLOSED = object()
 
 WIRE_FRAMES = 300
 WIRE_PAYLOAD_CHARS = 1000
+SECRET_KEYS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key",
+                         "api_key", "password", "access_token", "refresh_token", "id_token",
+                         "client_secret", "x-csrf-token", "x-xsrf-token"})
+"""Keys (header names, JSON fields) whose values a frame never shows, whatever they look like."""
 
 
 @dataclass(frozen=True)
@@ -154,8 +159,11 @@ def _redact_strings(value: object, redact: Callable[[str], str], depth: int = 0)
     if depth > 8:
         return redact(repr(value))
     if isinstance(value, dict):
-        return {redact(str(k)): _redact_strings(v, redact, depth + 1) for k, v in value.items()}
+        return {redact(str(k)): REDACTED if str(k).lower() in SECRET_KEYS and v
+                else _redact_strings(v, redact, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if len(value) == 2 and isinstance(value[0], str) and value[0].lower() in SECRET_KEYS:
+            return [value[0], REDACTED]  # a (header name, value) pair
         return [_redact_strings(v, redact, depth + 1) for v in value]
     return value if isinstance(value, (int, float, bool)) or value is None else redact(repr(value))
 

@@ -62,6 +62,8 @@ __all__ = ["DEFAULT_MODEL", "KIND", "ChainlitProvider"]
 
 logger = logging.getLogger(__name__)
 
+WIRE = "socket.io"  # the wire view's name for the frames of this kind
+
 SOCKET_PATH = "/ws/socket.io"
 STOPPED_TEXT = "Task manually stopped."  # what Chainlit sends when it honours a ``stop``
 STOP_WAIT = 5.0  # how long a new turn waits for an earlier ``stop`` to take effect
@@ -212,7 +214,7 @@ class ChainlitProvider:
             "stream_token": self._on_stream_token, "new_message": self._on_step, "update_message": self._on_step}
         s.socket = SocketSession(
             self.name, self._where, self._reconnection,
-            {event: functools.partial(handler, s) for event, handler in handlers.items()},
+            {event: functools.partial(self._on_event, s, event, handler) for event, handler in handlers.items()},
             on_connect=functools.partial(self._on_connect, s), on_disconnect=functools.partial(self._on_disconnect, s),
             on_failure=self._on_failure)
         return s
@@ -286,7 +288,9 @@ class ChainlitProvider:
                     flight.turn.put(Created(s.handle))
                 if not await self._take_turn(s, flight):
                     return
-                await s.socket.emit("client_message", _message(flight.message_id, text))
+                payload = _message(flight.message_id, text)
+                flight.turn.frame("out", WIRE, "client_message", payload)
+                await s.socket.emit("client_message", payload)
         except UpstreamError as exc:
             if s is not None and s.flight is flight:
                 s.flight = None
@@ -375,6 +379,12 @@ class ChainlitProvider:
         task.add_done_callback(self._background.discard)
 
     # -- incoming events (loop thread; synchronous, so they keep their arrival order) --------
+
+    def _on_event(self, s: _Session, event: str, handler: Callable[..., None], data: object = None) -> None:
+        """Each event while a turn is the session's goes into that turn's wire view first."""
+        if s.flight is not None:
+            s.flight.turn.frame("in", WIRE, event, data)
+        handler(s, data)
 
     def _on_task_start(self, s: _Session, data: object = None) -> None:
         s.tasks += 1

@@ -27,11 +27,12 @@ import logging
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from gradio_client import Client
@@ -47,6 +48,7 @@ from ..errors import (
     ProviderUnavailable,
     UpstreamError,
 )
+from . import _http_wire as wire
 from ._text import safe_url, short
 from .base import Created, Deadlines, Done, Health, ModelInfo, Snapshot, Traits, Turn
 from .kinds import Context, Kind
@@ -73,15 +75,83 @@ class GradioSettings:
 class _QuietClient(Client):  # type: ignore[misc]
     """A ``Client`` that sends no telemetry (its constructor starts the thread unless the process
     environment says otherwise; RooGab does not change the environment) and starts no heartbeat
-    thread (it would outlive the turn by up to a heartbeat interval)."""
+    thread (it would outlive the turn by up to a heartbeat interval).
+
+    With a *turn*, the page protocol's exchanges go on the turn's wire: ``GET config``, each
+    ``POST queue/join`` and its event id, the ``GET queue/data`` stream and every message it
+    brings (``estimation``, ``process_starts``, ``process_generating`` diffs, ``process_completed``).
+    """
+
+    def __init__(self, *args: Any, turn: Turn | None = None, **kwargs: Any) -> None:
+        self._turn = turn  # before the constructor: it fetches the config
+        super().__init__(*args, **kwargs)
+        if turn is not None:
+            self.pending_messages_per_event = _Recorded(turn)
 
     def _telemetry_thread(self) -> None:
         return
 
     def _get_config(self) -> dict[str, Any]:
+        wire.request(self._turn, "GET", _path(self.src) + "config", self.headers, None)
         config: dict[str, Any] = super()._get_config()
+        wire.answer(self._turn, "GET", _path(self.src) + "config", 200, "application/json",
+                    {k: config.get(k) for k in ("version", "protocol", "api_prefix", "mode")})
         config["connect_heartbeat"] = False  # a session lives for one turn: nothing to keep alive
         return config
+
+    def send_data(self, data: dict[str, Any], hash_data: dict[str, Any], protocol: str,
+                  request_headers: dict[str, str] | None) -> str:
+        path = _path(self.sse_data_url)
+        wire.request(self._turn, "POST", path, {**(request_headers or {}), **self.headers}, {**data, **hash_data})
+        event_id: str = super().send_data(data, hash_data, protocol, request_headers)
+        wire.answer(self._turn, "POST", path, 200, "application/json", {"event_id": event_id})
+        return event_id
+
+    def stream_messages(self, protocol: str, session_hash: str) -> None:
+        wire.request(self._turn, "GET", _path(self.sse_url), self.headers, {"session_hash": session_hash})
+        super().stream_messages(protocol, session_hash)
+
+
+class _RecordedMessages(deque[Any]):
+    """The messages of one event as the client's stream reader queues them, each noted on the
+    turn's wire as it arrives."""
+
+    def __init__(self, turn: Turn) -> None:
+        super().__init__()
+        self._turn = turn
+
+    def append(self, message: Any) -> None:
+        if isinstance(message, dict):  # None is the client's own end-of-stream marker
+            wire.event(self._turn, str(message.get("msg", "data")), message)
+        super().append(message)
+
+
+class _Recorded(dict[str, Any]):
+    """``Client.pending_messages_per_event`` whose queues note what they are given."""
+
+    def __init__(self, turn: Turn) -> None:
+        super().__init__()
+        self._turn = turn
+
+    def __setitem__(self, event_id: str, messages: Any) -> None:
+        super().__setitem__(event_id, self._recorded(messages))
+
+    def setdefault(self, event_id: str, messages: Any = None) -> Any:
+        if event_id not in self:
+            self[event_id] = messages
+        return self[event_id]
+
+    def _recorded(self, messages: Any) -> Any:
+        if isinstance(messages, deque) and not isinstance(messages, _RecordedMessages):
+            recorded = _RecordedMessages(self._turn)
+            recorded.extend(messages)
+            return recorded
+        return messages
+
+
+def _path(url: str) -> str:
+    """The path of *url* (no host, no query): how a frame names the request."""
+    return urlunsplit(("", "", urlsplit(url).path, "", "")) or "/"
 
 
 class GradioProvider:
@@ -165,7 +235,7 @@ class GradioProvider:
             return
         handle = handle or uuid.uuid4().hex
         try:
-            with self._client() as client:
+            with self._client(turn) as client:
                 reply = self._exchange(client, turn, cancel, handle, history, text)
         except UpstreamError as exc:
             turn.put(exc)
@@ -208,21 +278,21 @@ class GradioProvider:
     # -- clients ---------------------------------------------------------------------------
 
     @contextmanager
-    def _client(self) -> Iterator[Client]:
+    def _client(self, turn: Turn | None = None) -> Iterator[Client]:
         """A client for one turn, closed after it with its worker threads (none idles between turns)."""
-        client = self._new_client()
+        client = self._new_client(turn)
         try:
             yield client
         finally:
             _close(client)
 
-    def _new_client(self) -> Client:
+    def _new_client(self, turn: Turn | None) -> Client:
         p = self.profile
         auth = (p.username, p.password) if p.username else None
         with _gradio_errors(self.name, self._where):
             client: Client = _QuietClient(
                 self._url, verbose=False, auth=auth, headers=dict(p.headers) or None, download_files=False,
-                analytics_enabled=False, max_workers=4, httpx_kwargs={"timeout": self._timeout})
+                analytics_enabled=False, max_workers=4, httpx_kwargs={"timeout": self._timeout}, turn=turn)
         return client
 
     def _sync_event(self, client: Client) -> int | None:

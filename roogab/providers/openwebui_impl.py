@@ -43,6 +43,7 @@ from ..errors import (
     ProviderUnavailable,
     UpstreamError,
 )
+from . import _http_wire as wire
 from ._openwebui_reply import Failure, ReplyText
 from ._text import safe_url, short
 from .base import Created, Deadlines, Done, Health, ModelInfo, ProviderEvent, Traits, Turn
@@ -244,7 +245,7 @@ class OpenWebUIProvider:
             flight.turn.put(exc)
 
     async def _turn(self, flight: _Flight, handle: str | None, model: str) -> None:
-        chat = await self._chat(handle, model)
+        chat = await self._chat(handle, model, flight.turn)
         async with chat.lock:
             if handle is None and flight.chat is None:
                 flight.turn.put(Created(chat.handle))
@@ -262,19 +263,19 @@ class OpenWebUIProvider:
         await self._connect()
         return True
 
-    async def _chat(self, handle: str | None, model: str) -> _Chat:
+    async def _chat(self, handle: str | None, model: str, turn: Turn) -> _Chat:
         """The conversation for *handle*: known here, loaded from the server, or made anew."""
         if handle is not None and handle in self._chats:
             return self._chats[handle]
         if handle is not None:
-            chat = await self._load_chat(handle)
+            chat = await self._load_chat(handle, turn)
         elif self.settings.temporary_chats:
             local = TEMPORARY + str(uuid.uuid4())
             chat = _Chat(local, "")
         else:
             made = await self._rest("POST", "/api/v1/chats/new", {"chat": {
                 "title": self.settings.title, "models": [model], "history": {"messages": {}, "currentId": None},
-                "messages": [], "tags": [], "timestamp": int(time.time() * 1000)}})
+                "messages": [], "tags": [], "timestamp": int(time.time() * 1000)}}, turn)
             chat_id = made.get("id")
             if not isinstance(chat_id, str) or not chat_id:
                 raise ProviderUnavailable(f"{self.name}: /api/v1/chats/new gave no chat id", provider=self.name)
@@ -282,13 +283,13 @@ class OpenWebUIProvider:
         self._chats[chat.handle] = chat
         return chat
 
-    async def _load_chat(self, handle: str) -> _Chat:
+    async def _load_chat(self, handle: str, turn: Turn) -> _Chat:
         """A saved chat RooGab no longer holds (it restarted): its messages, from the server."""
         gone = ConversationGone(f"{self.name}: Open WebUI no longer has chat {handle}", provider=self.name)
         if handle.startswith(TEMPORARY):
             raise gone  # temporary chats live only in the RooGab that made them
         try:
-            data = await self._rest("GET", f"/api/v1/chats/{handle}", None)
+            data = await self._rest("GET", f"/api/v1/chats/{handle}", None, turn)
         except _TokenRefused:
             raise
         except ProviderRejected as exc:  # 404 (deleted) or 401 for another user's chat
@@ -317,15 +318,21 @@ class OpenWebUIProvider:
         """Post the turn; the reply comes over the socket, or in this answer as SSE."""
         assert self._http is not None
         headers = {"Authorization": f"Bearer {self._web.token}", "Accept": "application/json"}
-        with socketio_errors(self.name, "POST /api/chat/completions"):
-            async with self._http.post(self._base + "/api/chat/completions", json=body, headers=headers,
+        path = "/api/chat/completions"
+        wire.request(flight.turn, "POST", path, headers, body)
+        with socketio_errors(self.name, "POST " + path):
+            async with self._http.post(self._base + path, json=body, headers=headers,
                                        timeout=aiohttp.ClientTimeout(sock_connect=self._connect_timeout)) as r:
                 if r.status >= 400:
-                    raise self._refused(r.status, await r.text())
+                    text = await r.text()
+                    wire.answer(flight.turn, "POST", path, r.status, r.content_type, wire.decoded(text))
+                    raise self._refused(r.status, text)
                 if r.content_type == "text/event-stream":
+                    wire.answer(flight.turn, "POST", path, r.status, r.content_type, "(an SSE stream)")
                     await self._read_sse(flight, r)
                     return
                 answer = await r.json(content_type=None)
+                wire.answer(flight.turn, "POST", path, r.status, r.content_type, answer)
         if isinstance(answer, dict) and answer.get("status") is False:
             raise ProviderRejected(f"{self.name}: the server refused the turn: {short(answer)}", provider=self.name)
 
@@ -336,6 +343,7 @@ class OpenWebUIProvider:
             if not line.startswith("data:"):
                 continue
             payload = line[5:].strip()
+            wire.event(flight.turn, "data", wire.decoded(payload))
             if payload == "[DONE]":
                 break
             self._tell(flight, flight.reply.add(_sse_piece(payload)))
@@ -350,12 +358,14 @@ class OpenWebUIProvider:
             return ConversationGone(f"{self.name}: Open WebUI no longer has this chat ({detail})", provider=self.name)
         return ProviderRejected(f"{self.name}: Open WebUI refused the turn ({status}): {detail}", provider=self.name)
 
-    async def _rest(self, method: str, path: str, data: object) -> dict[str, Any]:
+    async def _rest(self, method: str, path: str, data: object, turn: Turn | None = None) -> dict[str, Any]:
         assert self._http is not None
         headers = {"Authorization": f"Bearer {self._web.token}"}
+        wire.request(turn, method, path, headers, data)
         with socketio_errors(self.name, f"{method} {path}"):
             async with self._http.request(method, self._base + path, json=data, headers=headers) as r:
                 text = await r.text()
+        wire.answer(turn, method, path, r.status, r.content_type, wire.decoded(text))
         if r.status >= 400:
             refused = _TokenRefused if r.status == 401 else ProviderRejected
             raise refused(f"{self.name}: {method} {path} refused ({r.status}): {short(_detail(text))}",
@@ -386,6 +396,7 @@ class OpenWebUIProvider:
         event = data.get("data")
         if flight is None or not isinstance(event, dict):
             return
+        flight.turn.frame("in", "socket.io", "events", data)
         self._tell(flight, flight.reply.feed(str(event.get("type")), event.get("data")))
 
     def _tell(self, flight: _Flight, events: list[ProviderEvent | Failure]) -> None:

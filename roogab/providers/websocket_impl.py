@@ -51,6 +51,7 @@ __all__ = ["DEFAULT_MODEL", "WebSocketProvider"]
 logger = logging.getLogger(__name__)
 
 TRAITS = Traits(keeps_conversations=True, stream="deltas")
+WIRE = "websocket"
 
 DEFAULT_MODEL = "default"
 _SCHEMES = {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"}
@@ -141,7 +142,7 @@ class _Connection:
             self.idle.clear()
             ws = self.ws
         try:
-            self._send(ws, flight.prompt)
+            self._send(ws, flight)
         except UpstreamError as exc:
             with self.lock:
                 self.flight = None
@@ -175,12 +176,16 @@ class _Connection:
         p = self.provider
         first = self.flight
         assert first is not None
+        headers, cookie = p.handshake()
+        shown = headers + [("Cookie", cookie)] if cookie else headers
+        first.turn.frame("out", WIRE, "handshake", {"url": p.where, "headers": shown})  # no query: it may hold a key
         try:
             ws = p.connect()
         except UpstreamError as exc:
             p.discard(self)
             first.turn.put(exc)
             return
+        first.turn.frame("in", WIRE, "handshake", {"status": ws.getstatus(), "headers": dict(ws.getheaders() or {})})
         with self.lock:
             self.ws = ws
             closing = self.closing
@@ -189,26 +194,34 @@ class _Connection:
             return
         first.turn.put(Created(self.handle))
         try:
-            self._send(ws, first.prompt)
+            self._send(ws, first)
             self._read(ws)
         except UpstreamError as exc:
             self._lost(str(exc))
         finally:
             ws.shutdown()  # type: ignore[no-untyped-call]
 
-    def _send(self, ws: websocket.WebSocket, text: str) -> None:
-        frame = json.dumps({self.provider.frames.send_field: text}, ensure_ascii=False)
+    def _send(self, ws: websocket.WebSocket, flight: _Flight) -> None:
+        message = {self.provider.frames.send_field: flight.prompt}
+        flight.turn.frame("out", WIRE, "text", message)
         with _websocket_errors(self.provider.name, "sending the prompt"):
-            ws.send(frame)
+            ws.send(json.dumps(message, ensure_ascii=False))
 
     def _read(self, ws: websocket.WebSocket) -> None:
         while True:
             with _websocket_errors(self.provider.name, "reading"):
                 opcode, data = ws.recv_data()
             if opcode == websocket.ABNF.OPCODE_CLOSE:
+                self._note("close", data)
                 self._lost("the service closed the connection")
                 return
             self._frame(data)
+
+    def _note(self, name: str, payload: object) -> None:
+        """Note an incoming frame on the wire of the turn in flight (frames between turns go unseen)."""
+        flight = self.flight
+        if flight is not None:
+            flight.turn.frame("in", WIRE, name, payload)
 
     def _lost(self, reason: str) -> None:
         p = self.provider
@@ -229,12 +242,14 @@ class _Connection:
         try:
             frame = json.loads(data)
         except (ValueError, UnicodeDecodeError):
+            self._note("text", data.decode("utf-8", "replace"))
             logger.debug("%s: a frame that is not JSON ignored", self.provider.name)
             return
+        f = self.provider.frames
+        kind = frame.get(f.type_field) if isinstance(frame, dict) else None
+        self._note(kind if isinstance(kind, str) else "text", frame)
         if not isinstance(frame, dict):
             return
-        f = self.provider.frames
-        kind = frame.get(f.type_field)
         if kind == f.token_type:
             self._token(frame.get(f.token_field))
         elif kind == f.final_type:
@@ -384,15 +399,20 @@ class WebSocketProvider:
             ProviderRejected: the handshake was refused with 401/403.
             ProviderUnavailable: the service could not be reached.
         """
-        headers = [f"{k}: {v}" for k, v in self.profile.headers if k.lower() != "cookie"]
-        cookie = "; ".join(c for c in ([v for k, v in self.profile.headers if k.lower() == "cookie"]
-                                       + [cookie_header(self._cookies, self.url)]) if c)
+        pairs, cookie = self.handshake()
+        headers = [f"{k}: {v}" for k, v in pairs]
         with _websocket_errors(self.name, f"cannot connect to {self.where}"):
             ws = websocket.create_connection(self.url, timeout=self._connect_timeout, header=headers,
                                              cookie=cookie or None, enable_multithread=True)
             ws.settimeout(None)  # the reader waits for as long as the turn's deadlines allow
         self._set_health(connected=True, error=None)
         return ws
+
+    def handshake(self) -> tuple[list[tuple[str, str]], str]:
+        """The handshake's headers (the profile's, but its ``Cookie``) and the ``Cookie`` value."""
+        cookie = "; ".join(c for c in ([v for k, v in self.profile.headers if k.lower() == "cookie"]
+                                       + [cookie_header(self._cookies, self.url)]) if c)
+        return [(k, v) for k, v in self.profile.headers if k.lower() != "cookie"], cookie
 
     def discard(self, conn: _Connection) -> None:
         """Forget a connection that never opened."""
