@@ -24,6 +24,7 @@ from pathlib import Path
 from _common import rss_kb, stop
 from bench_startup import command, env_for, launch
 
+
 def big_body(mib: int, nonce: str) -> bytes:
     text = ("x = 1  # a line of a big pasted file\n" * (mib * 1024 * 1024 // 37 + 1))[:mib * 1024 * 1024]
     return json.dumps({"model": "demo/gab-1", "stream": False, "messages": [
@@ -60,14 +61,14 @@ def main() -> None:
     parser.add_argument("--concurrent", type=int, default=4)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        proc, _, _, url, demo_url = launch([*command(None), "demo", "--port", "0"], env_for(Path(tmp), None))
+        proc, _, _, url, _demo_url = launch([*command(None), "demo", "--port", "0"], env_for(Path(tmp), None))
         try:
             idle = rss_kb(proc.pid)
             rows = []
             for n in (1, args.concurrent):
                 bodies = [big_body(args.mib, f"task {n}-{i} {time.time()}") for i in range(n)]
                 statuses: list[int] = []
-                work = [threading.Thread(target=lambda b=b: statuses.append(post(url, b))) for b in bodies]
+                work = [threading.Thread(target=lambda b=b, out=statuses: out.append(post(url, b))) for b in bodies]
                 peak = sampled(proc.pid, work)
                 time.sleep(1.0)
                 rows.append({"turns": n, "mib_each": args.mib, "statuses": statuses, "rss_idle_mib": idle // 1024,
