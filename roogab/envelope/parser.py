@@ -21,7 +21,7 @@ ever evaluated. A reply that does not comply does not raise: ``End.problem`` say
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import ParserClosedError
@@ -32,12 +32,12 @@ from .events import End, Event, Reasoning, Text, ToolCall
 from .html import CODE_CLOSE, CODE_OPEN, decode_html, looks_like_html, strip_marks
 from .legacy import LegacyUnescaper
 from .lexer import held_suffix
+from .states import CROSSED, FastPath, Move, Page, State, next_state
 from .tables import TableReader
 from .xml_tags import prose_calls
 
-__all__ = ["ReplyParser", "parse_reply"]
+__all__ = ["ReplyParser", "State", "parse_reply"]
 
-_START, _THINK, _PROSE, _ENVELOPE, _DEAD = range(5)
 _SPACE_RE = re.compile(r"\s*")
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _LINE_RE = re.compile(r"\{line(?::(\d+))?\}")
@@ -52,6 +52,9 @@ class ReplyParser:
     (:mod:`roogab.envelope.html`); its text is parsed as if it had arrived as markdown. To stream
     rendered HTML, decode it outside and use :meth:`feed_decoded` (the reply reader does);
     *detect_html* False reads every reply as markdown.
+
+    The parser is a state machine (:mod:`roogab.envelope.states`): :attr:`state` is where it is,
+    and it moves only along :data:`~roogab.envelope.states.TRANSITIONS`.
     """
 
     def __init__(self, tool_names: Collection[str] = (), *, detect_html: bool = True) -> None:
@@ -61,17 +64,10 @@ class ReplyParser:
         self._pos = 0
         self._base = 0
         self._raw: list[str] = []
-        # Chunks in which _wake finds nothing skip the reader (TableReader.bypass): they go to
-        # the stream _target or, when it is None, wait unparsed in _pending.
-        self._wake: Callable[[str], re.Match[str] | None] | None = None
-        self._target: str | None = None
-        self._plain_text = False  # _target is "text", without XML tool tags to look for
-        self._closer: str | None = None
-        self._pending: list[str] = []
-        self._state = _START
-        self._closed = False
-        self._html: list[str] | None = None  # the HTML of a reply that is a page fragment
-        self._decoded = False  # the text comes from decode_html (it holds code-block marks)
+        self._fast: FastPath | None = None  # armed: chunks may skip the reader (see FastPath)
+        self._pending: list[str] = []  # chunks the fast path left unparsed (inside a tool call)
+        self._state = State.START
+        self._page = Page()
         self._out: list[Event] = []
         self._line_start = True
         self._think_fresh = True
@@ -84,11 +80,7 @@ class ReplyParser:
         self._calls = 0
         self._has_text = False
         self._problem: tuple[str, int] | None = None
-        self._unfenced = False  # an envelope of a page fragment began outside its code blocks
-        self._page_broken = False  # a value went on past the end of the page's code block
-        self._envelope_at = 0  # where the current envelope began
         self._envelope_end = 0  # where the last complete envelope ended
-        self._html_cut_off = False  # the page's HTML ended inside a code block
 
     # -- public API ------------------------------------------------------------------------
 
@@ -97,33 +89,43 @@ class ReplyParser:
         """The tools the request offers."""
         return self._tool_names
 
+    @property
+    def state(self) -> State:
+        """Where the parser is in the reply (read-only; see :mod:`roogab.envelope.states`)."""
+        return self._state
+
+    def _move(self, move: Move) -> None:
+        self._state = next_state(self._state, move)
+
     def feed(self, chunk: str) -> list[Event]:
         """Parse *chunk*, the next piece of the reply; return the events it completes.
 
         Raises:
             ParserClosedError: the parser was already closed.
         """
-        wake = self._wake  # None once closed
-        if wake is not None:
-            # Fast paths (see _set_bypass): the chunk cannot change what the table reader does.
-            if wake(chunk) is None:
-                if self._target is None:  # inside a tool call: parse it once a bracket closes
+        fast = self._fast  # None once closed
+        if fast is not None:
+            # The chunk cannot change what the table reader does (the FastPath invariant).
+            if fast.wake(chunk) is None:
+                if fast.target is None:  # inside a tool call: parse it once a bracket closes
                     self._pending.append(chunk)
                     return []
-                if self._plain_text and chunk:  # the reply's text, as _emit_text would emit it
+                if fast.plain_text and chunk:  # the reply's text, as _emit_text would emit it
                     self._raw.append(chunk)
                     self._base += len(chunk)
                     if not self._has_text:
                         self._has_text = not chunk.isspace()
                     return [Text(chunk)]
-                return self._stream(chunk)
-            if self._closer is not None and not self._ends_closer(chunk):
+                return self._stream(fast.target, chunk)
+            if fast.closer is not None and not self._ends_closer(fast.closer, chunk):
                 self._pending.append(chunk)  # a "]" inside a long string that does not end it
                 return []
-        if self._closed:
+        state = self._state
+        if state is State.CLOSED:
             raise ParserClosedError("feed() after close()")
-        if self._html is not None:
-            self._html.append(chunk)
+        if state is State.PAGE:
+            assert self._page.html is not None
+            self._page.html.append(chunk)
             return []
         out = self._push(chunk, final=False)
         self._set_bypass()
@@ -135,16 +137,19 @@ class ReplyParser:
         Raises:
             ParserClosedError: the parser was already closed.
         """
-        if self._closed:
+        if self._state is State.CLOSED:
             raise ParserClosedError("close() called twice")
         tail = ""
-        if self._html is not None:
-            decoded, self._html = decode_html("".join(self._html), final=True), None
-            tail, self._decoded = decoded.text, True
+        page = self._page
+        if self._state is State.PAGE:
+            assert page.html is not None
+            decoded, page.html = decode_html("".join(page.html), final=True), None
+            tail, page.decoded = decoded.text, True
+            self._move(Move.PAGE_DECODED)
             if decoded.cut_off:
                 self.note_cut_off()
         out = self._push(tail, final=True)
-        self._closed = True
+        self._move(Move.CLOSE)
         self._finish()
         out += self._out
         self._out = []
@@ -153,26 +158,29 @@ class ReplyParser:
     def note_cut_off(self) -> None:
         """The page whose decoded text this parser is fed ended inside a code block: the reply
         was cut off (a problem, said before any the missing end of the block causes)."""
-        self._html_cut_off = True
+        self._page.cut_off = True
         self._note("the reply was cut off inside a code block", -1)
 
     def feed_decoded(self, text: str) -> list[Event]:
         """Feed text that :func:`~roogab.envelope.html.decode_html` made from a page's HTML.
 
+        Not for a parser that buffers a page itself (``State.PAGE``).
+
         Raises:
             ParserClosedError: the parser was already closed.
         """
-        if self._closed:
+        if self._state is State.CLOSED:
             raise ParserClosedError("feed() after close()")
-        self._decoded = True
-        if self._state == _START:
-            self._state = _PROSE
+        assert self._state is not State.PAGE, "feed_decoded() while a page is buffered"
+        self._page.decoded = True
+        if self._state is State.START:
+            self._move(Move.DECODED_FED)
         return self._push(text, final=False)
 
     # -- the state machine -----------------------------------------------------------------
 
     def _push(self, text: str, final: bool) -> list[Event]:
-        self._wake, self._target, self._closer, self._plain_text = None, None, None, False
+        self._fast = None
         if self._pending:
             text = "".join(self._pending) + text
             self._pending.clear()
@@ -186,14 +194,14 @@ class ReplyParser:
         out, self._out = self._out, []
         return out
 
-    def _stream(self, chunk: str) -> list[Event]:
-        """Hand *chunk*, plain text of the string being streamed, to its target (a fast path)."""
-        assert self._target is not None and not self._out
+    def _stream(self, target: str, chunk: str) -> list[Event]:
+        """Hand *chunk*, plain text of the string being streamed, to *target* (a fast path)."""
+        assert not self._out
         if not chunk:
             return []
         self._raw.append(chunk)
         self._base += len(chunk)
-        self.piece(self._target, chunk)
+        self.piece(target, chunk)
         out, self._out = self._out, []
         return out
 
@@ -205,7 +213,7 @@ class ReplyParser:
         bracket arrives; inside a streamed string they are its text, handed on at once. Set
         after ``feed`` only (every parse step clears it): snapshots arrive in big pieces.
         """
-        if self._state != _ENVELOPE or self._html is not None:
+        if self._state is not State.ENVELOPE:
             return
         assert self._reader is not None
         bypass = self._reader.bypass()
@@ -216,13 +224,19 @@ class ReplyParser:
                 return  # the reader waits on held text (a possible closing bracket)
             self._base += self._pos
             self._buf, self._pos = "", 0
-        self._wake, self._target, self._closer = bypass.wake.search, bypass.target, bypass.closer
-        self._plain_text = bypass.target == "text" and not self._decoded
+        self._arm(FastPath(bypass.wake.search, bypass.target, bypass.closer,
+                           bypass.target == "text" and not self._page.decoded))
 
-    def _ends_closer(self, chunk: str) -> bool:
-        """Does *chunk* complete ``_closer``, the closing bracket of the long string being skipped?"""
-        closer = self._closer
-        assert closer is not None
+    def _arm(self, fast: FastPath) -> None:
+        """Arm the fast path: the one place its invariant (see :class:`FastPath`) is checked."""
+        assert self._state is State.ENVELOPE and self._reader is not None and self._page.html is None
+        if fast.target is not None:
+            assert fast.closer is None and not self._pending and self._pos == len(self._buf)
+        assert fast.plain_text == (fast.target == "text" and not self._page.decoded)
+        self._fast = fast
+
+    def _ends_closer(self, closer: str, chunk: str) -> bool:
+        """Does *chunk* complete *closer*, the closing bracket of the long string being skipped?"""
         need = len(closer) - 1  # characters before the chunk that may hold the closer's start
         head = ""
         for piece in reversed(self._pending):
@@ -236,15 +250,16 @@ class ReplyParser:
     def _step(self, final: bool) -> bool:
         """Run the current state; True when the state changed and the loop should go on."""
         state = self._state
-        if state == _PROSE:
+        if state is State.PROSE:
             return self._prose(final)
-        if state == _ENVELOPE:
+        if state is State.ENVELOPE:
             return self._envelope(final)
-        if state == _START:
+        if state is State.START:
             return self._start(final)
-        if state == _THINK:
+        if state is State.THINK:
             return self._think(final)
-        self._pos = len(self._buf)  # _DEAD: ignore the rest
+        assert state is State.DEAD, state  # PAGE and CLOSED never parse
+        self._pos = len(self._buf)  # ignore the rest
         return False
 
     def _start(self, final: bool) -> bool:
@@ -252,21 +267,26 @@ class ReplyParser:
         p = _space_end(buf, self._pos)
         rest = buf[p:p + len(_THINK_OPEN)]
         if rest == _THINK_OPEN:
-            self._pos, self._state = p + len(_THINK_OPEN), _THINK
+            self._pos = p + len(_THINK_OPEN)
+            self._move(Move.THINK_OPENS)
             return True
         if not final and (p == len(buf) or _THINK_OPEN.startswith(rest)):
             return False
         html = looks_like_html(buf, p, final) if self._detect_html else False
         if html is None:
             return False
-        self._state = _PROSE
-        if html:
-            self._html = [buf[p:]]
-            self._buf, self._pos, self._raw = "", 0, []
-            if final:
-                self._buf, self._html = decode_html(self._html[0], final=True).text, None
-                self._raw, self._decoded = [self._buf], True
-        return True
+        if not html:
+            self._move(Move.MARKDOWN)
+            return True
+        self._move(Move.PAGE_OPENS)
+        self._page.html = [buf[p:]]
+        self._buf, self._pos, self._raw = "", 0, []
+        if final:  # the whole reply is here (parse_reply): decode it now
+            self._buf, self._page.html = decode_html(buf[p:], final=True).text, None
+            self._raw, self._page.decoded = [self._buf], True
+            self._move(Move.PAGE_DECODED)
+            return True
+        return False
 
     def _think(self, final: bool) -> bool:
         buf, pos = self._buf, self._pos
@@ -284,7 +304,8 @@ class ReplyParser:
                 self._note("reply cut off inside <think>", self._base + self._pos)
             return False
         self._pos = i + len(_THINK_CLOSE)
-        self._state, self._line_start = _PROSE, True
+        self._line_start = True
+        self._move(Move.THINK_CLOSES)
         return True
 
     def _prose(self, final: bool) -> bool:
@@ -308,10 +329,11 @@ class ReplyParser:
     def _begin_envelope(self, start: Start) -> None:
         self._envelopes += 1
         self._reader = TableReader(self, legacy=start.legacy, offset=self._base + start.pos)
-        self._state = _ENVELOPE
-        self._envelope_at = self._base + start.pos
-        if self._decoded and not self._inside_code(self._base + start.pos):
-            self._unfenced = True
+        self._move(Move.ENVELOPE_OPENS)
+        page = self._page
+        page.envelope_at = self._base + start.pos
+        if page.decoded and not self._inside_code(self._base + start.pos):
+            page.unfenced = True
 
     def _envelope(self, final: bool) -> bool:
         reader = self._reader
@@ -322,12 +344,13 @@ class ReplyParser:
             self._reader = None
             self._segments.append([])
             self._after_envelope.append(True)
-            self._state, self._line_start = _PROSE, False
+            self._line_start = False
+            self._move(Move.ENVELOPE_ENDS)
             return True
         if reader.error is not None:
             self._note(*reader.error)
             reader.abandon()
-            self._state = _DEAD
+            self._move(Move.ENVELOPE_BREAKS)
             return True
         if final:
             unfinished = reader.unfinished()
@@ -382,8 +405,8 @@ class ReplyParser:
             self._note(f"tool call '{result.name}': arguments nested deeper than {MAX_DEPTH} levels "
                        "(table at {line})", offset)
             return
-        if self._decoded:
-            trouble = self._page_trouble(result.arguments, offset)
+        if self._page.decoded:
+            trouble = self._page.trouble("".join(self._raw), result.arguments, offset)
             if trouble is not None:
                 self._note(f"{trouble} (table at {{line}})", offset)
                 return
@@ -391,33 +414,19 @@ class ReplyParser:
         self._out.append(result)
 
     def _emit_text(self, text: str) -> None:
-        if self._decoded:
-            if self._page_broken:
+        if self._page.decoded:
+            if self._page.broken:
                 return
             cut = text.find(CODE_CLOSE)
             if cut >= 0:  # the text went on after the page's code block ended: prose, not exact
-                self._page_broken = True
-                self._note(_CROSSED, -1)
+                self._page.broken = True
+                self._note(CROSSED, -1)
                 text = text[:cut]
             text = strip_marks(text)
         if not text:
             return
         self._has_text = self._has_text or not text.isspace()
         self._out.append(Text(text))
-
-    def _page_trouble(self, arguments: dict[str, Any], offset: int) -> str | None:
-        """Why a call decoded from a page's HTML may not be what the model wrote (None: exact)."""
-        if self._unfenced:
-            return ("the tool call is not inside a code block, so the chat page rendered it as markdown "
-                    "and its values may have changed; write the reply in a ```lua code block")
-        if _has_mark(arguments, "\ufffd"):
-            return ("a value holds U+FFFD, which the chat page puts in place of characters it cannot show "
-                    "(NUL), so the value may have changed")
-        crossed = CODE_CLOSE in "".join(self._raw)[self._envelope_at:max(offset, self._envelope_at)]
-        if self._page_broken or crossed or _has_mark(arguments, CODE_CLOSE) or _has_mark(arguments, CODE_OPEN):
-            self._page_broken = True
-            return _CROSSED
-        return None
 
     def _inside_code(self, offset: int) -> bool:
         """Is *offset* of the decoded text inside one of the page's code blocks?"""
@@ -435,7 +444,7 @@ class ReplyParser:
         last = len(self._segments) - 1
         for i, segment in enumerate(self._segments):
             text = "".join(segment)
-            if self._decoded:
+            if self._page.decoded:
                 text = strip_marks(text)
             if self._after_envelope[i]:
                 text = clean_after(text)
@@ -461,7 +470,7 @@ class ReplyParser:
             self._out.append(Text(prose))
         found = self._envelopes > 0 or self._calls > 0
         if not found:
-            self._out.append(no_envelope_end(strip_marks("".join(self._raw)), self._html_cut_off))
+            self._out.append(no_envelope_end(strip_marks("".join(self._raw)), self._page.cut_off))
             return
         if self._problem is None and not (self._has_text or self._calls or prose):
             self._problem = ("the envelope has neither text nor tool calls", -1)
@@ -485,21 +494,6 @@ class ReplyParser:
         where = int(m.group(1)) if m.group(1) else offset
         text = "".join(self._raw)
         return f"line {text.count(chr(10), 0, max(where, 0)) + 1}"
-
-
-_CROSSED = ("a value holds a fence line (```) that closed the code block on the chat page, so the rest "
-            "was rendered as prose; fence the reply with more backticks (````lua) than any fence line "
-            "inside it")
-
-
-def _has_mark(value: Any, mark: str) -> bool:
-    if isinstance(value, str):
-        return mark in value
-    if isinstance(value, dict):
-        return any(_has_mark(k, mark) or _has_mark(v, mark) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_mark(v, mark) for v in value)
-    return False
 
 
 def _space_end(buf: str, pos: int) -> int:
