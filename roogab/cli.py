@@ -98,6 +98,7 @@ def serve(config_file: Path | None, **flags: Any) -> None:
 def _serve_workers(config: Config) -> NoReturn:
     """``serve`` with several worker processes (roogab.workers): the parent binds and waits."""
     from .runtime import start
+    from .store import open_store
     from .workers import Worker, supervise
 
     def run(worker: Worker) -> int:
@@ -106,8 +107,10 @@ def _serve_workers(config: Config) -> NoReturn:
         return 0
 
     try:
+        # create and migrate the store once, here: workers opening a new file together race
+        open_store(config.store, config.data_dir, dsn=config.dsn).close()
         status = supervise(config, run)
-    except ConfigError as exc:
+    except (ConfigError, StoreError) as exc:
         _fail(str(exc))
     sys.exit(status)
 

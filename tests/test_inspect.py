@@ -179,23 +179,23 @@ def test_the_downloaded_turn_replays_offline_through_roogab_parse(stack: Running
 def test_a_running_turn_is_listed_with_its_reply_so_far(stack: Running, demo: DemoChatService) -> None:
     reply = '```lua\nreturn { text = [==[' + "slowly streamed words " * 6 + ']==] }\n```'
     demo.push(ScriptedReply(reply, chunk=6, delay_ms=120))
-    body = {"model": "demo/gab-1", "messages": [{"role": "user", "content": "running probe 9044"}]}
+    body = {"model": "demo/gab-1", "messages": [{"role": "user", "content": "running probe kwzv9044"}]}
     done: list[int] = []
     worker = threading.Thread(target=lambda: done.append(_post(stack.url + "/v1/chat/completions", body)[0]))
     worker.start()
     seen: list[int] = []
     try:
         while not done and len(set(seen)) < 2:
-            running = [t for t in _get(stack.url + "/inspect/turns.json?q=9044")[1]["data"]
+            running = [t for t in _get(stack.url + "/inspect/turns.json?q=kwzv9044")[1]["data"]
                        if t["verdict"] == "running"]
             if running and running[0]["raw_reply"]:
-                assert "running probe 9044" in running[0]["provider_prompt"]
+                assert "running probe kwzv9044" in running[0]["provider_prompt"]
                 assert reply.startswith(running[0]["raw_reply"])
                 seen.append(len(running[0]["raw_reply"]))
     finally:
         worker.join()
     assert done == [200] and len(set(seen)) >= 2 and seen == sorted(seen)  # it grew while streaming
-    ended = _get(stack.url + "/inspect/turns.json?q=9044")[1]["data"]
+    ended = _get(stack.url + "/inspect/turns.json?q=kwzv9044")[1]["data"]
     assert [t["verdict"] for t in ended] == ["ok"] and ended[0]["raw_reply"] == reply
 
 

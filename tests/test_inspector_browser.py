@@ -230,7 +230,7 @@ def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: obj
         turn_id = _wait(browser).until(
             lambda d: (c := _running_card(d, "show me the wire 5183")) and c.get_attribute("data-id"))
         # the wire section shows once the first frame is recorded (the card may come before it)
-        _wait(browser).until(lambda d: _card(d, turn_id).find_elements(By.CSS_SELECTOR, ".wire summary"))[0].click()
+        _wait(browser).until(lambda d: _card(d, turn_id).find_element(By.CSS_SELECTOR, ".wire summary").click() or True)
 
         def deltas_while_running(d: object) -> list[str] | None:
             card = _card(d, turn_id)
@@ -241,10 +241,18 @@ def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: obj
         names = _wait(browser).until(deltas_while_running)
         assert names[:3] == [ev.create, ev.created, ev.subscribe] and ev.end not in names
         assert set(names[3:]) == {ev.delta}
-        card = _card(browser, turn_id)
-        assert card.find_element(By.CSS_SELECTOR, "details.wire").get_attribute("open") is not None  # type: ignore[attr-defined]
-        assert "show me the wire 5183" in card.find_element(By.CSS_SELECTOR, ".wire code").text  # type: ignore[attr-defined]
-        browser.execute_script("arguments[0].scrollIntoView()", card.find_element(By.CSS_SELECTOR, "details.wire"))  # type: ignore[attr-defined]
+
+        def open_with_the_prompt(d: object) -> bool:  # read in one go: a live re-render makes elements stale
+            card = _card(d, turn_id)
+            wire = card.find_element(By.CSS_SELECTOR, "details.wire")  # type: ignore[attr-defined]
+            if wire.get_attribute("open") is None:
+                raise AssertionError("the wire view closed on a live re-render")
+            if "show me the wire 5183" not in card.find_element(By.CSS_SELECTOR, ".wire code").text:  # type: ignore[attr-defined]
+                return False
+            d.execute_script("arguments[0].scrollIntoView()", wire)  # type: ignore[attr-defined]
+            return True
+
+        _wait(browser).until(open_with_the_prompt)
         browser.save_screenshot(str(artifacts / "inspect-wire-running.png"))  # type: ignore[attr-defined]
     finally:
         worker.join()

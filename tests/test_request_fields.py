@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,9 @@ def test_ignored_fields_are_logged_once_per_client(caplog: pytest.LogCaptureFixt
 def test_a_live_roogab_logs_an_agents_ignored_fields_once(stack: Running, demo: DemoChatService,
                                                          client: openai.OpenAI, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="roogab.request_fields")
+    # a user agent of its own: the stack is shared, and an earlier test's SDK client with these
+    # fields would already have had them logged (once per client)
+    client = client.with_options(default_headers={"User-Agent": f"OpenAI/Python fields-probe-{uuid.uuid4().hex[:8]}"})
     for word in ("first", "second"):
         demo.push(ScriptedReply('```lua\nreturn { text = [==[noted]==] }\n```'))
         reply = client.chat.completions.create(model="demo/gab-1", temperature=0.3, max_tokens=50, seed=4,
