@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -106,12 +107,28 @@ class Demo:
 
 
 @pytest.fixture
-def workspace(tmp_path: Path) -> Path:
+def workspace(tmp_path: Path) -> Iterator[Path]:
     cline_binary()  # skip (or fail in CI) before anything starts
     ws = tmp_path / "workspace"
     ws.mkdir()
     (ws / "README.md").write_text(README, "utf-8")
-    return ws
+    yield ws
+    for pid in _hub_daemons(ws):  # the CLI leaves its hub daemon running, detached, after it exits
+        os.kill(pid, signal.SIGTERM)
+
+
+def _hub_daemons(workspace: Path) -> list[int]:
+    """The PIDs of the Cline hub daemons started for *workspace* (by this test's CLI run only:
+    their command line names this test's own temporary workspace)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it ended meanwhile
+            continue
+        if b"--cline-hub-daemon" in argv and str(workspace).encode() in argv:
+            found.append(int(proc.name))
+    return found
 
 
 @pytest.fixture
