@@ -20,6 +20,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from server_process import stop_by_pid
+
 ROOT = Path(__file__).resolve().parent.parent
 DSN_VAR = "ROOGAB_CLUSTER_DSN"
 
@@ -112,12 +114,7 @@ class Instance:
 
     def stop(self) -> None:
         """SIGTERM, then wait; SIGKILL when it does not go."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_by_pid(self.proc, 20)
         self.log.close()
 
 
@@ -210,13 +207,7 @@ class Balancer:
 
     def stop(self) -> None:
         """SIGTERM by PID (both balancers shut down fast on it)."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_by_pid(self.proc, 10)
 
 
 class HAProxy(Balancer):
@@ -253,3 +244,15 @@ class Nginx(Balancer):
 def haproxy_available() -> bool:
     """True when HAProxy is installed (``.ci/run`` installs it; ROOGAB_REQUIRE_HAPROXY=1 there)."""
     return HAProxy.available()
+
+
+def roo_next_turn(body: dict[str, Any], message: Any, n: int) -> dict[str, Any]:
+    """What Roo sends next: our reply echoed, then the tool's result."""
+    [call] = message.tool_calls
+    body = json.loads(json.dumps(body))
+    body["messages"] += [
+        {"role": "assistant", "content": message.content or "",
+         "tool_calls": [{"id": call.id, "type": "function",
+                         "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": f"listing {n}: a.py b.py"}]
+    return body

@@ -9,6 +9,19 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
+
+
+def stop_by_pid(proc: subprocess.Popen[Any], wait: float) -> None:
+    """SIGTERM the child *proc* (by its PID), wait up to *wait* seconds, then SIGKILL it."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
 
 
 class ServerProcess:
@@ -52,12 +65,7 @@ class ServerProcess:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            try:
-                self.process.wait(self.stop_wait)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            stop_by_pid(self.process, self.stop_wait)
             self.process = None
 
     def log(self) -> str:

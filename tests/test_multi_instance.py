@@ -9,7 +9,6 @@ skipped. Each test says which path it ran in its output.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -21,7 +20,7 @@ from typing import Any
 import openai
 import psycopg
 import pytest
-from cluster import Balancer, HAProxy, Instance, Nginx, get_json
+from cluster import Balancer, HAProxy, Instance, Nginx, get_json, roo_next_turn
 from support import ROO, captured_bodies, no_keepalive
 
 from roogab.demo import DemoChatService, ScriptedReply
@@ -129,18 +128,6 @@ def _ask(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) 
         return raw.parse().choices[0].message, {k.lower(): v for k, v in raw.headers.items()}
 
 
-def _next_turn(body: dict[str, Any], message: Any, n: int) -> dict[str, Any]:
-    """What Roo sends next: our reply echoed, then the tool's result."""
-    [call] = message.tool_calls
-    body = json.loads(json.dumps(body))
-    body["messages"] += [
-        {"role": "assistant", "content": message.content or "",
-         "tool_calls": [{"id": call.id, "type": "function",
-                         "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
-        {"role": "tool", "tool_call_id": call.id, "content": f"listing {n}: a.py b.py"}]
-    return body
-
-
 def _prompts(service: DemoChatService) -> list[tuple[str, str | None, str]]:
     return [(r.event, r.conversation, r.prompt) for r in service.received if r.prompt is not None]
 
@@ -164,7 +151,7 @@ def test_roo_task_alternating_between_instances_keeps_one_provider_conversation(
         served.append(headers["x-roogab-instance"])
         assert headers["x-roogab-affinity"]  # the opening's digest: Roo sends no session header
         assert message.content == f"Step {n}."
-        body = _next_turn(body, message, n)
+        body = roo_next_turn(body, message, n)
     assert served == ["a", "b", "a", "b"] or served == ["b", "a", "b", "a"]
     prompts = _prompts(service)
     assert len(prompts) == turns  # the chat service got each turn once
@@ -195,7 +182,7 @@ def test_a_session_header_keeps_a_task_on_one_instance(
         message, headers = _ask(front.url, body, {header: key})
         assert headers["x-roogab-affinity"] == key
         served.add(headers["x-roogab-instance"])
-        body = _next_turn(body, message, n)
+        body = roo_next_turn(body, message, n)
     assert len(served) == 1  # round robin would have alternated
     prompts = _prompts(service)
     assert len(prompts) == 3
@@ -227,7 +214,7 @@ def test_killing_the_owner_mid_turn_lets_the_other_take_over_by_replay(
     a, b = pair
     service.push(ScriptedReply(CALL.format(n=0)))
     first, _ = _ask(a.url, _opening("kill"))
-    second = _next_turn(_opening("kill"), first, 0)
+    second = roo_next_turn(_opening("kill"), first, 0)
     service.push(ScriptedReply(silent=True), ScriptedReply(CALL.format(n=1)), ScriptedReply(CALL.format(n=2)))
     hung = threading.Thread(target=_ask_quietly, args=(a.url, second), daemon=True)
     hung.start()
@@ -244,7 +231,7 @@ def test_killing_the_owner_mid_turn_lets_the_other_take_over_by_replay(
     _, log = get_json(b.url + "/inspect/turns.json?limit=10")
     assert log["data"][0]["replayed"] is True
     # The task goes on in the new conversation, on either instance.
-    message, _ = _ask(b.url, _next_turn(second, message, 1))
+    message, _ = _ask(b.url, roo_next_turn(second, message, 1))
     assert message.content == "Step 2."
     last = _prompts(service)[-1]
     assert last[0] == "sendPrompt" and last[2].count("listing 1:") == 1

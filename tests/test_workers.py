@@ -8,7 +8,6 @@ a new connection, so the kernel hands turns to either worker; ``x-roogab-instanc
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -21,7 +20,8 @@ from typing import Any
 
 import openai
 import pytest
-from cluster import ROOT, free_port, get_json
+from cluster import ROOT, free_port, get_json, roo_next_turn
+from server_process import stop_by_pid
 from support import ROO, captured_bodies, no_keepalive
 
 from roogab.demo import DemoChatService, ScriptedReply
@@ -72,13 +72,7 @@ class Workers:
 
     def stop(self) -> None:
         """SIGTERM, then wait; SIGKILL when it does not go."""
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+        stop_by_pid(self.proc, 30)
         self.log.close()
 
 
@@ -128,17 +122,6 @@ def _ask(url: str, body: dict[str, Any]) -> tuple[Any, dict[str, str]]:
         return raw.parse().choices[0].message, {k.lower(): v for k, v in raw.headers.items()}
 
 
-def _next_turn(body: dict[str, Any], message: Any, n: int) -> dict[str, Any]:
-    [call] = message.tool_calls
-    body = json.loads(json.dumps(body))
-    body["messages"] += [
-        {"role": "assistant", "content": message.content or "",
-         "tool_calls": [{"id": call.id, "type": "function",
-                         "function": {"name": call.function.name, "arguments": call.function.arguments}}]},
-        {"role": "tool", "tool_call_id": call.id, "content": f"listing {n}: a.py b.py"}]
-    return body
-
-
 def test_healthz_names_each_worker_by_its_pid(served: tuple[Workers, set[str]]) -> None:
     workers, names = served
     pids = {pid_of(name) for name in names}
@@ -158,7 +141,7 @@ def test_a_roo_task_whose_turns_land_on_both_workers_keeps_one_provider_conversa
         message, headers = _ask(workers.url, body)
         assert message.content == f"Step {n}."
         by.append(headers["x-roogab-instance"])
-        body = _next_turn(body, message, n)
+        body = roo_next_turn(body, message, n)
         if n >= 3 and len(set(by)) == 2:
             break
     assert len(set(by)) == 2, f"every turn landed on {by[0]}"
