@@ -33,7 +33,7 @@ from .html import CODE_CLOSE, CODE_OPEN, decode_html, looks_like_html, strip_mar
 from .legacy import LegacyUnescaper
 from .lexer import held_suffix
 from .states import CROSSED, FastPath, Move, Page, State, next_state
-from .tables import TableReader
+from .tables import Bypass, TableReader
 from .xml_tags import prose_calls
 
 __all__ = ["ReplyParser", "State", "parse_reply"]
@@ -66,6 +66,9 @@ class ReplyParser:
         self._raw: list[str] = []
         self._fast: FastPath | None = None  # armed: chunks may skip the reader (see FastPath)
         self._pending: list[str] = []  # chunks the fast path left unparsed (inside a tool call)
+        self._paths: dict[tuple[Bypass, bool], FastPath] = {}  # made once per kind of bypass
+        self._streamed_from = 0  # _raw[this:] is the text the plain-text fast path streamed
+        self._chars: dict[str, Text] = {}  # one Text per ASCII character the fast path streamed
         self._state = State.START
         self._page = Page()
         self._out: list[Event] = []
@@ -106,16 +109,18 @@ class ReplyParser:
         fast = self._fast  # None once closed
         if fast is not None:
             # The chunk cannot change what the table reader does (the FastPath invariant).
-            if fast.wake(chunk) is None:
+            if chunk in fast.quiet or fast.wake(chunk) is None:
                 if fast.target is None:  # inside a tool call: parse it once a bracket closes
                     self._pending.append(chunk)
                     return []
                 if fast.plain_text and chunk:  # the reply's text, as _emit_text would emit it
-                    self._raw.append(chunk)
-                    self._base += len(chunk)
-                    if not self._has_text:
-                        self._has_text = not chunk.isspace()
-                    return [Text(chunk)]
+                    self._raw.append(chunk)  # _settle counts it when the fast path disarms
+                    event = self._chars.get(chunk)
+                    if event is None:
+                        event = Text(chunk)
+                        if chunk in fast.quiet:
+                            self._chars[chunk] = event
+                    return [event]
                 return self._stream(fast.target, chunk)
             if fast.closer is not None and not self._ends_closer(fast.closer, chunk):
                 self._pending.append(chunk)  # a "]" inside a long string that does not end it
@@ -180,7 +185,10 @@ class ReplyParser:
     # -- the state machine -----------------------------------------------------------------
 
     def _push(self, text: str, final: bool) -> list[Event]:
-        self._fast = None
+        if self._fast is not None:
+            if self._fast.plain_text:
+                self._settle()
+            self._fast = None
         if self._pending:
             text = "".join(self._pending) + text
             self._pending.clear()
@@ -193,6 +201,13 @@ class ReplyParser:
             pass
         out, self._out = self._out, []
         return out
+
+    def _settle(self) -> None:
+        """Count the text the plain-text fast path streamed (it only appends to ``_raw``)."""
+        streamed = self._raw[self._streamed_from:]
+        if streamed:
+            self._base += sum(map(len, streamed))
+            self._has_text = self._has_text or not "".join(streamed).isspace()
 
     def _stream(self, target: str, chunk: str) -> list[Event]:
         """Hand *chunk*, plain text of the string being streamed, to *target* (a fast path)."""
@@ -224,8 +239,15 @@ class ReplyParser:
                 return  # the reader waits on held text (a possible closing bracket)
             self._base += self._pos
             self._buf, self._pos = "", 0
-        self._arm(FastPath(bypass.wake.search, bypass.target, bypass.closer,
-                           bypass.target == "text" and not self._page.decoded))
+        decoded = self._page.decoded
+        fast = self._paths.get((bypass, decoded))
+        if fast is None:
+            fast = FastPath(bypass.wake.search, bypass.target, bypass.closer,
+                            bypass.target == "text" and not decoded, bypass.quiet)
+            if bypass.closer is None:  # one of the reader's few fixed bypasses: keep it
+                self._paths[bypass, decoded] = fast
+        self._streamed_from = len(self._raw)
+        self._arm(fast)
 
     def _arm(self, fast: FastPath) -> None:
         """Arm the fast path: the one place its invariant (see :class:`FastPath`) is checked."""

@@ -110,7 +110,9 @@ class FastPath:
     * ``closer`` set (a long string inside a call): a ``]`` that wakes matters only if it
       completes ``closer``; ``target`` is ``None``;
     * ``plain_text``: ``target == "text"`` and the text is not decoded from a page (no code-block
-      marks to strip), so a chunk is one ``Text`` event as is.
+      marks to strip), so a chunk is one ``Text`` event as is;
+    * ``quiet``: one-character chunks in which ``wake`` finds nothing (a cheaper test of the same
+      thing, for replies fed a character at a time).
 
     Every parse step disarms it (the parser holds ``None``); ``feed`` re-arms it afterwards.
     """
@@ -119,6 +121,7 @@ class FastPath:
     target: str | None
     closer: str | None
     plain_text: bool
+    quiet: frozenset[str]
 
 
 @dataclass(slots=True)
