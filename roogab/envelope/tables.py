@@ -13,7 +13,8 @@ Tolerated beyond Lua: JSON objects and arrays (``"k": v``, ``[1, 2]``, ``null``)
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .depth import MAX_DEPTH
 from .lexer import (
@@ -79,8 +80,13 @@ class Sink(Protocol):
         """A tool-call table closed; *offset* is where it opened."""
 
 
-class Bypass(NamedTuple):
-    """How chunks may skip the reader for a while; see :meth:`TableReader.bypass`."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Bypass:
+    """How chunks may skip the reader for a while; see :meth:`TableReader.bypass`.
+
+    Compared and hashed by identity: the parser keeps the fast path it made from each of the
+    fixed ones below.
+    """
 
     wake: re.Pattern[str]  # a chunk in which this finds something must be parsed
     target: str | None = None  # the stream a skipping chunk belongs to; None: it waits unparsed
