@@ -21,8 +21,7 @@ ever evaluated. A reply that does not comply does not raise: ``End.problem`` say
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping
-from types import MappingProxyType
+from collections.abc import Collection
 from typing import Any
 
 from ..errors import ParserClosedError
@@ -46,7 +45,6 @@ _LINE_RE = re.compile(r"\{line(?::(\d+))?\}")
 _START, _THINK, _PAGE, _PROSE = State.START, State.THINK, State.PAGE, State.PROSE
 _ENVELOPE, _DEAD, _CLOSED = State.ENVELOPE, State.DEAD, State.CLOSED
 _NOTHING: frozenset[str] = frozenset()
-_NO_TEXTS: Mapping[str, Text] = MappingProxyType({})
 
 
 class ReplyParser:
@@ -75,7 +73,8 @@ class ReplyParser:
         self._paths: dict[tuple[Bypass, bool], FastPath] = {}  # made once per kind of bypass
         self._streamed_from = 0  # _raw[this:] is the text the plain-text fast path streamed
         self._hold: frozenset[str] = _NOTHING  # armed inside a tool call: its quiet characters
-        self._quick: Mapping[str, Text] = _NO_TEXTS  # armed on plain text: its texts (see FastPath)
+        self._no_texts: dict[str, Text] = {}  # _quick when it is not armed on plain text (always empty)
+        self._quick = self._no_texts  # armed on plain text: its texts (see FastPath)
         self._state = State.START
         self._page = Page()
         self._out: list[Event] = []
@@ -204,7 +203,7 @@ class ReplyParser:
         if self._fast is not None:  # disarm the fast path (the only place it is)
             if self._fast.plain_text:
                 self._settle()
-            self._fast, self._hold, self._quick = None, _NOTHING, _NO_TEXTS
+            self._fast, self._hold, self._quick = None, _NOTHING, self._no_texts
         if self._pending:
             text = "".join(self._pending) + text
             self._pending.clear()
@@ -219,11 +218,14 @@ class ReplyParser:
         return out
 
     def _settle(self) -> None:
-        """Count the text the plain-text fast path streamed (it only appends to ``_raw``)."""
-        streamed = self._raw[self._streamed_from:]
-        if streamed:
-            self._base += sum(map(len, streamed))
-            self._has_text = self._has_text or not "".join(streamed).isspace()
+        """Count the text the plain-text fast path streamed (it only appends to ``_raw``), and
+        keep it in ``_raw`` as one piece."""
+        start = self._streamed_from
+        if start < len(self._raw):
+            text = "".join(self._raw[start:])
+            self._raw[start:] = [text]
+            self._base += len(text)
+            self._has_text = self._has_text or not text.isspace()
 
     def _stream(self, target: str, chunk: str) -> list[Event]:
         """Hand *chunk*, plain text of the string being streamed, to *target* (a fast path)."""
@@ -273,7 +275,7 @@ class ReplyParser:
         assert fast.plain_text == (fast.target == "text" and not self._page.decoded)
         self._fast = fast
         self._hold = fast.quiet if fast.target is None else _NOTHING
-        self._quick = fast.texts if fast.plain_text else _NO_TEXTS
+        self._quick = fast.texts if fast.plain_text else self._no_texts
 
     def _ends_closer(self, closer: str, chunk: str) -> bool:
         """Does *chunk* complete *closer*, the closing bracket of the long string being skipped?"""
