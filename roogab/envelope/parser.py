@@ -123,7 +123,11 @@ class ReplyParser:
             return [event]
         fast = self._fast  # None once closed
         if fast is not None:
-            if chunk in fast.quiet or fast.wake(chunk) is None:
+            if fast.closer is not None:  # a long string inside a call: only its end (]=*]) matters
+                if "]" not in chunk or not self._ends_closer(fast.closer, chunk):
+                    self._pending.append(chunk)
+                    return []
+            elif chunk in fast.quiet or fast.wake(chunk) is None:
                 if fast.target is None:
                     self._pending.append(chunk)
                     return []
@@ -134,9 +138,6 @@ class ReplyParser:
                         fast.texts[chunk] = event
                     return [event]
                 return self._stream(fast.target, chunk)
-            if fast.closer is not None and not self._ends_closer(fast.closer, chunk):
-                self._pending.append(chunk)  # a "]" inside a long string that does not end it
-                return []
             out = self._push(chunk, False)  # armed: the state is ENVELOPE (neither CLOSED nor PAGE)
             self._set_bypass()
             return out

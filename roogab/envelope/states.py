@@ -108,8 +108,8 @@ class FastPath:
       as the reader would hand it to the sink; ``closer`` is ``None``;
     * ``target`` ``None`` (inside a tool call, below the top level): a chunk ``wake`` misses waits
       in ``pending`` unparsed; parsing it later gives the same result, as for any split;
-    * ``closer`` set (a long string inside a call): a ``]`` that wakes matters only if it
-      completes ``closer``; ``target`` is ``None``;
+    * ``closer`` set (a long string inside a call): a chunk matters only if it completes
+      ``closer`` (one that ``wake`` misses cannot); ``target`` is ``None``;
     * ``plain_text``: ``target == "text"`` and the text is not decoded from a page (no code-block
       marks to strip), so a chunk is one ``Text`` event as is;
     * ``quiet``: one-character chunks in which ``wake`` finds nothing (a cheaper test of the same
