@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -179,6 +180,19 @@ def test_pieces_cut_big_text_and_keep_lines_without_a_cut_whole() -> None:
     assert len(parts) > 5 and all(len(p) >= PIECE_CHARS for p in parts[:-1]) and "".join(parts) == text
     assert list(pieces("x" * (3 * PIECE_CHARS))) == ["x" * (3 * PIECE_CHARS)]  # nowhere to cut
     assert list(pieces("")) == [""]
+
+
+def test_counting_a_big_text_never_holds_all_its_tokens(counter: TokenCounter) -> None:
+    text = "x = 1  # a line of a big pasted file\n" * 100_000  # 3.7 MB, about a million tokens
+    counter.count("warm")
+    tracemalloc.start()
+    try:
+        tokens = counter.count(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tokens == _whole(counter, text)
+    assert peak < 2 << 20  # counted whole: a list of a million ints, 36 MB
 
 
 def _whole(counter: TokenCounter, text: str) -> int:
