@@ -44,10 +44,10 @@ def test_the_serve_stack_imports_no_renderer_or_tokenizer_up_front() -> None:
 
 
 #: Libraries a serve process loads only for what its configuration asks: a provider kind's own
-#: client library, the demo service (python-socketio's server, aiohttp's web server), the
-#: PostgreSQL store, the demo's renderers and the tokenizer (first counted turn).
+#: client library, the demo service (python-socketio's server, aiohttp's web server), the HTML
+#: reply decoder, the PostgreSQL store, the demo's renderers and the tokenizer (first counted turn).
 ON_DEMAND = ("roogab.demo", "socketio", "engineio", "aiohttp", "gradio_client", "httpx", "psycopg",
-             "markdown_it", "pygments", "jsonschema", "tiktoken")
+             "bs4", "markdown_it", "pygments", "jsonschema", "tiktoken")
 
 
 def _serve_loads(tmp_path: Path, kind: str, url: str) -> list[str]:
