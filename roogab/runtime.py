@@ -25,7 +25,7 @@ from .errors import ProviderUnavailable, UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
 from .live import LiveTurns
-from .memory import limit_arenas
+from .memory import give_back, limit_arenas
 from .providers import kinds
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
@@ -119,7 +119,7 @@ def start(config: Config, *, demo: DemoChatService | None = None,
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
                        max_turn_log_bytes=config.max_turn_log_bytes, redactor=redactor,
                        dsn=config.dsn)
-    turn_log = TurnLogWriter(store)
+    turn_log = TurnLogWriter(store, after_writes=give_back)  # memory freed by turns goes back
     registry = build_registry(config, store, turn_log)
     housekeeper = Housekeeper(registry, registry.leases)
     loop = ProviderLoop()
