@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
+from waitress.task import ThreadedTaskDispatcher
 
 from roogab.dispatch import LastIdleFirst, dispatcher
 from roogab.server import Server
@@ -37,16 +39,48 @@ def test_the_boundary_took_waitress_dispatcher_has_the_last_idle_first_condition
     assert isinstance(dispatcher().queue_cv, LastIdleFirst)
 
 
-def test_sequential_requests_reuse_at_most_two_of_sixteen_threads() -> None:
-    # One request in flight at a time: the next one wakes the newest idle worker, which is the
-    # one that served the last request or, if that one is not back yet, the one before it.
-    server = Server(_app(), "127.0.0.1", 0, threads=16)
-    server.start()
+class _Task:
+    """What waitress's dispatcher runs: ``service()`` (and ``cancel()`` on shutdown)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.names = names
+        self.done = threading.Event()
+
+    def service(self) -> None:
+        self.names.append(threading.current_thread().name)
+        self.done.set()
+
+    def cancel(self) -> None:
+        self.done.set()
+
+
+def _all_idle(tasks: ThreadedTaskDispatcher) -> None:
+    """Wait until every worker is back in ``wait()`` (it holds the lock until wait releases it)."""
+    for _ in range(30_000):
+        with tasks.lock:
+            if tasks.active_count == 0:
+                return
+        time.sleep(0.001)
+    raise AssertionError("the workers did not go idle")
+
+
+def _workers_used(tasks: ThreadedTaskDispatcher, count: int) -> set[str]:
+    names: list[str] = []
+    tasks.set_thread_count(8)
     try:
-        names = {_get(server.port) for _ in range(40)}
+        for _ in range(count):
+            _all_idle(tasks)
+            task = _Task(names)
+            tasks.add_task(task)
+            assert task.done.wait(30)
     finally:
-        server.close()
-    assert 1 <= len(names) <= 2, names  # waitress's own dispatcher rotates through all 16
+        tasks.shutdown()
+    return set(names)
+
+
+def test_one_task_at_a_time_goes_to_the_worker_that_went_idle_last() -> None:
+    assert len(_workers_used(dispatcher(), 24)) == 1
+    assert len(_workers_used(ThreadedTaskDispatcher(), 24)) == 8  # waitress's own: round the pool
 
 
 def test_concurrent_requests_still_spread_over_the_threads() -> None:
