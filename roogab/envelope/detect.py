@@ -17,11 +17,12 @@ import re
 from typing import NamedTuple
 
 from .events import End
+from .html import strip_marks
 from .lexer import NAME_RE, skip_space
 from .tables import ENVELOPE_KEYS
 
-__all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "cut_off_opening", "no_envelope_end", "opening_after",
-           "probe"]
+__all__ = ["NO", "WAIT", "Start", "clean_after", "clean_before", "cut_off_opening", "joined_prose", "line_of",
+           "no_envelope_end", "opening_after", "probe"]
 
 _LINE_START_RE = re.compile(r"[ \t]*(?:(?:`{3,}|~{3,})[\w+.-]*[ \t]+)?")
 _PARTIAL_FENCE_RE = re.compile(r"(?:`+|~+)[\w+.-]*[ \t]*\Z")
@@ -193,3 +194,32 @@ def _space_start(text: str) -> int:
     first = len(text) - len(stripped)
     line = text.rfind("\n", 0, first)
     return line + 1
+
+
+def joined_prose(segments: list[list[str]], after_envelope: list[bool], decoded: bool) -> str:
+    """The prose around a reply's envelopes, one paragraph per segment, the envelopes' fences
+    and lead-ins cleaned off (*decoded*: the text came from a page and may hold its marks)."""
+    parts = []
+    last = len(segments) - 1
+    for i, segment in enumerate(segments):
+        text = "".join(segment)
+        if decoded:
+            text = strip_marks(text)
+        if after_envelope[i]:
+            text = clean_after(text)
+        if i < last:
+            text = clean_before(text)
+        if text.strip():
+            parts.append(text.strip())
+    return "\n\n".join(parts)
+
+
+_LINE_RE = re.compile(r"\{line(?::(\d+))?\}")
+
+
+def line_of(message: str, offset: int, text: str) -> str:
+    """*message* with ``{line}`` made the line of *text* at *offset* (``{line:N}``: at N)."""
+    def line(m: re.Match[str]) -> str:
+        where = int(m.group(1)) if m.group(1) else offset
+        return f"line {text.count(chr(10), 0, max(where, 0)) + 1}"
+    return _LINE_RE.sub(line, message)

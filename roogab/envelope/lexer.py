@@ -14,6 +14,7 @@ __all__ = [
     "LONG_PREFIX_RE",
     "NAME_RE",
     "NUMBER_RE",
+    "completes_closer",
     "held_suffix",
     "number_value",
     "plain_run_re",
@@ -182,3 +183,20 @@ def _chr(code: int) -> str:
     if 0xD800 <= code < 0xE000 or code > 0x10FFFF:
         return "\ufffd"
     return chr(code)
+
+
+def completes_closer(closer: str, pending: list[str], before: str, chunk: str) -> bool:
+    """Does *chunk* complete *closer* (``]=*]``), the end of a long string whose text so far
+    ends with the *pending* pieces, which *before* precedes?"""
+    need = len(closer) - 1  # characters before the chunk that may hold the closer's start
+    head = "".join(pending[-need:])  # enough unless some pieces are shorter than one
+    if len(head) >= need:
+        return closer in head[-need:] + chunk
+    head = ""
+    for piece in reversed(pending):
+        if len(head) >= need:
+            break
+        head = piece + head
+    else:
+        head = before + head
+    return closer in head[-need:] + chunk

@@ -25,22 +25,22 @@ from collections.abc import Collection
 from typing import Any
 
 from ..errors import ParserClosedError
+from .bypass import Bypass
 from .calls import to_tool_call
 from .depth import MAX_DEPTH, nested_deeper
-from .detect import Start, clean_after, clean_before, no_envelope_end, opening_after, probe
+from .detect import Start, joined_prose, line_of, no_envelope_end, opening_after, probe
 from .events import End, Event, Reasoning, Text, ToolCall
 from .html import CODE_CLOSE, CODE_OPEN, decode_html, looks_like_html, strip_marks
 from .legacy import LegacyUnescaper
-from .lexer import held_suffix
+from .lexer import completes_closer, held_suffix
 from .states import CROSSED, FastPath, Move, Page, State, next_state
-from .tables import Bypass, TableReader
+from .tables import TableReader
 from .xml_tags import prose_calls
 
 __all__ = ["ReplyParser", "State", "parse_reply"]
 
 _SPACE_RE = re.compile(r"\s*")
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
-_LINE_RE = re.compile(r"\{line(?::(\d+))?\}")
 # The states the hot paths test, bound once: an Enum member looked up on its class costs ~0.1 us.
 _START, _THINK, _PAGE, _PROSE = State.START, State.THINK, State.PAGE, State.PROSE
 _ENVELOPE, _DEAD, _CLOSED = State.ENVELOPE, State.DEAD, State.CLOSED
@@ -124,7 +124,7 @@ class ReplyParser:
         fast = self._fast  # None once closed
         if fast is not None:
             if fast.closer is not None:  # a long string inside a call: only its end (]=*]) matters
-                if "]" not in chunk or not self._ends_closer(fast.closer, chunk):
+                if "]" not in chunk or not completes_closer(fast.closer, self._pending, self._buf[self._pos:], chunk):
                     self._pending.append(chunk)
                     return []
             elif chunk in fast.quiet or fast.wake(chunk) is None:
@@ -277,21 +277,6 @@ class ReplyParser:
         self._fast = fast
         self._hold = fast.quiet if fast.target is None else _NOTHING
         self._quick = fast.texts if fast.plain_text else self._no_texts
-
-    def _ends_closer(self, closer: str, chunk: str) -> bool:
-        """Does *chunk* complete *closer*, the closing bracket of the long string being skipped?"""
-        need = len(closer) - 1  # characters before the chunk that may hold the closer's start
-        head = "".join(self._pending[-need:])  # enough unless some pieces are shorter than one
-        if len(head) >= need:
-            return closer in head[-need:] + chunk
-        head = ""
-        for piece in reversed(self._pending):
-            if len(head) >= need:
-                break
-            head = piece + head
-        else:
-            head = self._buf[self._pos:] + head
-        return closer in head[-need:] + chunk
 
     def _step(self, final: bool) -> bool:
         """Run the current state; True when the state changed and the loop should go on."""
@@ -485,25 +470,10 @@ class ReplyParser:
         if text:
             self._segments[-1].append(text)
 
-    def _prose_text(self) -> str:
-        parts = []
-        last = len(self._segments) - 1
-        for i, segment in enumerate(self._segments):
-            text = "".join(segment)
-            if self._page.decoded:
-                text = strip_marks(text)
-            if self._after_envelope[i]:
-                text = clean_after(text)
-            if i < last:
-                text = clean_before(text)
-            if text.strip():
-                parts.append(text.strip())
-        return "\n\n".join(parts)
-
     # -- the end ---------------------------------------------------------------------------
 
     def _finish(self) -> None:
-        prose = self._prose_text()
+        prose = joined_prose(self._segments, self._after_envelope, self._page.decoded)
         if self._envelopes == 0 and self._tool_names and prose:
             events, problem = prose_calls(prose, self._tool_names)
             if problem is not None:
@@ -534,12 +504,8 @@ class ReplyParser:
     def _note(self, message: str, offset: int) -> None:
         """Record a problem (the first one wins); ``{line}`` in *message* becomes its line."""
         if self._problem is None:
-            self._problem = (_LINE_RE.sub(lambda m: self._line_of(m, offset), message), offset)
+            self._problem = (line_of(message, offset, "".join(self._raw)), offset)
 
-    def _line_of(self, m: re.Match[str], offset: int) -> str:
-        where = int(m.group(1)) if m.group(1) else offset
-        text = "".join(self._raw)
-        return f"line {text.count(chr(10), 0, max(where, 0)) + 1}"
 
 
 def _space_end(buf: str, pos: int) -> int:
