@@ -42,7 +42,7 @@ _WS = re.compile(r"[ \t\n\r]*")  # json.decoder.WHITESPACE: what json.loads skip
 _DECODER = json.JSONDecoder()
 
 MAX_BODY = 4 * 1024 * 1024  # bodies larger than this are not kept
-BUDGET = 16 * 1024 * 1024  # bytes of bodies kept over all clients
+BUDGET = 8 * 1024 * 1024  # bytes of bodies kept over all clients
 PER_CLIENT = 4  # bodies kept per client and protocol (parallel tasks, sub-agents)
 
 

@@ -59,11 +59,21 @@ edits = st.one_of(
 )
 
 
-def _outcome(fn: Any) -> tuple[str, Any]:
+def _outcome(fn: Any, *args: Any) -> tuple[str, Any]:
     try:
-        return "ok", fn()
+        return "ok", fn(*args)
     except RequestError as exc:
         return "error", (type(exc).__name__, str(exc), exc.param)
+
+
+def _parsed_whole(raw: bytes, depth: int) -> tuple[str, Any]:
+    body = decode_body(raw, depth)
+    return repr(body), parse_chat_request(body)
+
+
+def _parsed_kept(cache: BodyCache, raw: bytes, depth: int) -> tuple[str, Any]:
+    body, turn = cache.parse_turn("client", raw, depth, CHAT, {})
+    return repr(body), turn
 
 
 def _bodies(start: list[Any], steps: list[Any]) -> list[bytes]:
@@ -119,8 +129,8 @@ def _bodies(start: list[Any], steps: list[Any]) -> list[bytes]:
 def test_a_kept_prefix_decodes_as_the_whole_body(start: list[Any], steps: list[Any], depth: int) -> None:
     cache = BodyCache()
     for raw in _bodies(start, steps):
-        whole = _outcome(lambda: decode_body(raw, depth))
-        decoded = _outcome(lambda: cache.decode("client", raw, depth, "messages"))
+        whole = _outcome(decode_body, raw, depth)
+        decoded = _outcome(cache.decode, "client", raw, depth, "messages")
         if whole[0] == "ok":
             assert decoded[0] == "ok", decoded
             assert repr(decoded[1].body) == repr(whole[1])  # types, order and values alike
@@ -136,10 +146,7 @@ def test_a_chat_request_parsed_from_a_kept_prefix_is_the_same(start: list[Any], 
                                                               depth: int) -> None:
     cache = BodyCache()
     for raw in _bodies(start, steps):
-        whole = _outcome(lambda: (lambda body: (repr(body), parse_chat_request(body)))(decode_body(raw, depth)))
-        kept = _outcome(lambda: (lambda pair: (repr(pair[0]), pair[1]))(
-            cache.parse_turn("client", raw, depth, CHAT, {})))
-        assert kept == whole
+        assert _outcome(_parsed_kept, cache, raw, depth) == _outcome(_parsed_whole, raw, depth)
 
 
 def _chat_body(n: int, **extra: Any) -> bytes:
@@ -153,7 +160,7 @@ def test_the_next_turn_reuses_every_element_of_the_last() -> None:
     cache = BodyCache()
     cache.parse_turn("c", _chat_body(3), 64, CHAT, {})
     assert (cache.hits, cache.misses) == (0, 1)
-    body, turn = cache.parse_turn("c", _chat_body(4), 64, CHAT, {})
+    _, turn = cache.parse_turn("c", _chat_body(4), 64, CHAT, {})
     assert (cache.hits, cache.reused) == (1, 7)
     assert turn == parse_chat_request(json.loads(_chat_body(4)))
 
