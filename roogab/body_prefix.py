@@ -17,7 +17,9 @@ taken over was checked at the same depth before). Invalid UTF-8 is refused as be
 over bytes were valid, and they end on an ASCII character, so the body is valid exactly when the
 rest is.
 
-The text of the body is never held whole on a hit: only the new part is decoded.
+The text of the body is never held whole on a hit: only the new part is decoded. The values
+taken over are shared between the bodies of successive requests: nothing may change a decoded
+body in place (nothing does; the parsers only read it).
 """
 
 from __future__ import annotations
