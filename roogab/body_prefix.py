@@ -108,6 +108,7 @@ def decode_body(raw: bytes, max_depth: int) -> object:
         raise _too_deep(max_depth) from None
     except ValueError as exc:
         raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
+    del text  # not held beside the decoded body longer than needed (big turns)
     if depth_over(body, max_depth):
         raise _too_deep(max_depth)
     return body
@@ -220,9 +221,9 @@ def _scan_whole(text: str, key: str) -> tuple[dict[str, Any], Layout]:
 
 
 def _scan_rest(text: str, base: int, key: str, prior: Layout,
-               reused: int) -> tuple[dict[str, Any], Layout, list[Any]]:
+               reused: int) -> tuple[dict[str, Any], Layout]:
     """The body whose bytes up to the end of element *reused* are *prior*'s; *text* is the rest
-    (from byte *base*). Also the top-level values decoded anew (after the history array)."""
+    (from byte *base*)."""
     elements = list(prior.elements[:reused])
     ends: list[int] = []
     i = _ws(text, _elements(text, 0, True, elements, ends))
@@ -234,14 +235,15 @@ def _scan_rest(text: str, base: int, key: str, prior: Layout,
     _end(text, i)
     layout = Layout(prior.head, prior.start, prior.ends[:reused] + tuple(_byte_offsets(text, base, ends)),
                     tuple(elements))
-    return dict(pairs), layout, [value for _, value in pairs[len(prior.head) + 1:]]
+    return dict(pairs), layout
 
 
-def _rest_too_deep(fresh: list[Any], elements: list[Any], limit: int) -> bool:
-    """The depth bound on what was decoded anew: top-level values (at depth 2: the body is at 1)
-    and history elements (at 3). What was taken over passed it at the same depth before."""
-    return (any(depth_over(v, limit, 2) for v in fresh if isinstance(v, (dict, list)))
-            or any(depth_over(v, limit, 3) for v in elements if isinstance(v, (dict, list))))
+def _rest_too_deep(body: dict[str, Any], key: str, reused: int, limit: int) -> bool:
+    """The depth bound on the body's top-level values (at depth 2: the body is at 1) but the
+    history, and on the history elements decoded anew (at 3). The elements taken over passed it at
+    the same depth before; a top-level value may not have (a later duplicate key replaced it)."""
+    return (any(depth_over(v, limit, 2) for name, v in body.items() if name != key and isinstance(v, (dict, list)))
+            or any(depth_over(v, limit, 3) for v in body[key][reused:] if isinstance(v, (dict, list))))
 
 
 # --- the cache -----------------------------------------------------------------------------------
@@ -366,11 +368,11 @@ def _from_prefix(raw: bytes, entry: _Entry, reused: int, max_depth: int, key: st
     base = entry.layout.ends[reused - 1]
     try:
         text = raw[base:].decode("utf-8")
-        body, layout, fresh = _scan_rest(text, base, key, entry.layout, reused)
+        body, layout = _scan_rest(text, base, key, entry.layout, reused)
     except (UnicodeDecodeError, _Irregular):
         return None
     del text
-    if _rest_too_deep(fresh, list(layout.elements[reused:]), max_depth):
+    if _rest_too_deep(body, key, reused, max_depth):
         raise _too_deep(max_depth)
     known = entry.known[:reused] if entry.known is not None else ()
     return Decoded(body, layout, reused, known)

@@ -48,8 +48,11 @@ edits = st.one_of(
     st.tuples(st.just("model"), st.sampled_from(["m", "gab-1", "", 5])),
     st.tuples(st.just("tools"), tools),
     st.tuples(st.just("style"), styles),
-    st.tuples(st.just("extra"), st.sampled_from(["stream", "temperature", "messages", "model"]), values),
+    st.tuples(st.just("extra"), st.sampled_from(["stream", "temperature", "messages", "model", "x"]), values,
+              st.booleans()),
     st.tuples(st.just("deep"), st.integers(1, 12)),
+    st.tuples(st.just("deep extra"), st.integers(1, 8), st.booleans()),
+    st.tuples(st.just("drop extra"), st.integers(0, 5)),
     # byte-level changes of the body just sent: prefix matches, structure differs
     st.tuples(st.just("cut"), st.integers(0, 10**6)),
     st.tuples(st.just("byte"), st.integers(0, 10**6), st.sampled_from([b"\xff", b"\xc3", b"}", b"]", b",", b'"',
@@ -76,6 +79,13 @@ def _parsed_kept(cache: BodyCache, raw: bytes, depth: int) -> tuple[str, Any]:
     return repr(body), turn
 
 
+def _nested(depth: int) -> Any:
+    nested: Any = "x"
+    for _ in range(depth):
+        nested = [nested]
+    return nested
+
+
 def _bodies(start: list[Any], steps: list[Any]) -> list[bytes]:
     """The bodies of a session: each step changes the request (or the bytes just sent)."""
     state: dict[str, Any] = {"model": "gab-1", "messages": list(start)}
@@ -99,12 +109,13 @@ def _bodies(start: list[Any], steps: list[Any]) -> list[bytes]:
         elif kind == "style":
             style = args[0]
         elif kind == "extra":
-            extra.append((args[0], args[1]))
+            extra.append((args[0], args[1], args[2]))
+        elif kind == "deep extra":
+            extra.append(("x", _nested(args[0]), args[1]))
+        elif kind == "drop extra" and extra:
+            del extra[args[0] % len(extra)]
         elif kind == "deep":
-            nested: Any = "x"
-            for _ in range(args[0]):
-                nested = [nested]
-            state["messages"] = state["messages"] + [{"role": "user", "content": "d", "deep": nested}]
+            state["messages"] = state["messages"] + [{"role": "user", "content": "d", "deep": _nested(args[0])}]
         elif out and kind in ("cut", "byte", "insert"):
             last = out[-1]
             at = args[0] % (len(last) + 1)
@@ -116,8 +127,12 @@ def _bodies(start: list[Any], steps: list[Any]) -> list[bytes]:
                 raw = last[:at] + args[1] + last[at:]
         if raw is None:
             raw = json.dumps(state, **style).encode("utf-8", "surrogatepass")
-            if extra:  # members after the history, duplicates among them (json.loads keeps the last)
-                tail = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v in extra)
+            # members before and after the history, duplicates among them (json.loads keeps the last)
+            head = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v, before in extra if before)
+            tail = ", ".join(f"{json.dumps(k)}: {json.dumps(v)}" for k, v, before in extra if not before)
+            if head:
+                raw = b"{" + head.encode() + b", " + raw[1:]
+            if tail:
                 raw = raw[:-1] + b", " + tail.encode() + b"}"
         out.append(raw)
     return out
@@ -203,6 +218,25 @@ def test_an_error_in_a_reused_body_is_the_whole_parse_error() -> None:
         cache.parse_turn("c", raw, 64, CHAT, {})
     assert (str(kept.value), kept.value.param) == (str(whole.value), whole.value.param)
     assert cache.hits == 1
+
+
+@pytest.mark.parametrize(("first", "second", "hits"), [
+    # a deep value a later duplicate key replaces is no error; the same value left alone is one
+    (b'{"x": [[[[1]]]], "messages": [{"role": "user", "content": "a"}], "x": 1}',
+     b'{"x": [[[[1]]]], "messages": [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}]}', 0),
+    (b'{"messages": [{"role": "user", "content": "a"}]}',
+     b'{"messages": [{"role": "user", "content": "a"}], "x": [[[[1]]]], "x": 1}', 1),
+])
+def test_the_depth_bound_holds_for_the_values_a_body_keeps(first: bytes, second: bytes, hits: int) -> None:
+    cache = BodyCache()
+    for raw in (first, second):
+        whole = _outcome(decode_body, raw, 4)
+        decoded = _outcome(cache.decode, "c", raw, 4, "messages")
+        assert (decoded[0], repr(decoded[1].body) if decoded[0] == "ok" else decoded[1]) == \
+            (whole[0], repr(whole[1]) if whole[0] == "ok" else whole[1])
+        if decoded[0] == "ok":
+            cache.keep("c", raw, decoded[1], None)
+    assert cache.hits == hits
 
 
 def test_bodies_over_the_bounds_are_not_kept() -> None:
