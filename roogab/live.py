@@ -22,6 +22,10 @@ __all__ = ["LiveTurn", "LiveTurns", "TurnNote"]
 RAW_LIMIT = 200_000
 """Characters of a running turn's raw reply the board keeps (the log has the whole of it)."""
 
+PROMPT_LIMIT = 200_000
+"""Characters of a prompt the board keeps, its head and its tail (the log has the whole of it):
+an 8 MiB prompt would otherwise be redacted again and sent whole on every look at the board."""
+
 
 @dataclass(frozen=True)
 class LiveTurn:
@@ -73,6 +77,8 @@ class LiveTurns:
     def sent(self, turn_id: str, prompt: str, wire: Collection[Frame] = ()) -> None:
         """The turn sent *prompt* to the chat service (a repair sends another); *wire* is where
         the provider notes that exchange's frames (read, never copied, until the turn ends)."""
+        if len(prompt) > PROMPT_LIMIT:  # redacted before it is cut: a cut may not leave part of a secret
+            prompt = _head_and_tail(self.redact(prompt), PROMPT_LIMIT)
         self._update(turn_id, lambda t: replace(t, prompts=t.prompts + (prompt,), raws=t.raws + ("",),
                                                 wires=t.wires + (wire,)))
 
@@ -141,6 +147,13 @@ class LiveTurns:
             turn = self._turns.get(turn_id)
             if turn is not None:
                 self._turns[turn_id] = change(turn)
+
+
+def _head_and_tail(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    half = limit // 2
+    return f"{text[:half]}\n… [{len(text) - 2 * half} characters left out: the turn log has them] …\n{text[-half:]}"
 
 
 def _cut(text: str) -> str:

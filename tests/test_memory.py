@@ -33,6 +33,33 @@ def test_arenas_are_capped_and_free_pages_given_back_on_glibc() -> None:
     memory.give_back()  # may or may not find free pages; must not fail
 
 
+_BIG_BLOCKS = """
+    import sys
+    from roogab import memory
+    if sys.argv[1] == "fixed":
+        assert memory.map_big_blocks() is True
+    def rss_mib():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+    before = rss_mib()
+    for mib in (32, 16, 16, 8):  # glibc's own threshold rises to 32 MiB when the first block is freed
+        block = b"x" * (mib << 20)  # every page written
+        del block
+    print(round(rss_mib() - before))
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the mmap threshold is glibc's")
+def test_big_blocks_go_back_to_the_system_when_freed() -> None:
+    def kept(mode: str) -> int:
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        done = subprocess.run([sys.executable, "-c", textwrap.dedent(_BIG_BLOCKS), mode], env=env,
+                              capture_output=True, text=True, timeout=60, check=True)
+        return int(done.stdout)
+    assert kept("default") >= 12  # glibc alone keeps the second block's pages
+    assert kept("fixed") <= 2
+
+
 def test_the_serve_stack_imports_no_renderer_or_tokenizer_up_front() -> None:
     out = _fresh("""
         import sys

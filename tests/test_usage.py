@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support import CLINE, ROO, captured_bodies
 
-from roogab.usage import TokenCache, TokenCounter
+from roogab.usage import PIECE_CHARS, TokenCache, TokenCounter, pieces
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,3 +141,62 @@ def test_token_cache_counts_each_key_once() -> None:
     cache.count("c", "z")  # evicts "a", the least recently used
     cache.count("a", "xx")
     assert counted == ["xx", "yyy", "z", "xx"]
+
+
+# Counting a piece at a time (issue 13: an 8 MiB prompt counted whole held 95 MiB of ints).
+# cl100k's pattern treats these very differently: letters, digits, apostrophes (contractions),
+# punctuation, every kind of whitespace (Unicode spaces, separators Python calls space), emoji.
+_TRICKY = " \n\r\t\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000'sdmtlvre aZé9٣.,!?#(){}<>|_-\"\\😀中"
+
+
+_RUNS = [" ", "  ", "\n", " \n", "\n\n", "\r\n", "\t", "\xa0", "\x1c", "\u3000", "ab", "Zé", "'s", "'ll",
+         "1234", "٣", ".", "?!", "(", "😀", "中文", "<|endoftext|>"]
+_TEXTS = st.one_of(st.text(alphabet=_TRICKY, max_size=60),
+                   st.lists(st.sampled_from(_RUNS), max_size=24).map("".join))
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=_TEXTS)
+def test_pieces_count_what_the_whole_counts(counter: TokenCounter, text: str) -> None:
+    whole = _whole(counter, text)
+    for size in range(1, len(text) + 1):  # every place pieces() may cut
+        parts = list(pieces(text, size))
+        assert "".join(parts) == text
+        assert sum(_whole(counter, p) for p in parts) == whole, parts
+    assert counter.count(text) == whole
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 64])
+def test_pieces_of_real_agent_requests_count_the_same(counter: TokenCounter, size: int) -> None:
+    for body in captured_bodies(ROO)[:3] + captured_bodies(CLINE)[:3]:
+        for message in body["messages"]:
+            text = message["content"] if isinstance(message["content"], str) else json.dumps(message["content"])
+            assert sum(_whole(counter, p) for p in pieces(text, size)) == _whole(counter, text)
+
+
+def test_pieces_cut_big_text_and_keep_lines_without_a_cut_whole() -> None:
+    text = "word " * 100_000
+    parts = list(pieces(text))
+    assert len(parts) > 5 and all(len(p) >= PIECE_CHARS for p in parts[:-1]) and "".join(parts) == text
+    assert list(pieces("x" * (3 * PIECE_CHARS))) == ["x" * (3 * PIECE_CHARS)]  # nowhere to cut
+    assert list(pieces("")) == [""]
+
+
+def test_counting_a_big_text_never_holds_all_its_tokens(counter: TokenCounter) -> None:
+    text = "x = 1  # a line of a big pasted file\n" * 100_000  # 3.7 MB, about a million tokens
+    counter.count("warm")
+    tracemalloc.start()
+    try:
+        tokens = counter.count(text)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert tokens == _whole(counter, text)
+    assert peak < 2 << 20  # counted whole: a list of a million ints, 36 MB
+
+
+def _whole(counter: TokenCounter, text: str) -> int:
+    """The count of *text* in one call to tiktoken, whatever its length (no pieces)."""
+    encoding = counter._load()
+    assert encoding is not None
+    return len(encoding.encode_ordinary(text))
