@@ -11,7 +11,8 @@ Run: ``PYTHONPATH=. python bench/bench_startup.py [--runs 5] [--no-install] [--j
 3. Idle RSS: ``roogab serve`` alone (a ``kind = "socketio"`` provider pointed at a running
    ``roogab demo``'s chat service), one second after start, and again idle after 100 turns of
    the 40 KB Roo request; also the ``roogab demo`` process (RooGab plus the demo service).
-   And in a bare interpreter: RSS after importing RooGab and after loading the cl100k tokenizer.
+   And in a bare interpreter: RSS after importing RooGab, after the socketio kind's module, and
+   after loading the cl100k tokenizer. The 80 MB target is decimal: 76.3 MiB.
 """
 
 from __future__ import annotations
@@ -166,13 +167,17 @@ def idle_rss(venv: Path | None, tmp: Path, turns: int) -> dict[str, Any]:
 
 
 def import_rss(venv: Path | None) -> dict[str, int]:
-    """RSS of a bare interpreter, after importing RooGab's server stack, after loading cl100k."""
+    """RSS of a bare interpreter, after importing RooGab's server stack, after the socketio kind's
+    module (python-socketio, aiohttp: a provider kind's library loads when that kind is
+    configured), after loading cl100k."""
     code = ("import json, sys\n"
             "def rss():\n"
             "    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
             "r = {'bare_kb': rss()}\n"
             "import roogab.runtime, roogab.cli\n"
             "r['imported_kb'] = rss()\n"
+            "import roogab.providers.socketio_impl\n"  # what the serve run's socketio provider loads
+            "r['kind_kb'] = rss()\n"
             "from roogab.usage import TokenCounter\n"
             "TokenCounter().warm()\n"
             "r['tokenizer_kb'] = rss()\n"
@@ -235,13 +240,14 @@ def main() -> None:
          "< 1.5 s", "met" if first["healthz_s"] < 1.5 else "MISSED"],
         [f"cold start, median of next {len(rest)}: banner / healthz", f"{med_b:.2f} / {med_h:.2f} s", "< 1.5 s",
          "met" if med_h < 1.5 else "MISSED"],
-        ["idle RSS, roogab serve after start", f"{rss['serve_after_start_kb'] / 1024:.1f} MiB", "< 80 MB",
+        ["idle RSS, roogab serve after start", f"{rss['serve_after_start_kb'] / 1024:.1f} MiB ({rss['serve_after_start_kb'] * 1024 / 1e6:.1f} MB)", "< 80 MB",
          "met" if rss["serve_after_start_kb"] * 1024 < 80e6 else "MISSED"],
-        [f"idle RSS, roogab serve after {args.turns} turns", f"{rss['serve_after_turns_kb'] / 1024:.1f} MiB",
+        [f"idle RSS, roogab serve after {args.turns} turns", f"{rss['serve_after_turns_kb'] / 1024:.1f} MiB ({rss['serve_after_turns_kb'] * 1024 / 1e6:.1f} MB)",
          "< 80 MB", "met" if rss["serve_after_turns_kb"] * 1024 < 80e6 else "MISSED"],
         ["RSS, roogab demo (RooGab stack + demo service)", f"{rss['demo_after_start_kb'] / 1024:.1f} MiB", "", ""],
-        ["RSS, bare python / + import roogab / + cl100k",
-         " / ".join(f"{imports[k] / 1024:.1f}" for k in ("bare_kb", "imported_kb", "tokenizer_kb")) + " MiB", "", ""],
+        ["RSS, bare python / + import roogab / + socketio kind / + cl100k",
+         " / ".join(f"{imports[k] / 1024:.1f}" for k in ("bare_kb", "imported_kb", "kind_kb", "tokenizer_kb"))
+         + " MiB", "", ""],
     ]
     rows.append(["roogab --help (fresh interpreter): wall / CPU, median",
                  (f"{helped['help_wall_s']:.3f} / {helped['help_cpu_s']:.3f} s (bare python "

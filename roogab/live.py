@@ -22,6 +22,9 @@ __all__ = ["LiveTurn", "LiveTurns", "TurnNote"]
 RAW_LIMIT = 200_000
 """Characters of a running turn's raw reply the board keeps (the log has the whole of it)."""
 
+BIG_PAYLOAD_CHARS = 4096
+"""A frame holding more characters than this is kept, once its turn ends, as the text it shows."""
+
 PROMPT_LIMIT = 200_000
 """Characters of a prompt the board keeps, its head and its tail (the log has the whole of it):
 an 8 MiB prompt would otherwise be redacted again and sent whole on every look at the board."""
@@ -92,8 +95,10 @@ class LiveTurns:
         its answer."""
         with self._lock:
             turn = self._turns.pop(turn_id, None)
-            if turn is not None and turn.wires:
-                self._wires[turn_id] = tuple(tuple(w) for w in turn.wires)
+        kept = tuple(tuple(map(self._keepable, w)) for w in turn.wires) if turn is not None else ()
+        with self._lock:
+            if kept:
+                self._wires[turn_id] = kept
                 while len(self._wires) > self.wires_kept:
                     self._wires.popitem(last=False)
             if turn is not None and answered:
@@ -108,7 +113,15 @@ class LiveTurns:
             turn = self._turns.get(turn_id)
             wires = turn.wires if turn is not None else self._wires.get(turn_id, ())
             frames = [f for w in wires for f in list(w)]
-        return [replace(f, payload=shown(f.payload, self.redact)) for f in frames]
+        return [f if isinstance(f.payload, _Shown) else replace(f, payload=shown(f.payload, self.redact))
+                for f in frames]
+
+    def _keepable(self, frame: Frame) -> Frame:
+        """*frame* as an ended turn keeps it: a big payload (a prompt's part) as the text the wire
+        view shows, so the last turns' frames do not hold their whole prompts."""
+        if _chars(frame.payload, BIG_PAYLOAD_CHARS) > BIG_PAYLOAD_CHARS:
+            return replace(frame, payload=_Shown(shown(frame.payload, self.redact)))
+        return frame
 
     def to_agent(self, turn_id: str, chunk: str) -> None:
         """A piece of the stream sent to the agent (an SSE event): kept for the last turns."""
@@ -147,6 +160,24 @@ class LiveTurns:
             turn = self._turns.get(turn_id)
             if turn is not None:
                 self._turns[turn_id] = change(turn)
+
+
+class _Shown(str):
+    """A frame payload already made into the text the wire view shows (redacted and cut)."""
+
+
+def _chars(value: object, stop: int, depth: int = 0) -> int:
+    """The characters of the strings in *value* (nested to 8 levels), counted until past *stop*."""
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    if depth > 8 or not isinstance(value, (dict, list, tuple)):
+        return 0
+    total = 0
+    for item in value.values() if isinstance(value, dict) else value:
+        total += _chars(item, stop - total, depth + 1)
+        if total > stop:
+            break
+    return total
 
 
 def _head_and_tail(text: str, limit: int) -> str:

@@ -13,6 +13,7 @@ import socket
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask
@@ -20,12 +21,11 @@ from flask import Flask
 from .app import create_app
 from .config import Config, ProviderProfile
 from .cookies import load_cookies
-from .demo import DemoChatService, ScriptedReply
 from .errors import ProviderUnavailable, UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
 from .live import LiveTurns
-from .memory import limit_arenas, map_big_blocks
+from .memory import give_back, limit_arenas, map_big_blocks
 from .providers import kinds
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
@@ -35,6 +35,11 @@ from .revival import Revival
 from .server import Server
 from .store import Store, open_store
 from .turnlog import TurnLogWriter
+
+if TYPE_CHECKING:
+    # Imported where used: the demo service pulls in python-socketio's server and aiohttp's web
+    # server, which a `roogab serve` process without a demo provider never needs.
+    from .demo import DemoChatService, ScriptedReply
 
 __all__ = ["Running", "build_registry", "start", "start_demo"]
 
@@ -115,7 +120,7 @@ def start(config: Config, *, demo: DemoChatService | None = None,
     store = open_store(config.store, config.data_dir, max_turns=config.max_turns,
                        max_turn_log_bytes=config.max_turn_log_bytes, redactor=redactor,
                        dsn=config.dsn)
-    turn_log = TurnLogWriter(store)
+    turn_log = TurnLogWriter(store, after_writes=give_back)  # memory freed by turns goes back
     registry = build_registry(config, store, turn_log)
     housekeeper = Housekeeper(registry, registry.leases)
     loop = ProviderLoop()
@@ -196,6 +201,8 @@ def _where(config: Config) -> str:
 
 def start_demo(config: Config, script: Iterable[ScriptedReply] = ()) -> Running:
     """Start the demo chat service, then RooGab wired to it (the ``roogab demo`` stack)."""
+    from .demo import DemoChatService
+
     demo = DemoChatService(script)
     url = demo.start()
     profile = dataclasses.replace(_demo_profile(config), url=url)

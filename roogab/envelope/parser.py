@@ -33,7 +33,7 @@ from .html import CODE_CLOSE, CODE_OPEN, decode_html, looks_like_html, strip_mar
 from .legacy import LegacyUnescaper
 from .lexer import held_suffix
 from .states import CROSSED, FastPath, Move, Page, State, next_state
-from .tables import TableReader
+from .tables import Bypass, TableReader
 from .xml_tags import prose_calls
 
 __all__ = ["ReplyParser", "State", "parse_reply"]
@@ -41,6 +41,10 @@ __all__ = ["ReplyParser", "State", "parse_reply"]
 _SPACE_RE = re.compile(r"\s*")
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _LINE_RE = re.compile(r"\{line(?::(\d+))?\}")
+# The states the hot paths test, bound once: an Enum member looked up on its class costs ~0.1 us.
+_START, _THINK, _PAGE, _PROSE = State.START, State.THINK, State.PAGE, State.PROSE
+_ENVELOPE, _DEAD, _CLOSED = State.ENVELOPE, State.DEAD, State.CLOSED
+_NOTHING: frozenset[str] = frozenset()
 
 
 class ReplyParser:
@@ -66,6 +70,11 @@ class ReplyParser:
         self._raw: list[str] = []
         self._fast: FastPath | None = None  # armed: chunks may skip the reader (see FastPath)
         self._pending: list[str] = []  # chunks the fast path left unparsed (inside a tool call)
+        self._paths: dict[tuple[Bypass, bool], FastPath] = {}  # made once per kind of bypass
+        self._streamed_from = 0  # _raw[this:] is the text the plain-text fast path streamed
+        self._hold: frozenset[str] = _NOTHING  # armed inside a tool call: its quiet characters
+        self._no_texts: dict[str, Text] = {}  # _quick when it is not armed on plain text (always empty)
+        self._quick = self._no_texts  # armed on plain text: its texts (see FastPath)
         self._state = State.START
         self._page = Page()
         self._out: list[Event] = []
@@ -103,27 +112,39 @@ class ReplyParser:
         Raises:
             ParserClosedError: the parser was already closed.
         """
+        # The chunk cannot change what the table reader does (the FastPath invariant); the first
+        # two tests are the fast path's own for one character, looked up in one go.
+        if chunk in self._hold:  # inside a tool call: parse it once a bracket closes
+            self._pending.append(chunk)
+            return []
+        event = self._quick.get(chunk)
+        if event is not None:  # the reply's text, as _emit_text would emit it
+            self._raw.append(chunk)  # _settle counts it when the fast path disarms
+            return [event]
         fast = self._fast  # None once closed
         if fast is not None:
-            # The chunk cannot change what the table reader does (the FastPath invariant).
-            if fast.wake(chunk) is None:
-                if fast.target is None:  # inside a tool call: parse it once a bracket closes
+            if fast.closer is not None:  # a long string inside a call: only its end (]=*]) matters
+                if "]" not in chunk or not self._ends_closer(fast.closer, chunk):
                     self._pending.append(chunk)
                     return []
-                if fast.plain_text and chunk:  # the reply's text, as _emit_text would emit it
+            elif chunk in fast.quiet or fast.wake(chunk) is None:
+                if fast.target is None:
+                    self._pending.append(chunk)
+                    return []
+                if fast.plain_text and chunk:
                     self._raw.append(chunk)
-                    self._base += len(chunk)
-                    if not self._has_text:
-                        self._has_text = not chunk.isspace()
-                    return [Text(chunk)]
+                    event = Text(chunk)
+                    if chunk in fast.quiet:
+                        fast.texts[chunk] = event
+                    return [event]
                 return self._stream(fast.target, chunk)
-            if fast.closer is not None and not self._ends_closer(fast.closer, chunk):
-                self._pending.append(chunk)  # a "]" inside a long string that does not end it
-                return []
+            out = self._push(chunk, False)  # armed: the state is ENVELOPE (neither CLOSED nor PAGE)
+            self._set_bypass()
+            return out
         state = self._state
-        if state is State.CLOSED:
+        if state is _CLOSED:
             raise ParserClosedError("feed() after close()")
-        if state is State.PAGE:
+        if state is _PAGE:
             assert self._page.html is not None
             self._page.html.append(chunk)
             return []
@@ -137,11 +158,11 @@ class ReplyParser:
         Raises:
             ParserClosedError: the parser was already closed.
         """
-        if self._state is State.CLOSED:
+        if self._state is _CLOSED:
             raise ParserClosedError("close() called twice")
         tail = ""
         page = self._page
-        if self._state is State.PAGE:
+        if self._state is _PAGE:
             assert page.html is not None
             decoded, page.html = decode_html("".join(page.html), final=True), None
             tail, page.decoded = decoded.text, True
@@ -169,18 +190,21 @@ class ReplyParser:
         Raises:
             ParserClosedError: the parser was already closed.
         """
-        if self._state is State.CLOSED:
+        if self._state is _CLOSED:
             raise ParserClosedError("feed() after close()")
-        assert self._state is not State.PAGE, "feed_decoded() while a page is buffered"
+        assert self._state is not _PAGE, "feed_decoded() while a page is buffered"
         self._page.decoded = True
-        if self._state is State.START:
+        if self._state is _START:
             self._move(Move.DECODED_FED)
         return self._push(text, final=False)
 
     # -- the state machine -----------------------------------------------------------------
 
     def _push(self, text: str, final: bool) -> list[Event]:
-        self._fast = None
+        if self._fast is not None:  # disarm the fast path (the only place it is)
+            if self._fast.plain_text:
+                self._settle()
+            self._fast, self._hold, self._quick = None, _NOTHING, self._no_texts
         if self._pending:
             text = "".join(self._pending) + text
             self._pending.clear()
@@ -193,6 +217,16 @@ class ReplyParser:
             pass
         out, self._out = self._out, []
         return out
+
+    def _settle(self) -> None:
+        """Count the text the plain-text fast path streamed (it only appends to ``_raw``), and
+        keep it in ``_raw`` as one piece."""
+        start = self._streamed_from
+        if start < len(self._raw):
+            text = "".join(self._raw[start:])
+            self._raw[start:] = [text]
+            self._base += len(text)
+            self._has_text = self._has_text or not text.isspace()
 
     def _stream(self, target: str, chunk: str) -> list[Event]:
         """Hand *chunk*, plain text of the string being streamed, to *target* (a fast path)."""
@@ -213,7 +247,7 @@ class ReplyParser:
         bracket arrives; inside a streamed string they are its text, handed on at once. Set
         after ``feed`` only (every parse step clears it): snapshots arrive in big pieces.
         """
-        if self._state is not State.ENVELOPE:
+        if self._state is not _ENVELOPE:
             return
         assert self._reader is not None
         bypass = self._reader.bypass()
@@ -224,20 +258,32 @@ class ReplyParser:
                 return  # the reader waits on held text (a possible closing bracket)
             self._base += self._pos
             self._buf, self._pos = "", 0
-        self._arm(FastPath(bypass.wake.search, bypass.target, bypass.closer,
-                           bypass.target == "text" and not self._page.decoded))
+        decoded = self._page.decoded
+        fast = self._paths.get((bypass, decoded))
+        if fast is None:
+            fast = FastPath(bypass.wake.search, bypass.target, bypass.closer,
+                            bypass.target == "text" and not decoded, bypass.quiet)
+            if bypass.closer is None:  # one of the reader's few fixed bypasses: keep it
+                self._paths[bypass, decoded] = fast
+        self._streamed_from = len(self._raw)
+        self._arm(fast)
 
     def _arm(self, fast: FastPath) -> None:
         """Arm the fast path: the one place its invariant (see :class:`FastPath`) is checked."""
-        assert self._state is State.ENVELOPE and self._reader is not None and self._page.html is None
+        assert self._state is _ENVELOPE and self._reader is not None and self._page.html is None
         if fast.target is not None:
             assert fast.closer is None and not self._pending and self._pos == len(self._buf)
         assert fast.plain_text == (fast.target == "text" and not self._page.decoded)
         self._fast = fast
+        self._hold = fast.quiet if fast.target is None else _NOTHING
+        self._quick = fast.texts if fast.plain_text else self._no_texts
 
     def _ends_closer(self, closer: str, chunk: str) -> bool:
         """Does *chunk* complete *closer*, the closing bracket of the long string being skipped?"""
         need = len(closer) - 1  # characters before the chunk that may hold the closer's start
+        head = "".join(self._pending[-need:])  # enough unless some pieces are shorter than one
+        if len(head) >= need:
+            return closer in head[-need:] + chunk
         head = ""
         for piece in reversed(self._pending):
             if len(head) >= need:
@@ -250,15 +296,15 @@ class ReplyParser:
     def _step(self, final: bool) -> bool:
         """Run the current state; True when the state changed and the loop should go on."""
         state = self._state
-        if state is State.PROSE:
-            return self._prose(final)
-        if state is State.ENVELOPE:
+        if state is _ENVELOPE:
             return self._envelope(final)
-        if state is State.START:
+        if state is _PROSE:
+            return self._prose(final)
+        if state is _START:
             return self._start(final)
-        if state is State.THINK:
+        if state is _THINK:
             return self._think(final)
-        assert state is State.DEAD, state  # PAGE and CLOSED never parse
+        assert state is _DEAD, state  # PAGE and CLOSED never parse
         self._pos = len(self._buf)  # ignore the rest
         return False
 

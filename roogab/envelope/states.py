@@ -25,9 +25,10 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from .events import Text
 from .html import CODE_CLOSE, CODE_OPEN
 
 __all__ = ["CROSSED", "TRANSITIONS", "FastPath", "Move", "Page", "State", "next_state"]
@@ -107,18 +108,27 @@ class FastPath:
       as the reader would hand it to the sink; ``closer`` is ``None``;
     * ``target`` ``None`` (inside a tool call, below the top level): a chunk ``wake`` misses waits
       in ``pending`` unparsed; parsing it later gives the same result, as for any split;
-    * ``closer`` set (a long string inside a call): a ``]`` that wakes matters only if it
-      completes ``closer``; ``target`` is ``None``;
+    * ``closer`` set (a long string inside a call): a chunk matters only if it completes
+      ``closer`` (one that ``wake`` misses cannot); ``target`` is ``None``;
     * ``plain_text``: ``target == "text"`` and the text is not decoded from a page (no code-block
-      marks to strip), so a chunk is one ``Text`` event as is.
+      marks to strip), so a chunk is one ``Text`` event as is;
+    * ``quiet``: one-character chunks in which ``wake`` finds nothing (a cheaper test of the same
+      thing, for replies fed a character at a time);
+    * ``texts`` (``plain_text`` only): the ``Text`` of each ``quiet`` character streamed so far,
+      made once (events are frozen, so one serves every time the character comes).
 
-    Every parse step disarms it (the parser holds ``None``); ``feed`` re-arms it afterwards.
+    Every parse step disarms it (the parser holds ``None``); ``feed`` re-arms it afterwards. While
+    armed, the parser's ``_hold`` is ``quiet`` when ``target`` is ``None`` and its ``_quick`` is
+    ``texts`` when ``plain_text`` (both empty otherwise and when disarmed): views that let a
+    one-character chunk take its path in one lookup.
     """
 
     wake: Callable[[str], re.Match[str] | None]
     target: str | None
     closer: str | None
     plain_text: bool
+    quiet: frozenset[str]
+    texts: dict[str, Text] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -13,7 +13,8 @@ Tolerated beyond Lua: JSON objects and arrays (``"k": v``, ``[1, 2]``, ``null``)
 from __future__ import annotations
 
 import re
-from typing import Any, NamedTuple, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from .depth import MAX_DEPTH
 from .lexer import (
@@ -41,6 +42,14 @@ _NON_SPACE_RE = re.compile(r"\S")
 _CLOSERS_RE = re.compile(r"[\]})]")
 _LONG_END_RE = re.compile(r"\]")
 _QUOTED_END_RE = re.compile(r"[\\\"']")
+
+
+def _quiet(wake: re.Pattern[str]) -> frozenset[str]:
+    """The one-character chunks in which *wake* finds nothing (ASCII; others go to the regex)."""
+    return frozenset(c for c in map(chr, range(128)) if wake.search(c) is None)
+
+
+_QUIET = {wake: _quiet(wake) for wake in (_CLOSERS_RE, _LONG_END_RE, _QUOTED_END_RE)}
 _NAME_START = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz_")
 _KEY_ASSIGN_RE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\s*=")
 # A keyed field with a plain value, the bulk of a tool call's arguments, read in one match:
@@ -71,12 +80,30 @@ class Sink(Protocol):
         """A tool-call table closed; *offset* is where it opened."""
 
 
-class Bypass(NamedTuple):
-    """How chunks may skip the reader for a while; see :meth:`TableReader.bypass`."""
+@dataclass(frozen=True, slots=True, eq=False)
+class Bypass:
+    """How chunks may skip the reader for a while; see :meth:`TableReader.bypass`.
+
+    Compared and hashed by identity: the parser keeps the fast path it made from each of the
+    fixed ones below.
+    """
 
     wake: re.Pattern[str]  # a chunk in which this finds something must be parsed
     target: str | None = None  # the stream a skipping chunk belongs to; None: it waits unparsed
     closer: str | None = None  # waiting inside a long string: a "]" matters only if it ends this
+
+    @property
+    def quiet(self) -> frozenset[str]:
+        """One-character chunks ``wake`` finds nothing in: a set lookup is cheaper than the regex
+        (a reply fed a character at a time checks every character)."""
+        return _QUIET[self.wake]
+
+
+# The bypasses that do not depend on the string being read, made once (the parser keeps the fast
+# path it builds from each).
+_WAITING = Bypass(_CLOSERS_RE)
+_STREAMING = {(long, target): Bypass(_LONG_END_RE if long else _QUOTED_END_RE, target)
+              for long in (True, False) for target in ("text", "reasoning", "legacy")}
 
 
 class _Frame:
@@ -191,12 +218,12 @@ class TableReader:
             return None
         s = self._str
         if s is not None and s.target is not None:
-            return None if s.fresh else Bypass(_LONG_END_RE if s.long else _QUOTED_END_RE, s.target)
+            return None if s.fresh else _STREAMING[s.long, s.target]
         if self._stack[-1].role in (_TOP, _PRINT):
             return None
         if s is not None and s.long:
             return Bypass(_LONG_END_RE, None, s.closer)
-        return Bypass(_CLOSERS_RE)
+        return _WAITING
 
     def abandon(self) -> None:
         """Flush a string that is being streamed (the reply ended inside it)."""
