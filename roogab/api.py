@@ -10,13 +10,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import json
 import logging
 import time
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -26,11 +25,11 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from . import inspect_auth, request_fields
 from .affinity import AFFINITY_HEADER, INSTANCE_HEADER, affinity_key
+from .body_prefix import BodyCache, decode_body
 from .capacity import TurnGate
 from .config import Config
 from .errors import (
     ForbiddenHost,
-    InvalidRequest,
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
@@ -50,7 +49,7 @@ from .registry import thread_key
 from .revival import Revival
 from .service import ChatService
 from .store import Store
-from .wire import model_list
+from .wire import ChatRequest, model_list
 
 __all__ = ["AppState", "api", "install_guards", "iso_time", "status"]
 
@@ -73,6 +72,7 @@ class AppState:
     started: float
     revival: Revival
     gate: TurnGate | None = None  # None: no bound (tests that build an app by hand)
+    bodies: BodyCache | None = field(default_factory=BodyCache)  # None: every body decoded whole
 
 
 def _state() -> AppState:
@@ -85,11 +85,10 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     task's routing key (``x-roogab-affinity``) for a load balancer."""
     state = _state()
     headers = {name.lower(): value for name, value in request.headers.items()}
-    body = _json_body(state.config)
-    turn = protocol.parse(body, headers)
+    client = _client_identity(state.config)
+    body, turn = _parse_turn(state, protocol, headers, client)
     route = affinity_key(headers, body if isinstance(body, dict) else None, lambda: thread_key(turn))
     routing = {AFFINITY_HEADER: route.key, INSTANCE_HEADER: state.service.registry.instance}
-    client = _client_identity(state.config)
     request_fields.for_app(current_app.extensions).note(f"{client} {headers.get('user-agent', '')}", protocol.name, body)
     exchange = Exchange(protocol.new_id(), turn.model, int(time.time()))
     request_id.set(exchange.id)
@@ -106,6 +105,18 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
     sse = protocol.stream(_chain(first, items), turn, exchange)
     return Response(_with_request_id(exchange.id, sse, note, state.service.live), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **routing})
+
+
+def _parse_turn(state: AppState, protocol: WireProtocol, headers: dict[str, str],
+                client: str) -> tuple[object, ChatRequest]:
+    """The body and the turn it asks for; decoded and validated from where it differs from one of
+    the client's previous bodies (``body_prefix``), with the same result and errors as a whole parse."""
+    raw = request.get_data(cache=False)
+    depth = state.config.max_json_depth
+    if state.bodies is None:
+        body = decode_body(raw, depth)
+        return body, protocol.parse(body, headers)
+    return state.bodies.parse_turn((client, protocol.name), raw, depth, protocol, headers)
 
 
 def _slot(state: AppState, model: str) -> AbstractContextManager[None]:
@@ -249,33 +260,7 @@ def _chain(first: Out, rest: Iterator[Out]) -> Generator[Out, None, None]:
 
 
 def _json_body(config: Config) -> object:
-    raw = request.get_data(cache=False)
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidRequest("the request body is not valid UTF-8") from None
-    try:
-        body = json.loads(text)
-    except RecursionError:
-        raise InvalidRequest(f"the JSON body is nested deeper than {config.max_json_depth} levels") from None
-    except ValueError as exc:
-        raise InvalidRequest(f"the request body is not valid JSON: {exc}") from None
-    if _depth_over(body, config.max_json_depth):
-        raise InvalidRequest(f"the JSON body is nested deeper than {config.max_json_depth} levels")
-    return body
-
-
-def _depth_over(value: object, limit: int) -> bool:
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, (dict, list)))
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item if isinstance(v, (dict, list)))
-    return False
+    return decode_body(request.get_data(cache=False), config.max_json_depth)
 
 
 def _client_identity(config: Config) -> str:

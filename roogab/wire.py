@@ -161,8 +161,13 @@ class Usage:
                 "total_tokens": total}
 
 
-def parse_chat_request(body: object) -> ChatRequest:
+def parse_chat_request(body: object, known: tuple[Message, ...] = ()) -> ChatRequest:
     """Validate a decoded JSON body and return the typed request.
+
+    *known* are the messages the first elements of ``messages`` were validated to before (the
+    body cache takes those elements over from the client's previous body): they are not checked
+    again. The result is the same as without them; so is an error, when the caller parses again
+    without them (the order in which problems are found can differ).
 
     Raises:
         InvalidRequest: a field is missing or has the wrong type or value; ``param`` names it.
@@ -170,7 +175,12 @@ def parse_chat_request(body: object) -> ChatRequest:
     """
     if not isinstance(body, dict):
         raise InvalidRequest("the request body must be a JSON object", param=None)
-    check_body_text(body)
+    history = body.get("messages")
+    if known and isinstance(history, list) and len(history) >= len(known):
+        check_body_text({**body, "messages": history[len(known):]})
+    else:
+        known = ()
+        check_body_text(body)
     _check_unsupported(body)
     model = body.get("model")
     if not isinstance(model, str) or not model.strip():
@@ -183,7 +193,7 @@ def parse_chat_request(body: object) -> ChatRequest:
             raise InvalidRequest(f"'{key}' must be a finite number", param=key)
     return ChatRequest(
         model=model.strip(),
-        messages=_messages(body.get("messages")),
+        messages=_messages(history, known),
         tools=_tools(body.get("tools")),
         stream=stream,
         include_usage=bool(stream and include_usage),
@@ -271,10 +281,10 @@ def _strings(value: object, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{where}[{i}]")
 
 
-def _messages(raw: object) -> tuple[Message, ...]:
+def _messages(raw: object, known: tuple[Message, ...] = ()) -> tuple[Message, ...]:
     if not isinstance(raw, list) or not raw:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages")
-    return tuple(_message(i, m) for i, m in enumerate(raw))
+    return known + tuple(_message(i, m) for i, m in enumerate(raw[len(known):], len(known)))
 
 
 def _message(i: int, raw: object) -> Message:

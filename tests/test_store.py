@@ -290,7 +290,7 @@ def _user_version(path: Path) -> int:
 def test_fresh_database_is_migrated_to_latest_in_wal_mode(tmp_path: Path) -> None:
     path = tmp_path / "a" / "b" / "roogab.sqlite3"  # parents are created
     SqliteStore(path).close()
-    assert _user_version(path) == SCHEMA_VERSION == 5
+    assert _user_version(path) == SCHEMA_VERSION == 6
     db = sqlite3.connect(path)
     try:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -299,7 +299,7 @@ def test_fresh_database_is_migrated_to_latest_in_wal_mode(tmp_path: Path) -> Non
     finally:
         db.close()
     assert {"conversations", "turns"} <= tables
-    assert {"conversations_updated", "turns_conversation"} <= indexes
+    assert {"conversations_updated", "turns_conversation", "turns_bytes"} <= indexes
 
 
 def test_v1_database_with_data_is_migrated(tmp_path: Path) -> None:
@@ -358,7 +358,7 @@ def test_v4_database_with_data_is_migrated_to_v5(tmp_path: Path) -> None:
         assert s.get_conversation("v4") == replace(rec, in_flight=True)
     finally:
         s.close()
-    assert _user_version(path) == SCHEMA_VERSION == 5
+    assert _user_version(path) == SCHEMA_VERSION == 6
 
 
 def test_data_survives_reopen(tmp_path: Path) -> None:

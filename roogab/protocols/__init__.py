@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from ..errors import RooGabError
 from ..outputs import Answer, Out
-from ..wire import ChatRequest
+from ..wire import ChatRequest, Message
 from .chat import ChatCompletions
 from .messages import AnthropicMessages
 from .responses import Responses
@@ -37,14 +37,20 @@ class WireProtocol(Protocol):
     """One wire protocol: a request parser and the renderers of its answers and errors."""
 
     name: str
+    history: str
+    """The body's history array (``messages``, ``input``): the body cache keeps its elements."""
+    one_message_per_element: bool
+    """Each element of the history parses to one message, in order (``parse`` takes *known*)."""
 
     def new_id(self) -> str:
         """A fresh response id in the protocol's own form (``chatcmpl-…``, ``msg_…``)."""
         ...
 
-    def parse(self, body: object, headers: Mapping[str, str]) -> ChatRequest:
+    def parse(self, body: object, headers: Mapping[str, str], known: tuple[Message, ...] = ()) -> ChatRequest:
         """The neutral request, or ``RequestError`` naming the field. *headers* have lower-case
-        names (affinity keys such as ``x-claude-code-session-id`` come from there)."""
+        names (affinity keys such as ``x-claude-code-session-id`` come from there). *known*: the
+        messages the first history elements were validated to before (only when
+        ``one_message_per_element``); the result is the same with or without them."""
         ...
 
     def stream(self, items: Iterator[Out], request: ChatRequest, exchange: Exchange) -> Iterator[str]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import RooGabError, to_openai_error
 from ..outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut
 from ..render import arguments_json, tool_call_deltas
-from ..wire import ChatRequest, chunk, completion, parse_chat_request, usage_chunk
+from ..wire import ChatRequest, Message, chunk, completion, parse_chat_request, usage_chunk
 
 if TYPE_CHECKING:
     from . import Exchange
@@ -31,12 +31,14 @@ class ChatCompletions:
     """``POST /v1/chat/completions``."""
 
     name = "chat"
+    history = "messages"
+    one_message_per_element = True
 
     def new_id(self) -> str:
         return "chatcmpl-" + uuid.uuid4().hex[:24]
 
-    def parse(self, body: object, headers: Mapping[str, str]) -> ChatRequest:
-        return parse_chat_request(body)
+    def parse(self, body: object, headers: Mapping[str, str], known: tuple[Message, ...] = ()) -> ChatRequest:
+        return parse_chat_request(body, known)
 
     def stream(self, items: Iterator[Out], request: ChatRequest, exchange: Exchange) -> Iterator[str]:
         role_sent = False

@@ -26,7 +26,7 @@ from ..errors import RooGabError
 from ..outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut
 from ..render import arguments_json
 from ..structured import fit_json
-from ..wire import ChatRequest
+from ..wire import ChatRequest, Message
 from .messages_request import count_texts, parse_request
 
 if TYPE_CHECKING:
@@ -45,11 +45,13 @@ class AnthropicMessages:
     """``POST /v1/messages`` (Claude Code sends ``?beta=true``; the query changes nothing)."""
 
     name = "messages"
+    history = "messages"
+    one_message_per_element = False
 
     def new_id(self) -> str:
         return "msg_" + uuid.uuid4().hex[:24]
 
-    def parse(self, body: object, headers: Mapping[str, str]) -> ChatRequest:
+    def parse(self, body: object, headers: Mapping[str, str], known: tuple[Message, ...] = ()) -> ChatRequest:
         return parse_request(body, headers)
 
     def stream(self, items: Iterator[Out], request: ChatRequest, exchange: Exchange) -> Iterator[str]:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ProviderDisconnected, RooGabError, to_openai_error
 from ..outputs import Answer, Out, Ping, ReasoningOut, TextOut
-from ..wire import ChatRequest
+from ..wire import ChatRequest, Message
 from .responses_input import parse_responses_request
 from .responses_stream import ResponseStream
 
@@ -47,11 +47,13 @@ class Responses:
     """``POST /v1/responses``."""
 
     name = "responses"
+    history = "input"
+    one_message_per_element = False
 
     def new_id(self) -> str:
         return "resp_" + uuid.uuid4().hex[:24]
 
-    def parse(self, body: object, headers: Mapping[str, str]) -> ChatRequest:
+    def parse(self, body: object, headers: Mapping[str, str], known: tuple[Message, ...] = ()) -> ChatRequest:
         return parse_responses_request(body, session=headers.get("session-id", ""))
 
     def stream(self, items: Iterator[Out], request: ChatRequest, exchange: Exchange) -> Iterator[str]:
