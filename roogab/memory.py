@@ -57,22 +57,21 @@ def _glibc() -> ctypes.CDLL | None:
 
 def limit_arenas(arenas: int = ARENAS) -> bool:
     """Cap glibc's malloc arenas (call before the server's threads start); True if it took."""
-    libc = _glibc()
-    if libc is None:
-        return False
-    done = bool(libc.mallopt(_M_ARENA_MAX, arenas))
-    log.debug("malloc arenas capped at %d: %s", arenas, done)
-    return done
+    return _mallopt(_M_ARENA_MAX, arenas, "malloc arenas capped at %d")
 
 
 def map_big_blocks(size: int = BIG_BLOCK) -> bool:
     """Give every block of *size* bytes or more its own mapping, returned to the system when it is
     freed (a fixed ``M_MMAP_THRESHOLD``; call at start); True if it took."""
+    return _mallopt(_M_MMAP_THRESHOLD, size, "blocks of %d bytes or more mapped on their own")
+
+
+def _mallopt(param: int, value: int, what: str) -> bool:
     libc = _glibc()
     if libc is None:
         return False
-    done = bool(libc.mallopt(_M_MMAP_THRESHOLD, size))
-    log.debug("blocks of %d bytes or more mapped on their own: %s", size, done)
+    done = bool(libc.mallopt(param, value))
+    log.debug(what + ": %s", value, done)
     return done
 
 
