@@ -222,7 +222,9 @@ def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: obj
                                                                     artifacts: Path) -> None:
     ev = stack.providers["demo"].profile.events  # type: ignore[attr-defined]
     browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
-    reply = '```lua\nreturn { text = [==[' + "frames while it streams " * 8 + ']==] }\n```'
+    # ~23 s of streaming: the card must be seen running with its deltas; on a busy machine (two
+    # suites side by side) the browser took longer than the 6 s this reply once streamed for.
+    reply = '```lua\nreturn { text = [==[' + "frames while it streams " * 32 + ']==] }\n```'
     demo.push(ScriptedReply(reply, chunk=5, delay_ms=150))
     worker = threading.Thread(target=_ask, args=(client, "show me the wire 5183"))
     worker.start()
