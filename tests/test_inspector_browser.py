@@ -6,6 +6,7 @@ ROOGAB_REQUIRE_BROWSER=1, which turns the skip into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.loopback
 need_chromium()
 
 pytest.importorskip("selenium.webdriver")
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -115,19 +116,24 @@ def test_a_running_turn_appears_and_its_raw_reply_grows(browser: object, stack: 
                                                        client: openai.OpenAI, artifacts: Path) -> None:
     browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
     reply = '```lua\nreturn { text = [==[' + "a slowly streamed answer " * 8 + ']==] }\n```'
-    demo.push(ScriptedReply(reply, chunk=5, delay_ms=150))
+    demo.push(ScriptedReply(reply, chunk=5, delay_ms=150, hold_after=3))  # held until seen running
     worker = threading.Thread(target=_ask, args=(client, "watch me stream, please 4711"))
     worker.start()
+    held = True
     try:
-        turn_id = _wait(browser).until(
-            lambda d: (c := _running_card(d, "watch me stream, please 4711")) and c.get_attribute("data-id"))
-        raw = lambda d: _card(d, turn_id).find_element(By.CSS_SELECTOR, ".raw pre").get_attribute("textContent")
-        first = _wait(browser).until(lambda d: raw(d) or None)
-        assert reply.startswith(first)
+        with _evidence(browser, artifacts, "inspect-running"):
+            turn_id = _running_id(browser, "watch me stream, please 4711")
+            raw = lambda d: _card(d, turn_id).find_element(By.CSS_SELECTOR, ".raw pre").get_attribute("textContent")
+            first = _wait(browser).until(lambda d: r if len(r := raw(d)) >= 15 else None)
+        assert reply.startswith(first) and len(first) == 15
+        demo.release()
+        held = False
         grown = _wait(browser).until(lambda d: r if len(r := raw(d)) > len(first) else None)
         assert len(grown) > len(first) and reply.startswith(grown.split("\n\n=====")[0][:len(grown)])
         browser.save_screenshot(str(artifacts / "inspect-running.png"))  # type: ignore[attr-defined]
     finally:
+        if held:
+            demo.release()
         worker.join()
     _wait(browser).until(lambda d: _card(d, turn_id).get_attribute("data-verdict") == "ok")
     assert _wait(browser).until(raw) == reply  # a finished card is never re-rendered
@@ -222,45 +228,67 @@ def test_a_running_turns_wire_view_shows_the_socketio_events_so_far(browser: obj
                                                                     artifacts: Path) -> None:
     ev = stack.providers["demo"].profile.events  # type: ignore[attr-defined]
     browser.get(stack.url + "/inspect")  # type: ignore[attr-defined]
-    # ~23 s of streaming: the card must be seen running with its deltas; on a busy machine (two
-    # suites side by side) the browser took longer than the 6 s this reply once streamed for.
-    reply = '```lua\nreturn { text = [==[' + "frames while it streams " * 32 + ']==] }\n```'
-    demo.push(ScriptedReply(reply, chunk=5, delay_ms=150))
+    # the service holds the reply after three deltas until the test has seen them (no race with
+    # the stream's end, however slow the browser is)
+    reply = '```lua\nreturn { text = [==[' + "frames while it streams " * 4 + ']==] }\n```'
+    demo.push(ScriptedReply(reply, chunk=5, delay_ms=20, hold_after=3))
     worker = threading.Thread(target=_ask, args=(client, "show me the wire 5183"))
     worker.start()
     try:
-        turn_id = _wait(browser).until(
-            lambda d: (c := _running_card(d, "show me the wire 5183")) and c.get_attribute("data-id"))
-        # the wire section shows once the first frame is recorded (the card may come before it)
-        _wait(browser).until(lambda d: _card(d, turn_id).find_element(By.CSS_SELECTOR, ".wire summary").click() or True)
-
-        def deltas_while_running(d: object) -> list[str] | None:
-            card = _card(d, turn_id)
-            names = _wire_names(card)
-            running = "running" in card.get_attribute("class")  # type: ignore[attr-defined]
-            return names if running and names.count(ev.delta) >= 2 else None
-
-        names = _wait(browser).until(deltas_while_running)
-        assert names[:3] == [ev.create, ev.created, ev.subscribe] and ev.end not in names
-        assert set(names[3:]) == {ev.delta}
-
-        def open_with_the_prompt(d: object) -> bool:  # read in one go: a live re-render makes elements stale
-            card = _card(d, turn_id)
-            wire = card.find_element(By.CSS_SELECTOR, "details.wire")  # type: ignore[attr-defined]
-            if wire.get_attribute("open") is None:
-                raise AssertionError("the wire view closed on a live re-render")
-            if "show me the wire 5183" not in card.find_element(By.CSS_SELECTOR, ".wire code").text:  # type: ignore[attr-defined]
-                return False
-            d.execute_script("arguments[0].scrollIntoView()", wire)  # type: ignore[attr-defined]
-            return True
-
-        _wait(browser).until(open_with_the_prompt)
+        with _evidence(browser, artifacts, "inspect-wire-running"):
+            names = _see_the_running_wire(browser, turn_id := _running_id(browser, "show me the wire 5183"), ev)
+        assert names == [ev.create, ev.created, ev.subscribe] + [ev.delta] * 3
         browser.save_screenshot(str(artifacts / "inspect-wire-running.png"))  # type: ignore[attr-defined]
     finally:
+        demo.release()
         worker.join()
     _wait(browser).until(lambda d: _card(d, turn_id).get_attribute("data-verdict") == "ok")
     final = _wire_names(_card(browser, turn_id))
     assert final[-1] == ev.end and final[:len(names)] == names
+
+
+def _running_id(driver: object, word: str) -> str:
+    return _wait(driver).until(lambda d: (c := _running_card(d, word)) and c.get_attribute("data-id"))  # type: ignore[no-any-return]
+
+
+def _see_the_running_wire(driver: object, turn_id: str, ev: object) -> list[str]:
+    """Open the running card's wire view; the frame names once all three held deltas show, the
+    view stays open across live re-renders and shows the prompt."""
+    # the wire section shows once the first frame is recorded (the card may come before it)
+    _wait(driver).until(lambda d: _card(d, turn_id).find_element(By.CSS_SELECTOR, ".wire summary").click() or True)
+
+    def three_deltas_while_running(d: object) -> list[str] | None:
+        card = _card(d, turn_id)
+        names = _wire_names(card)
+        running = "running" in card.get_attribute("class")  # type: ignore[attr-defined]
+        return names if running and names.count(ev.delta) == 3 else None  # type: ignore[attr-defined]
+
+    names = _wait(driver).until(three_deltas_while_running)
+
+    def open_with_the_prompt(d: object) -> bool:  # read in one go: a live re-render makes elements stale
+        card = _card(d, turn_id)
+        wire = card.find_element(By.CSS_SELECTOR, "details.wire")  # type: ignore[attr-defined]
+        if wire.get_attribute("open") is None:
+            raise AssertionError("the wire view closed on a live re-render")
+        if "show me the wire 5183" not in card.find_element(By.CSS_SELECTOR, ".wire code").text:  # type: ignore[attr-defined]
+            return False
+        d.execute_script("arguments[0].scrollIntoView()", wire)  # type: ignore[attr-defined]
+        return True
+
+    _wait(driver).until(open_with_the_prompt)
+    return names
+
+
+@contextlib.contextmanager
+def _evidence(driver: object, artifacts: Path, name: str) -> Iterator[None]:
+    """On a failed wait or assertion, keep the page as it was: a screenshot and its HTML."""
+    try:
+        yield
+    except (TimeoutException, AssertionError):
+        driver.save_screenshot(str(artifacts / f"{name}-failed.png"))  # type: ignore[attr-defined]
+        (artifacts / f"{name}-failed.html").write_text(driver.page_source, encoding="utf-8")  # type: ignore[attr-defined]
+        print(f"the page at the failure: {artifacts / name}-failed.png and .html")
+        raise
 
 
 def test_the_try_it_page_sends_one_turn_and_links_it(browser: object, stack: Running, demo: DemoChatService,

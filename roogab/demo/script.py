@@ -9,6 +9,8 @@ Only ``reply`` is required, or instead ``"events"``: the exact frames to send, i
 ``{"snapshot": "<the whole reply so far>"}`` or ``{"delta": "<the next piece>"}`` (so a test can
 replay a page's frames; ``format``, ``stream`` and ``chunk`` then do not apply). Fault injection:
 ``"drop_after": N`` (the server cuts the client's connection after N chunks),
+``"hold_after": N`` (the server holds the reply after N chunks until released: ``POST
+/demo/release`` or ``DemoChatService.release()``, one release per held reply),
 ``"error": "message"`` with an optional ``"code"`` (answer with a conversation error instead),
 ``"silent": true`` (never answer). A line with ``error`` or ``silent`` needs no ``reply``.
 """
@@ -28,8 +30,8 @@ __all__ = ["ScriptedReply", "load_script", "parse_reply", "parse_script"]
 ReplyFormat = Literal["markdown", "html"]
 StreamMode = Literal["delta", "cumulative"]
 
-_KNOWN = frozenset({"reply", "format", "stream", "chunk", "delay_ms", "drop_after", "error", "code",
-                    "silent", "events"})
+_KNOWN = frozenset({"reply", "format", "stream", "chunk", "delay_ms", "drop_after", "hold_after", "error",
+                    "code", "silent", "events"})
 Frame = tuple[Literal["snapshot", "delta"], str]
 
 
@@ -47,6 +49,7 @@ class ScriptedReply:
     chunk: int = 8
     delay_ms: int = 0
     drop_after: int | None = None
+    hold_after: int | None = None
     error: str | None = None
     code: str = "service_error"
     silent: bool = False
@@ -121,6 +124,7 @@ def _build(raw: object) -> ScriptedReply:
         chunk=_integer(raw, "chunk", 8, minimum=1),
         delay_ms=_integer(raw, "delay_ms", 0, minimum=0),
         drop_after=_integer(raw, "drop_after", None, minimum=0),
+        hold_after=_integer(raw, "hold_after", None, minimum=0),
         error=error,
         code=_string(raw, "code", "service_error"),
         silent=silent,

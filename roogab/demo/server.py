@@ -170,6 +170,11 @@ class DemoChatService:
         if conversations and self._state is not None:
             self._thread.run(self._state.forget_all(), timeout=_START_TIMEOUT)
 
+    def release(self) -> None:
+        """Let one reply held by ``hold_after`` go on (a release before the hold is kept)."""
+        if self._state is not None:
+            self._thread.run(self._state.release(), timeout=_START_TIMEOUT)
+
     def drop_connections(self) -> None:
         """Cut every client's connection abruptly (they will reconnect)."""
         if self._state is not None:
@@ -206,6 +211,7 @@ class _ServerState:
         self.conversations: dict[str, str] = {}
         self.requests: dict[str, web.Request] = {}
         self.tasks: set[asyncio.Task[None]] = set()
+        self.held = asyncio.Semaphore(0)  # one release per reply held by hold_after
         self.runner: web.AppRunner | None = None
         self._room_prefix, _, self._room_suffix = events.room.partition("{id}")
         self._register()
@@ -227,6 +233,7 @@ class _ServerState:
         app.router.add_get("/demo/received", self.http_received)
         app.router.add_post("/demo/script", self.http_script)
         app.router.add_post("/demo/reset", self.http_reset)
+        app.router.add_post("/demo/release", self.http_release)
         self.runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1.0)
         await self.runner.setup()
         await web.SockSite(self.runner, sock).start()
@@ -257,6 +264,9 @@ class _ServerState:
         """Drop *sid* once the chunks already emitted have had a moment to go out."""
         await asyncio.sleep(_FLUSH_DELAY)
         self.drop(sid)
+
+    async def release(self) -> None:
+        self.held.release()
 
     async def forget_all(self) -> None:
         """Forget every conversation (a restarted service)."""
@@ -371,6 +381,8 @@ class _ServerState:
             if reply.drop_after is not None and count >= reply.drop_after:
                 await self.drop_soon(sid)
                 return False
+            if count == reply.hold_after:
+                await self.held.acquire()
             await asyncio.sleep(delay)
             event = ev.snapshot if kind == "snapshot" else ev.delta
             await self.sio.emit(event, {ev.conversation_field: cid, ev.content_field: content},
@@ -402,6 +414,10 @@ class _ServerState:
             return web.json_response({"error": str(exc)}, status=400)
         self.log.push(replies)
         return web.json_response({"queued": len(replies), "script": self.log.remaining()})
+
+    async def http_release(self, request: web.Request) -> web.Response:
+        await self.release()
+        return web.json_response({"status": "released"})
 
     async def http_reset(self, request: web.Request) -> web.Response:
         self.log.reset()

@@ -17,12 +17,13 @@ def test_defaults_and_every_field(tmp_path: Path) -> None:
         "\n"
         "# a comment\n"
         '{"reply": "<b>", "format": "html", "stream": "cumulative", "chunk": 2, "delay_ms": 5,'
-        ' "drop_after": 1}\n'
+        ' "drop_after": 1, "hold_after": 0}\n'
         '{"error": "busy", "code": "rate_limited"}\n'
         '{"silent": true}\n', encoding="utf-8")
     assert load_script(path) == [
         ScriptedReply("plain"),
-        ScriptedReply("<b>", format="html", stream="cumulative", chunk=2, delay_ms=5, drop_after=1),
+        ScriptedReply("<b>", format="html", stream="cumulative", chunk=2, delay_ms=5, drop_after=1,
+                      hold_after=0),
         ScriptedReply(error="busy", code="rate_limited"),
         ScriptedReply(silent=True),
     ]

@@ -95,6 +95,21 @@ def test_bad_script_over_http_is_a_400(demo: DemoChatService) -> None:
     assert http(demo.url + "/healthz")[1]["script"] == 1  # nothing queued
 
 
+def test_a_held_reply_waits_for_its_release(demo: DemoChatService, provider: MultiplexProvider) -> None:
+    demo.reset()
+    demo.push(ScriptedReply("abcdefghij", chunk=2, hold_after=2), ScriptedReply("next", hold_after=0))
+    stream = provider.send(None, "gab-1", "hold it", QUICK).events(0.1)
+    text = ""
+    while len(text) < 4:
+        event = next(stream)
+        text += event.text if isinstance(event, Delta) else ""
+    assert text == "abcd" and next(stream) is None  # held: nothing more comes, the tick passes
+    assert http(demo.url + "/demo/release", {}) == (200, {"status": "released"})
+    assert text + text_of(list(stream)) == "abcdefghij"
+    demo.release()  # kept for the next held reply
+    assert text_of(list(provider.send(None, "gab-1", "again", QUICK).events(0.1))) == "next"
+
+
 def test_conversations_are_served_concurrently(demo: DemoChatService, provider: MultiplexProvider) -> None:
     demo.reset()
     slow = ScriptedReply("abcdefghij", chunk=1, delay_ms=30)
