@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 _START_TIMEOUT = 10.0
 _FLUSH_DELAY = 0.05
+#: What the demo keeps of what it received: a demo left running for days must not grow without end.
+RECEIVED_KEPT = 10_000
+RECEIVED_CHARS = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -64,16 +67,24 @@ class Received:
 
 
 class _Log:
-    """What the service received and what it will answer next; shared across threads."""
+    """What the service received (the newest *kept* events, at most *chars* characters of
+    prompts; the newest is always kept) and what it will answer next; shared across threads."""
 
-    def __init__(self, script: Iterable[ScriptedReply]) -> None:
+    def __init__(self, script: Iterable[ScriptedReply], *, kept: int = RECEIVED_KEPT,
+                 chars: int = RECEIVED_CHARS) -> None:
+        self._kept, self._max_chars = kept, chars
         self._lock = threading.Lock()
         self._script: deque[ScriptedReply] = deque(script)
-        self._received: list[Received] = []
+        self._received: deque[Received] = deque()
+        self._chars = 0
 
     def record(self, item: Received) -> None:
         with self._lock:
             self._received.append(item)
+            self._chars += len(item.prompt or "")
+            while len(self._received) > 1 and (len(self._received) > self._kept
+                                               or self._chars > self._max_chars):
+                self._chars -= len(self._received.popleft().prompt or "")
 
     def received(self) -> list[Received]:
         with self._lock:
@@ -95,6 +106,7 @@ class _Log:
         with self._lock:
             self._script.clear()
             self._received.clear()
+            self._chars = 0
 
 
 class DemoChatService:
@@ -123,7 +135,8 @@ class DemoChatService:
 
     @property
     def received(self) -> list[Received]:
-        """A copy of everything received so far, oldest first."""
+        """A copy of what was received, oldest first (the newest ``RECEIVED_KEPT`` events, up to
+        ``RECEIVED_CHARS`` characters of prompts)."""
         return self._log.received()
 
     def start(self) -> str:

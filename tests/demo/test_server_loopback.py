@@ -14,6 +14,7 @@ import pytest
 
 from roogab.config import demo_profile
 from roogab.demo import DemoChatService, ScriptedReply
+from roogab.demo.server import Received, _Log
 from roogab.errors import ConfigError
 from roogab.providers.base import Deadlines, Delta, Done, ProviderEvent
 from roogab.providers.loop import ProviderLoop
@@ -150,3 +151,18 @@ def test_stop_frees_the_port() -> None:
     service.stop()  # idempotent
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
+
+
+def test_the_received_log_keeps_the_newest_within_its_bounds() -> None:
+    log = _Log((), kept=3, chars=10)
+    for n in range(5):
+        log.record(Received("c", "sendPrompt", f"p{n}", float(n)))
+    assert [r.prompt for r in log.received()] == ["p2", "p3", "p4"]  # by count
+    log.record(Received("c", "sendPrompt", "x" * 8, 5.0))
+    assert [r.prompt for r in log.received()] == ["p4", "x" * 8]  # by characters: 2 + 8
+    log.record(Received("c", "sendPrompt", "y" * 50, 6.0))
+    assert [r.prompt for r in log.received()] == ["y" * 50]  # the newest stays, whatever its size
+    log.record(Received(None, "connect", None, 7.0))
+    log.reset()
+    log.record(Received("c", "sendPrompt", "z" * 10, 8.0))
+    assert [r.prompt for r in log.received()] == ["z" * 10]  # reset forgets the characters counted
