@@ -29,8 +29,8 @@ class _Entry(Generic[V]):
 
 
 class Memo(Generic[K, V]):
-    """``memo(key)`` is ``fn(key)``, remembered while the keys held weigh at most *budget*
-    (each key weighs ``weigh(key)``, e.g. its size in characters).
+    """``memo.get(key, fn)`` is ``fn(key)``, remembered while the keys held weigh at most
+    *budget* (each key weighs ``weigh(key)``, e.g. its size in characters).
 
     Eviction is LRU by second chance (CLOCK): a hit only marks its entry used, and the oldest
     entry is dropped unless it was used since it was (re)queued, in which case it goes to the back
@@ -39,20 +39,20 @@ class Memo(Generic[K, V]):
     ``move_to_end`` (at a 200-message history, per turn: ~0.5 ms less).
     """
 
-    def __init__(self, fn: Callable[[K], V], budget: int, weigh: Callable[[K], int]) -> None:
-        self._fn = fn
+    def __init__(self, budget: int, weigh: Callable[[K], int]) -> None:
         self._budget = budget
         self._weigh = weigh
         self._held = 0
         self._values: OrderedDict[K, _Entry[V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def __call__(self, key: K) -> V:
+    def get(self, key: K, fn: Callable[[K], V]) -> V:
+        """The value remembered for *key*, else ``fn(key)`` (remembered if it fits)."""
         found = self._values.get(key)  # atomic; a concurrent eviction at worst re-computes later
         if found is not None:
             found.used = True
             return found.value
-        value, weight = self._fn(key), self._weigh(key)
+        value, weight = fn(key), self._weigh(key)
         if weight > self._budget:
             return value
         with self._lock:

@@ -175,7 +175,7 @@ class Registry:
         self._threads: OrderedDict[Key, list[Conversation]] = OrderedDict()
         self._log = turn_log if turn_log is not None else DirectTurnLog(self.store)
         # a resent history is digested once: about 4 MB of recent message text remembered
-        self._digest = Memo(message_digest, 4_000_000, lambda m: len(m.content) + 64)
+        self._digest: Memo[Message, str] = Memo(4_000_000, lambda m: len(m.content) + 64)
         self._unsaved: dict[str, Conversation | None] = {}  # id -> to save again, or None: to delete
 
     @contextmanager
@@ -183,7 +183,7 @@ class Registry:
         """Plan a turn and hold its conversation for the duration of the ``with`` block."""
         self._write_unsaved()
         key = (client, thread_key(request), provider, model)
-        digests = tuple(self._digest(m) for m in request.messages)
+        digests = tuple(self._digest.get(m, message_digest) for m in request.messages)
         asked = request_key(request, digests)
         passed: set[str] = set()  # conversations this request turned out not to belong to
         with ExitStack() as stack:

@@ -14,10 +14,10 @@ import functools
 import logging
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .memo import Memo
 from .memory import give_back
 
 __all__ = ["OFFLINE_ENCODING", "PIECE_CHARS", "TokenCache", "TokenCounter", "pieces"]
@@ -95,23 +95,12 @@ class TokenCache:
 
     def __init__(self, counter: TokenCounter, size: int = 20_000) -> None:
         self.counter = counter
-        self._size = size
-        self._counts: OrderedDict[str, int] = OrderedDict()
-        self._lock = threading.Lock()
+        self._counts: Memo[str, int] = Memo(size, lambda _key: 1)  # a hit takes no lock
 
     def count(self, key: str, text: str | Callable[[], str]) -> int:
         """The tokens of *text* (or of what *text()* returns, made only when needed), counted
-        once per *key*."""
-        with self._lock:
-            if key in self._counts:
-                self._counts.move_to_end(key)
-                return self._counts[key]
-        tokens = self.counter.count(text if isinstance(text, str) else text())
-        with self._lock:
-            self._counts[key] = tokens
-            if len(self._counts) > self._size:
-                self._counts.popitem(last=False)
-        return tokens
+        once per *key* (while it is among the *size* keys last used, roughly: ``Memo``'s CLOCK)."""
+        return self._counts.get(key, lambda _key: self.counter.count(text if isinstance(text, str) else text()))
 
 
 def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:

@@ -15,32 +15,34 @@ from roogab.wire import Message, parse_chat_request
 
 def test_a_value_is_computed_once_per_key_and_the_least_recent_goes_first() -> None:
     calls: list[str] = []
-    memo: Memo[str, int] = Memo(lambda k: calls.append(k) or len(k), budget=6, weigh=len)
-    assert [memo("ab"), memo("cd"), memo("ab")] == [2, 2, 2]
+    memo: Memo[str, int] = Memo(budget=6, weigh=len)
+    fn = lambda k: calls.append(k) or len(k)
+    assert [memo.get("ab", fn), memo.get("cd", fn), memo.get("ab", fn)] == [2, 2, 2]
     assert calls == ["ab", "cd"]
-    memo("ef")  # 6 held: still all three
-    memo("ab")  # "ab" most recent now; "cd" least
-    memo("gh")  # over budget: "cd" goes
-    memo("ab")
-    memo("cd")
+    memo.get("ef", fn)  # 6 held: still all three
+    memo.get("ab", fn)  # "ab" most recent now; "cd" least
+    memo.get("gh", fn)  # over budget: "cd" goes
+    memo.get("ab", fn)
+    memo.get("cd", fn)
     assert calls == ["ab", "cd", "ef", "gh", "cd"]
     assert len(memo) <= 3
 
 
 def test_a_key_heavier_than_the_budget_is_computed_every_time_and_not_kept() -> None:
     calls: list[str] = []
-    memo: Memo[str, str] = Memo(lambda k: calls.append(k) or k.upper(), budget=3, weigh=len)
-    assert memo("long") == "LONG" and memo("long") == "LONG"
+    memo: Memo[str, str] = Memo(budget=3, weigh=len)
+    fn = lambda k: calls.append(k) or k.upper()
+    assert memo.get("long", fn) == "LONG" and memo.get("long", fn) == "LONG"
     assert calls == ["long", "long"] and len(memo) == 0
 
 
 @given(st.lists(st.sampled_from(["user", "assistant", "system"]), min_size=1, max_size=30),
        st.lists(st.text(max_size=20), min_size=30, max_size=30))
 def test_memoised_digests_equal_fresh_ones(roles: list[str], texts: list[str]) -> None:
-    memo = Memo(message_digest, budget=200, weigh=lambda m: len(m.content) + 64)
+    memo: Memo[Message, str] = Memo(budget=200, weigh=lambda m: len(m.content) + 64)
     messages = [Message(role=r, content=t) for r, t in zip(roles, texts)]  # type: ignore[arg-type]
     for m in messages + messages[::-1]:
-        assert memo(m) == message_digest(m)
+        assert memo.get(m, message_digest) == message_digest(m)
 
 
 def _request(n: int) -> object:
