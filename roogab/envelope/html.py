@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import html as _html
 import re
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
     from bs4.element import Tag
 
-__all__ = ["CODE_CLOSE", "CODE_OPEN", "Decoded", "decode_html", "fragment_to_text", "looks_like_html", "strip_marks"]
+__all__ = ["CODE_CLOSE", "CODE_OPEN", "DecodeCache", "Decoded", "decode_html", "fragment_to_text", "looks_like_html",
+           "strip_marks"]
 
 CODE_OPEN = "\ue001"  # put before the opening fence of a code block of the page
 CODE_CLOSE = "\ue000"  # put before its closing fence
@@ -136,33 +138,57 @@ class Decoded(NamedTuple):
     cut_off: bool = False
 
 
-def decode_html(page: str, final: bool, prose_cache: dict[str, str] | None = None) -> Decoded:
+class _Lines(NamedTuple):
+    """A code element's HTML up to the end of a line outside any tag, and what it decodes to."""
+
+    html: str
+    text: str  # code_text(html)
+    fence: int  # _longest_fence(text)
+
+
+_NO_LINES = _Lines("", "", 0)
+
+
+@dataclass
+class DecodeCache:
+    """What :func:`decode_html` keeps between the snapshots of one growing reply, so that each
+    snapshot costs what is new in it: rendered prose fragments, closed code blocks, and the
+    complete lines of the code block still arriving. Everything kept is a function of the HTML
+    it was made from, so a snapshot that re-renders its past is decoded afresh, never wrongly."""
+
+    prose: dict[str, str] = field(default_factory=dict)
+    blocks: dict[str, tuple[str, int]] = field(default_factory=dict)
+    growing: _Lines = field(default_factory=lambda: _NO_LINES)
+
+
+def decode_html(page: str, final: bool, cache: DecodeCache | None = None) -> Decoded:
     """Decode *page*, the whole reply so far as HTML (``final``: the reply is complete).
 
-    *prose_cache* remembers rendered prose fragments between calls on growing snapshots.
+    *cache* remembers what earlier calls on the same growing reply decoded.
     """
     out: list[str] = []
     size = 0  # len("".join(out))
     stable = 0
     pos = 0
-    cache = prose_cache if prose_cache is not None else {}
+    cache = cache if cache is not None else DecodeCache()
     while True:
         m = _PRE_CODE_RE.search(page, pos)
         if m is None or (not final and m.end() >= len(page)):
             break
-        size += _add(out, _prose(page[pos:m.start()], cache))
+        size += _add(out, _prose(page[pos:m.start()], cache.prose))
         j = page.find("</code>", m.end())
         body_end = j if j >= 0 or final else _safe_cut(page, m.end(), len(page))
-        code = code_text(page[m.end():body_end])
+        end = _PRE_END_RE.match(page, j + 7) if j >= 0 else None
+        after = end.end() if end else (j + 7 if j >= 0 else len(page))
+        last = j < 0 or _ONLY_CLOSERS_RE.match(page, after) is not None
+        code, longest = _code(page[m.end():body_end], not last, cache)
         if out and not out[-1].endswith("\n"):
             size += _add(out, "\n")
-        fence = "`" * max(3, _longest_fence(code) + 1)
+        fence = "`" * max(3, longest + 1)
         size += _add(out, f"{CODE_OPEN}{fence}{_language(m.group(1))}\n")
         code_at = size
         size += _add(out, code)
-        end = _PRE_END_RE.match(page, j + 7) if j >= 0 else None
-        pos = end.end() if end else (j + 7 if j >= 0 else len(page))
-        last = j < 0 or _ONLY_CLOSERS_RE.match(page, pos) is not None
+        pos = after
         if not final and last:
             stable = code_at + _stable_lines(code)
             return Decoded("".join(out), stable)
@@ -173,7 +199,7 @@ def decode_html(page: str, final: bool, prose_cache: dict[str, str] | None = Non
         if j < 0:
             return Decoded("".join(out), size, cut_off=True)
     if final:
-        size += _add(out, _prose(page[pos:], cache))
+        size += _add(out, _prose(page[pos:], cache.prose))
         return Decoded("".join(out), size, cut_off=_ends_in_code_opening(page, pos))
     return Decoded("".join(out), stable)
 
@@ -198,6 +224,40 @@ def _prose(fragment: str, cache: dict[str, str]) -> str:
     if text is None:
         text = cache[fragment] = fragment_to_text(fragment)
     return text
+
+
+def _code(body: str, settled: bool, cache: DecodeCache) -> tuple[str, int]:
+    """The text of a code element's HTML *body* and its longest fence: a *settled* block (one
+    with more of the page after it) looked up whole, the last one, which may still grow, decoded
+    only beyond the complete lines decoded before."""
+    if settled:
+        found = cache.blocks.get(body)
+        if found is None:
+            text = code_text(body)
+            found = cache.blocks[body] = (text, _longest_fence(text))
+        return found
+    lines = cache.growing if body.startswith(cache.growing.html) else _NO_LINES
+    cut = _line_end(body, len(lines.html))
+    if cut > len(lines.html):
+        head = code_text(body[len(lines.html):cut])
+        lines = cache.growing = _Lines(body[:cut], lines.text + head, max(lines.fence, _longest_fence(head)))
+    tail = code_text(body[cut:])
+    return lines.text + tail, max(lines.fence, _longest_fence(tail))
+
+
+def _line_end(body: str, start: int) -> int:
+    """Just after the last newline of ``body[start:]`` if :func:`code_text` can split there, else
+    *start* (``body[:start]`` ends at such a place). It can where, once ``<br>`` tags are line
+    breaks, every ``<`` before the newline has a ``>`` after it, before the newline: then no tag
+    match crosses it (nor an entity or a fence line: neither holds a newline)."""
+    nl = body.rfind("\n", start)
+    if nl < 0:
+        return start
+    if "<" in (head := body[start:nl]):
+        head = _BR_RE.sub("\n", head)
+        if head.rfind("<") > head.rfind(">"):
+            return start
+    return nl + 1
 
 
 def _longest_fence(code: str) -> int:

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .events import End, Event, Reasoning, Text, ToolCall
-from .html import decode_html, looks_like_html
+from .html import DecodeCache, decode_html, looks_like_html
 from .parser import ReplyParser
 
 __all__ = ["SnapshotFeeder"]
@@ -52,7 +52,7 @@ class SnapshotFeeder:
         self._given: list[Event] = []  # every event returned so far
         self._derived: list[Event] | None = None  # the current parser's events while it lags behind
         self._problem: str | None = None
-        self._prose_cache: dict[str, str] = {}
+        self._decoded = DecodeCache()
 
     @property
     def raw(self) -> str:
@@ -112,7 +112,7 @@ class SnapshotFeeder:
                 return []
             self._html = verdict
         if self._html:
-            decoded = decode_html(raw, final, self._prose_cache)
+            decoded = decode_html(raw, final, self._decoded)
             target = decoded.text if final else decoded.text[:decoded.stable]
             cut_off = decoded.cut_off
         else:
