@@ -177,14 +177,15 @@ class DemoChatService:
         self._log.push(replies)
 
     def reset(self, *, conversations: bool = False) -> None:
-        """Clear the script and the received log; with *conversations*, forget every conversation
-        too (as a restarted service would)."""
+        """Clear the script, the received log and releases no held reply took; with
+        *conversations*, forget every conversation too (as a restarted service would)."""
         self._log.reset()
-        if conversations and self._state is not None:
-            self._thread.run(self._state.forget_all(), timeout=_START_TIMEOUT)
+        if self._state is not None:
+            self._thread.run(self._state.reset(conversations), timeout=_START_TIMEOUT)
 
     def release(self) -> None:
-        """Let one reply held by ``hold_after`` go on (a release before the hold is kept)."""
+        """Let one reply held by ``hold_after`` go on, the one held first (a release before the
+        hold is kept until ``reset()``)."""
         if self._state is not None:
             self._thread.run(self._state.release(), timeout=_START_TIMEOUT)
 
@@ -280,6 +281,13 @@ class _ServerState:
 
     async def release(self) -> None:
         self.held.release()
+
+    async def reset(self, conversations: bool) -> None:
+        """Take back releases no held reply took; with *conversations*, forget them all."""
+        while not self.held.locked():
+            await self.held.acquire()
+        if conversations:
+            await self.forget_all()
 
     async def forget_all(self) -> None:
         """Forget every conversation (a restarted service)."""
@@ -390,7 +398,8 @@ class _ServerState:
         """Send the reply in chunks; False when the script cut the connection instead."""
         ev = self.ev
         delay = reply.delay_ms / 1000
-        for count, (kind, content) in enumerate(_frames(reply)):
+        frames = list(_frames(reply))
+        for count, (kind, content) in enumerate(frames):
             if reply.drop_after is not None and count >= reply.drop_after:
                 await self.drop_soon(sid)
                 return False
@@ -400,6 +409,8 @@ class _ServerState:
             event = ev.snapshot if kind == "snapshot" else ev.delta
             await self.sio.emit(event, {ev.conversation_field: cid, ev.content_field: content},
                                 to=self.room(cid))
+        if reply.hold_after is not None and reply.hold_after >= len(frames):
+            await self.held.acquire()  # held after its last chunk: before its end
         if reply.drop_after is not None:
             await self.drop_soon(sid)
             return False
@@ -434,8 +445,7 @@ class _ServerState:
 
     async def http_reset(self, request: web.Request) -> web.Response:
         self.log.reset()
-        if request.query.get("conversations") in ("1", "true"):
-            await self.forget_all()
+        await self.reset(request.query.get("conversations") in ("1", "true"))
         return web.json_response({"status": "reset"})
 
 

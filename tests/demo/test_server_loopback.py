@@ -98,7 +98,7 @@ def test_bad_script_over_http_is_a_400(demo: DemoChatService) -> None:
 
 def test_a_held_reply_waits_for_its_release(demo: DemoChatService, provider: MultiplexProvider) -> None:
     demo.reset()
-    demo.push(ScriptedReply("abcdefghij", chunk=2, hold_after=2), ScriptedReply("next", hold_after=0))
+    demo.push(ScriptedReply("abcdefghij", chunk=2, hold_after=2), ScriptedReply("next", hold_after=1))
     stream = provider.send(None, "gab-1", "hold it", QUICK).events(0.1)
     text = ""
     while len(text) < 4:
@@ -107,8 +107,19 @@ def test_a_held_reply_waits_for_its_release(demo: DemoChatService, provider: Mul
     assert text == "abcd" and next(stream) is None  # held: nothing more comes, the tick passes
     assert http(demo.url + "/demo/release", {}) == (200, {"status": "released"})
     assert text + text_of(list(stream)) == "abcdefghij"
-    demo.release()  # kept for the next held reply
+    demo.release()  # kept for the next held reply, which is held after its last chunk
     assert text_of(list(provider.send(None, "gab-1", "again", QUICK).events(0.1))) == "next"
+    demo.release()
+    demo.reset()  # takes back a release no held reply took
+    demo.push(ScriptedReply("abcd", chunk=2, hold_after=2))  # held after its last chunk, before its end
+    stream = provider.send(None, "gab-1", "hold the end", QUICK).events(0.1)
+    text = ""
+    while len(text) < 4:
+        event = next(stream)
+        text += event.text if isinstance(event, Delta) else ""
+    assert next(stream) is None  # no Done: the end is held
+    demo.release()
+    assert [e for e in stream if e is not None and not isinstance(e, Delta)][-1].__class__ is Done
 
 
 def test_conversations_are_served_concurrently(demo: DemoChatService, provider: MultiplexProvider) -> None:
