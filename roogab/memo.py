@@ -1,4 +1,5 @@
-"""A bounded, thread-safe memo: a value computed once per key, least recently used dropped first.
+"""A bounded, thread-safe memo: a value computed once per key, about the least recently used
+dropped first (CLOCK).
 
 Agents resend their whole history every turn; what RooGab derives from a message (its digest)
 is computed when the message is new and looked up afterwards, so a turn costs what is new in it.
@@ -57,14 +58,14 @@ class Memo(Generic[K, V]):
             return value
         with self._lock:
             if key not in self._values:
+                self._evict(room=weight)  # before the new key goes in: it is never the one dropped
                 self._values[key] = _Entry(value, weight)
                 self._held += weight
-                self._evict()
         return value
 
-    def _evict(self) -> None:
+    def _evict(self, room: int) -> None:
         values = self._values
-        while self._held > self._budget:
+        while self._held + room > self._budget:
             oldest, entry = next(iter(values.items()))
             if entry.used:
                 entry.used = False

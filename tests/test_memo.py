@@ -28,6 +28,17 @@ def test_a_value_is_computed_once_per_key_and_the_least_recent_goes_first() -> N
     assert len(memo) <= 3
 
 
+def test_a_new_key_is_kept_even_when_every_key_held_was_used() -> None:
+    calls: list[str] = []
+    memo: Memo[str, int] = Memo(budget=3, weigh=lambda k: 1)
+    fn = lambda k: calls.append(k) or 0
+    for key in "abcabc":  # each held key used since it went in
+        memo.get(key, fn)
+    memo.get("d", fn)  # a full sweep unmarks them all; the oldest goes, "d" stays
+    memo.get("d", fn)
+    assert calls == ["a", "b", "c", "d"] and len(memo) == 3
+
+
 def test_a_key_heavier_than_the_budget_is_computed_every_time_and_not_kept() -> None:
     calls: list[str] = []
     memo: Memo[str, str] = Memo(budget=3, weigh=len)
