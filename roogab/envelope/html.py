@@ -177,7 +177,7 @@ def decode_html(page: str, final: bool, cache: DecodeCache | None = None) -> Dec
             break
         size += _add(out, _prose(page[pos:m.start()], cache.prose))
         j = page.find("</code>", m.end())
-        body_end = j if j >= 0 or final else _safe_cut(page, m.end(), len(page))
+        body_end = j if j >= 0 else _safe_cut(page, m.end(), len(page))  # not inside a tag or entity
         end = _PRE_END_RE.match(page, j + 7) if j >= 0 else None
         after = end.end() if end else (j + 7 if j >= 0 else len(page))
         last = j < 0 or _ONLY_CLOSERS_RE.match(page, after) is not None

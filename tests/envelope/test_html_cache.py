@@ -3,15 +3,18 @@
 The cache keeps rendered prose, settled code blocks and the complete lines of the code block still
 arriving; every kept piece is a function of the HTML it came from. So for any sequence of pages
 (growing, re-rendered, shrinking, unrelated), decoding with one shared cache must equal decoding
-each page without one.
+each page whole: without a cache, and without splitting the growing block at its line ends.
 """
 
 from __future__ import annotations
 
+from unittest import mock
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from roogab.envelope.html import DecodeCache, decode_html
+from roogab.envelope import html as html_module
+from roogab.envelope.html import DecodeCache, Decoded, decode_html
 
 OPEN = '<pre><code class="language-lua">'
 CLOSE = "</code></pre>"
@@ -42,11 +45,17 @@ def snapshots_of(page: str) -> list[str]:
     return out
 
 
+def whole(page: str, final: bool) -> Decoded:
+    """*page* decoded with every code block's HTML decoded in one piece."""
+    with mock.patch.object(html_module, "_line_end", lambda body, start: start):
+        return decode_html(page, final)
+
+
 def check_sequence(pages: list[str]) -> None:
     cache = DecodeCache()
     for n, page in enumerate(pages):
         final = n == len(pages) - 1
-        assert decode_html(page, final, cache) == decode_html(page, final), (n, page)
+        assert decode_html(page, final, cache) == whole(page, final), (n, page)
 
 
 def test_a_growing_page_cut_at_every_position_decodes_as_fresh() -> None:
@@ -70,8 +79,14 @@ def test_any_sequence_of_pages_decodes_as_fresh(pages: list[str]) -> None:
 def test_a_re_rendered_past_is_decoded_afresh() -> None:
     cache = DecodeCache()
     first = OPEN + "line one\nline two\nthr" + CLOSE
-    assert decode_html(first, False, cache) == decode_html(first, False)
+    assert decode_html(first, False, cache) == whole(first, False)
     assert cache.growing.html == "line one\nline two\n"  # the complete lines are kept
     changed = OPEN + "LINE one\nline two\nthree\n" + CLOSE
-    assert decode_html(changed, True, cache) == decode_html(changed, True)
+    assert decode_html(changed, True, cache) == whole(changed, True)
     assert "LINE one" in decode_html(changed, True, cache).text
+
+
+def test_a_final_page_that_ends_inside_a_code_block_keeps_all_of_its_code() -> None:
+    for page in ("<pre><code>abc\ndef", "<pre><code>abc\ndef&am", "<pre><code>abc\ndef<spa"):
+        decoded = decode_html(page, True)
+        assert decoded.cut_off and decoded.text == "\ue001```\nabc\ndef\n\ue000```\n", page
