@@ -110,18 +110,18 @@ def test_a_full_disk_does_not_lose_answered_turns(small_disk: Path) -> None:
     running = start_demo(load_config(env={}, overrides={"port": 0, "data_dir": str(small_disk / "roogab")}))
     try:
         assert running.demo is not None
-        client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0)
-        filler = _fill(small_disk)
-        answers = []
-        for i in range(3):  # bigger than what is left: every write fails
-            running.demo.push(ScriptedReply(f"```lua\nreturn {{ text = [==[answer {i} {'x' * 3000}]==] }}\n```"))
-            messages = [{"role": "user", "content": f"disk full {uuid.uuid4().hex} " + "y" * 4000}]
-            answers.append(client.chat.completions.create(model="demo/gab-1", messages=messages))
-        assert [a.choices[0].finish_reason for a in answers] == ["stop"] * 3
-        assert running.registry.unsaved() >= 1  # the store refused; the registry kept them
-        filler.unlink()
-        running.demo.push(ScriptedReply("```lua\nreturn { text = [==[after]==] }\n```"))
-        client.chat.completions.create(model="demo/gab-1", messages=[{"role": "user", "content": "space again"}])
+        with openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0) as client:
+            filler = _fill(small_disk)
+            answers = []
+            for i in range(3):  # bigger than what is left: every write fails
+                running.demo.push(ScriptedReply(f"```lua\nreturn {{ text = [==[answer {i} {'x' * 3000}]==] }}\n```"))
+                messages = [{"role": "user", "content": f"disk full {uuid.uuid4().hex} " + "y" * 4000}]
+                answers.append(client.chat.completions.create(model="demo/gab-1", messages=messages))
+            assert [a.choices[0].finish_reason for a in answers] == ["stop"] * 3
+            assert running.registry.unsaved() >= 1  # the store refused; the registry kept them
+            filler.unlink()
+            running.demo.push(ScriptedReply("```lua\nreturn { text = [==[after]==] }\n```"))
+            client.chat.completions.create(model="demo/gab-1", messages=[{"role": "user", "content": "space again"}])
         assert running.registry.unsaved() == 0  # written once the disk had room
     finally:
         running.close()
@@ -150,17 +150,17 @@ def test_sigkill_mid_reply_then_restart_replays_instead_of_sending_twice(tmp_pat
         first = [{"role": "user", "content": "first question"}]
         demo.push(ScriptedReply("```lua\nreturn { text = [==[first answer]==] }\n```"))
         proc, url = _serve(config, env)
+        second = [*first, {"role": "assistant", "content": "first answer"},
+                  {"role": "user", "content": "tool result: 42"}]
         try:
-            client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
-            client.chat.completions.create(model="demo/gab-1", messages=first)
-            second = [*first, {"role": "assistant", "content": "first answer"},
-                      {"role": "user", "content": "tool result: 42"}]
-            demo.push(ScriptedReply("```lua\nreturn { text = [==[" + "slow " * 400 + "]==] }\n```",
-                                    chunk=4, delay_ms=50))
-            stream = client.chat.completions.create(model="demo/gab-1", messages=second, stream=True)
-            next(iter(stream))  # the reply is under way ...
-            proc.send_signal(signal.SIGKILL)  # ... and RooGab dies
-            proc.wait()
+            with openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as client:
+                client.chat.completions.create(model="demo/gab-1", messages=first)
+                demo.push(ScriptedReply("```lua\nreturn { text = [==[" + "slow " * 400 + "]==] }\n```",
+                                        chunk=4, delay_ms=50))
+                with client.chat.completions.create(model="demo/gab-1", messages=second, stream=True) as stream:
+                    next(iter(stream))  # the reply is under way ...
+                    proc.send_signal(signal.SIGKILL)  # ... and RooGab dies
+                    proc.wait()
         finally:
             if proc.poll() is None:
                 proc.kill()
@@ -168,8 +168,8 @@ def test_sigkill_mid_reply_then_restart_replays_instead_of_sending_twice(tmp_pat
         demo.push(ScriptedReply("```lua\nreturn { text = [==[second answer]==] }\n```"))
         proc, url = _serve(config, env)
         try:
-            client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0)
-            answer = client.chat.completions.create(model="demo/gab-1", messages=second)
+            with openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0) as client:
+                answer = client.chat.completions.create(model="demo/gab-1", messages=second)
             assert answer.choices[0].message.content == "second answer"
         finally:
             proc.send_signal(signal.SIGTERM)
