@@ -132,8 +132,24 @@ def test_a_full_disk_does_not_lose_answered_turns(small_disk: Path) -> None:
 def _serve(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen([sys.executable, "-m", "roogab", "serve", "--config", str(config), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    url, _ = _wait_for_url(proc)
+    try:
+        url, _ = _wait_for_url(proc)
+    except AssertionError:  # it never printed its URL: leave no child behind
+        proc.kill()
+        proc.communicate()
+        raise
     return proc, url
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """SIGTERM, as a user would; a child that outlives it is killed before the test fails."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.communicate(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
 
 
 def test_sigkill_mid_reply_then_restart_replays_instead_of_sending_twice(tmp_path: Path) -> None:
@@ -172,8 +188,7 @@ def test_sigkill_mid_reply_then_restart_replays_instead_of_sending_twice(tmp_pat
                 answer = client.chat.completions.create(model="demo/gab-1", messages=second)
             assert answer.choices[0].message.content == "second answer"
         finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=15)
+            _stop(proc)
         sends = [r for r in demo.received if r.prompt and "tool result: 42" in r.prompt]
         assert len(sends) == 2
         crashed, repeated = sends

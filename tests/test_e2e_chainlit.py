@@ -150,26 +150,26 @@ def test_killed_mid_reply_is_an_error_then_replay_after_restart(tmp_path: Path) 
     own.start()
     running = _roogab(own, first_token_timeout=20, silence_timeout=10)
     try:
-        client = _client(running)
-        first = _task("hello before the crash", tools=False)
-        message = client.chat.completions.create(**first).choices[0].message
-        second = dict(first, messages=first["messages"] + [
-            {"role": "assistant", "content": message.content}, {"role": "user", "content": "ROOGAB-SLOW go on"}])
-        text, error = "", None
-        stream = client.chat.completions.create(**second, stream=True)
-        try:
-            for chunk in stream:
-                if chunk.choices and chunk.choices[0].delta.content:
-                    text += chunk.choices[0].delta.content
-                    if len(text) > 20 and own.process is not None:
-                        own.kill()
-        except openai.APIError as exc:
-            error = exc
-        assert error is not None, f"a cut-off reply was presented as complete: {text[-80:]!r}"
-        own.start()
-        third = dict(second, messages=second["messages"][:-1] + [{"role": "user", "content": "after restart"}])
-        answer = client.chat.completions.create(**third).choices[0].message.content or ""
-        assert "after restart" in answer  # a fresh session, the task replayed onto it
+        with _client(running) as client:
+            first = _task("hello before the crash", tools=False)
+            message = client.chat.completions.create(**first).choices[0].message
+            second = dict(first, messages=first["messages"] + [
+                {"role": "assistant", "content": message.content}, {"role": "user", "content": "ROOGAB-SLOW go on"}])
+            text, error = "", None
+            with client.chat.completions.create(**second, stream=True) as stream:  # closed even when it errors
+                try:
+                    for chunk in stream:
+                        if chunk.choices and chunk.choices[0].delta.content:
+                            text += chunk.choices[0].delta.content
+                            if len(text) > 20 and own.process is not None:
+                                own.kill()
+                except openai.APIError as exc:
+                    error = exc
+            assert error is not None, f"a cut-off reply was presented as complete: {text[-80:]!r}"
+            own.start()
+            third = dict(second, messages=second["messages"][:-1] + [{"role": "user", "content": "after restart"}])
+            answer = client.chat.completions.create(**third).choices[0].message.content or ""
+            assert "after restart" in answer  # a fresh session, the task replayed onto it
     finally:
         running.close()
         own.kill()

@@ -234,15 +234,16 @@ def test_killed_mid_reply_is_an_error_then_the_restarted_app_gets_the_history(fr
         == "Before the crash."  # type: ignore[arg-type]
     messages += [{"role": "assistant", "content": "Before the crash."}, {"role": "user", "content": "Go on."}]
     finishes, errors = [], []
-    stream = client.chat.completions.create(model="gr/chat", messages=messages, stream=True)  # type: ignore[arg-type]
-    try:
-        for chunk in stream:
-            if chunk.choices and chunk.choices[0].finish_reason:
-                finishes.append(chunk.choices[0].finish_reason)
-            if len(fresh.received()) == 2 and fresh.process is not None:
-                fresh.kill()
-    except openai.APIError as exc:
-        errors.append(exc)
+    with client.chat.completions.create(model="gr/chat", messages=messages,  # type: ignore[arg-type]
+                                        stream=True) as stream:  # closed even when it errors
+        try:
+            for chunk in stream:
+                if chunk.choices and chunk.choices[0].finish_reason:
+                    finishes.append(chunk.choices[0].finish_reason)
+                if len(fresh.received()) == 2 and fresh.process is not None:
+                    fresh.kill()
+        except openai.APIError as exc:
+            errors.append(exc)
     assert finishes == [] and errors, "a reply cut off by a crash must not look complete"
     fresh.start()
     fresh.script("```lua\nreturn { text = [==[After the restart.]==] }\n```")
