@@ -39,9 +39,10 @@ CONFIG_HELP = "TOML config file. Precedence: defaults < this file < ROOGAB_* env
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, "-V", "--version", prog_name="roogab")
 def main() -> None:
-    """RooGab: an OpenAI-compatible API for coding agents, in front of a browser chat service.
+    """RooGab: the APIs coding agents speak, in front of a browser chat service.
 
-    Point Roo Code, Cline, Kilo Code or an OpenAI SDK at the printed base URL. Start with
+    OpenAI Chat Completions (Zoo Code, Cline, Kilo Code, OpenCode, the SDKs), OpenAI Responses
+    (Codex) and Anthropic Messages (Claude Code). Point the agent at the printed base URL. Start with
     `roogab demo` to see the whole path work against the bundled demo chat service.
 
     \b
@@ -126,9 +127,9 @@ def _serve_workers(config: Config) -> NoReturn:
 def demo(script: Path | None, config_file: Path | None, **flags: Any) -> None:
     """Start the bundled demo chat service and RooGab wired to it.
 
-    Prints the base URL, the models and the settings to paste into Roo Code, Cline, Kilo Code and
-    Claude Code. The demo keeps its conversations and turn log in memory: it never mixes with
-    what `roogab serve` stores.
+    Prints the base URL, the models and the settings to paste into Zoo Code, Cline, Kilo Code,
+    Claude Code and Codex. The demo keeps its conversations and turn log in memory: it never
+    mixes with what `roogab serve` stores.
 
     \b
     The demo chat service (its URL is printed) also has:

@@ -8,7 +8,7 @@ __all__ = ["client_settings", "codex_settings"]
 
 
 def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
-    """Plain-text instructions for Roo Code, Cline, Kilo Code, Claude Code, Codex and the SDKs."""
+    """Plain-text instructions for Zoo Code, Cline, Kilo Code, Claude Code, Codex and the SDKs."""
     model = models[0] if models else "<model>"
     api = f"{base_url}/v1"
     lines = [
@@ -16,7 +16,7 @@ def client_settings(base_url: str, models: Sequence[str], key_hint: str) -> str:
         f"API key  : {key_hint}",
         f"Models   : {', '.join(models) or '(none yet)'}",
         "",
-        "Roo Code  : Settings > Providers > API Provider 'OpenAI Compatible'",
+        "Zoo Code  : Settings > Providers > API Provider 'OpenAI Compatible' (as in Roo Code, which it forks)",
         f"            Base URL {api}, API Key as above, Model {model}",
         "Cline     : Settings > API Provider 'OpenAI Compatible'",
         f"            Base URL {api}, API Key as above, Model ID {model}",

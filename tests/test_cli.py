@@ -95,7 +95,7 @@ def test_live_roogab_demo_with_a_script(tmp_path: Path) -> None:
         output, _ = proc.communicate(timeout=15)
     output = banner + output
     assert proc.returncode == 0, output
-    assert "Roo Code" in output and "Cline" in output and "Kilo Code" in output
+    assert "Zoo Code" in output and "Cline" in output and "Kilo Code" in output
 
 
 def _wait_for_url(proc: subprocess.Popen[str]) -> tuple[str, str]:
