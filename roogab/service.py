@@ -310,6 +310,7 @@ class _Turn:
         if isinstance(event, ToolCall):
             yield from self._accept_call(event, reply)
         elif isinstance(event, Text) and event.text:
+            reply.spoke = reply.spoke or not event.text.isspace()
             text = self.repeat.next(event.text) if self.repeat else event.text
             if text:
                 self.answer.texts.append(text)
@@ -332,6 +333,7 @@ class _Turn:
             self.repeat = _Repeat(self.answer.text)
 
     def _accept_call(self, call: ToolCall, reply: _Reply) -> Iterator[Out]:
+        reply.acted = True  # even a call dropped below: the reply meant a call
         if not self.request.offered_tools or not self.request.native_tools:
             text = ("\n\n" if self.answer.texts else "") + text_with_xml("", [call])
             self.answer.texts.append(text)
@@ -351,10 +353,15 @@ class _Turn:
         yield out
 
     def _check_whole(self, reply: _Reply) -> None:
+        """Judge the reply on what it said itself: after a repair, what earlier attempts sent
+        does not make an empty reply whole, nor does a repeat that stops inside it."""
         if reply.problem is not None:
             return
-        if not self.answer.texts and not self.answer.calls:
+        if not reply.spoke and not reply.acted:
             reply.problem = "the reply was empty: it had neither text nor a tool call"
+        elif self.repeat is not None and self.repeat.short and not reply.acted:
+            reply.problem = ("the repaired reply stopped inside the text already sent to the agent: "
+                             "it must repeat that text whole and go on")
         elif self.request.call_required and not self.answer.calls:
             forced = self.request.forced_tool
             reply.problem = (f"tool_choice requires a call of {forced}" if forced else
@@ -384,6 +391,8 @@ class _Reply:
     raw: str = ""
     problem: str | None = None
     offset: int = -1
+    spoke: bool = False  # it had text other than whitespace
+    acted: bool = False  # it had a tool call (passed on, or dropped as one already accepted)
 
 
 class _Gone(Exception):
@@ -401,6 +410,11 @@ class _Repeat:
     sent: str
     seen: str = ""
     through: bool = False
+
+    @property
+    def short(self) -> bool:
+        """The new text so far is a strict beginning of the old: it has not reached its end."""
+        return not self.through and self.seen != self.sent
 
     def next(self, piece: str) -> str:
         """The part of *piece* the agent has not seen yet."""

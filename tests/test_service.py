@@ -110,6 +110,61 @@ def test_repaired_reply_that_differs_follows_after_a_break() -> None:
     assert _text(_run(service, _streamed(_cline()))) == "Plan A.\n\nPlan B."
 
 
+CUT_TEXT = "```lua\nreturn { text = [==[The three steps are: first, open the"  # cut inside its envelope
+
+
+def _plain(stream: bool = True) -> ChatRequest:
+    return parse_chat_request({"model": "fake/model", "stream": stream,
+                               "messages": [{"role": "user", "content": "explain"}]})
+
+
+def _until_error(service: ChatService, request: ChatRequest) -> tuple[list[Out], Exception | None]:
+    items: list[Out] = []
+    try:
+        items.extend(service.run(request, "addr:test"))  # what came before an error stays in items
+    except ReplyFormatError as exc:
+        return items, exc
+    return items, None
+
+
+@pytest.mark.parametrize("repaired", ["", "  \n", "```lua\nreturn { text = [==[  ]==] }\n```",
+                                      "```lua\nreturn { text = [==[The three steps are: first]==] }\n```"])
+def test_a_streamed_repair_that_adds_nothing_is_no_answer(repaired: str) -> None:
+    """What the failed attempt streamed does not make an empty repair whole, nor does a repair
+    that stops inside it: the cut text must not end in a normal finish."""
+    service, fake = _service(CUT_TEXT, repaired)
+    items, error = _until_error(service, _plain())
+    assert len(fake.sent) == 2 and error is not None
+    assert _text(items).startswith("The three steps are: first, open the")
+    assert not any(isinstance(i, Finished) for i in items)
+
+
+def test_with_tools_a_repair_that_repeats_part_of_the_cut_text_is_no_answer() -> None:
+    cut = "```lua\nreturn { text = [==[I checked everything and the bug is in the pars"
+    service, _ = _service(cut, TEXT_ONLY.replace("All done.", "I checked everything"))
+    items, error = _until_error(service, _streamed(_cline()))
+    assert error is not None and "stopped inside the text already sent" in str(error)
+    assert not any(isinstance(i, Finished) for i in items)
+
+
+def test_a_streamed_repair_that_repeats_the_cut_text_whole_completes() -> None:
+    service, _ = _service(CUT_TEXT, "```lua\nreturn { text = [==[The three steps are: first, open the]==] }\n```")
+    items = _run(service, _plain())
+    assert _text(items) == "The three steps are: first, open the"
+    assert isinstance(items[-1], Finished) and items[-1].finish_reason == "stop"
+
+
+def test_a_streamed_repair_that_only_adds_the_call_completes() -> None:
+    service, _ = _service("```lua\nreturn { text = [==[Let me read the", _text_and_good_call("Let me"))
+    items = _run(service, _streamed(_cline()))
+    assert _text(items) == "Let me read the" and [type(i) for i in items[-2:]] == [CallOut, Finished]
+
+
+def test_a_whitespace_reply_is_repaired() -> None:
+    service, fake = _service("  \n", TEXT_ONLY)
+    assert _text(_run(service, _plain(stream=False))) == "All done." and len(fake.sent) == 2
+
+
 def test_without_streaming_the_repaired_reply_replaces_the_failed_one() -> None:
     service, _ = _service(_text_then_bad_call("Plan A."), _text_and_good_call("Plan B."))
     answer = service.complete(dataclasses.replace(_cline(), stream=False), "addr:test")
