@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .envelope import ToolCall
 from .errors import ReplyFormatError
 from .outputs import CallOut, Finished, Out, ReasoningOut, TextOut, to_json
 from .render import arguments_json
-from .wire import Message, ToolCallRef, Usage
+from .wire import Message, ToolCallRef, ToolSpec, Usage
 
 __all__ = ["Accepted", "Accumulator", "Outcome", "outcome_of"]
 
@@ -94,29 +94,42 @@ class Accepted:
     """The calls an agent already has when a reply is repaired: accepted calls are final.
 
     A repaired reply's call may not repeat one of them, nor change one: name the same tool and
-    agree with it on a short argument (the same ``path``, the same ``command``) but not on
-    everything. Indexed once, so each later call is checked in time proportional to its size.
+    agree with it on what the call acts on (the same ``path``, the same ``command``) but not on
+    everything. What a call acts on is a short string argument the tool requires; a flag, a
+    number or an optional argument (``requires_approval = false``, ``limit = 100``, ``cwd =
+    "."``) is shared by unrelated calls and names nothing. Without the tool's schema every short
+    string argument counts. Indexed once, so each later call is checked in time proportional to
+    its size.
     """
 
-    def __init__(self, calls: Iterable[ToolCall]) -> None:
+    def __init__(self, calls: Iterable[ToolCall], tools: Iterable[ToolSpec] = ()) -> None:
+        self._required = {t.name: _required(t.parameters) for t in tools}
         self._whole: set[str] = set()
         self._targets: set[tuple[str, str, str]] = set()
         for call in calls:
             self._whole.add(_canonical([call.name, call.arguments]))
-            self._targets |= _targets(call)
+            self._targets |= self._targets_of(call)
 
     def clash(self, call: ToolCall) -> str | None:
         """Why *call* may not go out (None: it may)."""
         if _canonical([call.name, call.arguments]) in self._whole:
             return f"it repeats the accepted call {call.name}"
-        if not self._targets.isdisjoint(_targets(call)):
+        if not self._targets.isdisjoint(self._targets_of(call)):
             return f"it changes the accepted call {call.name}; accepted calls are final"
         return None
 
+    def _targets_of(self, call: ToolCall) -> set[tuple[str, str, str]]:
+        required = self._required.get(call.name)
+        return {(call.name, key, value) for key, value in call.arguments.items()
+                if isinstance(value, str) and len(value) <= SHORT_ARGUMENT and (required is None or key in required)}
 
-def _targets(call: ToolCall) -> set[tuple[str, str, str]]:
-    return {(call.name, key, _canonical(value)) for key, value in call.arguments.items()
-            if isinstance(value, (str, int)) and len(str(value)) <= SHORT_ARGUMENT}
+
+def _required(parameters: Mapping[str, object]) -> frozenset[str] | None:
+    """The arguments a tool's schema requires (None: the schema does not say)."""
+    names = parameters.get("required")
+    if not isinstance(names, list):
+        return None
+    return frozenset(n for n in names if isinstance(n, str))
 
 
 def _canonical(value: object) -> str:

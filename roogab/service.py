@@ -326,7 +326,7 @@ class _Turn:
         one's. A streaming agent keeps the text it was sent; the repaired reply continues after it.
         Accepted calls stay for both (they are final).
         """
-        self.accepted = Accepted(c.call for c in self.answer.calls)
+        self.accepted = Accepted((c.call for c in self.answer.calls), self.request.offered_tools)
         if not self.request.stream:
             self.answer.forget_unseen()
         elif self.answer.texts:

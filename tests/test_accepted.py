@@ -6,6 +6,7 @@ import pytest
 
 from roogab.answer import Accepted
 from roogab.envelope import ToolCall
+from roogab.wire import ToolSpec
 
 READ = ToolCall("read_file", {"path": "src/a.py"})
 RUN = ToolCall("execute_command", {"command": "pytest -q", "cwd": "."})
@@ -41,3 +42,25 @@ def test_calls_with_no_arguments() -> None:
     accepted = Accepted([ToolCall("attempt_completion", {})])
     assert accepted.clash(ToolCall("attempt_completion", {})) is not None
     assert accepted.clash(ToolCall("ask_followup_question", {})) is None
+
+
+def _tool(name: str, required: list[str]) -> ToolSpec:
+    properties = {n: {"type": "string"} for n in ("command", "cwd", "path", "requires_approval")}
+    return ToolSpec(name, "", {"type": "object", "properties": properties, "required": required})
+
+
+def test_a_shared_flag_or_number_names_nothing() -> None:
+    """Cline's ``requires_approval = false`` and a common ``limit`` are in unrelated calls."""
+    accepted = Accepted([ToolCall("execute_command", {"command": "npm install", "requires_approval": False}),
+                         ToolCall("read_file", {"path": "a.py", "limit": 100})])
+    assert accepted.clash(ToolCall("execute_command", {"command": "npm test", "requires_approval": False})) is None
+    assert accepted.clash(ToolCall("read_file", {"path": "b.py", "limit": 100})) is None
+
+
+def test_with_the_schema_only_required_strings_name_the_target() -> None:
+    tools = [_tool("execute_command", ["command", "requires_approval"])]
+    accepted = Accepted([RUN], tools)
+    assert accepted.clash(ToolCall("execute_command", {"command": "ruff check", "cwd": "."})) is None  # cwd is optional
+    clash = accepted.clash(ToolCall("execute_command", {"command": "pytest -q", "cwd": "/tmp"}))
+    assert clash is not None and "changes" in clash
+    assert Accepted([RUN]).clash(ToolCall("execute_command", {"command": "ruff check", "cwd": "."})) is not None

@@ -284,3 +284,23 @@ def test_snapshot_after_deltas_feeds_only_the_new_tail() -> None:
     service = ChatService({"fake": provider}, Registry(), BOOK)
     request = parse_chat_request({"model": "fake/model", "messages": [{"role": "user", "content": "x"}]})
     assert _text(_run(service, request)) == "All done."
+
+
+EXECUTE = {"type": "function", "function": {"name": "execute_command", "description": "run a command",
+           "parameters": {"type": "object", "properties": {"command": {"type": "string"},
+                                                           "requires_approval": {"type": "boolean"}},
+                          "required": ["command", "requires_approval"]}}}
+
+
+def test_a_repaired_call_that_shares_only_a_flag_with_an_accepted_one_goes_out() -> None:
+    cut = ('```lua\nreturn { text = [==[Installing, then testing.]==], tool_calls = {\n'
+           '  { name = "execute_command", arguments = { command = "npm install", requires_approval = false } },\n'
+           '  { name = "execute_command", arguments = { command = "npm te')
+    repaired = ('```lua\nreturn { tool_calls = {\n  { name = "execute_command", '
+                'arguments = { command = "npm test", requires_approval = false } } } }\n```')
+    service, _ = _service(cut, repaired)
+    request = parse_chat_request({"model": "fake/model", "stream": True, "tools": [EXECUTE],
+                                  "messages": [{"role": "user", "content": "install and test"}]})
+    items = _run(service, request)
+    assert [i.call.arguments["command"] for i in items if isinstance(i, CallOut)] == ["npm install", "npm test"]
+    assert isinstance(items[-1], Finished) and items[-1].finish_reason == "tool_calls"
