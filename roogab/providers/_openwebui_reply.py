@@ -6,8 +6,14 @@ Responses-style delta (``{type: "response.output_text.delta", item_id, output_in
 content_index, delta}``; ``response.reasoning_text.delta`` is not the answer and is skipped);
 ``chat:completion`` events carry the raw model chunks (ignored), snapshots of the whole output so
 far (``{output: [items]}`` or ``{content}``), and the end (``{done: true, output, title}``, with
-``content`` in some versions). ``chat:message:error`` is a failure; ``chat:tasks:cancel`` means
-the server stopped the task.
+``content`` in some versions). ``chat:message:error`` is a failure, and so is a completion event
+with any ``error``: Open WebUI forwards the backend's own value, a dict or a plain string, and may
+still send ``done`` after it. ``chat:tasks:cancel`` means the server stopped the task.
+
+Without a socket session, the answer to the POST is the reply itself, an OpenAI-style SSE stream
+(``ReplyText.sse`` reads its payloads): it is whole only once ``[DONE]`` came, and an ``error``
+payload (Open WebUI's own "Chat completion stream failed", before its ``[DONE]``) or a
+``finish_reason`` of ``length`` means the reply was cut.
 
 ``ReplyText`` turns those into the turn's events the way the Chainlit reply does: ``Delta``
 while the text only grows, ``Snapshot`` from the first rewrite on, ``Done`` with the final text.
@@ -15,6 +21,7 @@ while the text only grows, ``Snapshot`` from the first rewrite on, ``Done`` with
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +40,7 @@ class Failure:
 
     message: str
     cancelled: bool = False
+    cut: bool = False  # the reply's stream ended before its end: the connection, not the page, failed
 
 
 @dataclass(eq=False)
@@ -62,19 +70,35 @@ class ReplyText:
             return []
         return self._completion(data)
 
-    def add(self, piece: str) -> list[ProviderEvent | Failure]:
-        """The next piece of an SSE answer (the fallback path)."""
-        return self._grow(self.text() + piece) if piece and not self.done else []
+    def sse(self, payload: str) -> list[ProviderEvent | Failure]:
+        """One ``data:`` payload of an SSE answer (the fallback path)."""
+        if self.done:
+            return []
+        if payload == "[DONE]":
+            self.done = True
+            return [Done(self.text())]
+        chunk = _json_object(payload)
+        if chunk.get("error"):
+            self.done = True
+            return [Failure(_error_text(chunk))]
+        choice = _first_choice(chunk)
+        delta = choice.get("delta")
+        content = delta.get("content") if isinstance(delta, dict) else None
+        events = self._grow(self.text() + content) if isinstance(content, str) and content else []
+        if choice.get("finish_reason") == "length":
+            self.done = True
+            events.append(Failure("the model stopped at its length limit, so the reply is cut"))
+        return events
 
     def finish(self) -> list[ProviderEvent | Failure]:
-        """The SSE answer ended: ``Done`` with what arrived."""
+        """The SSE answer's stream closed: nothing if its end came, else the reply is cut."""
         if self.done:
             return []
         self.done = True
-        return [Done(self.text())]
+        return [Failure("the answer stream ended before its [DONE]", cut=True)]
 
     def _completion(self, data: dict[str, Any]) -> list[ProviderEvent | Failure]:
-        if isinstance(data.get("error"), dict):
+        if data.get("error"):
             self.done = True
             return [Failure(_error_text(data))]
         events: list[ProviderEvent | Failure] = []
@@ -116,6 +140,21 @@ def output_text(items: Iterable[object]) -> str:
             if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
                 texts.append(part["text"])
     return "".join(texts)
+
+
+def _json_object(payload: str) -> dict[str, Any]:
+    """*payload* decoded, when it is a JSON object ({} otherwise: not a chunk)."""
+    try:
+        value = json.loads(payload)
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _first_choice(chunk: dict[str, Any]) -> dict[str, Any]:
+    choices = chunk.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    return first if isinstance(first, dict) else {}
 
 
 def _error_text(data: dict[str, Any]) -> str:

@@ -344,9 +344,9 @@ class OpenWebUIProvider:
                 continue
             payload = line[5:].strip()
             wire.event(flight.turn, "data", wire.decoded(payload))
-            if payload == "[DONE]":
+            self._tell(flight, flight.reply.sse(payload))
+            if flight.reply.done:
                 break
-            self._tell(flight, flight.reply.add(_sse_piece(payload)))
         self._tell(flight, flight.reply.finish())
 
     def _refused(self, status: int, body: str) -> UpstreamError:
@@ -403,13 +403,18 @@ class OpenWebUIProvider:
         for item in events:
             if isinstance(item, Failure):
                 self._flights.pop(flight.message_id, None)
-                flight.turn.put(ProviderRejected(f"{self.name}: Open WebUI reported an error: {short(item.message)}",
-                                                 provider=self.name))
+                flight.turn.put(self._failure(item))
                 return
             if isinstance(item, Done):
                 self._flights.pop(flight.message_id, None)
                 self._remember(flight, item.text or "")
             flight.turn.put(item)
+
+    def _failure(self, failure: Failure) -> UpstreamError:
+        if failure.cut:
+            return ProviderDisconnected(f"{self.name}: {failure.message}: the reply is cut", provider=self.name)
+        return ProviderRejected(f"{self.name}: Open WebUI reported an error: {short(failure.message)}",
+                                provider=self.name)
 
     def _remember(self, flight: _Flight, reply: str) -> None:
         chat = flight.chat
@@ -433,19 +438,6 @@ def _thread(history: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
             chain.append({"role": node["role"], "content": str(node.get("content") or "")})
         node_id = node.get("parentId")
     return chain[::-1], current if isinstance(current, str) else None
-
-
-def _sse_piece(payload: str) -> str:
-    try:
-        chunk = json.loads(payload)
-    except ValueError:
-        return ""
-    choices = chunk.get("choices") if isinstance(chunk, dict) else None
-    if not choices or not isinstance(choices[0], dict):
-        return ""
-    delta = choices[0].get("delta") or {}
-    content = delta.get("content") if isinstance(delta, dict) else None
-    return content if isinstance(content, str) else ""
 
 
 def _detail(body: str) -> object:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -61,10 +63,42 @@ def test_errors_and_cancels_end_the_reply() -> None:
     assert _feed([("chat:completion", {"error": {"detail": "401"}})]) == [Failure("401")]
 
 
+def _chunk(content: str | None = None, finish: str | None = None) -> str:
+    delta = {"content": content} if content is not None else {}
+    return json.dumps({"choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+
 def test_the_sse_fallback() -> None:
     reply = ReplyText()
-    assert reply.add("ab") + reply.add("") + reply.add("c") + reply.finish() == [Delta("ab"), Delta("c"), Done("abc")]
-    assert reply.finish() == []
+    events = [e for p in (_chunk("ab"), _chunk(""), "not json", _chunk("c"), _chunk(finish="stop"), "[DONE]")
+              for e in reply.sse(p)]
+    assert events == [Delta("ab"), Delta("c"), Done("abc")]
+    assert reply.finish() == [] and reply.sse(_chunk("late")) == []
+
+
+def test_an_sse_answer_without_its_done_is_cut() -> None:
+    reply = ReplyText()
+    assert reply.sse(_chunk("Here is the plan: first")) == [Delta("Here is the plan: first")]
+    assert reply.finish() == [Failure("the answer stream ended before its [DONE]", cut=True)]
+
+
+@pytest.mark.parametrize(("payload", "message"), [
+    (json.dumps({"error": {"message": "Chat completion stream failed"}}), "Chat completion stream failed"),
+    (json.dumps({"error": "upstream overloaded"}), "upstream overloaded"),
+    (_chunk(finish="length"), "the model stopped at its length limit, so the reply is cut"),
+])
+def test_an_sse_error_or_length_stop_fails_the_reply(payload: str, message: str) -> None:
+    """Open WebUI sends its own error payload and then [DONE]; the cut text must not be Done."""
+    reply = ReplyText()
+    events = reply.sse(_chunk("Step one: open the")) + reply.sse(payload) + reply.sse("[DONE]") + reply.finish()
+    assert events == [Delta("Step one: open the"), Failure(message)]
+
+
+def test_a_string_error_in_a_completion_event_is_a_failure() -> None:
+    """Open WebUI forwards the backend's ``error`` value as it came: a string too, then ``done``."""
+    events = _feed([_delta("Step one: open the"), ("chat:completion", {"error": "upstream model crashed"}),
+                    ("chat:completion", {"done": True, "content": "Step one: open the"})])
+    assert events == [Delta("Step one: open the"), Failure("upstream model crashed")]
 
 
 def test_output_text_takes_only_message_text() -> None:
