@@ -11,8 +11,11 @@ Models trained on the old XML tool protocols (clients.md §4) write, by habit::
 Roo's own XML parser: each child tag of the tool tag is one argument whose value is its **raw
 inner text** (nested tags such as read_file's ``<args><file>...`` stay a string, as Roo stored
 them), trimmed of surrounding whitespace, except ``content`` which loses only one leading and one
-trailing newline and ends at the *last* ``</content>`` (so file content may hold that tag). Text
-is held back only from a ``<`` that may begin an offered tool's tag, and while a block is open.
+trailing newline and ends at the *last* ``</content>`` (so file content may hold that tag). As in
+Roo's parser, a block's closing tag inside a parameter that is still open is that parameter's
+text, not the block's end: a file whose content mentions ``</write_to_file>`` is written whole,
+never cut there. Text is held back only from a ``<`` that may begin an offered tool's tag, and
+while a block is open.
 
 Tags are tool calls only where nobody could mean them as content: :func:`prose_calls` looks only
 at the top level of a reply without an envelope, never inside a fenced block or inline code,
@@ -71,8 +74,11 @@ class XmlToolFilter:
                 if i < 0:
                     self._search_from = max(pos, len(buf) - len(closer) + 1)
                     break
-                _flush_text(text, out)
                 inner = buf[pos:i]
+                if not _params(inner)[1]:  # the closer is the text of a parameter still open
+                    self._search_from = i + len(closer)
+                    continue
+                _flush_text(text, out)
                 nested = next((n for n in self._names if f"<{n}>" in inner), None)
                 if nested is not None:
                     self.problem = self.problem or (f"<{self._block}> holds a <{nested}> tag: an XML tool "
@@ -172,18 +178,23 @@ def _flush_text(text: list[str], out: list[Event]) -> None:
 
 def parse_params(inner: str) -> dict[str, str]:
     """The arguments of one XML tool block's inner text (see the module docstring)."""
+    return _params(inner)[0]
+
+
+def _params(inner: str) -> tuple[dict[str, str], bool]:
+    """The arguments, and whether every parameter tag was closed (an open one runs to the end)."""
     params: dict[str, str] = {}
     pos = 0
     while True:
         m = _TAG_RE.search(inner, pos)
         if m is None:
-            return params
+            return params, True
         name = m.group(1)
         closer = f"</{name}>"
         end = inner.rfind(closer) if name == "content" else inner.find(closer, m.end())
         if end < m.end():
             params[name] = _clean(name, inner[m.end():])
-            return params
+            return params, False
         params[name] = _clean(name, inner[m.end():end])
         pos = end + len(closer)
 
