@@ -5,6 +5,11 @@ The only module that imports :mod:`psycopg` (psycopg 3) and :mod:`psycopg_pool`;
 come from a pool; each method is one transaction. Lease times use the database's clock, so
 instances on machines whose clocks drift still agree on who holds a task.
 
+PostgreSQL TEXT cannot hold NUL, yet NUL is valid JSON (``"\\u0000"``) and so can reach any text an
+agent or a chat service sends. Rather than refuse a turn's records, this store writes every text
+with its NULs replaced by U+FFFD (``NUL_STAND_IN``): the turn log is a record for people, not a
+byte-exact copy. SQLite and the memory store keep the NUL itself.
+
 Schema (the version is the one row of ``roogab_schema``; each migration runs in one
 transaction, under an advisory lock so that instances starting together migrate once)::
 
@@ -106,6 +111,12 @@ MIGRATION_LOCK = 0x526F6F47  # "RooG": the advisory lock held while migrating
 TURN_LOG_LOCK = 0x526F6F4C  # "RooL": held while a turn is added and the log trimmed (exact bounds)
 NOW = "extract(epoch from clock_timestamp())"
 _CONV_SELECT = f"SELECT {', '.join(CONVERSATION_COLUMNS)} FROM conversations"
+NUL_STAND_IN = "\ufffd"  # what a NUL is stored as: TEXT cannot hold NUL
+
+
+def _without_nul(row: tuple[object, ...]) -> tuple[object, ...]:
+    """*row* with every NUL in its texts replaced by ``NUL_STAND_IN``; other values as they are."""
+    return tuple(v.replace("\0", NUL_STAND_IN) if isinstance(v, str) else v for v in row)
 
 
 @contextmanager
@@ -195,14 +206,15 @@ class PostgresStore:
         return None if row is None else conversation_from_row(row)
 
     def save_conversation(self, rec: ConversationRecord) -> None:
-        """Insert *rec*, or replace the stored conversation with the same id."""
+        """Insert *rec*, or replace the stored conversation with the same id (a NUL in its texts
+        is stored as U+FFFD)."""
         check_transcript(rec.transcript)
         updates = ", ".join(f"{c} = excluded.{c}" for c in CONVERSATION_COLUMNS[1:])
         sql = (f"INSERT INTO conversations ({', '.join(CONVERSATION_COLUMNS)}) "
                f"VALUES ({', '.join(['%s'] * len(CONVERSATION_COLUMNS))}) "
                f"ON CONFLICT (id) DO UPDATE SET {updates}")
         with self._tx(f"cannot save conversation {rec.id}") as cur:
-            cur.execute(sql, conversation_row(rec))
+            cur.execute(sql, _without_nul(conversation_row(rec)))
 
     def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
         """Set the stored conversation's in-flight mark (nothing if there is none with that id)."""
@@ -226,13 +238,17 @@ class PostgresStore:
     def add_turn(self, rec: TurnRecord) -> None:
         """Append *rec* to the turn log (secrets redacted), then trim it to its bounds.
 
+        The turn log is a record for people: a NUL in its texts is stored as U+FFFD, so that the
+        turn is logged rather than refused (TEXT cannot hold NUL).
+
         Raises:
             StoreError: a turn with the same id is already logged, or the write failed.
         """
         rec = redacted(rec, self._redactor)
         columns = TURN_COLUMNS + ("bytes",)
         sql = f"INSERT INTO turns ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-        row = tuple(getattr(rec, c) for c in TURN_COLUMNS) + (turn_bytes(rec),)
+        values = _without_nul(tuple(getattr(rec, c) for c in TURN_COLUMNS))
+        row = values + (turn_bytes(turn_from_row(values)),)  # the size of what is stored
         with self._tx(f"cannot log turn {rec.id}") as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (TURN_LOG_LOCK,))
             cur.execute(sql, row)

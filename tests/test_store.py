@@ -116,6 +116,28 @@ def test_turn_round_trip(store: Store) -> None:
     assert store.turns() == [turn]
 
 
+def _stored(store: Store, text: str) -> str:
+    """*text* as *store* keeps it: PostgreSQL TEXT cannot hold NUL, so it keeps U+FFFD instead."""
+    return text.replace("\0", "\ufffd") if store.kind == "postgres" else text
+
+
+def test_a_nul_in_a_turn_is_logged(store: Store) -> None:
+    """A NUL (valid JSON "\\u0000") from an agent or a chat service must not cost its turn's record."""
+    texts = {"provider_prompt": "say\0hi", "raw_reply": "raw\0reply", "response": "{\"content\": \"a\0b\"}",
+             "error": "Error: \0", "request_summary": "{\"messages\": \"\0\"}", "verdict": "ok\0"}
+    store.add_turn(_turn("t-nul", **texts))
+    store.add_turn(_turn("t-after"))
+    logged = store.turns()
+    assert [t.id for t in logged] == ["t-after", "t-nul"]
+    assert logged[1] == _turn("t-nul", **{k: _stored(store, v) for k, v in texts.items()})
+
+
+def test_a_nul_in_a_conversation_is_saved(store: Store) -> None:
+    texts = {"handle": "h\0", "last_request": "r\0", "last_reply": "{\"text\": \"a\0b\"}", "last_turn": "t\0"}
+    store.save_conversation(_conv("c1", **texts))
+    assert store.get_conversation("c1") == _conv("c1", **{k: _stored(store, v) for k, v in texts.items()})
+
+
 def test_turns_newest_first_and_filtered(store: Store) -> None:
     for i in range(4):
         store.add_turn(_turn(f"t{i}", "c1" if i % 2 else "c2", started_at=float(i)))
