@@ -26,6 +26,7 @@ message that is safe to show to the client: no cookie, password or key ever goes
     │   ├── ProviderRejected       502  the service refused (rate limit, login, captcha)
     │   └── ReplyFormatError       502  code "non_compliant_response"; .offset, .snippet
     ├── StoreError                 500  wraps the store's own errors
+    │   └── RecordRefused          500  the record itself (a value the store cannot hold, a duplicate id)
     ├── ServerBusy                 503  too many turns at once (in total or on one provider)
     └── ConfigError                 -   start-up only: the CLI prints it and exits 2
     ParserClosedError(RuntimeError)     misuse (feed after close); never mapped to HTTP
@@ -52,6 +53,7 @@ __all__ = [
     "ProviderRejected",
     "ProviderTimeout",
     "ProviderUnavailable",
+    "RecordRefused",
     "ReplyFormatError",
     "RequestError",
     "RooGabError",
@@ -243,6 +245,11 @@ class StoreError(RooGabError):
     """The conversation store failed."""
 
     code = "store_error"
+
+
+class RecordRefused(StoreError):
+    """The store refused the record it was given, not the request to write it: a value it cannot
+    hold, a duplicate id. Writing the same record again fails again, whether or not the store works."""
 
 
 class ConfigError(RooGabError):

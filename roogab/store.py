@@ -170,7 +170,13 @@ class Store(Protocol):
         ...
 
     def add_turn(self, rec: TurnRecord) -> None:
-        """Append *rec* to the turn log (secrets redacted), then trim the log to its bounds."""
+        """Append *rec* to the turn log (secrets redacted), then trim the log to its bounds.
+
+        Raises:
+            RecordRefused: the store refuses *rec* itself (its id is logged already, a value it
+                cannot hold); writing it again would fail again.
+            StoreError: the store failed; it may take *rec* later.
+        """
         ...
 
     def turns(self, limit: int = 50, conversation_id: str | None = None) -> list[TurnRecord]:

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from .errors import StoreError
+from .errors import RecordRefused
 from .redact import Redactor
 from .store import (
     DEFAULT_MAX_TURN_LOG_BYTES,
@@ -102,13 +102,13 @@ class MemoryStore:
         """Append *rec* (secrets redacted), dropping the oldest beyond either bound.
 
         Raises:
-            StoreError: a turn with the same id is already logged.
+            RecordRefused: a turn with the same id is already logged.
         """
         rec = redacted(rec, self._redactor)
         size = turn_bytes(rec)
         with self._lock:
             if rec.id in self._turn_ids:
-                raise StoreError(f"store: turn {rec.id} is already logged")
+                raise RecordRefused(f"store: turn {rec.id} is already logged")
             self._turns.append((rec, size))
             self._turn_ids.add(rec.id)
             self._turn_bytes += size

@@ -1,7 +1,8 @@
 """The :class:`~roogab.store.Store` in PostgreSQL, shared by many RooGab instances.
 
 The only module that imports :mod:`psycopg` (psycopg 3) and :mod:`psycopg_pool`; every
-``psycopg.Error`` (the pool's timeout is one) becomes a :class:`StoreError` here. Connections
+``psycopg.Error`` (the pool's timeout is one) becomes a :class:`StoreError` here, a
+``DataError`` or ``IntegrityError`` (the record itself was refused) a :class:`RecordRefused`. Connections
 come from a pool; each method is one transaction. Lease times use the database's clock, so
 instances on machines whose clocks drift still agree on who holds a task.
 
@@ -28,7 +29,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .errors import StoreError
+from .errors import RecordRefused, StoreError
 from .redact import Redactor
 from .store import (
     CONVERSATION_COLUMNS,
@@ -124,6 +125,8 @@ def _pg_errors(what: str) -> Iterator[None]:
     """Translate :mod:`psycopg` errors into :class:`StoreError`; the one place that names them."""
     try:
         yield
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        raise RecordRefused(f"store: {what}: {type(exc).__name__}: {str(exc).strip()}") from exc
     except psycopg.Error as exc:
         raise StoreError(f"store: {what}: {type(exc).__name__}: {str(exc).strip()}") from exc
 
@@ -242,7 +245,8 @@ class PostgresStore:
         turn is logged rather than refused (TEXT cannot hold NUL).
 
         Raises:
-            StoreError: a turn with the same id is already logged, or the write failed.
+            RecordRefused: a turn with the same id is already logged, or a value does not fit its column.
+            StoreError: the write failed.
         """
         rec = redacted(rec, self._redactor)
         columns = TURN_COLUMNS + ("bytes",)

@@ -1,6 +1,7 @@
 """The :class:`~roogab.store.Store` in one SQLite file; the only module that imports :mod:`sqlite3`.
 
-Every ``sqlite3.Error`` becomes a :class:`StoreError` here.
+Every ``sqlite3.Error`` becomes a :class:`StoreError` here; a ``DataError`` or ``IntegrityError``
+(the record itself was refused) a :class:`RecordRefused`.
 
 Schema (the version is ``PRAGMA user_version``; each migration runs in one transaction)::
 
@@ -29,7 +30,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import StoreError
+from .errors import RecordRefused, StoreError
 from .redact import Redactor
 from .store import (
     CONVERSATION_COLUMNS,
@@ -127,6 +128,8 @@ def _sqlite_errors(what: str) -> Iterator[None]:
     """Translate :mod:`sqlite3` errors into :class:`StoreError`; the one place that names them."""
     try:
         yield
+    except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
+        raise RecordRefused(f"store: {what}: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"store: {what}: {exc}") from exc
 
@@ -273,7 +276,8 @@ class SqliteStore:
         """Append *rec* to the turn log (secrets redacted), then trim it to its bounds.
 
         Raises:
-            StoreError: a turn with the same id is already logged, or the write failed.
+            RecordRefused: a turn with the same id is already logged.
+            StoreError: the write failed.
         """
         rec = redacted(rec, self._redactor)
         columns = TURN_COLUMNS + ("bytes",)

@@ -3,8 +3,10 @@
 ``turn_record`` builds an entry (pure). A ``TurnLog`` takes entries for the store: the
 ``TurnLogWriter`` off the request path on a thread of its own (the composition root creates it
 and hands it to the registry), ``DirectTurnLog`` at once (tests and one-shot tools). The store
-redacts secrets when it writes them. Either keeps the records a failing store refuses and writes
-them once it works again.
+redacts secrets when it writes them. Either keeps the records a failing store could not take and
+writes them once it works again; a record the store refuses itself (``RecordRefused``: a duplicate
+id, a value it cannot hold) would be refused again, so it is dropped with a warning naming its turn,
+rather than hold up every turn after it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-from .errors import StoreError
+from .errors import RecordRefused, StoreError
 from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
@@ -117,8 +119,9 @@ class TurnLog(Protocol):
 
 
 class _Retrying:
-    """Writes records to the store; those a failing store refuses (the newest ``RETRY_RECORDS``)
-    are kept and written first, oldest first, the next time anything is written."""
+    """Writes records to the store; those a failing store could not take (the newest
+    ``RETRY_RECORDS``) are kept and written first, oldest first, the next time anything is
+    written. A record the store refuses itself is dropped (see ``_write``)."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -243,8 +246,15 @@ class TurnLogWriter:
 
 
 def _write(store: Store, record: TurnRecord) -> bool:
+    """Write *record*; False when the store failed and the record is to be kept for later.
+
+    A record the store refuses itself is done with (True): kept, it would stop every later write
+    at it. Its warning names the turn only; the store's message may quote the record's contents.
+    """
     try:
         store.add_turn(record)
+    except RecordRefused:
+        log.warning("the turn log dropped turn %s: the store refuses the record itself", record.id)
     except StoreError as exc:
         log.warning("could not write the turn log: %s", exc)
         return False

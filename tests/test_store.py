@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from roogab.errors import ConfigError, StoreError
+from roogab.errors import ConfigError, RecordRefused, StoreError
 from roogab.redact import Redactor
 from roogab.store import ConversationRecord, Lease, Store, TurnRecord, open_store
 from roogab.store_memory import MemoryStore
@@ -156,7 +156,7 @@ def test_turn_log_keeps_only_the_newest(store: Store) -> None:
 
 def test_duplicate_turn_id_is_refused(store: Store) -> None:
     store.add_turn(_turn("t1"))
-    with pytest.raises(StoreError):
+    with pytest.raises(RecordRefused):  # the record itself: writing it again fails again
         store.add_turn(_turn("t1"))
     assert len(store.turns()) == 1
 
@@ -533,3 +533,26 @@ def test_postgres_newer_schema_is_refused(pg: object) -> None:
     with pytest.raises(StoreError, match="newer than this"):
         PostgresStore(dsn)
     assert _pg_version(dsn) == 99
+
+
+def test_postgres_refuses_a_value_it_cannot_hold_as_a_refused_record(pg: object) -> None:
+    from roogab.store_postgres import PostgresStore
+    s = PostgresStore(pg.database())  # type: ignore[attr-defined]
+    try:
+        with pytest.raises(RecordRefused, match="out of range"):
+            s.add_turn(_turn("t-long", duration_ms=2**31))  # INTEGER: a data error, not a failure
+        s.add_turn(_turn("t-next"))
+        assert [t.id for t in s.turns()] == ["t-next"]
+    finally:
+        s.close()
+
+
+def test_a_store_that_fails_does_not_refuse_the_record(tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """A closed or unreachable database is a failure to retry later, not a record to drop."""
+    for kind in ("sqlite", "postgres"):
+        dsn = request.getfixturevalue("pg").database() if kind == "postgres" else None
+        s = open_store(kind, tmp_path / kind, dsn=dsn)
+        s.close()
+        with pytest.raises(StoreError) as failed:
+            s.add_turn(_turn("t1"))
+        assert not isinstance(failed.value, RecordRefused), kind
