@@ -257,9 +257,9 @@ def _tool_choice(raw: object) -> str:
         return "auto"
     kind = raw.get("type") if isinstance(raw, dict) else None
     choices = {"auto": "auto", "none": "none", "any": "required", "tool": "required"}
-    if kind not in choices:
+    if not isinstance(kind, str) or kind not in choices:  # a list or object is unhashable: not a dict key
         raise InvalidRequest("'tool_choice.type' must be auto, any, tool or none", param="tool_choice")
-    return choices[str(kind)]
+    return choices[kind]
 
 
 def _json_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:

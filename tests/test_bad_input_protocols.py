@@ -1,0 +1,53 @@
+"""Bad input on the Anthropic Messages and OpenAI Responses routes: a malformed body is a 4xx in
+the route's own error shape that names the field, never a 5xx, and the server keeps serving.
+
+In-process (``app.test_client()`` over a FakeProvider), as tests/test_bad_input.py does for Chat
+Completions.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from roogab.app import create_app
+from roogab.config import Config
+from roogab.providers.fake import FakeProvider
+
+MESSAGES: dict[str, Any] = {"model": "fake/model", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
+
+
+@pytest.fixture(scope="module")
+def app() -> Flask:
+    return create_app(Config(store="memory", max_json_depth=32), {"fake": FakeProvider(chunk=4)})
+
+
+def _post(client: FlaskClient, path: str, body: Any) -> tuple[int, str]:
+    response = client.post(path, data=json.dumps(body), content_type="application/json")
+    return response.status_code, response.get_data(as_text=True)
+
+
+def _assert_anthropic_error(status: int, raw: str, field: str) -> None:
+    """A 400 ``{"type": "error", "error": {"type": "invalid_request_error", "message": ...}}``
+    whose message names *field*."""
+    assert status == 400, (status, raw[:300])
+    body = json.loads(raw)
+    assert body["type"] == "error" and body["error"]["type"] == "invalid_request_error", body
+    assert field in body["error"]["message"], body
+
+
+def _assert_messages_still_serving(client: FlaskClient) -> None:
+    status, raw = _post(client, "/v1/messages", MESSAGES)
+    assert status == 200 and json.loads(raw)["type"] == "message", (status, raw[:300])
+
+
+@pytest.mark.parametrize("kind", [["auto"], {"auto": True}], ids=["list", "object"])
+def test_messages_tool_choice_type_not_a_string_is_a_400(app: Flask, kind: object) -> None:
+    client = app.test_client()
+    _assert_anthropic_error(*_post(client, "/v1/messages", {**MESSAGES, "tool_choice": {"type": kind}}),
+                            "tool_choice.type")
+    _assert_messages_still_serving(client)
