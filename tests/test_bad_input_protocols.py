@@ -51,3 +51,12 @@ def test_messages_tool_choice_type_not_a_string_is_a_400(app: Flask, kind: objec
     _assert_anthropic_error(*_post(client, "/v1/messages", {**MESSAGES, "tool_choice": {"type": kind}}),
                             "tool_choice.type")
     _assert_messages_still_serving(client)
+
+
+def test_messages_deeply_nested_user_id_is_served(app: Flask) -> None:
+    """``metadata.user_id`` is parsed as JSON for Claude Code's session id; one nested past
+    Python's recursion limit is just a user id with no session in it."""
+    client = app.test_client()
+    body = {**MESSAGES, "metadata": {"user_id": "[" * 3000 + "]" * 3000}}
+    status, raw = _post(client, "/v1/messages", body)
+    assert status == 200 and json.loads(raw)["type"] == "message", (status, raw[:300])

@@ -284,7 +284,7 @@ def _affinity(headers: Mapping[str, str], body: Mapping[str, Any]) -> str | None
     user_id = metadata.get("user_id") if isinstance(metadata, dict) else None
     try:
         parsed = json.loads(user_id) if isinstance(user_id, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter recurses
         return None
     session = parsed.get("session_id") if isinstance(parsed, dict) else None
     return "claude-code:" + session if isinstance(session, str) and session else None

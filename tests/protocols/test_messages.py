@@ -84,6 +84,13 @@ def test_the_task_keeps_one_thread_key_across_turns() -> None:
         assert digests == [message_digest(m) for m in before.messages]
 
 
+@pytest.mark.parametrize("user_id", ["not json", '{"session_id": 5}', "[" * 3000 + "]" * 3000],
+                         ids=["prose", "id a number", "nested too deep"])
+def test_a_user_id_without_a_session_gives_no_affinity(user_id: str) -> None:
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "metadata": {"user_id": user_id}}
+    assert parse_request(body, {}).affinity is None
+
+
 def test_tool_errors_and_tool_references() -> None:
     bad = parse_request(bodies("invalid_tool_calls")[1], {})
     results = [m for m in bad.messages if m.role == "tool"]
