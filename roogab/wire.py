@@ -417,7 +417,7 @@ def canonical_json(text: str) -> str:
     """Arguments JSON in one canonical spelling (clients re-serialize what we sent)."""
     try:
         return json.dumps(json.loads(text or "{}"), sort_keys=True, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter recurses
         return text
 
 

@@ -317,6 +317,15 @@ def test_unknown_keys_and_parameters_are_ignored(app: Flask) -> None:
     _assert_success(*_post(_fresh_client(app), body))
 
 
+def test_tool_call_arguments_nested_past_the_recursion_limit_are_served(app: Flask) -> None:
+    """An earlier call's ``arguments`` are re-spelled canonically to match the history; a string
+    nested deeper than json.loads recurses is kept as it came."""
+    call = {"id": "call_1", "type": "function", "function": {"name": "read_file", "arguments": "[" * 3000 + "]" * 3000}}
+    body = _with(messages=[GOOD["messages"][0], {"role": "assistant", "content": None, "tool_calls": [call]},
+                           {"role": "tool", "tool_call_id": "call_1", "content": "ok"}])
+    _assert_success(*_post(_fresh_client(app), body))
+
+
 def test_wrong_method_and_route_are_openai_errors(app: Flask) -> None:
     client = _fresh_client(app)
     response = client.get("/v1/chat/completions")

@@ -60,3 +60,11 @@ def test_messages_deeply_nested_user_id_is_served(app: Flask) -> None:
     body = {**MESSAGES, "metadata": {"user_id": "[" * 3000 + "]" * 3000}}
     status, raw = _post(client, "/v1/messages", body)
     assert status == 200 and json.loads(raw)["type"] == "message", (status, raw[:300])
+
+
+def test_responses_call_arguments_nested_past_the_recursion_limit_are_served(app: Flask) -> None:
+    call = {"type": "function_call", "call_id": "call_1", "name": "read_file", "arguments": "[" * 3000 + "]" * 3000}
+    body = {"model": "fake/model", "input": [{"type": "message", "role": "user", "content": "hi"}, call,
+                                             {"type": "function_call_output", "call_id": "call_1", "output": "ok"}]}
+    status, raw = _post(app.test_client(), "/v1/responses", body)
+    assert status == 200 and json.loads(raw)["status"] == "completed", (status, raw[:300])

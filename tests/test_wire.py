@@ -86,6 +86,8 @@ def test_unknown_keys_are_ignored(roo_body: dict[str, Any]) -> None:
 def test_canonical_json_ignores_spacing_and_key_order() -> None:
     assert canonical_json('{"b": 1, "a": [1, 2]}') == canonical_json('{"a":[1,2],"b":1}')
     assert canonical_json("not json") == "not json"
+    deep = "[" * 3000 + "]" * 3000  # past the recursion limit: json.loads raises RecursionError
+    assert canonical_json(deep) == deep
 
 
 def test_usage_shapes() -> None:
