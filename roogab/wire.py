@@ -369,11 +369,16 @@ def _tools(raw: object) -> tuple[ToolSpec, ...]:
 
 
 def check_schema(schema: Mapping[str, Any], where: str) -> None:
-    """The schema keywords the prompt and the call checker read must have their JSON Schema
-    shapes: ``properties`` an object, ``required`` an array of strings, ``enum`` an array.
+    """The schema keywords the prompt, the call checker and structured output read must have
+    their JSON Schema shapes: ``properties`` an object, ``required`` an array of strings, ``enum``
+    an array, ``minItems`` a non-negative integer. Tool schemas and structured-output schemas
+    (``output_config.format.schema``, ``text.format.schema``) both go through it.
 
     ``required`` is checked on object schemas only: draft-3 style ``"required": true`` on a
     scalar property is still sent by some tools and harms nothing there.
+
+    Raises:
+        InvalidRequest: naming the keyword's path under *where*.
     """
     problems = (("properties", dict, "an object"), ("required", list, "an array of strings"),
                 ("enum", list, "an array"))
@@ -383,6 +388,9 @@ def check_schema(schema: Mapping[str, Any], where: str) -> None:
         if value is not None and (not isinstance(value, kind)
                                   or key == "required" and not all(isinstance(k, str) for k in value)):
             raise InvalidRequest(f"'{where}.{key}' must be {shape}", param=f"{where}.{key}")
+    count = schema.get("minItems")
+    if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 0):
+        raise InvalidRequest(f"'{where}.minItems' must be a non-negative integer", param=f"{where}.minItems")
     for name, sub in (schema.get("properties") or {}).items():
         if isinstance(sub, dict):
             check_schema(sub, f"{where}.properties.{name}")

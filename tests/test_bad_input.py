@@ -221,6 +221,10 @@ SCHEMA_BAD: list[tuple[str, dict[str, Any], str]] = [
         "type": "object", "properties": {"a": {"type": "string"}}, "required": 1}}}, "required"),
     ("items required bad", {"type": "object", "properties": {"files": {"type": "array", "items": {
         "type": "object", "properties": {"path": {"type": "string"}}, "required": {"path": True}}}}}, "required"),
+    ("minItems a string", {"type": "object", "properties": {"files": {"type": "array", "minItems": "1"}}},
+     "minItems"),
+    ("minItems a bool", {"type": "object", "properties": {"files": {"type": "array", "minItems": True}}},
+     "minItems"),
 ]
 
 

@@ -68,3 +68,47 @@ def test_responses_call_arguments_nested_past_the_recursion_limit_are_served(app
                                              {"type": "function_call_output", "call_id": "call_1", "output": "ok"}]}
     status, raw = _post(app.test_client(), "/v1/responses", body)
     assert status == 200 and json.loads(raw)["status"] == "completed", (status, raw[:300])
+
+
+OUTPUT_SCHEMA_BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("minItems a string", {"type": "array", "minItems": "x"}, "minItems"),
+    ("minItems a bool", {"type": "array", "minItems": True}, "minItems"),
+    ("minItems negative", {"type": "array", "minItems": -1}, "minItems"),
+    ("nested minItems a float", {"type": "object", "properties": {"tags": {"type": "array", "minItems": 1.5}}},
+     "properties.tags.minItems"),
+    ("properties a list", {"type": "object", "properties": ["title"]}, "properties"),
+    ("required a string", {"type": "object", "properties": {"title": {"type": "string"}}, "required": "title"},
+     "required"),
+]
+
+
+@pytest.mark.parametrize(("schema", "keyword"), [c[1:] for c in OUTPUT_SCHEMA_BAD],
+                         ids=[c[0] for c in OUTPUT_SCHEMA_BAD])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_messages_output_schema_is_checked_at_the_edge(app: Flask, schema: dict[str, Any], keyword: str,
+                                                       stream: bool) -> None:
+    """``output_config.format.schema`` gets the check tool schemas get: refused before any
+    answer (and before a stream opens), not a crash where the answer is fitted to it."""
+    client = app.test_client()
+    body = {**MESSAGES, "stream": stream, "output_config": {"format": {"type": "json_schema", "schema": schema}}}
+    _assert_anthropic_error(*_post(client, "/v1/messages", body), f"output_config.format.schema.{keyword}")
+    legacy = {**MESSAGES, "stream": stream, "output_format": {"type": "json_schema", "schema": schema}}
+    _assert_anthropic_error(*_post(client, "/v1/messages", legacy), f"output_format.schema.{keyword}")
+    _assert_messages_still_serving(client)
+
+
+@pytest.mark.parametrize(("schema", "keyword"), [c[1:] for c in OUTPUT_SCHEMA_BAD],
+                         ids=[c[0] for c in OUTPUT_SCHEMA_BAD])
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_responses_output_schema_is_checked_at_the_edge(app: Flask, schema: dict[str, Any], keyword: str,
+                                                        stream: bool) -> None:
+    client = app.test_client()
+    body = {"model": "fake/model", "input": "hi", "stream": stream,
+            "text": {"format": {"type": "json_schema", "name": "answer", "schema": schema}}}
+    status, raw = _post(client, "/v1/responses", body)
+    assert status == 400, (status, raw[:300])
+    error = json.loads(raw)["error"]
+    assert error["type"] == "invalid_request_error" and error["param"] == f"text.format.schema.{keyword}", error
+    assert error["param"] in error["message"], error
+    status, raw = _post(client, "/v1/responses", {"model": "fake/model", "input": "still there?"})
+    assert status == 200, (status, raw[:300])

@@ -263,7 +263,8 @@ def _tool_choice(raw: object) -> str:
 
 
 def _json_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``output_config.format`` (or the older ``output_format``) of type ``json_schema``."""
+    """``output_config.format`` (or the older ``output_format``) of type ``json_schema``: its
+    schema, checked as tool schemas are (the answer is fitted to it)."""
     config = body.get("output_config")
     fmt = config.get("format") if isinstance(config, dict) else body.get("output_format")
     if fmt is None:
@@ -272,6 +273,7 @@ def _json_schema(body: Mapping[str, Any]) -> dict[str, Any] | None:
         raise InvalidRequest("'output_config.format' must be {\"type\": \"json_schema\", \"schema\": {...}}",
                              param="output_config.format")
     schema: dict[str, Any] = fmt["schema"]
+    check_schema(schema, ("output_config.format" if isinstance(config, dict) else "output_format") + ".schema")
     return schema
 
 

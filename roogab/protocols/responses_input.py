@@ -84,7 +84,8 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
 
 
 def _text_format(text: object) -> dict[str, Any] | None:
-    """``text.format`` of type ``json_schema`` (``codex exec --output-schema``): its schema."""
+    """``text.format`` of type ``json_schema`` (``codex exec --output-schema``): its schema,
+    checked as tool schemas are (the answer is fitted to it)."""
     fmt = text.get("format") if isinstance(text, dict) else None
     if fmt is None or isinstance(fmt, dict) and fmt.get("type") in ("text", None):
         return None
@@ -95,6 +96,7 @@ def _text_format(text: object) -> dict[str, Any] | None:
     schema = fmt.get("schema")
     if not isinstance(schema, dict):
         raise InvalidRequest("'text.format.schema' must be an object", param="text.format.schema")
+    check_schema(schema, "text.format.schema")
     return schema
 
 

@@ -130,6 +130,11 @@ def test_title_request_asks_for_json() -> None:
     ({"model": "m", "system": [{"type": "image"}], "messages": [{"role": "user", "content": "hi"}]}, "system[0]"),
     ({"model": "m", "messages": [{"role": "user", "content": "hi"}],
       "output_config": {"format": {"type": "json_schema"}}}, "output_config.format"),
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+      "output_config": {"format": {"type": "json_schema", "schema": {"type": "array", "minItems": "x"}}}},
+     "output_config.format.schema.minItems"),
+    ({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+      "output_format": {"type": "json_schema", "schema": {"properties": "title"}}}, "output_format.schema.properties"),
 ])
 def test_bad_requests_name_the_field(body: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as info:

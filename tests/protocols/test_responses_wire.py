@@ -276,7 +276,11 @@ def test_bad_requests_are_refused_with_the_field_named() -> None:
              ({"tools": [{"type": "function"}]}, "tools[0].name"),
              ({"tools": [{"type": "namespace", "name": "n", "tools": [{"type": "custom", "name": "x"}]}]},
               "tools[0].tools[0]"),
-             ({"tool_choice": 7}, "tool_choice"), ({"model": ""}, "model"), ({"input": []}, "input")]
+             ({"tool_choice": 7}, "tool_choice"), ({"model": ""}, "model"), ({"input": []}, "input"),
+             ({"text": {"format": {"type": "json_schema", "schema": {"type": "array", "minItems": "x"}}}},
+              "text.format.schema.minItems"),
+             ({"text": {"format": {"type": "json_schema", "schema": {"properties": []}}}},
+              "text.format.schema.properties")]
     for extra, param in cases:
         with pytest.raises(InvalidRequest) as info:
             parse_responses_request({**base, **extra})
