@@ -4,7 +4,10 @@ A chat service has no JSON mode; the prompt asks for JSON, and ``fit_json`` take
 the JSON value in it (bare, in a code fence, or inside prose) when it is valid for the schema,
 else an instance built from the schema that carries the answer's text in its first string field
 (Claude Code's title request, ``{"title": string}``, gets the model's title either way).
-Validation uses the ``jsonschema`` library.
+Validation uses the ``jsonschema`` library; a schema it cannot use (not valid against its
+metaschema, a ``$ref`` that points nowhere) or an answer nested too deep validates nothing, and
+the instance is built. The edge (``wire.check_schema``) has already refused the shapes the
+builder reads; the rest of a schema is the client's, so nothing here may raise on it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,10 @@ __all__ = ["fit_json", "schema_instruction"]
 
 FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n(.*?)```", re.DOTALL)
 MAX_DEPTH = 8
+MAX_ITEMS = 16
+"""The most copies of one value a built instance holds. An array gets ``minItems`` copies of its
+item, but no more than this counted over all the arrays it sits in: ``minItems: 2000000``, or
+arrays nested eight deep, would otherwise turn a few words into megabytes."""
 
 
 def schema_instruction(schema: dict[str, Any]) -> str:
@@ -29,7 +36,7 @@ def fit_json(text: str, schema: dict[str, Any]) -> str:
     for value in _candidates(text):
         if _valid(value, schema):
             return json.dumps(value, ensure_ascii=False)
-    return json.dumps(_instance(schema, _plain(text), 0), ensure_ascii=False)
+    return json.dumps(_instance(schema, _plain(text), 0, 1), ensure_ascii=False)
 
 
 def _candidates(text: str) -> list[Any]:
@@ -41,18 +48,22 @@ def _candidates(text: str) -> list[Any]:
     for piece in pieces:
         try:
             values.append(json.loads(piece))
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter recurses
             continue
     return values
 
 
 def _valid(value: Any, schema: dict[str, Any]) -> bool:
+    """Whether *value* fits *schema*; False when jsonschema cannot use the schema (a keyword of
+    the wrong type, a ``pattern`` that is no regex, a ``$ref`` to nowhere) or recurses too deep."""
     import jsonschema  # imported here: only structured-output turns need it
+    import referencing.exceptions  # jsonschema's own dependency: a $ref it cannot resolve raises its error
 
     try:
         validator = jsonschema.validators.validator_for(schema)
+        validator.check_schema(schema)
         return bool(validator(schema).is_valid(value))
-    except jsonschema.exceptions.SchemaError:
+    except (jsonschema.exceptions.SchemaError, referencing.exceptions.Unresolvable, RecursionError):
         return False
 
 
@@ -65,8 +76,9 @@ def _plain(text: str) -> str:
     return " ".join(FENCE.sub(lambda m: m.group(1), text).split()).strip("\"' ")
 
 
-def _instance(schema: Any, text: str, depth: int) -> Any:
-    """The smallest value *schema* allows, with *text* in the first string it has room for."""
+def _instance(schema: Any, text: str, depth: int, copies: int) -> Any:
+    """The smallest value *schema* allows, with *text* in the first string it has room for;
+    *copies* is how many times the enclosing arrays repeat it (see ``MAX_ITEMS``)."""
     if not isinstance(schema, dict) or depth > MAX_DEPTH:
         return text
     if "const" in schema:
@@ -75,14 +87,15 @@ def _instance(schema: Any, text: str, depth: int) -> Any:
         return schema["enum"][0]
     for key in ("anyOf", "oneOf", "allOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return _instance(schema[key][0], text, depth + 1)
+            return _instance(schema[key][0], text, depth + 1, copies)
     kind = schema.get("type", "object" if "properties" in schema else "string")
     if isinstance(kind, list):
         kind = kind[0] if kind else "string"
     if kind == "object":
-        return _object(schema, text, depth)
+        return _object(schema, text, depth, copies)
     if kind == "array":
-        return [_instance(schema.get("items"), text, depth + 1)] * int(schema.get("minItems", 0) or 0)
+        count = _min_items(schema, copies)
+        return [_instance(schema.get("items"), text, depth + 1, copies * max(count, 1))] * count
     if kind in ("integer", "number"):
         return schema.get("minimum", 0)
     if kind == "boolean":
@@ -92,7 +105,15 @@ def _instance(schema: Any, text: str, depth: int) -> Any:
     return text[:schema["maxLength"]] if isinstance(schema.get("maxLength"), int) else text
 
 
-def _object(schema: dict[str, Any], text: str, depth: int) -> dict[str, Any]:
+def _min_items(schema: dict[str, Any], copies: int) -> int:
+    """``minItems`` when it is a non-negative int (not a bool), within what ``MAX_ITEMS`` leaves."""
+    wanted = schema.get("minItems")
+    if not isinstance(wanted, int) or isinstance(wanted, bool):
+        return 0
+    return max(0, min(wanted, MAX_ITEMS // copies))
+
+
+def _object(schema: dict[str, Any], text: str, depth: int, copies: int) -> dict[str, Any]:
     raw = schema.get("properties")
     props: dict[str, Any] = raw if isinstance(raw, dict) else {}
     wanted = schema.get("required")
@@ -102,6 +123,6 @@ def _object(schema: dict[str, Any], text: str, depth: int) -> dict[str, Any]:
     for key in required:
         sub = props.get(key, {})
         is_string = isinstance(sub, dict) and sub.get("type", "string") == "string" and "enum" not in sub
-        value[key] = _instance(sub, text if not used else "", depth + 1)
+        value[key] = _instance(sub, text if not used else "", depth + 1, copies)
         used = used or is_string
     return value

@@ -112,3 +112,41 @@ def test_responses_output_schema_is_checked_at_the_edge(app: Flask, schema: dict
     assert error["param"] in error["message"], error
     status, raw = _post(client, "/v1/responses", {"model": "fake/model", "input": "still there?"})
     assert status == 200, (status, raw[:300])
+
+
+def _messages_asking_for(schema: dict[str, Any], stream: bool) -> dict[str, Any]:
+    return {**MESSAGES, "stream": stream, "output_config": {"format": {"type": "json_schema", "schema": schema}}}
+
+
+def _responses_asking_for(schema: dict[str, Any], stream: bool) -> dict[str, Any]:
+    return {"model": "fake/model", "input": "hi", "stream": stream,
+            "text": {"format": {"type": "json_schema", "name": "answer", "schema": schema}}}
+
+
+STRUCTURED_ROUTES = {"messages": ("/v1/messages", _messages_asking_for),
+                     "responses": ("/v1/responses", _responses_asking_for)}
+
+
+@pytest.mark.parametrize("route", list(STRUCTURED_ROUTES))
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_huge_min_items_gives_a_small_answer(app: Flask, route: str, stream: bool) -> None:
+    path, build = STRUCTURED_ROUTES[route]
+    body = build({"type": "array", "minItems": 2_000_000}, stream)
+    status, raw = _post(app.test_client(), path, body)
+    assert status == 200 and len(raw) < 20_000, (status, len(raw), raw[:300])
+
+
+@pytest.mark.parametrize("route", list(STRUCTURED_ROUTES))
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_a_schema_jsonschema_cannot_use_still_ends_the_answer(route: str, stream: bool) -> None:
+    """A ``pattern`` that is no regex passes the edge check (RooGab itself never reads it) but
+    makes jsonschema raise when the answer is validated: the answer is built from the schema
+    instead, and a stream still ends as it should."""
+    app = create_app(Config(store="memory"), {"fake": FakeProvider(['```lua\nreturn { text = [["a title"]] }\n```'])})
+    path, build = STRUCTURED_ROUTES[route]
+    status, raw = _post(app.test_client(), path, build({"type": "string", "pattern": "["}, stream))
+    assert status == 200, (status, raw[:300])
+    if stream:
+        assert "event: error" not in raw and "response.failed" not in raw, raw[-500:]
+        assert "event: message_stop" in raw or "event: response.completed" in raw, raw[-500:]
+    assert "a title" in raw, raw[-500:]
