@@ -59,6 +59,8 @@ def _valid(value: Any, schema: dict[str, Any]) -> bool:
     import jsonschema  # imported here: only structured-output turns need it
     import referencing.exceptions  # jsonschema's own dependency: a $ref it cannot resolve raises its error
 
+    if not isinstance(schema.get("$schema", ""), str):  # validator_for looks it up as a dict key
+        return False
     try:
         validator = jsonschema.validators.validator_for(schema)
         validator.check_schema(schema)

@@ -40,7 +40,9 @@ def test_nested_arrays_share_the_bound() -> None:
     {"type": "array", "minItems": "x"},
     {"$ref": "#/nowhere"},
     {"type": "array", "items": {"$ref": "#"}},
-], ids=["maxLength a string", "pattern not a regex", "minItems a string", "ref to nowhere", "recursive ref"])
+    {"$schema": ["draft-07"], "type": "string"},
+], ids=["maxLength a string", "pattern not a regex", "minItems a string", "ref to nowhere", "recursive ref",
+        "$schema a list"])
 @pytest.mark.parametrize("answer", ['"text"', "[1, 2]", "[" * 900 + "]" * 900, "[" * 3000 + "]" * 3000, "prose"],
                          ids=["string", "array", "deep array", "too deep to parse", "prose"])
 def test_a_schema_jsonschema_cannot_use_still_gets_json(schema: dict[str, Any], answer: str) -> None:
