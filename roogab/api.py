@@ -344,11 +344,12 @@ def install_guards(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
-        mapped = {404: NotFound(f"no route {request.method} {request.path}"),
-                  405: MethodNotAllowed(f"{request.method} is not allowed on {request.path}"),
-                  413: PayloadTooLarge("the request body is larger than max_body_bytes")}
-        error = mapped.get(exc.code or 500)
-        if error is None:
-            error = RequestError(exc.description or exc.name)
-            error.status = exc.code or 500
+        mapped: dict[int, RooGabError] = {404: NotFound(f"no route {request.method} {request.path}"),
+                                          405: MethodNotAllowed(f"{request.method} is not allowed on {request.path}"),
+                                          413: PayloadTooLarge("the request body is larger than max_body_bytes")}
+        status = exc.code or 500
+        error = mapped.get(status)
+        if error is None:  # a 5xx (a bug Flask caught) is the server's fault, not the request's
+            error = (RequestError if status < 500 else RooGabError)(exc.description or exc.name)
+            error.status = status
         return _roogab_error(error)

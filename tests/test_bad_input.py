@@ -339,6 +339,22 @@ def test_wrong_method_and_route_are_openai_errors(app: Flask) -> None:
     _assert_still_serving(client)
 
 
+def test_an_unexpected_failure_is_a_server_error_not_a_request_error() -> None:
+    """A bug (an exception no handler knows) is a 500 typed ``server_error``, as OpenAI types its
+    5xx: the request may be fine, so it must not read as the client's mistake."""
+    app = create_app(Config(store="memory"), {"fake": FakeProvider()})
+
+    def broken() -> str:
+        raise RuntimeError("a bug, with details the client must not see")
+
+    app.add_url_rule("/v1/broken", view_func=broken, methods=["POST"])
+    response = _fresh_client(app).post("/v1/broken", json=GOOD)
+    assert response.status_code == 500
+    body = response.get_json()
+    assert set(body) == {"error"} and set(body["error"]) == ERROR_KEYS, body
+    assert body["error"]["type"] == "server_error" and "a bug" not in body["error"]["message"], body
+
+
 def test_body_over_the_limit_is_a_413_in_process() -> None:
     app = create_app(Config(store="memory", max_body_bytes=2048), {"fake": FakeProvider()})
     client = _fresh_client(app)
