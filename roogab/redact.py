@@ -44,6 +44,8 @@ _PARAM = (
 )
 # A bare token after "Bearer"; 16 characters at least, so "bearer of bad news" survives.
 _BEARER = r"(?P<bkey>\b(?i:" + "|".join(_BEARER_KEYS) + r")[ \t]+)(?P<bval>[A-Za-z0-9\-._~+/]{16,}=*)"
+# How far a generic shape must see to match: its key, the separator, a bare token's 16 characters.
+_GENERIC_REACH = 64
 
 
 class Redactor:
@@ -56,10 +58,26 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         variants = {v for s in secrets if len(s) >= MIN_SECRET_LENGTH for v in _variants(s)}
         self._pattern = _compile(variants)
+        self._reach = max((len(v) for v in variants), default=0) + _GENERIC_REACH
 
     def redact(self, text: str) -> str:
         """*text* with every secret and credential-shaped value replaced by ``[redacted]``."""
         return self._pattern.sub(_replace, text)
+
+    def head(self, text: str, limit: int) -> str:
+        """The first *limit* characters of *text*, redacted as if the whole text were: a secret
+        that crosses the cut is replaced whole, so no part of it is left at the end. Only about
+        *limit* characters are scanned, however long *text* is.
+        """
+        parts: list[str] = []
+        done = 0
+        for match in self._pattern.finditer(text, 0, limit + self._reach):
+            if match.start() >= limit:
+                break
+            parts += [text[done:match.start()], _replace(match)]
+            done = match.end()
+        parts.append(text[done:limit])
+        return "".join(parts)
 
 
 def _compile(literals: set[str]) -> re.Pattern[str]:

@@ -24,7 +24,6 @@ from .cookies import load_cookies
 from .errors import ProviderUnavailable, UpstreamError
 from .housekeeping import Housekeeper
 from .leases import Leases, LeaseSettings
-from .live import LiveTurns
 from .memory import give_back, limit_arenas, map_big_blocks
 from .providers import kinds
 from .providers.base import Provider
@@ -131,8 +130,7 @@ def start(config: Config, *, demo: DemoChatService | None = None,
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
             _start_provider(providers[profile.name], revival, strict=demo is not None)
-        app = create_app(config, providers, registry=registry, revival=revival,
-                         live=LiveTurns(redact=redactor.redact))
+        app = create_app(config, providers, registry=registry, revival=revival, redactor=redactor)
         server = Server(app, config.host, config.port, threads=config.threads,
                         max_body_bytes=config.max_body_bytes, sockets=sockets)
     except BaseException:

@@ -31,6 +31,7 @@ from .live import LiveTurn, LiveTurns, TurnNote
 from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
 from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Done, Provider
+from .redact import Redactor
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
 from .reply_reader import ReplyReader, Verdict
@@ -62,15 +63,20 @@ class TurnSettings:
 
 
 class ChatService:
-    """Runs turns for the API: maps models to providers and requests to conversations."""
+    """Runs turns for the API: maps models to providers and requests to conversations.
+
+    *redactor* knows the configured secrets (the generic shapes only by default): the turn log's
+    request summary is redacted with it before its long contents are cut.
+    """
 
     def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
                  settings: TurnSettings = TurnSettings(), *, tokens: TokenCounter | None = None,
                  outbox: Outbox | None = None,
                  new_id: Callable[[], str] = lambda: "call_" + uuid.uuid4().hex[:24],
-                 live: LiveTurns | None = None) -> None:
+                 live: LiveTurns | None = None, redactor: Redactor | None = None) -> None:
         self.providers = dict(providers)
         self.live = live if live is not None else LiveTurns()
+        self.redactor = redactor or Redactor()
         self.registry = registry
         self.prompts = prompts
         self.outbox = outbox or Outbox(prompts)
@@ -194,7 +200,8 @@ class _Turn:
         """Show the turn on the live board (and name it for the HTTP layer)."""
         self.note.turn_id = self.id
         self.service.live.begin(LiveTurn(self.id, self.plan.conversation.id, self.provider.name, self.model,
-                                         self.request.protocol, started, request_summary(self.request, self.client)))
+                                         self.request.protocol, started,
+                                         request_summary(self.request, self.client, redactor=self.service.redactor)))
 
     def _log(self, started: float, clock: float, outcome: Outcome, response: str, error: str | None) -> None:
         record = turn_record(
@@ -202,7 +209,7 @@ class _Turn:
             model=self.model, from_record=self.note.from_record, request=self.request, client=self.client, started_at=started,
             duration_ms=int((time.monotonic() - clock) * 1000), prompts=self.sent, raws=self.raws,
             verdict=outcome.value, replayed=self.plan.replay, repairs=self.repairs,
-            usage=self.usage, response=response, error=error)
+            usage=self.usage, response=response, error=error, redactor=self.service.redactor)
         log.log(logging.INFO if error is None else logging.WARNING,
                 "%s: %s in %d ms, conversation %s%s%s", outcome.value, self.provider.name, record.duration_ms,
                 record.conversation_id, f", {self.repairs} repair(s)" if self.repairs else "",

@@ -3,10 +3,10 @@
 ``turn_record`` builds an entry (pure). A ``TurnLog`` takes entries for the store: the
 ``TurnLogWriter`` off the request path on a thread of its own (the composition root creates it
 and hands it to the registry), ``DirectTurnLog`` at once (tests and one-shot tools). The store
-redacts secrets when it writes them. Either keeps the records a failing store could not take and
-writes them once it works again; a record the store refuses itself (``RecordRefused``: a duplicate
-id, a value it cannot hold) would be refused again, so it is dropped with a warning naming its turn,
-rather than hold up every turn after it.
+redacts secrets when it writes them; a content cut short is redacted before it is cut. Either
+keeps the records a failing store could not take and writes them once it works again; a record the
+store refuses itself (``RecordRefused``: a duplicate id, a value it cannot hold) would be refused
+again, so it is dropped with a warning naming its turn, rather than hold up every turn after it.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 from .errors import RecordRefused, StoreError
+from .redact import Redactor
 from .store import Store, TurnRecord
 from .wire import ChatRequest, Usage
 
@@ -37,9 +38,13 @@ HEAD, TAIL = 2, 10  # messages of the request a log entry keeps: the task, and t
 RETRY_RECORDS = 100  # turn records kept while the store fails, to write once it works again
 
 
-def request_summary(request: ChatRequest, client: str, from_record: str | None = None) -> str:
+def request_summary(request: ChatRequest, client: str, from_record: str | None = None, *,
+                    redactor: Redactor | None = None) -> str:
     """The agent's request, its long contents cut short: enough to see what was asked, and the
     tools whole (up to ``TOOLS_LIMIT`` characters) so the turn can be checked offline.
+
+    A long content is redacted by *redactor* (the generic shapes only when None) before it is
+    cut, so a secret across the cut leaves no part of itself for the store's redaction to miss.
 
     Of a long history only the first ``HEAD`` and the last ``TAIL`` messages are kept (the task
     and what is new), so that a turn's log entry stays the same size however long the task ran;
@@ -49,12 +54,13 @@ def request_summary(request: ChatRequest, client: str, from_record: str | None =
     omitted = max(0, len(kept) - HEAD - TAIL)
     if omitted:
         kept = kept[:HEAD] + kept[-TAIL:]
-    messages = [{"role": m.role, "content": _cut(m.content), "images": m.images,
+    r = redactor or Redactor()
+    messages = [{"role": m.role, "content": _cut(m.content, r), "images": m.images,
                  "tool_calls": [c.name for c in m.tool_calls],
-                 "calls": [{"id": c.id, "name": c.name, "arguments": _cut(c.arguments)} for c in m.tool_calls],
+                 "calls": [{"id": c.id, "name": c.name, "arguments": _cut(c.arguments, r)} for c in m.tool_calls],
                  "tool_call_id": m.tool_call_id}
                 for m in kept]
-    tools = [{"type": "function", "function": {"name": t.name, "description": _cut(t.description),
+    tools = [{"type": "function", "function": {"name": t.name, "description": _cut(t.description, r),
                                                "parameters": t.parameters}} for t in request.tools]
     whole = len(json.dumps(tools, ensure_ascii=False)) <= TOOLS_LIMIT
     return json.dumps({"client": client, "protocol": request.protocol, "model": request.model,
@@ -88,18 +94,20 @@ def turn_record(*, turn_id: str, conversation_id: str, provider: str, model: str
                 client: str, from_record: str | None = None,
                 started_at: float, duration_ms: int, prompts: Sequence[str], raws: Sequence[str],
                 verdict: str, replayed: bool, repairs: int, usage: Usage | None, response: str,
-                error: str | None) -> TurnRecord:
-    """One turn as the log keeps it."""
+                error: str | None, redactor: Redactor | None = None) -> TurnRecord:
+    """One turn as the log keeps it (the request's long contents redacted by *redactor*, then cut)."""
     used = json.dumps(usage.as_dict() if usage else None)
     return TurnRecord(turn_id, conversation_id, provider, model, started_at, duration_ms,
-                      request_summary(request, client, from_record), SEPARATOR.join(prompts), SEPARATOR.join(raws),
+                      request_summary(request, client, from_record, redactor=redactor),
+                      SEPARATOR.join(prompts), SEPARATOR.join(raws),
                       verdict, replayed, repairs, used, response, error, from_record)
 
 
-def _cut(text: str) -> str:
+def _cut(text: str, redactor: Redactor) -> str:
+    """*text*, or its head redacted (only the head is scanned: the store redacts the rest)."""
     if len(text) <= CONTENT_LIMIT:
         return text
-    return text[:CONTENT_LIMIT] + f"\n[... {len(text) - CONTENT_LIMIT} more characters]"
+    return redactor.head(text, CONTENT_LIMIT) + f"\n[... {len(text) - CONTENT_LIMIT} more characters]"
 
 
 class TurnLog(Protocol):

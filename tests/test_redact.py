@@ -7,7 +7,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from roogab.redact import Redactor
+from roogab.redact import MIN_SECRET_LENGTH, Redactor
 
 COOKIE = "sess-9f8e7d6c5b4a"
 PASSWORD = 'pä$$ "w0rd"\\x'
@@ -75,3 +75,33 @@ def test_40kb_without_secrets_comes_back_unchanged() -> None:
     r = Redactor([f"secret-{i:03}-value" for i in range(20)])
     text = ("def f(x):\n    return x * 2  # a line of ordinary code, nothing secret\n" * 600)[:40_000]
     assert r.redact(text) == text
+
+
+def _leaves_part_of(secret: str, head: str) -> bool:
+    """Whether *head* ends in the first characters (4 or more) of *secret*."""
+    return any(head.endswith(secret[:n]) for n in range(MIN_SECRET_LENGTH, len(secret) + 1))
+
+
+@pytest.mark.parametrize("at", range(-len(COOKIE) - 1, 2))
+def test_a_head_cut_across_a_secret_keeps_no_part_of_it(redactor: Redactor, at: int) -> None:
+    text = "x" * (100 + at) + COOKIE + " and the rest"
+    head = redactor.head(text, 100)
+    assert not _leaves_part_of(COOKIE, head), head
+    assert redactor.redact(text).startswith(head)
+
+
+@pytest.mark.parametrize("at", range(-30, 2))
+def test_a_head_cut_across_a_credential_shape_keeps_no_part_of_it(redactor: Redactor, at: int) -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.e30.signature"
+    head = redactor.head("x" * (100 + at) + f"\nAuthorization: Bearer {token}\nmore", 100)
+    assert not _leaves_part_of(token, head), head
+
+
+def test_a_head_is_cut_on_the_text_not_on_its_redaction() -> None:
+    # the long secret shrinks to "[redacted]": what the cut keeps must not then reach a secret
+    # that starts far past the cut
+    long_secret, short = "L" * 500, "short-secret-9f8e"
+    r = Redactor([long_secret, short])
+    head = r.head(long_secret + "x" * 100 + short + "tail", 550)
+    assert head == "[redacted]" + "x" * 50
+    assert r.head("plain text", 4) == "plai"

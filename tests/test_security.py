@@ -32,6 +32,7 @@ from roogab.config import Config, load_config
 from roogab.errors import ConfigError
 from roogab.providers.fake import FakeProvider
 from roogab.runtime import Running, start_demo
+from roogab.turnlog import CONTENT_LIMIT
 
 KEY = "sk-roogab-test-0123456789abcdef"
 OTHER_KEY = "second-key-for-tests"
@@ -307,6 +308,20 @@ def test_secrets_never_reach_the_logs_or_the_turn_log(secured: Running, caplog: 
         assert secret not in logged, secret
         assert secret not in stored, secret
         assert secret.encode() not in turns and secret.encode() not in conversations, secret
+
+
+def test_a_secret_across_the_turn_logs_cut_leaves_no_part_of_it(secured: Running) -> None:
+    """The turn log cuts a long content short: the secret the cut falls into is redacted whole,
+    in the store and in the inspector, not only the part of it the cut kept."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    content = "x" * (CONTENT_LIMIT - 10) + KEY + " please say hello"
+    body = {"model": "demo/gab-1", "messages": [{"role": "user", "content": content}]}
+    assert _raw(secured, "POST", "/v1/chat/completions", body, auth)[0] == 200
+    _, _, turns = _raw(secured, "GET", "/inspect/turns.json?limit=10", headers=auth)
+    logged = [m["content"] for t in secured.registry.turns(limit=10)
+              for m in json.loads(t.request_summary)["messages"] if m["content"].startswith("x" * 100)]
+    assert logged and all(c.startswith("x" * (CONTENT_LIMIT - 10) + "[redacted]\n[...") for c in logged), logged
+    assert KEY[:10].encode() not in turns
 
 
 def test_cli_output_holds_no_secret(tmp_path: Path) -> None:
