@@ -11,8 +11,9 @@ from .config import Config
 from .errors import RooGabError
 from .providers.base import Provider
 from .providers.loop import ProviderLoop
+from .redact import Redactor
 from .registry import Registry
-from .runtime import build_provider
+from .runtime import build_provider, secrets
 from .wire import parse_chat_request
 
 __all__ = ["CheckResult", "check_providers"]
@@ -33,21 +34,23 @@ class CheckResult:
 
 
 def check_providers(config: Config) -> Iterator[CheckResult]:
-    """Connect, log in, list models and send one probe to every provider of *config*."""
+    """Connect, log in, list models and send one probe to every provider of *config*; what it
+    says of a failure is redacted (the chat service's message may quote a secret)."""
+    redactor = Redactor(secrets(config))
     loop = ProviderLoop()
     loop.start()
     try:
         for profile in config.providers:
             provider = build_provider(profile, loop, config)
             try:
-                yield _check(config, provider)
+                yield _check(config, provider, redactor)
             finally:
                 provider.close()
     finally:
         loop.stop()
 
 
-def _check(config: Config, provider: Provider) -> CheckResult:
+def _check(config: Config, provider: Provider, redactor: Redactor) -> CheckResult:
     lines: list[str] = []
     try:
         provider.start()
@@ -58,7 +61,7 @@ def _check(config: Config, provider: Provider) -> CheckResult:
         started = time.monotonic()
         registry = Registry()
         try:
-            service = build_service(config, {provider.name: provider}, registry=registry)
+            service = build_service(config, {provider.name: provider}, registry=registry, redactor=redactor)
             request = parse_chat_request({"model": f"{provider.name}/{models[0]}", "tools": [PROBE_TOOL],
                                           "messages": [{"role": "user", "content": PROBE}]})
             answer = service.complete(request, "check")
@@ -68,5 +71,5 @@ def _check(config: Config, provider: Provider) -> CheckResult:
         lines.append(f"probe answered in a valid envelope in {elapsed:.0f} ms: {answer.text[:60]!r}")
         return CheckResult(provider.name, True, tuple(lines))
     except RooGabError as exc:
-        lines.append(f"FAILED: {exc}")
+        lines.append(f"FAILED: {redactor.redact(str(exc))}")  # start() and models() fail outside the service
         return CheckResult(provider.name, False, tuple(lines))

@@ -14,6 +14,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .answer import Accepted, Accumulator, Outcome, outcome_of
@@ -65,8 +66,9 @@ class TurnSettings:
 class ChatService:
     """Runs turns for the API: maps models to providers and requests to conversations.
 
-    *redactor* knows the configured secrets (the generic shapes only by default): the turn log's
-    request summary is redacted with it before its long contents are cut.
+    *redactor* knows the configured secrets (the generic shapes only by default). Every error the
+    service raises leaves it redacted (``_redacted_errors``), and the turn log's request summary
+    is redacted with it before its long contents are cut.
     """
 
     def __init__(self, providers: Mapping[str, Provider], registry: Registry, prompts: PromptBook,
@@ -96,6 +98,10 @@ class ChatService:
         Raises:
             ModelNotFound: no provider publishes that model.
         """
+        with _redacted_errors(self.redactor):  # a provider's last error is in the message
+            return self._resolve_model(model)
+
+    def _resolve_model(self, model: str) -> tuple[Provider, str]:
         catalog = self._catalog()
         if model in catalog:
             name, local, _ = catalog[model]
@@ -122,8 +128,13 @@ class ChatService:
         turn's id (and, for an answer from the retry record, the turn it repeats).
 
         Raises:
-            RooGabError: the turn failed (before or after some output was yielded).
+            RooGabError: the turn failed (before or after some output was yielded); its
+                message redacted.
         """
+        with _redacted_errors(self.redactor):
+            yield from self._run(request, client, note)
+
+    def _run(self, request: ChatRequest, client: str, note: TurnNote | None) -> Iterator[Out]:
         provider, model = self.resolve_model(request.model)
         with self.registry.turn(client, request, provider.name, model) as plan:
             turn = _Turn(self, plan, request, provider, model, client, note or TurnNote())
@@ -434,6 +445,20 @@ class _Repeat:
         if self.seen.startswith(self.sent):
             return self.seen[len(self.sent):]
         return "\n\n" + self.seen
+
+
+@contextmanager
+def _redacted_errors(redactor: Redactor) -> Iterator[None]:
+    """Redact the message of a ``RooGabError`` that leaves the turn engine, in place (its type,
+    status and cause stay). This is the one boundary for every error an agent or a user is
+    shown: the error body and the mid-stream error event of each protocol, the inspector's try
+    page and ``roogab check`` all show ``str(exc)`` of what the service raised, and a provider's
+    message may quote what the chat service said (a cookie it refused, a password it echoed)."""
+    try:
+        yield
+    except RooGabError as exc:
+        exc.args = (redactor.redact(str(exc)),)
+        raise
 
 
 def _accepted_note(calls: list[CallOut]) -> str:

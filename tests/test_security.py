@@ -27,8 +27,10 @@ from flask import Flask
 
 from roogab import api
 from roogab.app import create_app
+from roogab.check import check_providers
 from roogab.cli import main
 from roogab.config import Config, load_config
+from roogab.demo import DemoChatService, ScriptedReply
 from roogab.errors import ConfigError
 from roogab.providers.fake import FakeProvider
 from roogab.runtime import Running, start_demo
@@ -263,7 +265,7 @@ def _raw(running: Running, method: str, path: str, body: Any = None, headers: di
     parts = urlsplit(running.url)
     conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
     try:
-        data = json.dumps(body).encode() if body is not None else None
+        data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
         conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
         response = conn.getresponse()
         return response.status, dict(response.getheaders()), response.read()
@@ -322,6 +324,56 @@ def test_a_secret_across_the_turn_logs_cut_leaves_no_part_of_it(secured: Running
               for m in json.loads(t.request_summary)["messages"] if m["content"].startswith("x" * 100)]
     assert logged and all(c.startswith("x" * (CONTENT_LIMIT - 10) + "[redacted]\n[...") for c in logged), logged
     assert KEY[:10].encode() not in turns
+
+
+SERVICE_ERROR = f"bad session cookie {COOKIE} for password {PASSWORD}"
+AGENT_TURNS = {"/v1/chat/completions": {"messages": [{"role": "user", "content": "{}"}]},
+               "/v1/messages": {"max_tokens": 10, "messages": [{"role": "user", "content": "{}"}]},
+               "/v1/responses": {"input": "{}"}}
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["error-body", "mid-stream"])
+@pytest.mark.parametrize("path", list(AGENT_TURNS))
+def test_a_service_error_quoting_a_secret_reaches_the_agent_redacted(secured: Running, path: str,
+                                                                     stream: bool) -> None:
+    """The chat service's error quotes the session cookie and the password: the agent gets the
+    error (as the body, or as the stream's error event after some text), never the secrets."""
+    assert secured.demo is not None
+    cut_off = ScriptedReply("```lua\nreturn { text = [[Hello there, friend")  # repaired, and the repair fails
+    secured.demo.push(*([cut_off] if stream else []), ScriptedReply(error=SERVICE_ERROR))
+    body = json.loads(json.dumps(AGENT_TURNS[path]).replace("{}", f"fail {path} stream={stream}"))
+    try:
+        status, _, answer = _raw(secured, "POST", path, {"model": "demo/gab-1", "stream": stream, **body},
+                                 {"Authorization": f"Bearer {KEY}"})
+    finally:
+        secured.demo.reset()
+    assert (status == 200) == stream and b"bad session cookie" in answer, answer  # 200: the stream had begun
+    assert COOKIE.encode() not in answer and PASSWORD.encode() not in answer, answer
+
+
+def test_the_try_page_shows_a_service_error_redacted(secured: Running) -> None:
+    assert secured.demo is not None
+    secured.demo.push(ScriptedReply(error=SERVICE_ERROR))
+    try:
+        status, _, page = _raw(secured, "POST", "/inspect/try", b"model=demo%2Fgab-1&message=try+a+failing+turn",
+                               {"Authorization": f"Bearer {KEY}", "Origin": secured.url,
+                                "Content-Type": "application/x-www-form-urlencoded"})
+    finally:
+        secured.demo.reset()
+    assert status == 502 and b"bad session cookie" in page
+    assert COOKIE.encode() not in page and PASSWORD.encode() not in page
+
+
+def test_roogab_check_reports_a_service_error_redacted(tmp_path: Path) -> None:
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text(f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\t{COOKIE}\n")
+    with DemoChatService([ScriptedReply(error=SERVICE_ERROR)]) as demo:
+        config = load_config(env={"CHAT_PASSWORD": PASSWORD}, overrides={"store": "memory", "providers": [
+            {"name": "demo", "kind": "demo", "url": demo.url, "cookie_file": str(cookies),
+             "password_env": "CHAT_PASSWORD"}]})
+        text = "\n".join(line for result in check_providers(config) for line in result.lines)
+    assert "FAILED" in text and "bad session cookie" in text
+    assert COOKIE not in text and PASSWORD not in text, text
 
 
 def test_cli_output_holds_no_secret(tmp_path: Path) -> None:
