@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterable
@@ -47,6 +48,9 @@ __all__ = ["Running", "build_registry", "start", "start_demo"]
 PORTABLE_KINDS = ("demo", "socketio")
 
 log = logging.getLogger(__name__)
+
+# ``password=`` in a key/value DSN (quoted or bare) or in a URI's query string.
+_DSN_PASSWORD = re.compile(r"""\bpassword\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S+))""")
 
 
 @dataclass
@@ -175,7 +179,7 @@ def _start_provider(provider: Provider, revival: Revival, *, strict: bool) -> No
 
 def secrets(config: Config) -> list[str]:
     """Every secret value the configuration holds, for the turn log's redactor."""
-    values = list(config.api_keys)
+    values = list(config.api_keys) + _dsn_passwords(config.dsn)
     for profile in config.providers:
         values.append(profile.password)
         values.append(_url_password(profile.url))
@@ -191,6 +195,21 @@ def _url_password(url: str) -> str:
         return unquote(urlsplit(url).password or "")
     except ValueError:
         return ""
+
+
+def _dsn_passwords(dsn: str) -> list[str]:
+    """The password of a PostgreSQL DSN, as written and percent-decoded: a URI's
+    (``postgresql://user:secret@host/db``, ``?password=secret``) or a key/value string's
+    (``password=secret``, ``password='a secret'``). libpq repeats the parts of a malformed DSN
+    in its errors, and psycopg's pool logs them."""
+    written: list[str] = []
+    for quoted, bare in _DSN_PASSWORD.findall(dsn):  # a bare one may run on into a URI's "&key=..."
+        written += [quoted, re.sub(r"\\(.)", r"\1", quoted)] if quoted else [bare, bare.partition("&")[0]]
+    try:
+        written.append(urlsplit(dsn).password or "")
+    except ValueError:
+        pass
+    return [form for value in written if value for form in (value, unquote(value))]
 
 
 def _where(config: Config) -> str:

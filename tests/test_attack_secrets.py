@@ -2,20 +2,27 @@
 
 `roogab demo` in a subprocess whose scripted model echoes every secret into a reply that fails
 the format twice: the 502's error snippet quotes them, and RooGab logs that error. Its whole
-stderr must hold none of them. Plus: a password inside a provider URL is a secret, and the data
-directory and the database are private to the user.
+stderr must hold none of them. Plus: a password inside a provider URL or the PostgreSQL DSN is a
+secret, and the data directory and the database are private to the user.
 """
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+import re
 import signal
 import stat
 from pathlib import Path
 
+import pytest
 from test_security import COOKIE, HEADER_SECRET, KEY, PASSWORD, _raw, _UrlOnly, _wait_for_url, secret_demo
 
-from roogab.config import load_config
+from roogab.config import Config, load_config
+from roogab.errors import StoreError
+from roogab.logs import RedactingFormatter
+from roogab.redact import Redactor
 from roogab.runtime import secrets
 from roogab.store import SqliteStore
 
@@ -47,6 +54,46 @@ def test_a_password_inside_a_provider_url_is_a_secret(tmp_path: Path) -> None:
                            'url = "wss://dev:url-pass-9f8e7d%21@chat.example"\n')
     config = load_config(config_file, env={})
     assert "url-pass-9f8e7d!" in secrets(config)
+
+
+def _postgres_config(dsn: str) -> Config:
+    return load_config(env={"RG_DSN": dsn}, overrides={"store": "postgres", "dsn_env": "RG_DSN"})
+
+
+@pytest.mark.parametrize(("dsn", "password"), [
+    ("postgresql://roogab:s3cr%zzet-db-pass@127.0.0.1:1/roogab", "s3cr%zzet-db-pass"),  # malformed: as written
+    ("postgresql://roogab:p%40ss%21-db-pass@db.example/roogab", "p@ss!-db-pass"),
+    ("postgres://db.example/roogab?user=roogab&password=query-db-pass&sslmode=require", "query-db-pass"),
+    ("host=db.example user=roogab password=kv-db-pass dbname=roogab", "kv-db-pass"),
+    (r"host=db.example password='quoted \'db\' pass' dbname=roogab", "quoted 'db' pass"),
+])
+def test_a_postgres_dsn_password_is_a_secret(dsn: str, password: str) -> None:
+    config = _postgres_config(dsn)
+    assert password in secrets(config)
+    logged = Redactor(secrets(config)).redact(f"bad DSN {dsn}: {password}")
+    assert re.search(r"db\W{0,2}pass", logged) is None, logged  # neither as written nor decoded
+
+
+def test_a_malformed_dsn_s_password_never_reaches_the_log() -> None:
+    """libpq quotes the part of a DSN it cannot parse, and psycopg's pool logs that message at
+    WARNING: through RooGab's formatter, with the redactor of this configuration, it is gone."""
+    pytest.importorskip("psycopg_pool")
+    from roogab.store_postgres import PostgresStore
+
+    password = "s3cr%zzet-db-pass"
+    config = _postgres_config(f"postgresql://roogab:{password}@127.0.0.1:1/roogab")
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(RedactingFormatter(logging.Formatter("%(name)s %(message)s"), Redactor(secrets(config))))
+    pool_log = logging.getLogger("psycopg.pool")
+    pool_log.addHandler(handler)
+    try:
+        with pytest.raises(StoreError):
+            PostgresStore(config.dsn, connect_timeout=0.5)
+    finally:
+        pool_log.removeHandler(handler)
+    assert "invalid percent-encoded token" in out.getvalue()  # libpq did quote the password
+    assert password not in out.getvalue(), out.getvalue()
 
 
 def test_data_directory_and_database_are_private(tmp_path: Path) -> None:
