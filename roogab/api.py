@@ -45,6 +45,7 @@ from .origin import check_content_type, check_origin, check_own_form
 from .outputs import Out
 from .protocols import PROTOCOLS, Exchange, WireProtocol, protocol_for
 from .protocols.messages_request import count_texts, parse_request
+from .redact import Redactor
 from .registry import thread_key
 from .revival import Revival
 from .service import ChatService
@@ -177,8 +178,7 @@ def healthz() -> tuple[dict[str, Any], int]:
     state = _state()
     service = state.service
     providers: dict[str, dict[str, Any]] = {}
-    for name, provider in service.providers.items():
-        h = provider.health()
+    for name, h in service.health().items():
         pace = state.service.outbox.pacer(name).state()
         revival = state.revival.state(name)
         providers[name] = {"ready": h.ready, "connected": h.connected, "logged_in": h.logged_in,
@@ -189,17 +189,17 @@ def healthz() -> tuple[dict[str, Any], int]:
                                      "min_interval": pace.min_interval}}
         if revival is not None and revival.retrying and not h.ready:
             providers[name]["retry"] = {"attempts": revival.attempts, "next_attempt_in": revival.next_attempt_in}
-    store = _store_health(service.registry.store)
+    store = _store_health(service.registry.store, service.redactor)
     ready = any(p["ready"] for p in providers.values()) and store["ok"]
     return {"status": "ok" if ready else "unavailable", "instance": service.registry.instance,
             "store": store, "providers": providers}, 200 if ready else 503
 
 
-def _store_health(store: Store) -> dict[str, Any]:
+def _store_health(store: Store, redactor: Redactor) -> dict[str, Any]:
     try:
         store.ping()
     except StoreError as exc:
-        return {"kind": store.kind, "ok": False, "last_error": str(exc)}
+        return {"kind": store.kind, "ok": False, "last_error": redactor.redact(str(exc))}
     return {"kind": store.kind, "ok": True, "last_error": None}
 
 
@@ -211,7 +211,7 @@ def index() -> Response | str:
     key_hint = "one of the configured keys" if state.config.api_keys else "any text (no keys configured)"
     models = [m for m, _ in state.service.models()]
     settings = client_settings(base, models, key_hint) if models else NO_MODELS
-    health = {name: p.health() for name, p in state.service.providers.items()}
+    health = state.service.health()
     down = {name: _down_line(name, h.last_error, state.revival) for name, h in health.items() if not h.ready}
     if request.accept_mimetypes.best_match(["text/plain", "text/html"]) == "text/html":
         return render_template("index.html", settings=settings, providers=health, iso_time=iso_time,

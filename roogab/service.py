@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .answer import Accepted, Accumulator, Outcome, outcome_of
 from .delivery import Outbox
@@ -31,7 +31,7 @@ from .errors import (
 from .live import LiveTurn, LiveTurns, TurnNote
 from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
 from .prompt import PromptBook
-from .providers.base import Created, Deadlines, Done, Provider
+from .providers.base import Created, Deadlines, Done, Health, Provider
 from .redact import Redactor
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
@@ -86,6 +86,11 @@ class ChatService:
         self.tokens = tokens or TokenCounter()
         self.token_cache = TokenCache(self.tokens)
         self._new_id = new_id
+
+    def health(self) -> dict[str, Health]:
+        """Each provider's readiness, its last error redacted: the status pages show it to anyone
+        who can reach them, and an error may quote a cookie or a login's answer."""
+        return {name: _redacted_health(p.health(), self.redactor) for name, p in self.providers.items()}
 
     def models(self) -> list[tuple[str, int]]:
         """Every published model id with its context length."""
@@ -445,6 +450,12 @@ class _Repeat:
         if self.seen.startswith(self.sent):
             return self.seen[len(self.sent):]
         return "\n\n" + self.seen
+
+
+def _redacted_health(health: Health, redactor: Redactor) -> Health:
+    if health.last_error is None:
+        return health
+    return replace(health, last_error=redactor.redact(health.last_error))
 
 
 @contextmanager

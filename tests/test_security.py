@@ -32,7 +32,9 @@ from roogab.cli import main
 from roogab.config import Config, load_config
 from roogab.demo import DemoChatService, ScriptedReply
 from roogab.errors import ConfigError
+from roogab.providers.base import Health
 from roogab.providers.fake import FakeProvider
+from roogab.redact import Redactor
 from roogab.runtime import Running, start_demo
 from roogab.turnlog import CONTENT_LIMIT
 
@@ -374,6 +376,24 @@ def test_roogab_check_reports_a_service_error_redacted(tmp_path: Path) -> None:
         text = "\n".join(line for result in check_providers(config) for line in result.lines)
     assert "FAILED" in text and "bad session cookie" in text
     assert COOKIE not in text and PASSWORD not in text, text
+
+
+class _RefusedProvider(FakeProvider):
+    """A provider the chat service refused, with the service's words quoting the cookie."""
+
+    def health(self) -> Health:
+        return Health(ready=False, connected=False, last_error=f"the app refused the connection ({SERVICE_ERROR})")
+
+
+@pytest.mark.parametrize("path, accept", [("/healthz", "application/json"), ("/", "text/plain"),
+                                          ("/", "text/html")])
+def test_the_status_pages_show_a_providers_last_error_redacted(path: str, accept: str) -> None:
+    """/healthz and the index page answer without a key: a provider's last error is shown there
+    (it is how a user learns why a service is down), never the secret it quotes."""
+    app = create_app(Config(store="memory"), {"down": _RefusedProvider()}, redactor=Redactor([COOKIE, PASSWORD]))
+    page = app.test_client().get(path, headers={"Accept": accept}).get_data(as_text=True)
+    assert "the app refused the connection (bad session cookie [redacted]" in page, page
+    assert COOKIE not in page and PASSWORD not in page, page
 
 
 def test_cli_output_holds_no_secret(tmp_path: Path) -> None:
