@@ -198,7 +198,7 @@ def _array(value: Any) -> Any:
     if isinstance(value, str) and value.strip().startswith("["):
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than the decoder goes
             parsed = None
         if isinstance(parsed, list):
             return parsed
@@ -211,7 +211,7 @@ def _object_like(value: Any) -> Any:
     if isinstance(value, str) and value.strip().startswith("{"):
         try:
             parsed = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             return _NO
         return parsed if isinstance(parsed, dict) else _NO
     return _NO

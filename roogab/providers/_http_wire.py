@@ -43,5 +43,5 @@ def decoded(text: str) -> object:
     """A body as JSON when it is JSON (shown as a structure, its strings cut one by one), else the text."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return text

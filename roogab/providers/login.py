@@ -68,7 +68,7 @@ class Reply:
         """The body as JSON; ``None`` when it is not JSON."""
         try:
             return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None
 
 

@@ -372,7 +372,7 @@ class OpenWebUIProvider:
                           provider=self.name)
         try:
             answer = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise ProviderUnavailable(f"{self.name}: {path} answered without JSON", provider=self.name) from exc
         return answer if isinstance(answer, dict) else {}
 
@@ -443,7 +443,7 @@ def _thread(history: dict[str, Any]) -> tuple[list[dict[str, str]], str | None]:
 def _detail(body: str) -> object:
     try:
         data = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return body
     return data.get("detail", data) if isinstance(data, dict) else data
 

@@ -241,7 +241,7 @@ class _Connection:
     def _frame(self, data: bytes) -> None:
         try:
             frame = json.loads(data)
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             self._note("text", data.decode("utf-8", "replace"))
             logger.debug("%s: a frame that is not JSON ignored", self.provider.name)
             return

@@ -91,3 +91,12 @@ def test_deep_nesting_is_bounded() -> None:
         schema = {"type": "object", "properties": {"k": schema}}
         value = {"k": value}
     assert check_call(ToolCall("deep", {"k": value}), {"deep": schema}).arguments == {"k": value}
+
+
+def test_a_json_string_nested_past_the_decoder_is_not_json() -> None:
+    """A string argument the model nested deeper than ``json`` can decode (RecursionError) is
+    treated as text that is not JSON: a lone value for an array, a named problem for an object."""
+    brackets = "[" * 100_000
+    assert check_call(ToolCall("ask", {"question": "q", "tags": brackets}), TOOLS).arguments["tags"] == [brackets]
+    with pytest.raises(ReplyFormatError, match="argument 'options' must be an object"):
+        check_call(ToolCall("ask", {"question": "q", "options": '{"n":' * 100_000}), TOOLS)

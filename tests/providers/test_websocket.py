@@ -76,6 +76,8 @@ class CatService:
             return True
         if word == "notify":
             await ws.send_json({"type": "notification", "content": "thinking..."})
+        if word == "deep":  # nested past what json can decode
+            await ws.send_str("[" * 100_000 + "]" * 100_000)
         reply = f"you said: {prompt} (#{count})"
         if word == "slow":
             reply = "".join(f"s{i} " for i in range(40))
@@ -153,6 +155,13 @@ def test_notifications_are_ignored(provider: WebSocketProvider) -> None:
     _, got = create(provider, "notify me")
     assert got[-1] == Done("you said: notify me (#1)")
     assert "".join(e.text for e in got if isinstance(e, Delta)) == "you said: notify me (#1)"
+
+
+def test_a_frame_nested_past_the_decoder_is_ignored_like_any_text(provider: WebSocketProvider) -> None:
+    """json raises RecursionError, not ValueError, for it: the reader must not die of it."""
+    _, got = create(provider, "deep water")
+    assert got[-1] == Done("you said: deep water (#1)")
+    assert provider.health().ready
 
 
 def test_cumulative_frames_become_snapshots(cat: tuple[CatService, str]) -> None:
