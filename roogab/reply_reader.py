@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from .envelope import End, Event, ReplyParser, SnapshotFeeder
-from .providers.base import Delta, Done, Snapshot
+from .providers.base import Delta, Done, Snapshot, is_high_surrogate, well_formed
 
 __all__ = ["ReplyReader", "Verdict", "error_page_title"]
 
@@ -42,6 +42,7 @@ class ReplyReader:
         self._tools = bool(tool_names)
         self._feeder = SnapshotFeeder(ReplyParser(tool_names, detect_html=False), html=html)
         self.verdict: Verdict | None = None  # set once Done was fed
+        self._held = ""  # a UTF-16 first half that ended the last piece: its partner may start the next
 
     @property
     def raw(self) -> str:
@@ -51,16 +52,26 @@ class ReplyReader:
     def feed(self, event: Delta | Snapshot | Done) -> list[Event]:
         """The envelope events that *event* completes; after ``Done`` they end with ``End``."""
         if isinstance(event, Delta):
-            return self._feeder.feed_delta(event.text)
+            return self._feeder.feed_delta(self._piece(event.text))
         if isinstance(event, Snapshot):
-            return self._feeder.feed_snapshot(event.text, rewrite=event.rewrite)
-        events: list[Event] = []
-        raw = self.raw
-        if event.text and event.text.startswith(raw) and len(event.text) > len(raw):
-            events = self._feeder.feed_snapshot(event.text)
+            self._held = ""  # the whole reply so far: what was held is in it
+            whole = event.text[:-1] if event.text and is_high_surrogate(event.text[-1]) else event.text
+            return self._feeder.feed_snapshot(well_formed(whole), rewrite=event.rewrite)
+        events = self._feeder.feed_delta(well_formed(self._held)) if self._held else []
+        self._held = ""
+        text, raw = well_formed(event.text or ""), self.raw
+        if text and text.startswith(raw) and len(text) > len(raw):
+            events += self._feeder.feed_snapshot(text)
         events += self._feeder.close()
         self.verdict = self._judge(events[-1])
         return events
+
+    def _piece(self, text: str) -> str:
+        """A piece as valid Unicode, a trailing first half held back until its partner comes."""
+        text, self._held = self._held + text, ""
+        if text and is_high_surrogate(text[-1]):
+            text, self._held = text[:-1], text[-1]
+        return well_formed(text)
 
     def _judge(self, end: Event) -> Verdict:
         assert isinstance(end, End)

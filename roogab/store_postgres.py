@@ -127,6 +127,8 @@ def _pg_errors(what: str) -> Iterator[None]:
         yield
     except (psycopg.DataError, psycopg.IntegrityError) as exc:
         raise RecordRefused(f"store: {what}: {type(exc).__name__}: {str(exc).strip()}") from exc
+    except UnicodeEncodeError as exc:  # a lone surrogate: psycopg's text dumper encodes before sending
+        raise RecordRefused(f"store: {what}: a value PostgreSQL cannot hold ({type(exc).__name__})") from exc
     except psycopg.Error as exc:
         raise StoreError(f"store: {what}: {type(exc).__name__}: {str(exc).strip()}") from exc
 

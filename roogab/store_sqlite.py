@@ -130,6 +130,8 @@ def _sqlite_errors(what: str) -> Iterator[None]:
         yield
     except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
         raise RecordRefused(f"store: {what}: {exc}") from exc
+    except (UnicodeEncodeError, OverflowError) as exc:  # a lone surrogate; an integer past 64 bits
+        raise RecordRefused(f"store: {what}: a value SQLite cannot hold ({type(exc).__name__})") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"store: {what}: {exc}") from exc
 

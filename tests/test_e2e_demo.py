@@ -116,6 +116,37 @@ def test_sse_framing_usage_once_then_done(stack: Running, demo: Any) -> None:
     assert len(prompts_with(demo, "sse-framing")) == 1
 
 
+def _as_halves(text: str) -> str:
+    """*text* with each astral character as its two UTF-16 halves (lone surrogates): sent so, the
+    demo service's JSON spells them ``"\\ud83d"`` and ``"\\ude00"``, one per frame at chunk=1."""
+    data = text.encode("utf-16-le")
+    return "".join(chr(int.from_bytes(data[i:i + 2], "little")) for i in range(0, len(data), 2))
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
+def test_a_character_sent_as_utf16_halves_reaches_the_agent_whole(stack: Running, client: openai.OpenAI,
+                                                                   demo: Any, stream: bool) -> None:
+    """A service that cuts its reply between the halves of an emoji: the agent gets the emoji in
+    the text and in the tool call, and the turn is in the turn log (the store takes it)."""
+    tag = f"halves-{stream}"
+    body = tagged(_as_demo_model(captured_bodies(ROO)[0]), tag)
+    body["stream"] = stream
+    envelope = ENVELOPES["read_file"].replace("Reading it.", "Reading 😀.").replace("app.ts", "😀.ts")
+    demo.push(ScriptedReply(_as_halves(envelope), chunk=1))
+    if stream:
+        calls, _, _ = _collect_stream(client.chat.completions.create(**body))
+        [call] = calls.values()
+        arguments = call["arguments"]
+    else:
+        [tc] = client.chat.completions.create(**body).choices[0].message.tool_calls or []
+        arguments = tc.function.arguments
+    assert json.loads(arguments)["path"] == "src/😀.ts"
+    assert len(prompts_with(demo, tag)) == 1
+    stack.turn_log.flush()
+    [logged] = [t for t in stack.registry.turns(limit=20) if f"[{tag}]" in t.provider_prompt]
+    assert "Reading 😀." in logged.raw_reply
+
+
 def test_models_lists_the_demo_models(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
     assert ids == ["demo/gab-1", "demo/gab-2"]

@@ -114,3 +114,48 @@ def test_done_with_the_full_text_completes_the_pieces() -> None:
     reader.feed(Delta(CALL[:20]))
     events = reader.feed(Done(CALL))
     assert events[:-1] == [ToolCall("read_file", {"path": "x.ts"})] and reader.verdict == Verdict()
+
+
+# -- text a service spelled as UTF-16 halves (JSON "\ud83d\ude00", one half per frame) ----------
+
+EMOJI_REPLY = '```lua\nreturn { text = [[Done 😀 ✓]], tool_calls = { { name = "read_file", arguments = { path = "a😀.ts" } } } }\n```'
+
+
+def _as_halves(text: str) -> str:
+    """*text* as json decodes a service that escaped each UTF-16 unit: its astral characters
+    become two lone surrogates."""
+    data = text.encode("utf-16-le")
+    return "".join(chr(int.from_bytes(data[i:i + 2], "little")) for i in range(0, len(data), 2))
+
+
+def _read(events: list[Delta | Snapshot | Done], tools: tuple[str, ...] = ("read_file",)
+          ) -> tuple[list[Event], ReplyReader]:
+    reader = ReplyReader(tools)
+    return [e for event in events for e in reader.feed(event)], reader
+
+
+def test_halves_split_at_every_position_join_into_their_characters() -> None:
+    halves = _as_halves(EMOJI_REPLY)
+    assert len(halves) == len(EMOJI_REPLY) + 2
+    for cut in range(len(halves) + 1):
+        for done in (Done(), Done(halves)):
+            events, reader = _read([Delta(halves[:cut]), Delta(halves[cut:]), done])
+            assert _texts(events) == "Done 😀 ✓", cut
+            assert [e for e in events if isinstance(e, ToolCall)] == [ToolCall("read_file", {"path": "a😀.ts"})]
+            assert reader.raw == EMOJI_REPLY and reader.verdict == Verdict(), cut
+
+
+def test_snapshots_cut_between_halves_join_them() -> None:
+    halves = _as_halves(EMOJI_REPLY)
+    for cut in range(len(halves) + 1):
+        events, reader = _read([Snapshot(halves[:cut]), Snapshot(halves), Done()])
+        assert _texts(events) == "Done 😀 ✓" and reader.raw == EMOJI_REPLY, cut
+
+
+def test_a_half_without_its_partner_is_the_replacement_character() -> None:
+    """Valid Unicode goes on (a lone surrogate cannot be encoded: it would fail the response
+    and the turn log), and the reply says a character was lost rather than hiding it."""
+    events, reader = _read([Delta("first \udc00 then "), Delta("\ud83d"), Delta(" x \ud83d"), Done()], ())
+    assert reader.raw == "first \ufffd then \ufffd x \ufffd"
+    assert _texts(events) == reader.raw and reader.verdict == Verdict()
+    reader.raw.encode()

@@ -161,6 +161,22 @@ def test_duplicate_turn_id_is_refused(store: Store) -> None:
     assert len(store.turns()) == 1
 
 
+def test_a_value_the_database_cannot_hold_is_a_refused_record(store: Store) -> None:
+    """A lone surrogate (no encoder takes it) and, in SQLite, an integer past 64 bits: the record
+    itself is refused, so the turn-log writer drops it and goes on instead of dying of it."""
+    bad = [_turn("t-half", raw_reply="a \ud83d alone")]
+    if store.kind == "sqlite":
+        bad.append(_turn("t-big", duration_ms=2**70))
+    for record in bad:
+        if store.kind == "memory":  # keeps any Python value
+            store.add_turn(record)
+        else:
+            with pytest.raises(RecordRefused, match="cannot hold"):
+                store.add_turn(record)
+    store.add_turn(_turn("t-next"))
+    assert store.turns()[0].id == "t-next"
+
+
 def test_concurrent_writers(store: Store) -> None:
     threads, per_thread = 8, 25
 
