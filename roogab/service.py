@@ -31,7 +31,7 @@ from .errors import (
 from .live import LiveTurn, LiveTurns, TurnNote
 from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
 from .prompt import PromptBook
-from .providers.base import Created, Deadlines, Done, Health, Provider
+from .providers.base import Created, Deadlines, Done, Health, Provider, well_formed
 from .redact import Redactor
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml
@@ -468,7 +468,7 @@ def _redacted_errors(redactor: Redactor) -> Iterator[None]:
     try:
         yield
     except RooGabError as exc:
-        exc.args = (redactor.redact(str(exc)),)
+        exc.args = (well_formed(redactor.redact(str(exc))),)  # a service's words may hold a lone UTF-16 half
         raise
 
 

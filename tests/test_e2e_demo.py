@@ -147,6 +147,22 @@ def test_a_character_sent_as_utf16_halves_reaches_the_agent_whole(stack: Running
     assert "Reading 😀." in logged.raw_reply
 
 
+@pytest.mark.parametrize("stream", [True, False], ids=["mid-stream", "error-body"])
+def test_a_service_error_holding_a_lone_utf16_half_reaches_the_agent(stack: Running, demo: Any, stream: bool) -> None:
+    """The error body, and the stream's error event after some text, are valid UTF-8 (the half
+    is U+FFFD), not a connection that breaks while the response is encoded."""
+    body = tagged({"model": "demo/gab-1", "stream": stream, "messages": [{"role": "user", "content": "hi"}]},
+                  f"lone-half-{stream}")
+    cut_off = ScriptedReply("```lua\nreturn { text = [[Hello there, friend")  # repaired, and the repair fails
+    demo.push(*([cut_off] if stream else []), ScriptedReply(error="the service broke on \ud83d"))
+    status, _, raw = _raw_post(stack, "/v1/chat/completions", json.dumps(body).encode())
+    assert status == (200 if stream else 502), raw  # 200: the stream had begun
+    lines = [line.removeprefix("data: ") for line in raw.decode().splitlines() if line.strip()]
+    errors = [json.loads(line)["error"]["message"] for line in lines if line.startswith('{"error"')]
+    assert errors and errors[-1].endswith("the service broke on \ufffd"), raw
+    assert len(prompts_with(demo, f"lone-half-{stream}")) == 1
+
+
 def test_models_lists_the_demo_models(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
     assert ids == ["demo/gab-1", "demo/gab-2"]
