@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 
 # ``password=`` in a key/value DSN (quoted or bare) or in a URI's query string.
 _DSN_PASSWORD = re.compile(r"""\bpassword\s*=\s*(?:'((?:[^'\\]|\\.)*)'|(\S+))""")
+_URI_PASSWORD = re.compile(r"^\s*[A-Za-z][\w+.-]*://[^:@/?#]*:([^/?#]+)@")  # to the last "@", as urlsplit
 
 
 @dataclass
@@ -205,10 +206,7 @@ def _dsn_passwords(dsn: str) -> list[str]:
     written: list[str] = []
     for quoted, bare in _DSN_PASSWORD.findall(dsn):  # a bare one may run on into a URI's "&key=..."
         written += [quoted, re.sub(r"\\(.)", r"\1", quoted)] if quoted else [bare, bare.partition("&")[0]]
-    try:
-        written.append(urlsplit(dsn).password or "")
-    except ValueError:
-        pass
+    written += _URI_PASSWORD.findall(dsn)  # a URI's, even one urlsplit refuses ("@[bad-host")
     return [form for value in written if value for form in (value, unquote(value))]
 
 

@@ -21,6 +21,7 @@ transaction, under an advisory lock so that instances starting together migrate 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,7 +30,7 @@ from typing import Any
 import psycopg
 from psycopg_pool import ConnectionPool
 
-from .errors import RecordRefused, StoreError
+from .errors import ConfigError, RecordRefused, StoreError
 from .redact import Redactor
 from .store import (
     CONVERSATION_COLUMNS,
@@ -133,6 +134,23 @@ def _pg_errors(what: str) -> Iterator[None]:
         raise StoreError(f"store: {what}: {type(exc).__name__}: {str(exc).strip()}") from exc
 
 
+def _check_dsn(dsn: str) -> None:
+    """Refuse a DSN libpq cannot parse at once (the pool would retry it until its timeout), by
+    libpq's reason with the parts it quotes of the DSN left out: they may hold the password.
+
+    Raises:
+        ConfigError: *dsn* is not a PostgreSQL connection string.
+    """
+    try:
+        psycopg.conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        reason = _QUOTED.sub('"..."', str(exc).strip())
+        raise ConfigError("dsn_env", f"not a valid PostgreSQL connection string: {reason}") from None
+
+
+_QUOTED = re.compile(r'"[^"]*"')
+
+
 class PostgresStore:
     """A :class:`~roogab.store.Store` in a PostgreSQL database, through a connection pool.
 
@@ -149,6 +167,7 @@ class PostgresStore:
         self._redactor = redactor
         self._clock = clock
         self._timeout = connect_timeout
+        _check_dsn(dsn)
         self._pool = ConnectionPool(dsn, min_size=1, max_size=pool_size, open=False, timeout=connect_timeout,
                                     kwargs={"connect_timeout": max(1, int(connect_timeout))},
                                     name="roogab")

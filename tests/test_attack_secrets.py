@@ -20,8 +20,7 @@ import pytest
 from test_security import COOKIE, HEADER_SECRET, KEY, PASSWORD, _raw, _UrlOnly, _wait_for_url, secret_demo
 
 from roogab.config import Config, load_config
-from roogab.errors import StoreError
-from roogab.logs import RedactingFormatter
+from roogab.errors import ConfigError
 from roogab.redact import Redactor
 from roogab.runtime import secrets
 from roogab.store import SqliteStore
@@ -63,6 +62,8 @@ def _postgres_config(dsn: str) -> Config:
 @pytest.mark.parametrize(("dsn", "password"), [
     ("postgresql://roogab:s3cr%zzet-db-pass@127.0.0.1:1/roogab", "s3cr%zzet-db-pass"),  # malformed: as written
     ("postgresql://roogab:p%40ss%21-db-pass@db.example/roogab", "p@ss!-db-pass"),
+    ("postgresql://roogab:bracket-db-pass@[db.example/roogab", "bracket-db-pass"),  # urlsplit refuses it
+    ("postgresql://roogab:at@sign-db-pass@db.example:5432/roogab", "at@sign-db-pass"),
     ("postgres://db.example/roogab?user=roogab&password=query-db-pass&sslmode=require", "query-db-pass"),
     ("host=db.example user=roogab password=kv-db-pass dbname=roogab", "kv-db-pass"),
     (r"host=db.example password='quoted \'db\' pass' dbname=roogab", "quoted 'db' pass"),
@@ -74,26 +75,29 @@ def test_a_postgres_dsn_password_is_a_secret(dsn: str, password: str) -> None:
     assert re.search(r"db\W{0,2}pass", logged) is None, logged  # neither as written nor decoded
 
 
-def test_a_malformed_dsn_s_password_never_reaches_the_log() -> None:
-    """libpq quotes the part of a DSN it cannot parse, and psycopg's pool logs that message at
-    WARNING: through RooGab's formatter, with the redactor of this configuration, it is gone."""
+@pytest.mark.parametrize("dsn", ["postgresql://roogab:s3cr%zzet-db-pass@127.0.0.1:1/roogab",
+                                 "postgresql://roogab:s3cr-db-pass@[127.0.0.1/roogab",
+                                 "host=127.0.0.1 password='s3cr-db-pass"])
+def test_a_malformed_dsn_is_refused_at_once_without_its_password(dsn: str) -> None:
+    """libpq quotes the part of a DSN it cannot parse (the password too), and psycopg's pool would
+    retry it and log that at WARNING until its timeout: it is a configuration error at once, by
+    libpq's reason without the quoted parts, and its password is a secret to the logs."""
     pytest.importorskip("psycopg_pool")
     from roogab.store_postgres import PostgresStore
 
-    password = "s3cr%zzet-db-pass"
-    config = _postgres_config(f"postgresql://roogab:{password}@127.0.0.1:1/roogab")
+    config = _postgres_config(dsn)
+    assert any("db-pass" in secret for secret in secrets(config))
     out = io.StringIO()
     handler = logging.StreamHandler(out)
-    handler.setFormatter(RedactingFormatter(logging.Formatter("%(name)s %(message)s"), Redactor(secrets(config))))
-    pool_log = logging.getLogger("psycopg.pool")
+    pool_log = logging.getLogger("psycopg")
     pool_log.addHandler(handler)
     try:
-        with pytest.raises(StoreError):
-            PostgresStore(config.dsn, connect_timeout=0.5)
+        with pytest.raises(ConfigError, match="dsn_env: not a valid PostgreSQL connection string: .") as refused:
+            PostgresStore(config.dsn, connect_timeout=30)
     finally:
         pool_log.removeHandler(handler)
-    assert "invalid percent-encoded token" in out.getvalue()  # libpq did quote the password
-    assert password not in out.getvalue(), out.getvalue()
+    assert "db-pass" not in str(refused.value) and refused.value.__cause__ is None, refused.value
+    assert out.getvalue() == ""  # no connection was tried
 
 
 def test_data_directory_and_database_are_private(tmp_path: Path) -> None:
