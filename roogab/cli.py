@@ -112,7 +112,7 @@ def _serve_workers(config: Config) -> NoReturn:
         open_store(config.store, config.data_dir, dsn=config.dsn).close()
         status = supervise(config, run)
     except (ConfigError, StoreError) as exc:
-        _fail(str(exc))
+        _fail(str(exc), config=config)
     sys.exit(status)
 
 
@@ -309,7 +309,7 @@ def _store(config_file: Path | None) -> Iterator[Store]:
     try:
         store = open_store(config.store, config.data_dir, dsn=config.dsn)
     except (ConfigError, StoreError) as exc:
-        _fail(str(exc), status=1)
+        _fail(str(exc), status=1, config=config)
     try:
         yield store
     finally:
@@ -378,9 +378,9 @@ def _run(starter: Callable[[], Running], config: Config, scripted: bool = False,
     try:
         running = starter()
     except (ConfigError, StoreError) as exc:  # a store error names the file it could not open
-        _fail(str(exc))
-    except UpstreamError as exc:
-        _fail(f"cannot start: {exc}", status=1)
+        _fail(str(exc), config=config)
+    except UpstreamError as exc:  # a service's words may quote a cookie it refused
+        _fail(f"cannot start: {exc}", status=1, config=config)
     try:
         if banner:
             click.echo(_banner(running, scripted))
@@ -430,6 +430,11 @@ def _wait_for_signal(parent: int | None = None) -> None:
     log.info("stopping")
 
 
-def _fail(message: str, status: int = 2) -> NoReturn:
+def _fail(message: str, status: int = 2, *, config: Config | None = None) -> NoReturn:
+    """Print *message* (redacted with *config*'s secrets when there is one) and exit."""
+    if config is not None:
+        from .redact import Redactor
+        from .runtime import secrets
+        message = Redactor(secrets(config)).redact(message)
     click.echo(f"roogab: {message}", err=True)
     sys.exit(status)

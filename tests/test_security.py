@@ -25,13 +25,13 @@ import pytest
 from click.testing import CliRunner
 from flask import Flask
 
-from roogab import api
+from roogab import api, cli
 from roogab.app import create_app
 from roogab.check import check_providers
 from roogab.cli import main
 from roogab.config import Config, load_config
 from roogab.demo import DemoChatService, ScriptedReply
-from roogab.errors import ConfigError
+from roogab.errors import ConfigError, ProviderRejected
 from roogab.providers.base import Health
 from roogab.providers.fake import FakeProvider
 from roogab.redact import Redactor
@@ -394,6 +394,24 @@ def test_the_status_pages_show_a_providers_last_error_redacted(path: str, accept
     page = app.test_client().get(path, headers={"Accept": accept}).get_data(as_text=True)
     assert "the app refused the connection (bad session cookie [redacted]" in page, page
     assert COOKIE not in page and PASSWORD not in page, page
+
+
+def test_a_start_up_failure_is_printed_redacted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`roogab serve` prints why it could not start; a chat service's refusal may quote the
+    session cookie or the password it was given, and the terminal is a log too."""
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text(f"# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\t{COOKIE}\n")
+    config = load_config(env={"CHAT_PASSWORD": PASSWORD}, overrides={"store": "memory", "providers": [
+        {"name": "demo", "kind": "demo", "cookie_file": str(cookies), "password_env": "CHAT_PASSWORD"}]})
+
+    def refused() -> Running:
+        raise ProviderRejected(f"demo: the app refused the connection ({SERVICE_ERROR})", provider="demo")
+
+    with pytest.raises(SystemExit) as exited:
+        cli._run(refused, config)
+    err = capsys.readouterr().err
+    assert exited.value.code == 1 and "cannot start: demo: the app refused the connection (bad session" in err
+    assert COOKIE not in err and PASSWORD not in err, err
 
 
 def test_cli_output_holds_no_secret(tmp_path: Path) -> None:
