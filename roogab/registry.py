@@ -40,7 +40,7 @@ from collections.abc import Callable, Collection, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 
-from .errors import StoreError
+from .errors import RecordRefused, StoreError
 from .leases import Leases
 from .memo import Memo
 from .store import ConversationRecord, Lease, Store, TurnRecord
@@ -404,6 +404,9 @@ class Registry:
                 self.store.delete_conversation(conversation_id)
             else:
                 self.store.save_conversation(conv.record())
+        except RecordRefused:  # kept, it would be written again before every turn, failing each time
+            log.warning("the store refuses conversation %s itself: it is kept in memory only, and a "
+                        "restart replays it", conversation_id)
         except StoreError as exc:
             log.warning("the store failed; conversation %s is kept in memory and written later: %s",
                         conversation_id, exc)

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from support import CLINE, captured_bodies
 
-from roogab.errors import StoreError
+from roogab.errors import RecordRefused, StoreError
 from roogab.live import TurnNote
 from roogab.outputs import CallOut, Finished, Out, TextOut
 from roogab.prompt import PromptBook
 from roogab.providers.fake import FakeProvider
 from roogab.registry import RETRY_WINDOW_SECONDS, Registry
 from roogab.service import ChatService, TurnSettings
-from roogab.store import MemoryStore, SqliteStore
+from roogab.store import ConversationRecord, MemoryStore, SqliteStore
 from roogab.wire import ChatRequest, parse_chat_request
 
 BOOK = PromptBook.load()
@@ -274,3 +274,33 @@ def test_unsaved_conversation_is_not_evicted_from_the_lru(tmp_path: Path) -> Non
     registry._write_unsaved()
     assert registry.unsaved() == 0
     store.close()
+
+
+class RefusingStore(MemoryStore):
+    """A store that refuses the first conversation's record itself (a value it cannot hold)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []  # the refused conversation's id, once per try
+
+    def save_conversation(self, rec: ConversationRecord) -> None:
+        if not self.refused or rec.id == self.refused[0]:
+            self.refused.append(rec.id)
+            raise RecordRefused("store: save conversation: a value the store cannot hold")
+        super().save_conversation(rec)
+
+
+def test_a_conversation_the_store_refuses_itself_is_not_retried_before_every_turn() -> None:
+    """A refused record is not a failing store: it is not kept to be written again (each turn
+    would try it first and fail), and the other conversations' writes go on."""
+    store = RefusingStore()
+    registry = Registry(store)
+    service, fake = _service(registry, TEXT, TEXT, TEXT)
+    first = _run(service, _chat("refused task"))
+    assert isinstance(first[-1], Finished) and store.refused and registry.unsaved() == 0
+    tries = len(store.refused)
+    assert isinstance(_run(service, _chat("another task"))[-1], Finished)
+    assert len(store.refused) == tries  # not written again before the next turn
+    assert len(store.load_conversations()) == 1  # the other task's conversation was written
+    items = _run(service, _chat("refused task", "go on"))  # continues from memory
+    assert isinstance(items[-1], Finished) and fake.sent[2].handle is not None
