@@ -5,8 +5,11 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import shutil
+import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -98,3 +101,20 @@ def headless_chromium(*flags: str, prefs: dict[str, Any] | None = None) -> Itera
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait_for_url(proc: subprocess.Popen[str], deadline_s: float = 90.0) -> tuple[str, str]:
+    """The URL a ``roogab demo``/``serve`` subprocess prints, and its banner up to "Press Ctrl-C".
+    The deadline only stops a hung process: a cold start on a loaded machine took 24 s."""
+    assert proc.stdout is not None
+    seen = ""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline and "Press Ctrl-C" not in seen:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        seen += line
+    match = re.search(r"running at (http://127\.0\.0\.1:\d+)", seen)
+    if match is None:
+        raise AssertionError(f"roogab did not print its URL: {seen}")
+    return match.group(1), seen

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import openai
 import pytest
-from test_security import _wait_for_url
+from support import wait_for_url
 
 from roogab.config import load_config
 from roogab.demo import DemoChatService, ScriptedReply
@@ -133,7 +133,7 @@ def _serve(config: Path, env: dict[str, str]) -> tuple[subprocess.Popen[str], st
     proc = subprocess.Popen([sys.executable, "-m", "roogab", "serve", "--config", str(config), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        url, _ = _wait_for_url(proc)
+        url, _ = wait_for_url(proc)
     except AssertionError:  # it never printed its URL: leave no child behind
         proc.kill()
         proc.communicate()

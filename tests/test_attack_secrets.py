@@ -17,7 +17,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_security import COOKIE, HEADER_SECRET, KEY, PASSWORD, _raw, _UrlOnly, _wait_for_url, secret_demo
+from support import wait_for_url
+from test_security import COOKIE, HEADER_SECRET, KEY, PASSWORD, _raw, _UrlOnly, secret_demo
 
 from roogab.config import Config, load_config
 from roogab.errors import ConfigError
@@ -32,7 +33,7 @@ def test_secrets_echoed_into_an_error_never_reach_stderr(tmp_path: Path) -> None
     script.write_text("\n".join(json.dumps({"reply": echo}) for _ in range(2)) + "\n")
     proc = secret_demo(tmp_path, "--script", str(script), username=False)
     try:
-        url, seen = _wait_for_url(proc)
+        url, seen = wait_for_url(proc)
         body = {"model": "demo/gab-1", "messages": [{"role": "user", "content": "hi"}],
                 "tools": [{"type": "function", "function": {"name": "read_file", "parameters": {"type": "object"}}}]}
         status, _, answer = _raw(_UrlOnly(url), "POST", "/v1/chat/completions", body,  # type: ignore[arg-type]

@@ -8,14 +8,13 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import openai
 import pytest
 from click.testing import CliRunner
-from support import FIXTURES, ROO, no_keepalive
+from support import FIXTURES, ROO, no_keepalive, wait_for_url
 
 from roogab import __version__
 from roogab.cli import main
@@ -82,7 +81,7 @@ def test_live_roogab_demo_with_a_script(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--port", "0", "--script", str(script)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        url, banner = _wait_for_url(proc)
+        url, banner = wait_for_url(proc)
         client = openai.OpenAI(base_url=url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
         result = client.chat.completions.create(
             model="demo/gab-1", messages=[{"role": "user", "content": "read a.py"}],
@@ -96,20 +95,6 @@ def test_live_roogab_demo_with_a_script(tmp_path: Path) -> None:
     output = banner + output
     assert proc.returncode == 0, output
     assert "Zoo Code" in output and "Cline" in output and "Kilo Code" in output
-
-
-def _wait_for_url(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    """The URL `roogab demo` prints, and the banner up to the last line of its settings."""
-    assert proc.stdout is not None
-    seen, url = "", None
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and "Press Ctrl-C" not in seen:
-        seen += proc.stdout.readline()
-        match = re.search(r"running at (http://127\.0\.0\.1:\d+)", seen)
-        url = match.group(1) if match else None
-    if url is None:
-        raise AssertionError(f"roogab demo did not print its URL: {seen}")
-    return url, seen
 
 
 @pytest.mark.loopback
@@ -152,7 +137,7 @@ def test_roogab_try_through_a_demo_that_keeps_its_own_store(tmp_path: Path) -> N
     proc = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
-        url, banner = _wait_for_url(proc)
+        url, banner = wait_for_url(proc)
         tried = subprocess.run([sys.executable, "-m", "roogab", "try", "--url", url], check=False,
                                capture_output=True, text=True, env=env, timeout=120)
         received = json.loads(urllib.request.urlopen(_demo_url(banner) + "/demo/received", timeout=10).read())

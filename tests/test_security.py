@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 from click.testing import CliRunner
 from flask import Flask
+from support import wait_for_url
 
 from roogab import api, cli
 from roogab.app import create_app
@@ -419,7 +419,7 @@ def test_cli_output_holds_no_secret(tmp_path: Path) -> None:
     secrets and a rejected request, holds none of them."""
     proc = secret_demo(tmp_path, "--log-level", "debug")
     try:
-        url, seen = _wait_for_url(proc)
+        url, seen = wait_for_url(proc)
         running = _UrlOnly(url)
         auth = {"Authorization": f"Bearer {KEY}"}
         status, _, body = _raw(running, "POST", "/v1/chat/completions", _leaky_request(False), auth)  # type: ignore[arg-type]
@@ -438,18 +438,3 @@ def test_cli_output_holds_no_secret(tmp_path: Path) -> None:
 @dataclasses.dataclass
 class _UrlOnly:
     url: str
-
-
-def _wait_for_url(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    assert proc.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and "Press Ctrl-C" not in seen:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen += line
-    for word in seen.split():
-        if word.startswith("http://127.0.0.1:") and "running at" in seen:
-            return word.rstrip("/"), seen
-    raise AssertionError(f"roogab demo did not print its URL: {seen}")
