@@ -31,6 +31,7 @@ from .config import Config
 from .errors import (
     ForbiddenHost,
     MethodNotAllowed,
+    ModelNotFound,
     NotFound,
     PayloadTooLarge,
     RequestError,
@@ -169,6 +170,16 @@ def models() -> dict[str, Any]:
     """The published models, with their context lengths."""
     state = _state()
     return model_list(state.service.models(), int(state.started))
+
+
+@api.get("/models/<path:model>")
+def model(model: str) -> dict[str, Any]:
+    """One published model, as in the list (the SDKs' ``models.retrieve``); 404 when none has that id."""
+    state = _state()
+    for entry in model_list(state.service.models(), int(state.started))["data"]:
+        if entry["id"] == model:
+            return dict(entry)
+    raise ModelNotFound(f"model '{model}' does not exist", param="model")
 
 
 @status.get("/healthz")

@@ -169,6 +169,15 @@ def test_models_lists_the_demo_models(client: openai.OpenAI) -> None:
     assert not any(bad in i for i in ids for bad in ("o1", "o3", "o4"))
 
 
+def test_one_model_is_retrieved_by_its_id(client: openai.OpenAI) -> None:
+    """The SDK's ``models.retrieve``: the list's entry (ids hold a "/"), or the SDK's NotFoundError."""
+    model = client.models.retrieve("demo/gab-2")
+    assert model.id == "demo/gab-2" and model.object == "model" and model.owned_by == "roogab"
+    with pytest.raises(openai.NotFoundError) as missing:
+        client.models.retrieve("demo/gab-9")
+    assert missing.value.code == "model_not_found" and "demo/gab-9" in missing.value.message
+
+
 def test_bare_routes_answer_too(stack: Running) -> None:
     body = json.dumps({"model": "demo/gab-1", "messages": [{"role": "user", "content": "hi"}]}).encode()
     status, _, raw = _raw_post(stack, "/chat/completions", body)
