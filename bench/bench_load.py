@@ -256,10 +256,11 @@ def start_chat_server(tmp: str, tokens: int, delay_ms: int) -> tuple[subprocess.
     return proc, f"http://127.0.0.1:{port_file.read_text()}"
 
 
-def start_roogab(tmp: str, chat_url: str, threads: int,
-                 switch_interval: float = 0.0) -> tuple[subprocess.Popen[str], str]:
-    cfg = Path(tmp) / "load.toml"
-    cfg.write_text(f'store = "memory"\nthreads = {threads}\nlog_level = "warning"\nport = 0\n'
+def start_roogab(tmp: str, chat_url: str, threads: int, switch_interval: float = 0.0,
+                 stream_pace: float | None = None) -> tuple[subprocess.Popen[str], str]:
+    cfg = Path(tmp) / f"load-{stream_pace}.toml"
+    pace = "" if stream_pace is None else f"stream_pace = {stream_pace}\n"
+    cfg.write_text(f'store = "memory"\nthreads = {threads}\nlog_level = "warning"\nport = 0\n{pace}'
                    f'data_dir = "{tmp}"\n\n[[providers]]\nname = "load"\nkind = "socketio"\n'
                    f'url = "{chat_url}"\nmodels = ["gab-1"]\n')
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
@@ -361,8 +362,9 @@ def direct(chat_url: str, n: int, tokens: int, chat: int) -> dict[str, Any]:
 
 
 def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_interval: float = 0.0,
-        paths: tuple[str, ...] = ("direct", "floor", "roogab")) -> dict[str, Any]:
-    """Every stream count in *streams* through every path in *paths*, one after the other."""
+        paths: tuple[str, ...] = ("direct", "floor", "roogab"), paces: tuple[float, ...] = ()) -> dict[str, Any]:
+    """Every stream count in *streams* through every path in *paths*, one after the other; with
+    *paces*, one RooGab per ``stream_pace`` value (paths ``roogab pace=X``), else one with its default."""
     tokens = int(seconds * 1000 / delay_ms)
     rows: list[dict[str, Any]] = []
     load = os.getloadavg()
@@ -373,8 +375,10 @@ def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_int
             if "floor" in paths:
                 procs["floor"] = start_floor(tmp, chat_url)
             if "roogab" in paths:
-                procs["roogab"] = start_roogab(tmp, chat_url, threads=max(64, 2 * max(streams)),
-                                               switch_interval=switch_interval)
+                for pace in paces or (None,):
+                    name = "roogab" if pace is None else f"roogab pace={pace:g}"
+                    procs[name] = start_roogab(tmp, chat_url, threads=max(64, 2 * max(streams)),
+                                               switch_interval=switch_interval, stream_pace=pace)
             for n in streams:
                 row: dict[str, Any] = {"conversations": n}
                 if "direct" in paths:
@@ -389,6 +393,7 @@ def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_int
                 stop(proc)
             stop(chat)
     return {"tokens_each": tokens, "delay_ms": delay_ms, "switch_interval": switch_interval or None,
+            "stream_paces": list(paces) or None,
             "loadavg_before": load, "loadavg_after": os.getloadavg(), "rows": rows}
 
 
@@ -407,10 +412,8 @@ def report(res: dict[str, Any]) -> None:
           f"{' '.join(f'{x:.2f}' for x in res['loadavg_after'])} after")
     rows = []
     for row in res["rows"]:
-        for name in ("direct", "floor", "roogab"):
-            v = row.get(name)
-            if v is None:
-                continue
+        for name in _paths(row):
+            v = row[name]
             lat = v["latency_ms"]
             rows.append([row["conversations"], name, f"{v['tokens']}/{v['expected']}",
                          "yes" if v["exactly_once_in_order"] else "NO", round(v["wall_s"], 1),
@@ -421,25 +424,29 @@ def report(res: dict[str, Any]) -> None:
                  "p50 ms", "p95 ms"], rows)
     rows = []
     for row in res["rows"]:
-        r, f, d = row.get("roogab"), row.get("floor"), row.get("direct")
-        if r is None:
-            continue
-        rl = r["latency_ms"]
-        fl = f["latency_ms"] if f else {"p50": 0, "p95": 0}
-        dl = d["latency_ms"] if d else {"p50": 0, "p95": 0}
-        rows.append([row["conversations"], ratio(r["cpu_us_per_token"], f["cpu_us_per_token"] if f else 0),
-                     ratio(r["cpu_us_per_token"], d["cpu_us_per_token"] if d else 0),
-                     ratio(rl["p50"], fl["p50"]), ratio(rl["p95"], fl["p95"]),
-                     ratio(rl["p50"], dl["p50"]), ratio(rl["p95"], dl["p95"]),
-                     ratio(r["wall_s"], f["wall_s"] if f else 0)])
+        f, d = row.get("floor"), row.get("direct")
+        for name in [n for n in _paths(row) if n.startswith("roogab")]:
+            r, rl = row[name], row[name]["latency_ms"]
+            fl = f["latency_ms"] if f else {"p50": 0, "p95": 0}
+            dl = d["latency_ms"] if d else {"p50": 0, "p95": 0}
+            rows.append([row["conversations"], name, ratio(r["cpu_us_per_token"], f["cpu_us_per_token"] if f else 0),
+                         ratio(r["cpu_us_per_token"], d["cpu_us_per_token"] if d else 0),
+                         ratio(rl["p50"], fl["p50"]), ratio(rl["p95"], fl["p95"]),
+                         ratio(rl["p50"], dl["p50"]), ratio(rl["p95"], dl["p95"]),
+                         ratio(r["wall_s"], f["wall_s"] if f else 0)])
     print("RooGab as a ratio:")
-    print_table(["streams", "CPU/token ÷ floor", "÷ direct client", "p50 ÷ floor", "p95 ÷ floor",
+    print_table(["streams", "path", "CPU/token ÷ floor", "÷ direct client", "p50 ÷ floor", "p95 ÷ floor",
                  "p50 ÷ direct", "p95 ÷ direct", "wall ÷ floor"], rows)
     for row in res["rows"]:
-        for name in ("direct", "floor", "roogab"):
-            v = row.get(name)
-            if v and v["errors"]:
+        for name in _paths(row):
+            v = row[name]
+            if v["errors"]:
                 print(f"{row['conversations']} streams, {name} errors ({v['error_count']}): {v['errors']}")
+
+
+def _paths(row: dict[str, Any]) -> list[str]:
+    """The paths measured in *row*, in the order they ran."""
+    return [name for name in row if name != "conversations"]
 
 
 def main() -> None:
@@ -450,6 +457,8 @@ def main() -> None:
     ap.add_argument("--paths", default="direct,floor,roogab", help="which of direct,floor,roogab to run")
     ap.add_argument("--switch-interval", type=float, default=0.0,
                     help="experiment: sys.setswitchinterval() in the roogab serve process (seconds)")
+    ap.add_argument("--stream-pace", default="",
+                    help="comma-separated stream_pace values: one roogab serve for each, in the same run")
     ap.add_argument("--tokens", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--chat-server", metavar="PORT_FILE", help=argparse.SUPPRESS)
     ap.add_argument("--json")
@@ -458,7 +467,7 @@ def main() -> None:
         chat_server(args.chat_server, args.tokens, args.delay_ms)
         return
     res = run([int(x) for x in args.streams.split(",")], args.seconds, args.delay_ms, args.switch_interval,
-              tuple(args.paths.split(",")))
+              tuple(args.paths.split(",")), tuple(float(x) for x in args.stream_pace.split(",") if x))
     report(res)
     write_json(args.json, {"benchmark": "load", **res})
 

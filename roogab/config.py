@@ -139,6 +139,7 @@ class Config:
     silence_timeout: float = 60.0
     reply_timeout: float = 600.0
     ping_interval: float = 1.0
+    stream_pace: float = 0.05                 # a streaming reader is woken at most this often (seconds); 0: every piece
     max_body_bytes: int = 32 * MIB
     max_json_depth: int = 64
     repair_attempts: int = 1
@@ -372,6 +373,8 @@ def _check(config: Config) -> None:
         raise ConfigError("lease_ttl", "must be greater than 0")
     if config.ping_interval <= 0:
         raise ConfigError("ping_interval", "must be greater than 0")
+    if not 0 <= config.stream_pace <= 1:
+        raise ConfigError("stream_pace", "must be between 0 and 1 second")
     if not config.is_loopback() and not config.api_keys:
         raise ConfigError(
             "host", f"{config.host} is not a loopback address: set API keys (ROOGAB_API_KEYS or "

@@ -127,7 +127,7 @@ def start(config: Config, *, demo: DemoChatService | None = None,
     turn_log = TurnLogWriter(store, after_writes=give_back)  # memory freed by turns goes back
     registry = build_registry(config, store, turn_log)
     housekeeper = Housekeeper(registry, registry.leases)
-    loop = ProviderLoop()
+    loop = ProviderLoop(pace=config.stream_pace)
     loop.start()
     providers: dict[str, Provider] = {}
     revival = Revival(max_delay=config.retry_max_delay)

@@ -28,6 +28,8 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     ("port = 'abc'", "port"),
     ("port = 70000", "port"),
     ("threads = 0", "threads"),
+    ("stream_pace = -0.01", "stream_pace"),
+    ("stream_pace = 5", "stream_pace"),
     ("log_level = 'loud'", "log_level"),
     ("colour = 'red'", "colour"),
     ("[[providers]]\nkind = 'telepathy'", "providers[0].kind"),

@@ -173,7 +173,7 @@ class ChainlitProvider:
 
     def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
         """Start a turn in a new session (``handle=None``) or an existing one; never blocks."""
-        turn = Turn(self.name, deadlines, defer=self._loop.coalesce,
+        turn = Turn(self.name, deadlines, defer=self._loop.coalesce, pace=self._loop.pace,
                     on_cancel=lambda: self._loop.call_soon(self._abandon, turn))
         flight = _Flight(turn, continuation=handle is not None)
         self._loop.start_turn(turn, self._begin(flight, handle, model, text))

@@ -28,8 +28,9 @@ logger = logging.getLogger(__name__)
 class ProviderLoop:
     """An asyncio event loop running on its own daemon thread until ``stop()``."""
 
-    def __init__(self, name: str = "roogab-provider-loop") -> None:
+    def __init__(self, name: str = "roogab-provider-loop", *, pace: float = 0.0) -> None:
         self.name = name
+        self.pace = pace  # for the turns of its providers: see ``Turn``
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -138,13 +139,17 @@ class ProviderLoop:
         except RuntimeError:  # closed between the check and the call
             logger.debug("%s: call_soon after stop dropped", self.name)
 
-    def coalesce(self, fn: Callable[[], None]) -> None:
-        """Call *fn* once the loop has run the callbacks it has ready now (on the loop thread);
-        from any other thread, call it at once. Turns use it to wake their reader once for all
-        the events one busy loop iteration delivered, not once per event."""
+    def coalesce(self, fn: Callable[[], None], delay: float = 0.0) -> None:
+        """Call *fn* once the loop has run the callbacks it has ready now, or *delay* seconds from
+        now (on the loop thread); from any other thread, call it at once. Turns use it to wake
+        their reader once for all the events one busy loop iteration delivered, not once per
+        event, and at most once per pace."""
         loop = self._loop
         if loop is None or loop.is_closed() or not self.in_loop_thread():
             fn()
+            return
+        if delay > 0:
+            loop.call_later(delay, fn)
             return
         if not self._later:
             loop.call_soon(self._run_later)

@@ -128,7 +128,7 @@ class MultiplexProvider:
     def send(self, handle: str | None, model: str, text: str, deadlines: Deadlines) -> Turn:
         """Start a turn: create a conversation (``handle=None``) or continue one; never blocks."""
         flight = _Flight(handle)
-        turn = flight.turn = Turn(self.name, deadlines, defer=self._loop.coalesce,
+        turn = flight.turn = Turn(self.name, deadlines, defer=self._loop.coalesce, pace=self._loop.pace,
                                   on_cancel=functools.partial(self._loop.call_soon, self._abandon, flight))
         self._loop.start_turn(turn, self._begin(flight, model, text, deadlines))
         return turn

@@ -34,6 +34,25 @@ def _text(events: list[ProviderEvent | None]) -> str:
     return "".join(e.text for e in events if isinstance(e, Delta))
 
 
+class Rings:
+    """A ``defer`` that keeps the rings it is asked for, with their delays, to run by hand."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[Callable[[], None], float]] = []
+
+    def __call__(self, ring: Callable[[], None], delay: float) -> None:
+        self.asked.append((ring, delay))
+
+    def __len__(self) -> int:
+        return len(self.asked)
+
+    def run(self) -> float:
+        """Run the oldest ring; its delay."""
+        ring, delay = self.asked.pop(0)
+        ring()
+        return delay
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=300))
 def test_deltas_from_another_thread_arrive_once_in_order(pauses: list[int]) -> None:
@@ -51,26 +70,27 @@ def test_deltas_from_another_thread_arrive_once_in_order(pauses: list[int]) -> N
 
 
 def test_a_waiting_reader_is_rung_once_for_a_burst() -> None:
-    rings: list[Callable[[], None]] = []
-    turn = Turn("t", LONG, defer=rings.append)
+    rings = Rings()
+    turn = Turn("t", LONG, defer=rings)
     out: list[ProviderEvent | None] = []
     reader = _reader(turn, out)
     _until(lambda: turn._waiting)
     for piece in ("a", "b", "c"):
         turn.put(Delta(piece))
     assert len(rings) == 1 and not out  # one ring scheduled, not yet run: the reader still waits
-    rings.pop()()
+    assert rings.run() == 0.0  # no pace: at the end of the loop's batch
     _until(lambda: len(out) == 1)
+    _until(lambda: turn._waiting)
     turn.put(Done())
     assert len(rings) == 1
-    rings.pop()()
+    rings.run()
     reader.join(10)
     assert out == [Delta("abc"), Done()]
 
 
 def test_a_ring_that_never_runs_delays_but_loses_nothing() -> None:
-    dropped: list[Callable[[], None]] = []
-    turn = Turn("t", LONG, defer=dropped.append)
+    dropped = Rings()
+    turn = Turn("t", LONG, defer=dropped)
     out: list[ProviderEvent | None] = []
     reader = _reader(turn, out, tick=0.05)
     _until(lambda: turn._waiting)
@@ -119,3 +139,84 @@ def test_coalesce_runs_after_the_loop_callback_that_asked(provider_loop: Provide
     assert order == ["callback", "ring 1", "ring 2"]
     provider_loop.coalesce(lambda: order.append("now"))  # not the loop thread: at once
     assert order[-1] == "now"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_with_a_pace_a_piece_soon_after_a_batch_waits_for_the_pace_and_the_end_does_not() -> None:
+    """The reader is woken at most once per pace for pieces (what came meanwhile comes joined);
+    the first piece after a pause, and Done, ring at once."""
+    rings, clock = Rings(), Clock()
+    turn = Turn("t", LONG, defer=rings, pace=0.05, clock=clock)
+    out: list[ProviderEvent | None] = []
+    reader = _reader(turn, out)
+    _until(lambda: turn._waiting)
+    turn.put(Delta("a"))  # the first piece: nothing was taken yet
+    assert rings.run() <= 0
+    _until(lambda: _text(out) == "a")
+    _until(lambda: turn._waiting)
+    clock.now += 0.02
+    turn.put(Delta("b"))
+    turn.put(Delta("c"))
+    assert len(rings) == 1 and rings.asked[0][1] == pytest.approx(0.03)  # 0.05 after "a" was taken
+    turn.put(Done())  # the end does not wait for the pace
+    assert len(rings) == 2 and rings.asked[1][1] == 0.0
+    rings.run()
+    reader.join(10)
+    assert out == [Delta("a"), Delta("bc"), Done()]
+    rings.run()  # the paced ring, late: the reader is gone, nothing happens
+
+
+def test_a_pace_without_a_loop_to_defer_to_is_ignored() -> None:
+    """A provider on its own thread (no defer) cannot schedule a later ring: it rings at once."""
+    turn = Turn("t", LONG, pace=0.5)
+    out: list[ProviderEvent | None] = []
+    reader = _reader(turn, out)
+    _until(lambda: turn._waiting)
+    turn.put(Delta("a"))
+    _until(lambda: _text(out) == "a")
+    turn.put(Done())
+    reader.join(10)
+    assert out == [Delta("a"), Done()]
+
+
+def test_coalesce_with_a_delay_runs_later_on_the_loop(provider_loop: ProviderLoop) -> None:
+    order: list[str] = []
+
+    def burst() -> None:
+        provider_loop.coalesce(lambda: order.append("paced"), 0.05)
+        provider_loop.coalesce(lambda: order.append("batch end"))
+        order.append("callback")
+
+    provider_loop.call_soon(burst)
+    _until(lambda: len(order) == 3)
+    assert order == ["callback", "batch end", "paced"]
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=3), min_size=1, max_size=200))
+def test_paced_deltas_put_on_the_loop_arrive_once_in_order(pauses: list[int]) -> None:
+    """The provider loop's real pacing (call_later): every piece once, in order, whatever the
+    timing of the puts against the reader's takes."""
+    loop = ProviderLoop(pace=0.002)
+    loop.start()
+    try:
+        turn = Turn("t", LONG, defer=loop.coalesce, pace=loop.pace)
+        out: list[ProviderEvent | None] = []
+        reader = _reader(turn, out)
+        for k, pause in enumerate(pauses):
+            loop.call_soon(turn.put, Delta(f"{k};"))
+            if pause == 3:
+                time.sleep(0.001)
+        loop.call_soon(turn.put, Done())
+        reader.join(10)
+    finally:
+        loop.stop()
+    assert _text(out) == "".join(f"{k};" for k in range(len(pauses)))
+    assert out[-1] == Done()
