@@ -29,6 +29,7 @@ __all__ = [
     "Frame",
     "Health",
     "ModelInfo",
+    "Pace",
     "Provider",
     "ProviderEvent",
     "Snapshot",
@@ -204,6 +205,35 @@ def _cut_strings(value: object, depth: int = 0) -> object:
     return value
 
 
+#: The paced readers of one process are woken about this many times a second at most, all together.
+WAKES_PER_SECOND = 500.0
+
+
+class Pace:
+    """How soon a streaming reader may be woken again: *every* seconds, or longer while many
+    replies stream at once, so that together they are woken about *wakes_per_second* times a
+    second at most (at 500 a second: up to 25 streams every 0.05 s, 100 every 0.2 s, 400 every
+    0.8 s). One per provider loop, shared by its turns: a woken thread costs GIL hand-offs, and
+    at 400 streams a fixed 0.05 s pace left the threads' wakes slowing the loop so much that its
+    tokens came one per wake anyway (bench_load: 4.6x the floor's CPU per token; 1.7x with 500).
+    """
+
+    def __init__(self, every: float, wakes_per_second: float = WAKES_PER_SECOND) -> None:
+        self.every = every
+        self._rate = wakes_per_second
+        self._streaming = 0
+        self._lock = threading.Lock()
+
+    def interval(self) -> float:
+        """The least time between two wakes of one reader, now."""
+        return max(self.every, self._streaming / self._rate)
+
+    def streaming(self, change: int) -> None:
+        """A reader started (+1) or stopped (-1) reading its reply."""
+        with self._lock:
+            self._streaming += change
+
+
 class Turn:
     """One reply being received: fed by the provider side, drained by one request thread.
 
@@ -213,9 +243,9 @@ class Turn:
     ``coalesce``), the ring is postponed to the end of the loop's current batch of callbacks,
     so the events a busy loop delivers together wake the request thread once.
 
-    With *pace* too, a piece (``Delta``, ``Snapshot``) wakes the consumer no sooner than *pace*
-    seconds after it last took a batch: a reply streamed at 50 pieces a second wakes its thread
-    some 20 times a second, not 50, and the pieces come joined. The first piece after a pause,
+    With *pace* too, a piece (``Delta``, ``Snapshot``) wakes the consumer no sooner than the
+    pace's interval after it last took a batch: a reply streamed at 50 pieces a second wakes its
+    thread some 20 times a second, not 50, and the pieces come joined. The first piece after a pause,
     and everything else (``Created``, ``Done``, a failure, a cancel), rings at once. Waking a
     thread per piece was most of RooGab's CPU per token at 100 streams (bench_load: 6 context
     switches per token against the floor's 0.3, so far behind that p50 latency was seconds).
@@ -227,13 +257,13 @@ class Turn:
                  on_cancel: Callable[[], None] | None = None,
                  clock: Callable[[], float] = time.monotonic,
                  defer: Callable[[Callable[[], None], float], None] | None = None,
-                 pace: float = 0.0) -> None:
+                 pace: Pace | None = None) -> None:
         self.provider = provider
         self.deadlines = deadlines
         self._on_cancel = on_cancel
         self._clock = clock
         self._defer = defer
-        self._pace = pace if defer is not None else 0.0
+        self._pace = pace if defer is not None and pace is not None and pace.every > 0 else None
         self._taken = float("-inf")  # when the consumer last took a batch
         self._lock = threading.Lock()
         self._bell = threading.Lock()
@@ -261,10 +291,10 @@ class Turn:
                 return
             self._items.append(item)
             piece = isinstance(item, (Delta, Snapshot))
-            if not self._waiting or (self._ring_due and (piece or not self._pace)):
+            if not self._waiting or (self._ring_due and (piece or self._pace is None)):
                 return  # a ring is on its way (with a pace, maybe not soon: the end asks for its own)
             self._ring_due = True
-            delay = self._taken + self._pace - self._clock() if piece and self._pace else 0.0
+            delay = self._taken + self._pace.interval() - self._clock() if piece and self._pace else 0.0
         if self._defer is not None:
             self._defer(self._ring, delay)
         else:
@@ -295,7 +325,7 @@ class Turn:
         with self._lock:
             if self._items or timeout <= 0:
                 items, self._items = self._items, []
-                if items and self._pace:
+                if items and self._pace is not None:
                     self._taken = self._clock()
                 return items
             self._waiting = True
@@ -307,7 +337,7 @@ class Turn:
                 self._ring_due = False
             self._waiting = self._rung = False
             items, self._items = self._items, []
-            if items and self._pace:
+            if items and self._pace is not None:
                 self._taken = self._clock()
         return items
 
@@ -321,6 +351,15 @@ class Turn:
             ProviderTimeout: a deadline passed.
             UpstreamError: the provider reported a failure.
         """
+        if self._pace is not None:
+            self._pace.streaming(+1)
+        try:
+            yield from self._events(tick, merge)
+        finally:
+            if self._pace is not None:
+                self._pace.streaming(-1)
+
+    def _events(self, tick: float, merge: bool) -> Iterator[ProviderEvent | None]:
         start = last = self._clock()
         started = False
         while True:

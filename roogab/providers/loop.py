@@ -20,7 +20,7 @@ __all__ = ["ProviderLoop"]
 T = TypeVar("T")
 
 from ..errors import ProviderUnavailable, UpstreamError
-from .base import Turn
+from .base import Pace, Turn
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ class ProviderLoop:
 
     def __init__(self, name: str = "roogab-provider-loop", *, pace: float = 0.0) -> None:
         self.name = name
-        self.pace = pace  # for the turns of its providers: see ``Turn``
+        self.pace = Pace(pace)  # for the turns of its providers (0: every piece at once)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()

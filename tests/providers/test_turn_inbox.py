@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from roogab.errors import ProviderRejected
-from roogab.providers.base import Deadlines, Delta, Done, ProviderEvent, Turn
+from roogab.providers.base import Deadlines, Delta, Done, Pace, ProviderEvent, Turn
 from roogab.providers.loop import ProviderLoop
 
 LONG = Deadlines(first_token=30, silence=30, total=60)
@@ -153,7 +153,7 @@ def test_with_a_pace_a_piece_soon_after_a_batch_waits_for_the_pace_and_the_end_d
     """The reader is woken at most once per pace for pieces (what came meanwhile comes joined);
     the first piece after a pause, and Done, ring at once."""
     rings, clock = Rings(), Clock()
-    turn = Turn("t", LONG, defer=rings, pace=0.05, clock=clock)
+    turn = Turn("t", LONG, defer=rings, pace=Pace(0.05), clock=clock)
     out: list[ProviderEvent | None] = []
     reader = _reader(turn, out)
     _until(lambda: turn._waiting)
@@ -175,7 +175,7 @@ def test_with_a_pace_a_piece_soon_after_a_batch_waits_for_the_pace_and_the_end_d
 
 def test_a_pace_without_a_loop_to_defer_to_is_ignored() -> None:
     """A provider on its own thread (no defer) cannot schedule a later ring: it rings at once."""
-    turn = Turn("t", LONG, pace=0.5)
+    turn = Turn("t", LONG, pace=Pace(0.5))
     out: list[ProviderEvent | None] = []
     reader = _reader(turn, out)
     _until(lambda: turn._waiting)
@@ -220,3 +220,25 @@ def test_paced_deltas_put_on_the_loop_arrive_once_in_order(pauses: list[int]) ->
         loop.stop()
     assert _text(out) == "".join(f"{k};" for k in range(len(pauses)))
     assert out[-1] == Done()
+
+
+def test_many_streams_at_once_stretch_the_pace() -> None:
+    """All the paced readers of a loop together are woken at most about wakes_per_second times a
+    second: the interval grows with the readers streaming now, and shrinks back as they end."""
+    pace = Pace(0.05, wakes_per_second=20)
+    assert pace.interval() == 0.05
+    turns = [Turn(f"t{i}", LONG, defer=lambda ring, delay: ring(), pace=pace) for i in range(3)]
+    readers = [t.events(0.01) for t in turns]
+    for reader in readers:
+        assert next(reader) is None  # reading (a tick of silence)
+    assert pace.interval() == pytest.approx(3 / 20)
+    turns[0].put(Done())
+    assert next(readers[0]) == Done()
+    with pytest.raises(StopIteration):
+        next(readers[0])
+    turns[1].put(ProviderRejected("no", provider="t1"))
+    with pytest.raises(ProviderRejected):
+        next(readers[1])
+    assert pace.interval() == pytest.approx(1 / 20)
+    readers[2].close()  # the request went away mid-reply
+    assert pace.interval() == 0.05
