@@ -367,7 +367,8 @@ def usage_cost(running: Running, samples: int = 30) -> dict[str, float]:
 
 
 def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, False),
-        delay_ms: int = 0, processes: bool = False, protocols: tuple[str, ...] = ("chat",)) -> dict[str, Any]:
+        delay_ms: int = 0, processes: bool = False, protocols: tuple[str, ...] = ("chat",),
+        stream_pace: float | None = None) -> dict[str, Any]:
     """Start a stack, measure each mode of each protocol, stop the stack."""
     pairs = [(p, s) for p in protocols for s in modes]
     with tempfile.TemporaryDirectory(prefix="roogab-bench-") as tmp:
@@ -379,7 +380,7 @@ def run(turns: int = 200, warmup: int = 20, modes: tuple[bool, ...] = (True, Fal
                 return {"modes": modes_out, "processes": True}
             finally:
                 remote.close()
-        running = start_stack(tmp)
+        running = start_stack(tmp, **({} if stream_pace is None else {"stream_pace": stream_pace}))
         try:
             modes_out = [compare(running, turns, warmup, s, delay_ms, protocol=p) for p, s in pairs]
             return {"modes": modes_out, "usage_count_ms": usage_cost(running), "protocol_cost_ms": protocol_cost()}
@@ -414,11 +415,12 @@ def main() -> None:
                     help="the chat service and roogab serve in processes of their own")
     ap.add_argument("--protocols", default="chat,messages,responses",
                     help="wire protocols to measure, comma-separated: chat, messages, responses (default all)")
+    ap.add_argument("--stream-pace", type=float, help="RooGab's stream_pace (in-process only; default its own)")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
     started = time.monotonic()
     result = run(args.turns, args.warmup, delay_ms=args.delay_ms, processes=args.processes,
-                 protocols=tuple(args.protocols.split(",")))
+                 protocols=tuple(args.protocols.split(",")), stream_pace=args.stream_pace)
     m0 = result["modes"][0]
     print(f"request {m0['request_bytes']} B JSON -> prompt {m0['prompt_bytes']} B to the chat service; "
           f"reply {m0['reply_chars']} chars in {CHUNK}-char tokenDelta events, delay {args.delay_ms} ms; ms:")

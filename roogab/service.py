@@ -309,6 +309,8 @@ class _Turn:
                 self.service.live.reply(self.id, reader.raw)
                 if reader.verdict is not None:
                     self._judge_end(reader.verdict, reply)
+                if parsed:
+                    turn.passed_on()  # the first token is out: the rest may come paced
                 for item in parsed:
                     yield from self._accept(item, reply)
         finally:

@@ -160,6 +160,7 @@ def test_with_a_pace_a_piece_soon_after_a_batch_waits_for_the_pace_and_the_end_d
     turn.put(Delta("a"))  # the first piece: nothing was taken yet
     assert rings.run() <= 0
     _until(lambda: _text(out) == "a")
+    turn.passed_on()
     _until(lambda: turn._waiting)
     clock.now += 0.02
     turn.put(Delta("b"))
@@ -171,6 +172,30 @@ def test_with_a_pace_a_piece_soon_after_a_batch_waits_for_the_pace_and_the_end_d
     reader.join(10)
     assert out == [Delta("a"), Delta("bc"), Done()]
     rings.run()  # the paced ring, late: the reader is gone, nothing happens
+
+
+def test_nothing_is_paced_before_the_reader_passed_something_on() -> None:
+    """A reply's envelope opening shows nothing: the pieces after it must not wait for the pace,
+    or the agent's first token would come a pace late."""
+    rings, clock = Rings(), Clock()
+    turn = Turn("t", LONG, defer=rings, pace=Pace(0.05), clock=clock)
+    out: list[ProviderEvent | None] = []
+    reader = _reader(turn, out)
+    for piece in ("```lua\nreturn {", " text = [==[", "Hello"):
+        _until(lambda: turn._waiting)
+        turn.put(Delta(piece))
+        assert rings.run() == 0.0
+        _until(lambda piece=piece: _text(out).endswith(piece))
+        clock.now += 0.001
+    turn.passed_on()
+    _until(lambda: turn._waiting)
+    turn.put(Delta(" there"))
+    assert rings.asked[0][1] == pytest.approx(0.049)
+    turn.put(Done())
+    rings.run()
+    rings.run()
+    reader.join(10)
+    assert out[-1] == Done() and _text(out).endswith("Hello there")
 
 
 def test_a_pace_without_a_loop_to_defer_to_is_ignored() -> None:
