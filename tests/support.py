@@ -118,3 +118,11 @@ def wait_for_url(proc: subprocess.Popen[str], deadline_s: float = 90.0) -> tuple
     if match is None:
         raise AssertionError(f"roogab did not print its URL: {seen}")
     return match.group(1), seen
+
+
+def as_halves(text: str) -> str:
+    """*text* with each astral character as its two UTF-16 halves (lone surrogates), as ``json``
+    decodes a service that escaped each unit (``"\\ud83d\\ude00"``); sent so by the demo
+    service at ``chunk=1``, its JSON spells one half per frame."""
+    data = text.encode("utf-16-le")
+    return "".join(chr(int.from_bytes(data[i:i + 2], "little")) for i in range(0, len(data), 2))

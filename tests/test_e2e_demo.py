@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import openai
 import pytest
-from support import CLINE, KILO, ROO, ROO_NONSTREAM, captured_bodies, prompts_with, tagged
+from support import CLINE, KILO, ROO, ROO_NONSTREAM, as_halves, captured_bodies, prompts_with, tagged
 from support import as_demo_model as _as_demo_model
 
 from roogab.config import load_config
@@ -116,13 +116,6 @@ def test_sse_framing_usage_once_then_done(stack: Running, demo: Any) -> None:
     assert len(prompts_with(demo, "sse-framing")) == 1
 
 
-def _as_halves(text: str) -> str:
-    """*text* with each astral character as its two UTF-16 halves (lone surrogates): sent so, the
-    demo service's JSON spells them ``"\\ud83d"`` and ``"\\ude00"``, one per frame at chunk=1."""
-    data = text.encode("utf-16-le")
-    return "".join(chr(int.from_bytes(data[i:i + 2], "little")) for i in range(0, len(data), 2))
-
-
 @pytest.mark.parametrize("stream", [True, False], ids=["stream", "json"])
 def test_a_character_sent_as_utf16_halves_reaches_the_agent_whole(stack: Running, client: openai.OpenAI,
                                                                    demo: Any, stream: bool) -> None:
@@ -132,7 +125,7 @@ def test_a_character_sent_as_utf16_halves_reaches_the_agent_whole(stack: Running
     body = tagged(_as_demo_model(captured_bodies(ROO)[0]), tag)
     body["stream"] = stream
     envelope = ENVELOPES["read_file"].replace("Reading it.", "Reading 😀.").replace("app.ts", "😀.ts")
-    demo.push(ScriptedReply(_as_halves(envelope), chunk=1))
+    demo.push(ScriptedReply(as_halves(envelope), chunk=1))
     if stream:
         calls, _, _ = _collect_stream(client.chat.completions.create(**body))
         [call] = calls.values()

@@ -3,6 +3,8 @@ events in, envelope events and a verdict out. No IO."""
 
 from __future__ import annotations
 
+from support import as_halves
+
 from roogab.demo.markup import markdown_to_html
 from roogab.envelope import End, Event, Text, ToolCall
 from roogab.providers.base import Delta, Done, Snapshot
@@ -121,13 +123,6 @@ def test_done_with_the_full_text_completes_the_pieces() -> None:
 EMOJI_REPLY = '```lua\nreturn { text = [[Done 😀 ✓]], tool_calls = { { name = "read_file", arguments = { path = "a😀.ts" } } } }\n```'
 
 
-def _as_halves(text: str) -> str:
-    """*text* as json decodes a service that escaped each UTF-16 unit: its astral characters
-    become two lone surrogates."""
-    data = text.encode("utf-16-le")
-    return "".join(chr(int.from_bytes(data[i:i + 2], "little")) for i in range(0, len(data), 2))
-
-
 def _read(events: list[Delta | Snapshot | Done], tools: tuple[str, ...] = ("read_file",)
           ) -> tuple[list[Event], ReplyReader]:
     reader = ReplyReader(tools)
@@ -135,7 +130,7 @@ def _read(events: list[Delta | Snapshot | Done], tools: tuple[str, ...] = ("read
 
 
 def test_halves_split_at_every_position_join_into_their_characters() -> None:
-    halves = _as_halves(EMOJI_REPLY)
+    halves = as_halves(EMOJI_REPLY)
     assert len(halves) == len(EMOJI_REPLY) + 2
     for cut in range(len(halves) + 1):
         for done in (Done(), Done(halves)):
@@ -146,7 +141,7 @@ def test_halves_split_at_every_position_join_into_their_characters() -> None:
 
 
 def test_snapshots_cut_between_halves_join_them() -> None:
-    halves = _as_halves(EMOJI_REPLY)
+    halves = as_halves(EMOJI_REPLY)
     for cut in range(len(halves) + 1):
         events, reader = _read([Snapshot(halves[:cut]), Snapshot(halves), Done()])
         assert _texts(events) == "Done 😀 ✓" and reader.raw == EMOJI_REPLY, cut

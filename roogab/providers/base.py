@@ -249,9 +249,9 @@ class Turn:
     reader says it has passed something on (``passed_on``): until then each piece rings at once,
     so the first token is as early as it can be (a reply's envelope opening shows nothing). The
     first piece after a pause, and everything else (``Created``, ``Done``, a failure, a cancel),
-    rings at once. Waking a
-    thread per piece was most of RooGab's CPU per token at 100 streams (bench_load: 6 context
-    switches per token against the floor's 0.3, so far behind that p50 latency was seconds).
+    rings at once. Waking a thread per piece was most of RooGab's CPU per token at 100 streams
+    (bench_load: 6 context switches per token against the floor's 0.3, so far behind that p50
+    latency was seconds).
 
     ``wire`` keeps the turn's last ``WIRE_FRAMES`` frames (the provider notes them with ``frame``).
     """
@@ -298,8 +298,7 @@ class Turn:
             if not self._waiting or (self._ring_due and (piece or self._pace is None)):
                 return  # a ring is on its way (with a pace, maybe not soon: the end asks for its own)
             self._ring_due = True
-            paced = piece and self._paced
-            delay = self._taken + self._pace.interval() - self._clock() if paced and self._pace else 0.0
+            delay = self._taken + self._pace.interval() - self._clock() if piece and self._paced and self._pace else 0.0
         if self._defer is not None:
             self._defer(self._ring, delay)
         else:
@@ -333,10 +332,7 @@ class Turn:
         """Everything queued, waiting up to *timeout* s for something; ``[]`` when nothing came."""
         with self._lock:
             if self._items or timeout <= 0:
-                items, self._items = self._items, []
-                if items and self._pace is not None:
-                    self._taken = self._clock()
-                return items
+                return self._take()
             self._waiting = True
         woke = self._bell.acquire(timeout=timeout)
         with self._lock:
@@ -345,9 +341,13 @@ class Turn:
             elif not woke:  # a deferred ring that never ran (its loop stopped) must not block the next
                 self._ring_due = False
             self._waiting = self._rung = False
-            items, self._items = self._items, []
-            if items and self._pace is not None:
-                self._taken = self._clock()
+            return self._take()
+
+    def _take(self) -> list[object]:
+        """Everything queued (under the lock), noting when for the pace."""
+        items, self._items = self._items, []
+        if items and self._pace is not None:
+            self._taken = self._clock()
         return items
 
     def events(self, tick: float = 1.0, *, merge: bool = False) -> Iterator[ProviderEvent | None]:
