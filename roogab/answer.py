@@ -100,21 +100,32 @@ class Accepted:
     "."``) is shared by unrelated calls and names nothing. Without the tool's schema every short
     string argument counts. Indexed once, so each later call is checked in time proportional to
     its size.
+
+    ``clash`` is asked once per call of the repaired reply, in order. Each accepted call answers
+    for one repeat: once a call has repeated it, it no longer stands in the way of a later call
+    on the same target, which is then a call of its own (a reply that writes a file twice, the
+    first write accepted before the page garbled the reply, is both writes, not one).
     """
 
     def __init__(self, calls: Iterable[ToolCall], tools: Iterable[ToolSpec] = ()) -> None:
         self._required = {t.name: _required(t.parameters) for t in tools}
-        self._whole: set[str] = set()
-        self._targets: set[tuple[str, str, str]] = set()
-        for call in calls:
-            self._whole.add(_canonical([call.name, call.arguments]))
-            self._targets |= self._targets_of(call)
+        self._whole: dict[str, list[int]] = {}  # canonical call -> the accepted calls it is
+        self._targets: dict[tuple[str, str, str], set[int]] = {}  # target -> the calls acting on it
+        self._open: set[int] = set()  # accepted calls not repeated yet
+        for i, call in enumerate(calls):
+            self._whole.setdefault(_canonical([call.name, call.arguments]), []).append(i)
+            for target in self._targets_of(call):
+                self._targets.setdefault(target, set()).add(i)
+            self._open.add(i)
 
     def clash(self, call: ToolCall) -> str | None:
-        """Why *call* may not go out (None: it may)."""
-        if _canonical([call.name, call.arguments]) in self._whole:
+        """Why *call*, the repaired reply's next call, may not go out (None: it may)."""
+        repeated = next((i for i in self._whole.get(_canonical([call.name, call.arguments]), ()) if i in self._open),
+                        None)
+        if repeated is not None:
+            self._open.discard(repeated)
             return f"it repeats the accepted call {call.name}"
-        if not self._targets.isdisjoint(self._targets_of(call)):
+        if any(not self._open.isdisjoint(self._targets.get(t, ())) for t in self._targets_of(call)):
             return f"it changes the accepted call {call.name}; accepted calls are final"
         return None
 

@@ -64,3 +64,20 @@ def test_with_the_schema_only_required_strings_name_the_target() -> None:
     clash = accepted.clash(ToolCall("execute_command", {"command": "pytest -q", "cwd": "/tmp"}))
     assert clash is not None and "changes" in clash
     assert Accepted([RUN]).clash(ToolCall("execute_command", {"command": "ruff check", "cwd": "."})) is not None
+
+
+def test_each_accepted_call_answers_for_one_repeat() -> None:
+    """The repaired reply restates the accepted write, then writes the same file again: the
+    second write is a call of its own (found by tests/test_delivery_turns.py, html-delta)."""
+    first = ToolCall("write_to_file", {"path": "a.md", "content": ""})
+    second = ToolCall("write_to_file", {"path": "a.md", "content": "# title"})
+    accepted = Accepted([first])
+    assert "repeats" in (accepted.clash(first) or "")
+    assert accepted.clash(second) is None
+
+
+def test_a_change_before_the_repeat_is_still_a_change() -> None:
+    first = ToolCall("write_to_file", {"path": "a.md", "content": ""})
+    accepted = Accepted([first])
+    assert "changes" in (accepted.clash(ToolCall("write_to_file", {"path": "a.md", "content": "x"})) or "")
+    assert "repeats" in (accepted.clash(first) or "")
