@@ -30,6 +30,7 @@ conversations cannot be continued from another instance, is taken over by replay
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -376,7 +377,9 @@ class Registry:
         """Drop the least recently used tasks beyond the bound, unless a turn is using them or
         one of their conversations is not written to the store yet."""
         excess = len(self._threads) - self._cache_tasks
-        for key in list(self._threads)[:max(excess, 0)]:
+        if excess <= 0:
+            return  # the common case: no list of every cached task to build
+        for key in list(itertools.islice(self._threads, excess)):
             if not any(c.claims or c.inflight or c.id in self._unsaved for c in self._threads[key]):
                 del self._threads[key]
 

@@ -44,6 +44,7 @@ class MemoryStore:
         self._clock = clock
         self._lock = threading.Lock()
         self._conversations: dict[str, ConversationRecord] = {}
+        self._by_task: dict[tuple[str, str, str, str], set[str]] = {}  # the ids of each task's conversations
         self._turns: deque[tuple[TurnRecord, int]] = deque()
         self._turn_ids: set[str] = set()
         self._turn_bytes = 0
@@ -59,10 +60,8 @@ class MemoryStore:
     def find_conversations(self, client: str, thread: str, provider: str,
                            model: str) -> list[ConversationRecord]:
         """The conversations of one task, most recently updated first."""
-        key = (client, thread, provider, model)
         with self._lock:
-            found = [c for c in self._conversations.values()
-                     if (c.client, c.thread, c.provider, c.model) == key]
+            found = [self._conversations[cid] for cid in self._by_task.get((client, thread, provider, model), ())]
         return sorted(found, key=lambda c: (-c.updated, c.id))
 
     def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
@@ -74,7 +73,9 @@ class MemoryStore:
         """Insert *rec*, or replace the stored conversation with the same id."""
         check_transcript(rec.transcript)
         with self._lock:
+            self._drop(rec.id)
             self._conversations[rec.id] = rec
+            self._by_task.setdefault(_task(rec), set()).add(rec.id)
 
     def mark_in_flight(self, conversation_id: str, in_flight: bool) -> None:
         """Set the stored conversation's in-flight mark (nothing if there is none with that id)."""
@@ -86,17 +87,28 @@ class MemoryStore:
     def delete_conversation(self, conversation_id: str) -> bool:
         """Remove a conversation; False when there was none with that id."""
         with self._lock:
-            return self._conversations.pop(conversation_id, None) is not None
+            return self._drop(conversation_id)
 
     def expire_conversations(self, idle_before: float) -> list[str]:
         """Remove conversations last updated (and leases last renewed) before *idle_before*."""
         with self._lock:
             gone = sorted(c.id for c in self._conversations.values() if c.updated < idle_before)
             for cid in gone:
-                del self._conversations[cid]
+                self._drop(cid)
             for name in [n for n, row in self._leases.items() if row.expires < idle_before]:
                 del self._leases[name]
         return gone
+
+    def _drop(self, conversation_id: str) -> bool:
+        """Remove a conversation and its index entry (under the lock); False when there was none."""
+        rec = self._conversations.pop(conversation_id, None)
+        if rec is None:
+            return False
+        ids = self._by_task[_task(rec)]
+        ids.discard(conversation_id)
+        if not ids:
+            del self._by_task[_task(rec)]
+        return True
 
     def add_turn(self, rec: TurnRecord) -> None:
         """Append *rec* (secrets redacted), dropping the oldest beyond either bound.
@@ -165,3 +177,8 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _task(rec: ConversationRecord) -> tuple[str, str, str, str]:
+    """The task a conversation belongs to: what ``find_conversations`` looks it up by."""
+    return rec.client, rec.thread, rec.provider, rec.model

@@ -207,6 +207,23 @@ def test_conversations_are_found_by_task_and_by_id(store: Store) -> None:
     assert store.load_conversations(limit=0) == []
 
 
+def test_a_task_finds_only_what_it_still_holds(store: Store) -> None:
+    """Deleted, expired and moved conversations leave their old task's lookup (the memory store
+    keeps an index by task; the SQL stores query one)."""
+    task = ("addr:127.0.0.1", "t" * 32, "demo", "gab-1")
+    for cid, updated in (("gone", 5.0), ("old", 1.0), ("moved", 6.0), ("kept", 7.0)):
+        store.save_conversation(_conv(cid, updated=updated))
+    store.delete_conversation("gone")
+    assert store.expire_conversations(idle_before=2.0) == ["old"]
+    store.save_conversation(_conv("moved", updated=6.0, thread="u" * 32))
+    store.save_conversation(_conv("kept", updated=8.0))  # saved again under the same task
+    assert [c.id for c in store.find_conversations(*task)] == ["kept"]
+    assert [c.id for c in store.find_conversations(task[0], "u" * 32, *task[2:])] == ["moved"]
+    assert not store.delete_conversation("gone")
+    store.delete_conversation("kept")
+    assert store.find_conversations(*task) == []
+
+
 def test_turn_log_is_bounded_by_bytes_too(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     for kind in ("memory", "sqlite", "postgres"):
         dsn = request.getfixturevalue("pg").database() if kind == "postgres" else None
