@@ -68,6 +68,7 @@ class LiveTurns:
     _answers: OrderedDict[str, str] = field(default_factory=OrderedDict)
     _wires: OrderedDict[str, tuple[Collection[Frame], ...]] = field(default_factory=OrderedDict)
     _to_agent: OrderedDict[str, deque[Frame]] = field(default_factory=OrderedDict)
+    _reading: dict[str, Callable[[], str]] = field(default_factory=dict)  # a running turn's raw reply, read when looked at
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def begin(self, turn: LiveTurn) -> None:
@@ -75,26 +76,33 @@ class LiveTurns:
         with self._lock:
             self._turns[turn.id] = turn
             while len(self._turns) > self.limit:
-                self._turns.popitem(last=False)
+                self._reading.pop(self._turns.popitem(last=False)[0], None)
 
     def sent(self, turn_id: str, prompt: str, wire: Collection[Frame] = ()) -> None:
         """The turn sent *prompt* to the chat service (a repair sends another); *wire* is where
         the provider notes that exchange's frames (read, never copied, until the turn ends)."""
         if len(prompt) > PROMPT_LIMIT:  # redacted before it is cut: a cut may not leave part of a secret
             prompt = _head_and_tail(self.redact(prompt), PROMPT_LIMIT)
-        self._update(turn_id, lambda t: replace(t, prompts=t.prompts + (prompt,), raws=t.raws + ("",),
-                                                wires=t.wires + (wire,)))
+        with self._lock:
+            turn, read = self._turns.get(turn_id), self._reading.pop(turn_id, None)
+            if turn is not None:
+                self._turns[turn_id] = replace(turn, prompts=turn.prompts + (prompt,),
+                                               raws=_read(turn.raws, read) + ("",), wires=turn.wires + (wire,))
 
-    def reply(self, turn_id: str, raw: str) -> None:
-        """The raw reply to the latest prompt, so far."""
-        cut = raw[-RAW_LIMIT:]
-        self._update(turn_id, lambda t: replace(t, raws=t.raws[:-1] + (cut,)))
+    def reply(self, turn_id: str, raw: Callable[[], str]) -> None:
+        """Where the raw reply to the latest prompt is read while it streams: once per prompt,
+        read only when the board is looked at (a streaming turn pays nothing per piece; reading
+        the whole reply on each piece made a long reply's cost grow with its square)."""
+        with self._lock:
+            if turn_id in self._turns:
+                self._reading[turn_id] = raw
 
     def end(self, turn_id: str, *, answered: bool = False) -> None:
         """The turn ended (its record is in the turn log); *answered*: the retry record now holds
         its answer."""
         with self._lock:
             turn = self._turns.pop(turn_id, None)
+            self._reading.pop(turn_id, None)
         kept = tuple(tuple(map(self._keepable, w)) for w in turn.wires) if turn is not None else ()
         with self._lock:
             if kept:
@@ -149,17 +157,17 @@ class LiveTurns:
     def running(self, conversation_id: str | None = None) -> list[LiveTurn]:
         """The running turns, newest first (of one conversation when given)."""
         with self._lock:
-            turns = list(self._turns.values())
+            turns = [replace(t, raws=_read(t.raws, self._reading.get(t.id))) for t in self._turns.values()
+                     if conversation_id in (None, t.conversation_id)]
         r = self.redact
         return [replace(t, request_summary=r(t.request_summary), prompts=tuple(map(r, t.prompts)),
                         raws=tuple(map(r, t.raws)))
-                for t in reversed(turns) if conversation_id in (None, t.conversation_id)]
+                for t in reversed(turns)]
 
-    def _update(self, turn_id: str, change: Callable[[LiveTurn], LiveTurn]) -> None:
-        with self._lock:
-            turn = self._turns.get(turn_id)
-            if turn is not None:
-                self._turns[turn_id] = change(turn)
+
+def _read(raws: tuple[str, ...], read: Callable[[], str] | None) -> tuple[str, ...]:
+    """*raws* with the latest prompt's reply read from *read* (its last ``RAW_LIMIT`` characters)."""
+    return raws if read is None or not raws else raws[:-1] + (read()[-RAW_LIMIT:],)
 
 
 class _Shown(str):

@@ -294,6 +294,7 @@ class _Turn:
         self.sent.append(prompt)
         self.service.live.sent(self.id, prompt, turn.wire)
         reader = ReplyReader([t.name for t in self.request.offered_tools], html=settings.html(self.provider.name))
+        self.service.live.reply(self.id, lambda: reader.raw)
         reply = _Reply(handle)
         done = False
         try:
@@ -306,7 +307,6 @@ class _Turn:
                     continue
                 done = isinstance(event, Done)
                 parsed = reader.feed(event)
-                self.service.live.reply(self.id, reader.raw)
                 if reader.verdict is not None:
                     self._judge_end(reader.verdict, reply)
                 if parsed:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from roogab.live import PROMPT_LIMIT, LiveTurn, LiveTurns
+from roogab.live import PROMPT_LIMIT, RAW_LIMIT, LiveTurn, LiveTurns
 from roogab.providers.base import Frame
 from roogab.redact import REDACTED, Redactor
 
@@ -49,3 +49,24 @@ def test_an_ended_turn_keeps_its_big_frames_as_shown_and_shows_them_the_same() -
     kept = board._wires["t1"][0]
     assert isinstance(kept[0].payload, str) and len(kept[0].payload) < 2000  # not the 1 MB dict
     assert kept[1].payload is small  # a small frame is kept as it came, redacted when read
+
+
+def test_a_streaming_reply_is_read_when_the_board_is_looked_at_and_kept_when_a_repair_is_sent() -> None:
+    board = LiveTurns(redact=Redactor([SECRET]).redact)
+    board.begin(LiveTurn("t1", "c1", "demo", "gab-1", "chat", 0.0, "{}"))
+    board.sent("t1", "first prompt")
+    parts: list[str] = []
+    board.reply("t1", lambda: "".join(parts))
+    parts.append("so far ")
+    assert board.running()[0].raws == ("so far ",)
+    parts.append(SECRET)  # read again on the next look, redacted like the rest
+    assert board.running()[0].raws == (f"so far {REDACTED}",)
+    board.sent("t1", "repair prompt")  # the first reply is kept as it was; the repair's starts empty
+    parts.append(" later")
+    assert board.running()[0].raws == (f"so far {REDACTED}", "")
+    board.reply("t1", lambda: "x" * (RAW_LIMIT + 5) + "end")
+    assert board.running()[0].raws[1] == ("x" * (RAW_LIMIT + 5) + "end")[-RAW_LIMIT:]
+    board.end("t1")
+    assert board.running() == []
+    board.reply("t1", lambda: "after the end")  # an ended turn is not brought back
+    assert board.running() == []
