@@ -282,15 +282,27 @@ def start_roogab(tmp: str, chat_url: str, threads: int, switch_interval: float =
     raise RuntimeError("roogab serve did not start")
 
 
-def cpu_s(pid: int) -> float:
-    """CPU seconds a process's live threads have used so far (nanosecond schedstat, not 10 ms ticks)."""
-    total = 0
+def thread_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds each live thread of a process has used so far, by thread id (nanosecond
+    schedstat, not 10 ms ticks)."""
+    out: dict[str, float] = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            total += int((task / "schedstat").read_text().split()[0])
+            out[task.name] = int((task / "schedstat").read_text().split()[0]) / 1e9
         except (FileNotFoundError, ProcessLookupError):
             continue  # the thread ended between the listing and the read
-    return total / 1e9
+    return out
+
+
+def cpu_s(pid: int) -> float:
+    """CPU seconds a process's live threads have used so far."""
+    return sum(thread_cpu(pid).values())
+
+
+def busiest_share(before: dict[str, float], after: dict[str, float]) -> float:
+    """The share of a phase's CPU that its busiest thread used (the relay's event loop)."""
+    used = [after[t] - before.get(t, 0.0) for t in after]
+    return max(used, default=0.0) / (sum(used) or 1.0)
 
 
 def switches(pid: int) -> int:
@@ -338,16 +350,19 @@ def relay_phase(base: str, n: int, tokens: int, chat: int, relay: int) -> dict[s
     asyncio.run(roogab_phase(base, 1, tokens, relay))  # warm: first connection, tokenizer
     time.sleep(0.3)
     before = rss_kb(relay)
-    t0, c0, b0, r0, s0 = time.monotonic(), cpu_s(chat), own_cpu(), cpu_s(relay), switches(relay)
+    t0, c0, b0, s0 = time.monotonic(), cpu_s(chat), own_cpu(), switches(relay)
+    threads0 = thread_cpu(relay)
     phase, samples, after = asyncio.run(roogab_phase(base, n, tokens, relay))
     wall = time.monotonic() - t0
     v = verdict(phase, tokens)
-    relay_cpu = cpu_s(relay) - r0
+    threads1 = thread_cpu(relay)
+    relay_cpu = sum(threads1.values()) - sum(threads0.values())
     relay_switches = switches(relay) - s0
     return {**v, "wall_s": wall, "cpu_s": {"chat_service": cpu_s(chat) - c0, "bench_client": own_cpu() - b0,
                                            "relay": relay_cpu},
             "cpu_us_per_token": relay_cpu / max(1, v["tokens"]) * 1e6,
             "switches_per_token": relay_switches / max(1, v["tokens"]),
+            "busiest_thread_share": busiest_share(threads0, threads1),
             "rss_before_kb": before, "rss_peak_kb": max(samples + [after]),
             "rss_per_conversation_kb": (max(samples + [after]) - before) / n}
 
@@ -399,7 +414,8 @@ def run(streams: list[int], seconds: float = 5.0, delay_ms: int = 20, switch_int
 
 def progress(n: int, name: str, v: dict[str, Any]) -> None:
     print(f"  {n} streams, {name}: {v['tokens']}/{v['expected']} tokens in {v['wall_s']:.1f} s, "
-          f"{v['cpu_us_per_token']:.0f} us CPU/token, {v.get('switches_per_token', 0):.2f} switches/token, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
+          f"{v['cpu_us_per_token']:.0f} us CPU/token ({v.get('busiest_thread_share', 1):.0%} on its busiest thread), "
+          f"{v.get('switches_per_token', 0):.2f} switches/token, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
 
 
 def ratio(a: float, b: float) -> str:
@@ -417,11 +433,12 @@ def report(res: dict[str, Any]) -> None:
             lat = v["latency_ms"]
             rows.append([row["conversations"], name, f"{v['tokens']}/{v['expected']}",
                          "yes" if v["exactly_once_in_order"] else "NO", round(v["wall_s"], 1),
-                         round(v["cpu_us_per_token"], 1), round(v.get("switches_per_token", 0), 2),
-                         lat["p50"], lat["p95"]])
-    print("CPU us per token: of the relay process (floor, roogab), of the receiving client (direct).")
-    print_table(["streams", "path", "tokens", "once, in order", "wall s", "CPU us/token", "switches/token",
-                 "p50 ms", "p95 ms"], rows)
+                         round(v["cpu_us_per_token"], 1), f"{v['busiest_thread_share']:.0%}" if "busiest_thread_share" in v else "-",
+                         round(v.get("switches_per_token", 0), 2), lat["p50"], lat["p95"]])
+    print("CPU us per token: of the relay process (floor, roogab), of the receiving client (direct);")
+    print("busiest thread: its share of the relay's CPU (the event loop, where one loop does the work).")
+    print_table(["streams", "path", "tokens", "once, in order", "wall s", "CPU us/token", "busiest thread",
+                 "switches/token", "p50 ms", "p95 ms"], rows)
     rows = []
     for row in res["rows"]:
         f, d = row.get("floor"), row.get("direct")
