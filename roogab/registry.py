@@ -79,10 +79,11 @@ def thread_key(request: ChatRequest) -> str:
 def request_key(request: ChatRequest, digests: tuple[str, ...]) -> str:
     """What makes two requests the same turn: the messages, the tools offered, ``tool_choice``,
     and whether the answer goes out as native calls or as text (the retry record's key)."""
-    tools = [[t.name, t.description, t.parameters] for t in request.tools]
-    shape = json.dumps([list(digests), tools, request.tool_choice, request.native_tools],
-                       sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(shape.encode()).hexdigest()[:32]
+    # The text json.dumps([digests, tools, tool_choice, native_tools], sort_keys=True,
+    # ensure_ascii=False) gives, with the tools' part made once per request (tools_json).
+    parts = (json.dumps(list(digests)), request.tools_json, json.dumps(request.tool_choice, ensure_ascii=False),
+             json.dumps(request.native_tools))
+    return hashlib.sha256(f"[{', '.join(parts)}]".encode()).hexdigest()[:32]
 
 
 @dataclass

@@ -8,7 +8,6 @@ completion. It depends only on the Provider protocol, so tests drive it with a F
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import re
 import time
@@ -401,8 +400,7 @@ class _Turn:
         """
         cached, count = self.service.token_cache.count, self.service.tokens.count
         held = sum(cached(d, m.content) for d, m in zip(self.plan.digests, self.request.messages))
-        tools = json.dumps([[t.name, t.description, t.parameters] for t in self.request.tools])
-        key = "format:" + hashlib.sha256(tools.encode()).hexdigest()
+        key = "format:" + hashlib.sha256(self.request.tools_json.encode()).hexdigest()
         held += cached(key, lambda: self.service.prompts.format_prompt(self.request))
         repairs = sum(count(p) for p in self.sent[1:])
         return Usage(held + repairs, sum(count(r) for r in self.raws))

@@ -8,6 +8,7 @@ fix it. Unknown keys are ignored, as clients send many (``cache_control``, ``rea
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -121,6 +122,14 @@ class ChatRequest:
     unavailable: tuple[str, ...] = ()
     include: tuple[str, ...] = ()
     forced_tool: str | None = None  # the function a named ``tool_choice`` asks for
+
+    @functools.cached_property
+    def tools_json(self) -> str:
+        """The tools as JSON (name, description, parameters; keys sorted), made once per request:
+        the retry record's key and the format prompt's token count both name the tools by it,
+        and a coding agent's tools are tens of kilobytes."""
+        return json.dumps([[t.name, t.description, t.parameters] for t in self.tools], sort_keys=True,
+                          ensure_ascii=False)
 
     @property
     def offered_tools(self) -> tuple[ToolSpec, ...]:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import threading
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from support import CLINE, KILO, captured_bodies
 
-from roogab.registry import Registry
-from roogab.wire import Message, ToolCallRef, parse_chat_request
+from roogab.registry import Registry, request_key
+from roogab.wire import ChatRequest, Message, ToolCallRef, ToolSpec, parse_chat_request
 
 
 def _turn(registry: Registry, body: dict[str, Any], client: str = "addr:1") -> Any:
@@ -94,3 +98,26 @@ def test_a_turn_holds_its_conversation() -> None:
         registry.record(plan, "conv-1", Message("assistant", "done"), "{}")
     t.join(5)
     assert order == ["first", "second"]
+
+
+_text = st.text(st.characters(exclude_categories=("Cs",)))  # a request is valid Unicode
+_json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | _text,
+                            lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_text, inner, max_size=3),
+                            max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tools=st.lists(st.tuples(_text.filter(bool), _text, st.dictionaries(_text, _json_values, max_size=4)),
+                      max_size=4),
+       digests=st.lists(st.text("0123456789abcdef", min_size=32, max_size=32), max_size=4),
+       choice=st.sampled_from(["auto", "none", "required", "ünïcode"]))
+def test_the_retry_key_is_the_one_the_stores_hold_whatever_the_tools(
+        tools: list[tuple[str, str, dict[str, Any]]], digests: list[str], choice: str) -> None:
+    """request_key builds its text from the request's tools_json (made once per request); the
+    key must stay what whole-request JSON gave, or a retry after an upgrade would not be known."""
+    request = ChatRequest(model="m", messages=(), tools=tuple(ToolSpec(n, d, p) for n, d, p in tools),
+                          tool_choice=choice)
+    whole = json.dumps([digests, [[n, d, p] for n, d, p in tools], choice, request.native_tools],
+                       sort_keys=True, ensure_ascii=False)
+    assert request_key(request, tuple(digests)) == hashlib.sha256(whole.encode()).hexdigest()[:32]
+    assert request.tools_json is request.tools_json  # made once
