@@ -157,12 +157,12 @@ class LiveTurns:
     def running(self, conversation_id: str | None = None) -> list[LiveTurn]:
         """The running turns, newest first (of one conversation when given)."""
         with self._lock:
-            turns = [replace(t, raws=_read(t.raws, self._reading.get(t.id))) for t in self._turns.values()
+            turns = [(t, self._reading.get(t.id)) for t in self._turns.values()
                      if conversation_id in (None, t.conversation_id)]
-        r = self.redact
+        r = self.redact  # the replies are read here, outside the lock the streaming turns report under
         return [replace(t, request_summary=r(t.request_summary), prompts=tuple(map(r, t.prompts)),
-                        raws=tuple(map(r, t.raws)))
-                for t in reversed(turns)]
+                        raws=tuple(map(r, _read(t.raws, read))))
+                for t, read in reversed(turns)]
 
 
 def _read(raws: tuple[str, ...], read: Callable[[], str] | None) -> tuple[str, ...]:
