@@ -100,6 +100,7 @@ def _serve_workers(config: Config) -> NoReturn:
     """``serve`` with several worker processes (roogab.workers): the parent binds and waits."""
     from .runtime import start
     from .store import open_store
+    from .usage import TokenCounter
     from .workers import Worker, supervise
 
     def run(worker: Worker) -> int:
@@ -110,6 +111,9 @@ def _serve_workers(config: Config) -> NoReturn:
     try:
         # create and migrate the store once, here: workers opening a new file together race
         open_store(config.store, config.data_dir, dsn=config.dsn).close()
+        # the tokenizer's tables (~24 MiB) are never written once built: built here, before the
+        # fork, they are one copy the workers share instead of one per worker
+        TokenCounter().warm()
         status = supervise(config, run)
     except (ConfigError, StoreError) as exc:
         _fail(str(exc), config=config)

@@ -8,10 +8,12 @@ workers share the conversations through the store (SQLite in WAL mode, or Postgr
 leases, exactly as separate instances do (docs/deploy.md): one turn at a time per task across
 workers, and a task whose turns land on different workers keeps its provider conversation.
 
-The parent serves nothing itself. It forwards SIGTERM and SIGINT to the workers and waits for
-them. A worker that exits on its own (a crash, a start-up error, a kill) is reported and the
-parent stops the others and exits non-zero (the worker's status, else 1): a supervisor
-(systemd, a container runtime) restarts the whole group; workers are never restarted one by one.
+The parent serves nothing itself. Before forking, ``roogab serve`` builds the token counter's
+tables there (cli.py), so every worker counts with the parent's one copy. The parent forwards
+SIGTERM and SIGINT to the workers and waits for them. A worker that exits on its own (a crash, a
+start-up error, a kill) is reported and the parent stops the others and exits non-zero (the
+worker's status, else 1): a supervisor (systemd, a container runtime) restarts the whole group;
+workers are never restarted one by one.
 """
 
 from __future__ import annotations

@@ -159,6 +159,35 @@ def test_a_roo_task_whose_turns_land_on_both_workers_keeps_one_provider_conversa
     assert len(rows) == 1 and rows[0][1] == 0 and rows[0][0] == by[-1]
 
 
+def test_the_workers_count_tokens_with_the_parents_tokenizer_tables(
+        served: tuple[Workers, set[str]], demo: DemoChatService) -> None:
+    """The parent builds cl100k's tables (~21 MiB, never written again) before it forks, so the
+    workers' counts use its pages copy-on-write: each worker shares them, dirty, with the parent.
+    A worker that built its own would share only the few MiB the parent's start-up wrote (6 MiB
+    here before the change)."""
+    workers, names = served
+    demo.reset()
+    counted: set[str] = set()
+    for n in range(MAX_TURNS):
+        demo.push(ScriptedReply(CALL.format(n=n)))
+        message, headers = _ask(workers.url, _opening(f"tokens {n}"))
+        assert message.content == f"Step {n}."
+        counted.add(headers["x-roogab-instance"])
+        if counted == names:
+            break
+    assert counted == names, f"every turn landed on {counted}"
+    for name in names:  # each worker has counted a Roo prompt's tokens
+        assert _kib(pid_of(name), "Shared_Dirty") > 12 * 1024
+
+
+def _kib(pid: int, field: str) -> int:
+    """A ``/proc/PID/smaps_rollup`` field, in KiB."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
 def test_sigterm_stops_the_parent_and_every_worker(demo: DemoChatService, tmp_path: Path) -> None:
     workers = Workers(tmp_path, demo.url)
     try:
