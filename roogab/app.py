@@ -19,15 +19,18 @@ from .redact import Redactor
 from .registry import Registry
 from .revival import Revival
 from .service import ChatService, TurnSettings
+from .usage import TokenCounter
 
 __all__ = ["build_service", "create_app"]
 
 
 def build_service(config: Config, providers: Mapping[str, Provider], *,
                   registry: Registry | None = None, prompts: PromptBook | None = None,
-                  live: LiveTurns | None = None, redactor: Redactor | None = None) -> ChatService:
+                  live: LiveTurns | None = None, redactor: Redactor | None = None,
+                  tokens: TokenCounter | None = None) -> ChatService:
     """The ChatService for *config* over already-started *providers* (memory store by default);
-    *redactor* (the generic shapes only by default) redacts what the turn engine shows."""
+    *redactor* (the generic shapes only by default) redacts what the turn engine shows; *tokens*
+    counts usage (the composition root's, which its housekeeper may let go when idle)."""
     settings = TurnSettings(
         deadlines=Deadlines(first_token=config.first_token_timeout, silence=config.silence_timeout,
                             total=config.reply_timeout),
@@ -41,19 +44,20 @@ def build_service(config: Config, providers: Mapping[str, Provider], *,
     redactor = redactor or Redactor()
     live = live if live is not None else LiveTurns(redact=redactor.redact)
     return ChatService(providers, registry, prompts, settings, outbox=Outbox(prompts, policies), live=live,
-                       redactor=redactor)
+                       redactor=redactor, tokens=tokens)
 
 
 def create_app(config: Config, providers: Mapping[str, Provider], *,
                service: ChatService | None = None, registry: Registry | None = None,
                revival: Revival | None = None, live: LiveTurns | None = None,
-               redactor: Redactor | None = None) -> Flask:
+               redactor: Redactor | None = None, tokens: TokenCounter | None = None) -> Flask:
     """A Flask app serving *providers* (already started) with the settings of *config*; the
     composition root gives it the *redactor* of the configured secrets."""
     app = Flask("roogab")
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    service = service or build_service(config, providers, registry=registry, live=live, redactor=redactor)
+    service = service or build_service(config, providers, registry=registry, live=live, redactor=redactor,
+                                       tokens=tokens)
     gate = TurnGate(turn_capacity(config.threads), config.max_streams_per_provider)
     app.extensions["roogab"] = AppState(config, service, time.time(), revival or Revival(), gate)
     app.register_blueprint(api, url_prefix="/v1")

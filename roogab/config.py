@@ -133,6 +133,7 @@ class Config:
     max_turns: int = 2000                     # turn log retention
     max_turn_log_bytes: int = 64 * MIB        # turn log retention by size (the newest turn always stays)
     idle_expiry: float = 7 * 86400.0          # forget conversations idle this long (seconds)
+    tokenizer_idle: float = 300.0             # let the token counter's tables go after this long unused; 0: keep
     connect_timeout: float = 10.0
     retry_max_delay: float = 30.0             # longest wait between two tries to reach a service that is down
     first_token_timeout: float = 120.0
@@ -373,6 +374,8 @@ def _check(config: Config) -> None:
         raise ConfigError("lease_ttl", "must be greater than 0")
     if config.ping_interval <= 0:
         raise ConfigError("ping_interval", "must be greater than 0")
+    if config.tokenizer_idle < 0:
+        raise ConfigError("tokenizer_idle", "must be 0 (keep the tokenizer loaded) or more seconds")
     if not 0 <= config.stream_pace <= 1:
         raise ConfigError("stream_pace", "must be between 0 and 1 second")
     if not config.is_loopback() and not config.api_keys:

@@ -2,7 +2,8 @@
 
 Every ``expiry_every`` seconds it forgets idle conversations (``Registry.expire_idle``); with
 leases, every third of their ttl it renews this instance's leases (the heartbeat other instances
-judge it alive by). The composition root starts it and stops it.
+judge it alive by); with a token counter that lets its tables go when idle, it does so once they
+are (``TokenCounter.release_if_idle``). The composition root starts it and stops it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from .errors import StoreError
 from .leases import Leases
 from .registry import Registry
+from .usage import TokenCounter
 
 __all__ = ["EXPIRY_EVERY", "Housekeeper"]
 
@@ -26,10 +28,11 @@ EXPIRY_EVERY = 60.0
 class Housekeeper:
     """Runs the registry's expiry and the leases' heartbeat on a thread of its own."""
 
-    def __init__(self, registry: Registry, leases: Leases | None = None, *,
+    def __init__(self, registry: Registry, leases: Leases | None = None, *, tokens: TokenCounter | None = None,
                  expiry_every: float = EXPIRY_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
         self._leases = leases
+        self._tokens = tokens
         self._expiry_every = expiry_every
         self._clock = clock
         self._stop = threading.Event()
@@ -59,8 +62,19 @@ class Housekeeper:
             if self._clock() >= next_expiry:
                 self._guarded("expire idle conversations", self._registry.expire_idle)
                 next_expiry = self._clock() + self._expiry_every
-            if self._stop.wait(min(beat, max(next_expiry - self._clock(), 0.0))):
+            wait = min(beat, max(next_expiry - self._clock(), 0.0), self._release_in())
+            if self._stop.wait(wait):
                 return
+
+    def _release_in(self) -> float:
+        """Seconds until the token counter's tables may be let go (letting them go when due);
+        at most its idle time, so tables loaded meanwhile are looked at soon enough."""
+        tokens = self._tokens
+        if tokens is None or tokens.idle_release <= 0:
+            return float("inf")
+        tokens.release_if_idle()
+        left = tokens.release_in()
+        return tokens.idle_release if left is None else max(left, 0.0)
 
     @staticmethod
     def _guarded(what: str, job: Callable[[], object]) -> None:

@@ -35,6 +35,7 @@ from .revival import Revival
 from .server import Server
 from .store import Store, open_store
 from .turnlog import TurnLogWriter
+from .usage import TokenCounter
 
 if TYPE_CHECKING:
     # Imported where used: the demo service pulls in python-socketio's server and aiohttp's web
@@ -126,7 +127,8 @@ def start(config: Config, *, demo: DemoChatService | None = None,
                        dsn=config.dsn)
     turn_log = TurnLogWriter(store, after_writes=give_back)  # memory freed by turns goes back
     registry = build_registry(config, store, turn_log)
-    housekeeper = Housekeeper(registry, registry.leases)
+    tokens = TokenCounter(idle_release=config.tokenizer_idle)
+    housekeeper = Housekeeper(registry, registry.leases, tokens=tokens)
     loop = ProviderLoop(pace=config.stream_pace)
     loop.start()
     providers: dict[str, Provider] = {}
@@ -135,7 +137,7 @@ def start(config: Config, *, demo: DemoChatService | None = None,
         for profile in config.providers:
             providers[profile.name] = build_provider(profile, loop, config)
             _start_provider(providers[profile.name], revival, strict=demo is not None)
-        app = create_app(config, providers, registry=registry, revival=revival, redactor=redactor)
+        app = create_app(config, providers, registry=registry, revival=revival, redactor=redactor, tokens=tokens)
         server = Server(app, config.host, config.port, threads=config.threads,
                         max_body_bytes=config.max_body_bytes, sockets=sockets)
     except BaseException:

@@ -42,6 +42,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     ("[[providers]]\nkind = 'gradio'", "providers[0].url"),
     ("[[providers]]\nkind = 'gradio'\nurl = 'http://x/'\nevents_path = '/x'", "providers[0].events_path"),
     ("retry_max_delay = 'soon'", "retry_max_delay"),
+    ("tokenizer_idle = -1", "tokenizer_idle"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "bad.toml"

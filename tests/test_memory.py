@@ -1,6 +1,6 @@
 """What keeps ``roogab serve`` small: the allocator cap and what a serve process never imports.
 
-(RSS itself is measured in bench/bench_startup.py, not asserted here.)
+(RSS itself is measured in bench/bench_startup.py; here only what letting the tokenizer go frees.)
 """
 
 from __future__ import annotations
@@ -100,3 +100,46 @@ def test_a_serve_process_imports_only_what_its_provider_kind_needs(tmp_path: Pat
     # background, which is enough to see what building and starting the stack imported.
     assert _serve_loads(tmp_path, "websocket", "ws://127.0.0.1:9/") == []
     assert _serve_loads(tmp_path, "socketio", "http://127.0.0.1:9") == ["socketio", "engineio", "aiohttp"]
+
+
+def test_an_idle_serve_lets_the_tokenizer_go_and_loads_it_again(tmp_path: Path) -> None:
+    """The whole stack (the demo service, `tokenizer_idle` 0.2 s): a turn loads the tokenizer;
+    unused, the housekeeper lets it go and the process's RSS falls by most of its tables
+    (~21 MiB); the next turn loads it again to count."""
+    out = _fresh(f"""
+        import json, time, urllib.request
+        from pathlib import Path
+        from roogab.config import load_config
+        from roogab.runtime import start_demo
+
+        def rss():
+            return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
+
+        def turn(url, text):
+            body = json.dumps({{"model": "demo/gab-1", "messages": [{{"role": "user", "content": text}}]}})
+            req = urllib.request.Request(url + "/v1/chat/completions", body.encode(),
+                                         {{"Content-Type": "application/json"}})
+            with urllib.request.urlopen(req, timeout=60) as response:
+                return json.loads(response.read())["usage"]
+
+        config = load_config(env={{}}, overrides={{"port": 0, "store": "memory", "tokenizer_idle": 0.2,
+                                                 "data_dir": {str(tmp_path)!r}}})
+        running = start_demo(config)
+        tokens = running.app.extensions["roogab"].service.tokens
+        try:
+            first = turn(running.server.url, "hello there")
+            held, before = tokens.loaded, rss()
+            deadline = time.monotonic() + 30  # a bound on a hang, not a timing claim
+            while tokens.loaded and time.monotonic() < deadline:
+                time.sleep(0.05)
+            released, after = not tokens.loaded, rss()
+            again = turn(running.server.url, "hello again")  # a new request: not answered from the record
+            print(json.dumps([held, released, tokens.loaded, before - after, first, again]))
+        finally:
+            running.close()
+    """)
+    held, released, loaded_again, freed_kib, first, again = json.loads(out.splitlines()[-1])
+    assert held and released and loaded_again
+    assert freed_kib > 12 * 1024, freed_kib
+    assert again["prompt_tokens"] == first["prompt_tokens"] > 0  # "hello again": as many tokens
+    assert again["completion_tokens"] > 0

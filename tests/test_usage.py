@@ -8,6 +8,8 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -177,7 +179,7 @@ def test_the_counter_keeps_no_python_rank_table(counter: TokenCounter) -> None:
     the Python table it was built from can be emptied. If a tiktoken release starts reading that
     table to encode, the count tests above fail; this one says what the counter holds."""
     import tiktoken
-    encoding = _compact_encoding(OFFLINE_ENCODING)
+    encoding, _ = _compact_encoding(OFFLINE_ENCODING)
     assert isinstance(encoding, tiktoken.Encoding)
     assert encoding.n_vocab == 100_277  # the size is kept (computed when the table was whole)
     assert counter.count("hello world") == 2
@@ -240,3 +242,101 @@ def _whole(counter: TokenCounter, text: str) -> int:
     encoding = counter._load()
     assert encoding is not None
     return len(encoding.encode_ordinary(text))
+
+
+# -- letting the tables go when idle (tokenizer_idle) ------------------------------------------------
+
+class _Clock:
+    """A clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_idle_tables_are_let_go_and_come_back_with_the_same_counts(counter: TokenCounter) -> None:
+    clock = _Clock()
+    idle = TokenCounter(idle_release=300, clock=clock)
+    assert not idle.loaded and idle.release_in() is None  # nothing held: nothing to let go
+    text = "def add(a, b):\n    return a + b\n" * 50
+    assert idle.count(text) == counter.count(text) and idle.loaded
+    clock.now += 299
+    assert idle.release_in() == pytest.approx(1.0) and not idle.release_if_idle() and idle.loaded
+    idle.count("used again")  # a count begins: the 300 s start over
+    clock.now += 299
+    assert not idle.release_if_idle() and idle.loaded
+    clock.now += 1
+    assert idle.release_if_idle() and not idle.loaded and idle.release_in() is None
+    assert not idle.release_if_idle()  # once
+    assert idle.count(text) == counter.count(text) and idle.loaded and idle.exact  # loaded again, exact
+
+
+def test_tables_are_kept_without_an_idle_release(counter: TokenCounter) -> None:
+    clock = _Clock()
+    kept = TokenCounter(clock=clock)  # idle_release = 0: the default outside `roogab serve`
+    kept.warm()
+    clock.now += 10 ** 9
+    assert kept.release_in() is None and not kept.release_if_idle() and kept.loaded
+
+
+def test_a_count_running_while_the_tables_are_let_go_stays_exact(counter: TokenCounter) -> None:
+    """Every count begins at a later time than the last, and each release finds the tables
+    idle: releases race the counts (each counted in several pieces, so a release can come
+    between two), and every count must still be tiktoken's, never the estimate."""
+    ticks = iter(range(0, 10 ** 9, 1000))
+    racy = TokenCounter(idle_release=1, clock=lambda: float(next(ticks)))
+    texts = [f"item {i}: " + "naïve café — Привет 🙂 " * (PIECE_CHARS // 8 + i) for i in range(6)]
+    expected = [counter.count(t) for t in texts]
+    released, done = 0, threading.Event()
+
+    def release() -> None:
+        nonlocal released
+        while not done.is_set():
+            released += racy.release_if_idle()
+
+    racy.warm()
+    with ThreadPoolExecutor(4) as pool:
+        releaser = pool.submit(release)
+        try:
+            counts = list(pool.map(racy.count, texts * 2))
+        finally:
+            done.set()
+        releaser.result()
+    assert counts == expected * 2
+    assert released >= 1  # the race happened
+
+
+def test_tables_a_worker_inherited_from_its_parent_are_never_let_go() -> None:
+    """Freeing them in a worker would write to the pages it shares with its parent (cli.py
+    builds them before forking the workers); only the process that built them lets them go."""
+    _compact_encoding(OFFLINE_ENCODING)  # built in this process, before the fork
+    pid = os.fork()
+    if pid == 0:  # the "worker": its counter finds the parent's tables
+        clock = _Clock()
+        worker = TokenCounter(idle_release=1, clock=clock)
+        ok = worker.count("hello world") == 2
+        clock.now += 10 ** 6
+        ok = ok and worker.release_in() is None and not worker.release_if_idle() and worker.loaded
+        os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_housekeeper_lets_idle_tables_go(counter: TokenCounter) -> None:
+    from roogab.housekeeping import Housekeeper
+    from roogab.registry import Registry
+
+    tokens = TokenCounter(idle_release=0.05)
+    tokens.warm()
+    keeper = Housekeeper(Registry(), tokens=tokens)
+    keeper.start()
+    try:
+        deadline = time.monotonic() + 30  # a bound on a hang, not a timing claim
+        while tokens.loaded and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        keeper.stop()
+    assert not tokens.loaded
+    assert tokens.count("hello world") == 2 and tokens.loaded
