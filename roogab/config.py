@@ -37,6 +37,7 @@ StreamMode = Literal["delta", "cumulative"]
 
 ENV_PREFIX = "ROOGAB_"
 MIB = 1024 * 1024
+MIN_TOKENIZER_IDLE = 0.1  # seconds: the housekeeper looks this often at most
 
 
 @dataclass(frozen=True)
@@ -374,8 +375,9 @@ def _check(config: Config) -> None:
         raise ConfigError("lease_ttl", "must be greater than 0")
     if config.ping_interval <= 0:
         raise ConfigError("ping_interval", "must be greater than 0")
-    if config.tokenizer_idle < 0:
-        raise ConfigError("tokenizer_idle", "must be 0 (keep the tokenizer loaded) or more seconds")
+    if config.tokenizer_idle != 0 and config.tokenizer_idle < MIN_TOKENIZER_IDLE:
+        raise ConfigError("tokenizer_idle", f"must be 0 (keep the tokenizer loaded) or at least "
+                          f"{MIN_TOKENIZER_IDLE:g} seconds")
     if not 0 <= config.stream_pace <= 1:
         raise ConfigError("stream_pace", "must be between 0 and 1 second")
     if not config.is_loopback() and not config.api_keys:

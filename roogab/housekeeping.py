@@ -53,16 +53,19 @@ class Housekeeper:
             self._thread = None
 
     def _run(self) -> None:
-        beat = self._leases.settings.ttl / 3 if self._leases is not None else self._expiry_every
+        beat = self._leases.settings.ttl / 3 if self._leases is not None else float("inf")
         next_expiry = self._clock()
+        next_beat = next_expiry if self._leases is not None else float("inf")
         while True:
-            if self._leases is not None:
+            if self._leases is not None and self._clock() >= next_beat:
                 self._guarded("renew leases", self._leases.renew)
                 self.beats += 1
+                next_beat = self._clock() + beat
             if self._clock() >= next_expiry:
                 self._guarded("expire idle conversations", self._registry.expire_idle)
                 next_expiry = self._clock() + self._expiry_every
-            wait = min(beat, max(next_expiry - self._clock(), 0.0), self._release_in())
+            now = self._clock()
+            wait = min(max(next_beat - now, 0.0), max(next_expiry - now, 0.0), self._release_in())
             if self._stop.wait(wait):
                 return
 

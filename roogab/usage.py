@@ -44,6 +44,10 @@ PIECE_CHARS = 1 << 16
 _CUT = re.compile(r"(?<=\S)(?= )|(?<=\n)(?=\S)")
 
 
+#: After a release, a load that fails is tried again this many seconds later (estimates meanwhile).
+RELOAD_RETRY_SECONDS = 30.0
+
+
 class _Encoding(Protocol):
     def encode_ordinary(self, text: str) -> list[int]: ...
 
@@ -55,8 +59,11 @@ class TokenCounter:
     built once per process (``_compact_encoding``). With *idle_release* seconds (0: never), tables
     this process built itself and no count has used for that long are let go by
     ``release_if_idle`` (the housekeeper calls it): about 21 MiB back, and ~0.1 s to load them
-    again at the next count. Tables a worker inherited from its parent are never let go: freeing
-    them would write to the pages it shares with the parent and its siblings.
+    again at the next count (a load that fails then is tried again ``RELOAD_RETRY_SECONDS``
+    later, with estimates meanwhile). Tables a worker inherited from its parent are never let go:
+    freeing them would write to the pages it shares with the parent and its siblings. RooGab makes
+    one counter per process: letting go clears the process's table cache, so another counter still
+    holding the old table would keep it alive beside the next one.
     """
 
     def __init__(self, encoding: str = OFFLINE_ENCODING, *, idle_release: float = 0.0,
@@ -65,7 +72,9 @@ class TokenCounter:
         self.idle_release = idle_release
         self._clock = clock
         self._lock = threading.Lock()
-        self._failed = False  # the tokenizer could not be loaded: estimates from now on
+        self._failed = False  # the first load failed: estimates from now on
+        self._released = False  # the tables were let go once (a load had worked)
+        self._retry_at = float("-inf")  # a load again after a release failed: estimates until then
         self._encoding: _Encoding | None = None
         self._own = False  # the tables were built by this process, not inherited through a fork
         self._used = 0.0  # when a count last began
@@ -111,7 +120,7 @@ class TokenCounter:
             left = self.release_in()  # a count may have begun, or loaded, since
             if left is None or left > 0:
                 return False
-            self._encoding = None
+            self._encoding, self._released = None, True
             _compact_encoding.cache_clear()  # the table's last reference (a running count holds its own)
         give_back()
         logger.info("token counter: let the tokenizer go after %.0f s unused; the next count loads it again",
@@ -120,15 +129,20 @@ class TokenCounter:
 
     def _load(self) -> _Encoding | None:
         encoding = self._encoding
-        if encoding is not None or self._failed:
+        if encoding is not None or self._failed or self._clock() < self._retry_at:
             return encoding
         with self._lock:
-            if self._encoding is None and not self._failed:
+            if self._encoding is None and not self._failed and self._clock() >= self._retry_at:
                 loaded = _load_encoding(self._name)
-                if loaded is None:
-                    self._failed = True
-                else:
+                if loaded is not None:
                     self._encoding, self._own = loaded
+                    self._used = self._clock()  # a load is a use: warm() does not let go at once
+                elif not self._released:
+                    self._failed = True  # never loaded: tiktoken or its table is missing
+                else:  # it loaded before it was let go: a passing failure (files, descriptors)
+                    self._retry_at = self._clock() + RELOAD_RETRY_SECONDS
+                    logger.error("token counter: could not load the tokenizer again; counts are "
+                                 "estimated for %.0f s, then it is tried again", RELOAD_RETRY_SECONDS)
                 give_back()  # the load's temporary objects
             return self._encoding
 

@@ -43,6 +43,7 @@ def test_precedence_file_env_flags(tmp_path: Path) -> None:
     ("[[providers]]\nkind = 'gradio'\nurl = 'http://x/'\nevents_path = '/x'", "providers[0].events_path"),
     ("retry_max_delay = 'soon'", "retry_max_delay"),
     ("tokenizer_idle = -1", "tokenizer_idle"),
+    ("tokenizer_idle = 0.001", "tokenizer_idle"),
 ])
 def test_bad_values_name_the_key(tmp_path: Path, text: str, key: str) -> None:
     path = tmp_path / "bad.toml"

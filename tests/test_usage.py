@@ -273,6 +273,29 @@ def test_idle_tables_are_let_go_and_come_back_with_the_same_counts(counter: Toke
     assert idle.count(text) == counter.count(text) and idle.loaded and idle.exact  # loaded again, exact
 
 
+def test_a_load_that_fails_after_a_release_is_tried_again_not_given_up(
+        counter: TokenCounter, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import roogab.usage
+
+    clock = _Clock()
+    idle = TokenCounter(idle_release=300, clock=clock)
+    assert idle.count("hello world") == 2
+    clock.now += 300
+    assert idle.release_if_idle()
+
+    def out_of_descriptors(name: str) -> object:
+        raise OSError(24, "Too many open files")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(roogab.usage, "_compact_encoding", out_of_descriptors)
+        assert idle.count("hello world") == 3  # the estimate, for now
+    assert "could not load the tokenizer again" in caplog.text
+    clock.now += roogab.usage.RELOAD_RETRY_SECONDS - 1
+    assert idle.count("hello world") == 3 and not idle.loaded  # not tried again yet
+    clock.now += 1
+    assert idle.count("hello world") == 2 and idle.exact  # tried again: exact from here on
+
+
 def test_tables_are_kept_without_an_idle_release(counter: TokenCounter) -> None:
     clock = _Clock()
     kept = TokenCounter(clock=clock)  # idle_release = 0: the default outside `roogab serve`
@@ -310,18 +333,39 @@ def test_a_count_running_while_the_tables_are_let_go_stays_exact(counter: TokenC
 
 def test_tables_a_worker_inherited_from_its_parent_are_never_let_go() -> None:
     """Freeing them in a worker would write to the pages it shares with its parent (cli.py
-    builds them before forking the workers); only the process that built them lets them go."""
-    _compact_encoding(OFFLINE_ENCODING)  # built in this process, before the fork
-    pid = os.fork()
-    if pid == 0:  # the "worker": its counter finds the parent's tables
-        clock = _Clock()
-        worker = TokenCounter(idle_release=1, clock=clock)
-        ok = worker.count("hello world") == 2
-        clock.now += 10 ** 6
-        ok = ok and worker.release_in() is None and not worker.release_if_idle() and worker.loaded
-        os._exit(0 if ok else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    builds them before forking the workers); only the process that built them lets them go.
+    In a fresh interpreter, so the fork happens with one thread and the child always exits."""
+    code = textwrap.dedent("""
+        import os
+        from roogab.usage import OFFLINE_ENCODING, TokenCounter, _compact_encoding
+
+        class Clock:
+            now = 1000.0
+            def __call__(self):
+                return self.now
+
+        def check():
+            clock = Clock()
+            counter = TokenCounter(idle_release=1, clock=clock)
+            assert counter.count("hello world") == 2
+            clock.now += 10 ** 6
+            return counter.release_in() is None and not counter.release_if_idle() and counter.loaded
+
+        _compact_encoding(OFFLINE_ENCODING)  # built here, before the fork
+        pid = os.fork()
+        if pid == 0:  # the "worker": its counter finds the parent's tables
+            status = 1
+            try:
+                status = 0 if check() else 2
+            finally:
+                os._exit(status)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=str(ROOT)),
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["0"], done.stderr
 
 
 def test_the_housekeeper_lets_idle_tables_go(counter: TokenCounter) -> None:
@@ -340,3 +384,28 @@ def test_the_housekeeper_lets_idle_tables_go(counter: TokenCounter) -> None:
         keeper.stop()
     assert not tokens.loaded
     assert tokens.count("hello world") == 2 and tokens.loaded
+
+
+def test_looking_at_the_tables_does_not_renew_the_leases_more_often() -> None:
+    """The lease heartbeat stays at a third of the ttl however often the tables are looked at."""
+    from types import SimpleNamespace
+
+    from roogab.housekeeping import Housekeeper
+    from roogab.registry import Registry
+
+    renewed: list[float] = []
+    leases = SimpleNamespace(settings=SimpleNamespace(ttl=3600.0), renew=lambda: renewed.append(time.monotonic()))
+    tokens = TokenCounter(idle_release=0.1)
+    keeper = Housekeeper(Registry(), leases, tokens=tokens)  # type: ignore[arg-type]
+    keeper.start()
+    try:
+        tokens.warm()
+        for _ in range(3):  # loaded and let go three times: a dozen looks or more
+            deadline = time.monotonic() + 30  # a bound on a hang, not a timing claim
+            while tokens.loaded and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert not tokens.loaded
+            tokens.warm()
+    finally:
+        keeper.stop()
+    assert len(renewed) == 1  # the first beat; the next is 20 minutes away

@@ -162,9 +162,9 @@ def test_a_roo_task_whose_turns_land_on_both_workers_keeps_one_provider_conversa
 def test_the_workers_count_tokens_with_the_parents_tokenizer_tables(
         served: tuple[Workers, set[str]], demo: DemoChatService) -> None:
     """The parent builds cl100k's tables (~21 MiB, never written again) before it forks, so the
-    workers' counts use its pages copy-on-write: each worker shares them, dirty, with the parent.
-    A worker that built its own would share only the few MiB the parent's start-up wrote (6 MiB
-    here before the change)."""
+    workers' counts use its pages copy-on-write: each worker shares them, dirty, with the parent,
+    and holds no copy of its own. Before the change a worker shared 6 MiB with the parent and
+    held 58 MiB dirty of its own; after it, 27 and 36 MiB."""
     workers, names = served
     demo.reset()
     counted: set[str] = set()
@@ -177,7 +177,9 @@ def test_the_workers_count_tokens_with_the_parents_tokenizer_tables(
             break
     assert counted == names, f"every turn landed on {counted}"
     for name in names:  # each worker has counted a Roo prompt's tokens
-        assert _kib(pid_of(name), "Shared_Dirty") > 12 * 1024
+        pid = pid_of(name)
+        assert _kib(pid, "Shared_Dirty") > 12 * 1024  # the parent built the tables before the fork
+        assert _kib(pid, "Private_Dirty") < 48 * 1024  # and the worker did not build its own
 
 
 def _kib(pid: int, field: str) -> int:
