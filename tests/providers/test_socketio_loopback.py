@@ -308,3 +308,18 @@ def test_reconnects_on_demand_after_python_socketio_gave_up(provider_loop: Provi
             assert deltas(got) == "back online"
     finally:
         p.close()
+
+
+def test_packets_are_decoded_with_the_kept_decoder(provider: MultiplexProvider, demo: DemoChatService) -> None:
+    """python-socketio's documented ``json=`` option reached both libraries' packet classes, and
+    a reply decoded through it arrives whole."""
+    import engineio.packet
+    import socketio.packet
+
+    from roogab.providers.socketio_session import PacketJson
+
+    demo.push(ScriptedReply("Decoded once, kept decoder.", chunk=4))
+    _, got = create(provider, "json please")
+    assert deltas(got) == "Decoded once, kept decoder."
+    assert isinstance(socketio.packet.Packet.json, PacketJson)
+    assert isinstance(engineio.packet.Packet.json, PacketJson)
