@@ -104,8 +104,8 @@ def test_a_serve_process_imports_only_what_its_provider_kind_needs(tmp_path: Pat
 
 def test_an_idle_serve_lets_the_tokenizer_go_and_loads_it_again(tmp_path: Path) -> None:
     """The whole stack (the demo service, `tokenizer_idle` 0.2 s): a turn loads the tokenizer;
-    unused, the housekeeper lets it go and the process's RSS falls by most of its tables
-    (~21 MiB); the next turn loads it again to count."""
+    unused, the housekeeper lets it go and the process's RSS falls by at least its tables' big
+    blocks; the next turn loads it again to count."""
     out = _fresh(f"""
         import json, time, urllib.request
         from pathlib import Path
@@ -140,6 +140,9 @@ def test_an_idle_serve_lets_the_tokenizer_go_and_loads_it_again(tmp_path: Path) 
     """)
     held, released, loaded_again, freed_kib, first, again = json.loads(out.splitlines()[-1])
     assert held and released and loaded_again
-    assert freed_kib > 12 * 1024, freed_kib
+    # The tables' big blocks are mapped on their own (memory.map_big_blocks) and unmapped when
+    # freed: about 10.5 MiB always. The rest (~10 MiB of small blocks) goes back only when the
+    # heap's top is free: 20 MiB in all in most runs, 10.6 MiB in one CI run.
+    assert freed_kib > 8 * 1024, freed_kib
     assert again["prompt_tokens"] == first["prompt_tokens"] > 0  # "hello again": as many tokens
     assert again["completion_tokens"] > 0
