@@ -103,10 +103,11 @@ def env_for(data: Path, venv: Path | None) -> dict[str, str]:
     return env
 
 
-def launch(args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], float, float, str, str]:
+def launch(args: list[str], env: dict[str, str],
+           cwd: Path | None = None) -> tuple[subprocess.Popen[str], float, float, str, str]:
     """Start; returns the process, seconds to the banner, seconds to /healthz 200, URL, demo URL."""
     t0 = time.monotonic()
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
     assert proc.stdout is not None
     url = demo_url = ""
     banner = 0.0

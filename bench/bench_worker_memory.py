@@ -32,9 +32,11 @@ from pathlib import Path
 from typing import Any
 
 try:
-    from bench._common import ROOT, Http, print_table, roo_body, stop, wait_http, with_nonce, write_json
+    from bench._common import ROOT, Http, print_table, roo_body, stop, with_nonce, write_json
+    from bench.bench_startup import launch
 except ImportError:
-    from _common import ROOT, Http, print_table, roo_body, stop, wait_http, with_nonce, write_json
+    from _common import ROOT, Http, print_table, roo_body, stop, with_nonce, write_json
+    from bench_startup import launch
 
 FIELDS = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Shared_Clean", "Shared_Dirty")
 
@@ -48,20 +50,6 @@ def smaps(pid: int) -> dict[str, int]:
             out[name] = int(rest.split()[0])
     out["Uss"] = out["Private_Clean"] + out["Private_Dirty"]
     return out
-
-
-def banner_url(proc: subprocess.Popen[str], what: str) -> tuple[str, str]:
-    """The API URL of a ``roogab`` banner, and the demo chat service's URL when it prints one."""
-    assert proc.stdout is not None
-    url = chat = ""
-    for line in proc.stdout:
-        if "is running at" in line:
-            url = line.strip().rsplit(" ", 1)[-1]
-        elif line.startswith("Demo chat service at"):
-            chat = line.split()[4]
-        if url and (chat or what == "serve"):
-            return url, chat
-    raise RuntimeError(f"roogab {what} printed no banner")
 
 
 def group(proc: subprocess.Popen[str], workers: int) -> list[int]:
@@ -84,12 +72,10 @@ def measure(source: Path, chat_url: str, tmp: Path, workers: int, turns: int) ->
     cfg.write_text(f'port = 0\nstore = "sqlite"\ndata_dir = "{tmp / f"data-{workers}"}"\nlog_level = "warning"\n\n'
                    f'[[providers]]\nname = "demo"\nkind = "socketio"\nurl = "{chat_url}"\nmodels = ["gab-1"]\n')
     env = dict(os.environ, PYTHONPATH=str(source))  # and cwd: ``-m`` puts the cwd first on sys.path
-    proc = subprocess.Popen([sys.executable, "-m", "roogab", "serve", "--config", str(cfg), "--workers", str(workers)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env, cwd=source)
+    proc, _, _, url, _ = launch([sys.executable, "-m", "roogab", "serve", "--config", str(cfg),
+                                 "--workers", str(workers)], env, cwd=source)
     try:
-        url, _ = banner_url(proc, "serve")
         pids = group(proc, workers)
-        wait_http(url, time.monotonic() + 60)
         body = roo_body()
         body["stream"] = False
         body.pop("stream_options", None)
@@ -126,10 +112,8 @@ def main() -> None:
     counts = [int(n) for n in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="roogab-wmem-") as tmp:
         env = dict(os.environ, PYTHONPATH=str(args.source), ROOGAB_DATA_DIR=str(Path(tmp) / "demo"))
-        demo = subprocess.Popen([sys.executable, "-m", "roogab", "demo", "--port", "0"], stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True, env=env, cwd=args.source)
+        demo, _, _, _, chat_url = launch([sys.executable, "-m", "roogab", "demo", "--port", "0"], env, cwd=args.source)
         try:
-            _, chat_url = banner_url(demo, "demo")
             results = [measure(args.source, chat_url, Path(tmp), n, args.turns) for n in counts]
         finally:
             stop(demo)

@@ -53,29 +53,29 @@ class Housekeeper:
             self._thread = None
 
     def _run(self) -> None:
-        beat = self._leases.settings.ttl / 3 if self._leases is not None else float("inf")
         next_expiry = self._clock()
         next_beat = next_expiry if self._leases is not None else float("inf")
         while True:
             if self._leases is not None and self._clock() >= next_beat:
                 self._guarded("renew leases", self._leases.renew)
                 self.beats += 1
-                next_beat = self._clock() + beat
+                next_beat = self._clock() + self._leases.settings.ttl / 3
             if self._clock() >= next_expiry:
                 self._guarded("expire idle conversations", self._registry.expire_idle)
                 next_expiry = self._clock() + self._expiry_every
+            if self._tokens is not None:
+                self._tokens.release_if_idle()
             now = self._clock()
-            wait = min(max(next_beat - now, 0.0), max(next_expiry - now, 0.0), self._release_in())
+            wait = min(max(next_beat - now, 0.0), max(next_expiry - now, 0.0), self._tokens_wait())
             if self._stop.wait(wait):
                 return
 
-    def _release_in(self) -> float:
-        """Seconds until the token counter's tables may be let go (letting them go when due);
-        at most its idle time, so tables loaded meanwhile are looked at soon enough."""
+    def _tokens_wait(self) -> float:
+        """Seconds until the token counter's tables may be let go; at most its idle time while
+        none are held, so tables loaded meanwhile are looked at soon enough."""
         tokens = self._tokens
         if tokens is None or tokens.idle_release <= 0:
             return float("inf")
-        tokens.release_if_idle()
         left = tokens.release_in()
         return tokens.idle_release if left is None else max(left, 0.0)
 

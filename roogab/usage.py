@@ -73,10 +73,9 @@ class TokenCounter:
         self._clock = clock
         self._lock = threading.Lock()
         self._failed = False  # the first load failed: estimates from now on
-        self._released = False  # the tables were let go once (a load had worked)
         self._retry_at = float("-inf")  # a load again after a release failed: estimates until then
         self._encoding: _Encoding | None = None
-        self._own = False  # the tables were built by this process, not inherited through a fork
+        self._own = False  # the last tables loaded were built by this process, not inherited through a fork
         self._used = 0.0  # when a count last began
 
     @property
@@ -120,7 +119,7 @@ class TokenCounter:
             left = self.release_in()  # a count may have begun, or loaded, since
             if left is None or left > 0:
                 return False
-            self._encoding, self._released = None, True
+            self._encoding = None
             _compact_encoding.cache_clear()  # the table's last reference (a running count holds its own)
         give_back()
         logger.info("token counter: let the tokenizer go after %.0f s unused; the next count loads it again",
@@ -137,9 +136,9 @@ class TokenCounter:
                 if loaded is not None:
                     self._encoding, self._own = loaded
                     self._used = self._clock()  # a load is a use: warm() does not let go at once
-                elif not self._released:
+                elif not self._own:
                     self._failed = True  # never loaded: tiktoken or its table is missing
-                else:  # it loaded before it was let go: a passing failure (files, descriptors)
+                else:  # it loaded and was let go (only own tables are): a passing failure (files, descriptors)
                     self._retry_at = self._clock() + RELOAD_RETRY_SECONDS
                     logger.error("token counter: could not load the tokenizer again; counts are "
                                  "estimated for %.0f s, then it is tried again", RELOAD_RETRY_SECONDS)

@@ -58,10 +58,7 @@ class PacketJson:
             return json.loads(text, **{"parse_int": self._int, **options})
         return self._decoder.decode(text)
 
-    @staticmethod
-    def dumps(value: Any, **options: Any) -> str:
-        """``json.dumps``, as the libraries call it."""
-        return json.dumps(value, **options)
+    dumps = staticmethod(json.dumps)  # as the libraries call it
 
 
 @dataclass(frozen=True)
