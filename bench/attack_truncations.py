@@ -37,7 +37,7 @@ def delivered(reply: str) -> tuple[bool, str, list[str]]:
 
 def _parse(reply: str) -> tuple[list[object], ReplyParser]:
     parser = ReplyParser()
-    return parser.feed(reply) + parser.close(), parser
+    return [*parser.feed(reply), *parser.close()], parser
 
 
 def _in_prose_after(prefix: str) -> bool:

@@ -12,6 +12,7 @@ tests drive a connection.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .envelope import End, Event, ReplyParser, SnapshotFeeder
@@ -49,7 +50,7 @@ class ReplyReader:
         """The reply so far, as the service sent it."""
         return self._feeder.raw
 
-    def feed(self, event: Delta | Snapshot | Done) -> list[Event]:
+    def feed(self, event: Delta | Snapshot | Done) -> Sequence[Event]:
         """The envelope events that *event* completes; after ``Done`` they end with ``End``."""
         if isinstance(event, Delta):
             return self._feeder.feed_delta(self._piece(event.text))
@@ -57,7 +58,7 @@ class ReplyReader:
             self._held = ""  # the whole reply so far: what was held is in it
             whole = event.text[:-1] if event.text and is_high_surrogate(event.text[-1]) else event.text
             return self._feeder.feed_snapshot(well_formed(whole), rewrite=event.rewrite)
-        events = self._feeder.feed_delta(well_formed(self._held)) if self._held else []
+        events = [*self._feeder.feed_delta(well_formed(self._held))] if self._held else []
         self._held = ""
         text, raw = well_formed(event.text or ""), self.raw
         if text and text.startswith(raw) and len(text) > len(raw):

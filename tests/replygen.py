@@ -13,7 +13,7 @@ import re
 from hypothesis import strategies as st
 
 from roogab.demo.markup import markdown_to_html
-from roogab.envelope import End, Text, ToolCall, parse_reply
+from roogab.envelope import End, Event, Text, ToolCall, parse_reply
 from roogab.providers.base import Delta, Done, Snapshot
 from roogab.reply_reader import ReplyReader
 
@@ -118,7 +118,7 @@ def judge(text: str, mode: str, calls: list[ToolCall], got_text: str, failed: bo
 def read(text: str, mode: str, sizes: list[int]) -> str:
     """Deliver *text* through the reply reader alone and judge what came out."""
     reader = ReplyReader(TOOLS)
-    events = []
+    events: list[Event] = []
     for event in deliver(text, mode, sizes):
         events += reader.feed(event)
     events += reader.feed(Done())

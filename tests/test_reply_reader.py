@@ -3,6 +3,8 @@ events in, envelope events and a verdict out. No IO."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from support import as_halves
 
 from roogab.demo.markup import markdown_to_html
@@ -13,16 +15,16 @@ from roogab.reply_reader import ReplyReader, Verdict
 CALL = '```lua\nreturn { tool_calls = { { name = "read_file", arguments = { path = "x.ts" } } } }\n```'
 
 
-def _texts(events: list[Event]) -> str:
+def _texts(events: Sequence[Event]) -> str:
     return "".join(e.text for e in events if isinstance(e, Text))
 
 
 def test_pieces_then_done() -> None:
     reader = ReplyReader(["read_file"])
-    assert reader.feed(Delta(CALL[:40])) == []
+    assert not reader.feed(Delta(CALL[:40]))
     events = reader.feed(Delta(CALL[40:]))
-    assert events == [ToolCall("read_file", {"path": "x.ts"})]
-    assert reader.feed(Done()) == [End()] and reader.verdict == Verdict()
+    assert list(events) == [ToolCall("read_file", {"path": "x.ts"})]
+    assert list(reader.feed(Done())) == [End()] and reader.verdict == Verdict()
 
 
 def test_html_snapshot_holds_back_the_last_line_of_an_open_code_block() -> None:
@@ -31,7 +33,7 @@ def test_html_snapshot_holds_back_the_last_line_of_an_open_code_block() -> None:
     cut = reply.index("two") + 2  # "...one\ntw": the page shows "tw" as a whole line
     assert _texts(reader.feed(Snapshot(markdown_to_html(reply[:cut])))) == "one\n"
     assert _texts(reader.feed(Snapshot(markdown_to_html(reply[:cut + 4])))) == "two\n"
-    rest = reader.feed(Snapshot(markdown_to_html(reply))) + reader.feed(Done())
+    rest = [*reader.feed(Snapshot(markdown_to_html(reply))), *reader.feed(Done())]
     assert _texts(rest) == "three" and reader.verdict == Verdict()
 
 
@@ -41,16 +43,16 @@ def test_a_snapshot_that_rerenders_its_past_is_decoded_anew() -> None:
     events: list[Event] = []
     for cut in range(1, len(reply) + 1, 5):  # "*pro" is text, "*prose*" becomes <em>
         events += reader.feed(Snapshot(markdown_to_html(reply[:cut])))
-    events += reader.feed(Snapshot(markdown_to_html(reply))) + reader.feed(Done())
+    events += [*reader.feed(Snapshot(markdown_to_html(reply))), *reader.feed(Done())]
     assert [e for e in events if isinstance(e, ToolCall)] == [ToolCall("read_file", {"path": "x.ts"})]
     assert reader.verdict == Verdict()
 
 
 def test_a_late_older_snapshot_changes_nothing() -> None:
     reader = ReplyReader(["read_file"])
-    assert reader.feed(Snapshot(CALL)) == [ToolCall("read_file", {"path": "x.ts"})]
-    assert reader.feed(Snapshot(CALL[:30])) == []
-    assert reader.feed(Done()) == [End()] and reader.raw == CALL
+    assert list(reader.feed(Snapshot(CALL))) == [ToolCall("read_file", {"path": "x.ts"})]
+    assert not reader.feed(Snapshot(CALL[:30]))
+    assert list(reader.feed(Done())) == [End()] and reader.raw == CALL
 
 
 def test_a_rewrite_shorter_after_the_text_was_passed_on_is_a_problem() -> None:
@@ -58,23 +60,23 @@ def test_a_rewrite_shorter_after_the_text_was_passed_on_is_a_problem() -> None:
     cannot be trusted: the longer text the agent may have got is not the answer."""
     long, short = (f"```lua\nreturn {{ text = [==[{t}]==] }}\n```" for t in ("Here is a long first draft.", "Here is"))
     reader = ReplyReader([])
-    events = reader.feed(Delta(long))
+    events = list(reader.feed(Delta(long)))
     assert "".join(e.text for e in events if isinstance(e, Text)) == "Here is a long first draft."
-    events += reader.feed(Snapshot(short, rewrite=True)) + reader.feed(Done(short))
+    events += [*reader.feed(Snapshot(short, rewrite=True)), *reader.feed(Done(short))]
     assert isinstance(events[-1], End) and reader.verdict is not None and reader.verdict.problem is not None
 
 
 def test_a_rewrite_shorter_of_prose_not_passed_on_yet_is_the_reply() -> None:
     reader = ReplyReader([])
-    events = reader.feed(Delta("Here is a long first draft."))
-    events += reader.feed(Snapshot("Here is", rewrite=True)) + reader.feed(Done("Here is"))
+    events = [*reader.feed(Delta("Here is a long first draft.")), *reader.feed(Snapshot("Here is", rewrite=True))]
+    events += reader.feed(Done("Here is"))
     assert "".join(e.text for e in events if isinstance(e, Text)) == "Here is"
     assert reader.verdict == Verdict()
 
 
 def test_a_rewrite_that_only_extends_is_fine() -> None:
     reader = ReplyReader([])
-    events = reader.feed(Delta("Here is")) + reader.feed(Snapshot("Here is more.", rewrite=True))
+    events = [*reader.feed(Delta("Here is")), *reader.feed(Snapshot("Here is more.", rewrite=True))]
     events += reader.feed(Done("Here is more."))
     assert "".join(e.text for e in events if isinstance(e, Text)) == "Here is more."
     assert reader.verdict == Verdict()
@@ -82,8 +84,8 @@ def test_a_rewrite_that_only_extends_is_fine() -> None:
 
 def test_a_rewrite_after_pieces_that_takes_back_a_call_is_a_problem() -> None:
     reader = ReplyReader(["read_file"])
-    assert reader.feed(Delta(CALL)) == [ToolCall("read_file", {"path": "x.ts"})]
-    assert reader.feed(Snapshot(CALL.replace("x.ts", "y.ts"))) == []
+    assert list(reader.feed(Delta(CALL))) == [ToolCall("read_file", {"path": "x.ts"})]
+    assert not reader.feed(Snapshot(CALL.replace("x.ts", "y.ts")))
     end = reader.feed(Done())
     assert isinstance(end[-1], End) and reader.verdict is not None
     assert reader.verdict.problem is not None and "changed the tool call read_file" in reader.verdict.problem
@@ -93,8 +95,8 @@ def test_a_rewrite_that_extends_the_pieces_goes_on() -> None:
     reply = "```lua\nreturn { text = [==[hello world]==] }\n```"
     reader = ReplyReader([])
     first = reader.feed(Delta(reply[:25]))
-    rest = reader.feed(Snapshot(reply)) + reader.feed(Done())
-    assert _texts(first + rest) == "hello world" and reader.verdict == Verdict()
+    rest = reader.feed(Snapshot(reply))
+    assert _texts([*first, *rest, *reader.feed(Done())]) == "hello world" and reader.verdict == Verdict()
 
 
 def test_error_page_and_plain_prose() -> None:
@@ -103,7 +105,7 @@ def test_error_page_and_plain_prose() -> None:
     reader.feed(Done())
     assert reader.verdict == Verdict(error_page="502 Bad Gateway")
     reader = ReplyReader([])
-    assert _texts(reader.feed(Delta("just prose")) + reader.feed(Done())) == "just prose"
+    assert _texts([*reader.feed(Delta("just prose")), *reader.feed(Done())]) == "just prose"
     assert reader.verdict == Verdict()  # without tools, prose is a fine answer
     reader = ReplyReader(["read_file"])
     reader.feed(Delta("just prose"))

@@ -21,7 +21,7 @@ ever evaluated. A reply that does not comply does not raise: ``End.problem`` say
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from ..errors import ParserClosedError
@@ -45,6 +45,7 @@ _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _START, _THINK, _PAGE, _PROSE = State.START, State.THINK, State.PAGE, State.PROSE
 _ENVELOPE, _DEAD, _CLOSED = State.ENVELOPE, State.DEAD, State.CLOSED
 _NOTHING: frozenset[str] = frozenset()
+_NONE: tuple[Event, ...] = ()  # what a chunk that completes nothing returns: no list made
 
 
 class ReplyParser:
@@ -106,8 +107,9 @@ class ReplyParser:
     def _move(self, move: Move) -> None:
         self._state = next_state(self._state, move)
 
-    def feed(self, chunk: str) -> list[Event]:
-        """Parse *chunk*, the next piece of the reply; return the events it completes.
+    def feed(self, chunk: str) -> Sequence[Event]:
+        """Parse *chunk*, the next piece of the reply; return the events it completes (a tuple
+        on the fast paths: fed a token at a time, most chunks complete nothing or one text).
 
         Raises:
             ParserClosedError: the parser was already closed.
@@ -116,27 +118,27 @@ class ReplyParser:
         # two tests are the fast path's own for one character, looked up in one go.
         if chunk in self._hold:  # inside a tool call: parse it once a bracket closes
             self._pending.append(chunk)
-            return []
+            return _NONE
         event = self._quick.get(chunk)
         if event is not None:  # the reply's text, as _emit_text would emit it
             self._raw.append(chunk)  # _settle counts it when the fast path disarms
-            return [event]
+            return (event,)
         fast = self._fast  # None once closed
         if fast is not None:
             if fast.closer is not None:  # a long string inside a call: only its end (]=*]) matters
                 if "]" not in chunk or not completes_closer(fast.closer, self._pending, self._buf[self._pos:], chunk):
                     self._pending.append(chunk)
-                    return []
+                    return _NONE
             elif chunk in fast.quiet or fast.wake(chunk) is None:
                 if fast.target is None:
                     self._pending.append(chunk)
-                    return []
+                    return _NONE
                 if fast.plain_text and chunk:
                     self._raw.append(chunk)
                     event = Text(chunk)
                     if chunk in fast.quiet:
                         fast.texts[chunk] = event
-                    return [event]
+                    return (event,)
                 return self._stream(fast.target, chunk)
             out = self._push(chunk, False)  # armed: the state is ENVELOPE (neither CLOSED nor PAGE)
             self._set_bypass()
@@ -147,7 +149,7 @@ class ReplyParser:
         if state is _PAGE:
             assert self._page.html is not None
             self._page.html.append(chunk)
-            return []
+            return _NONE
         out = self._push(chunk, final=False)
         self._set_bypass()
         return out
@@ -516,4 +518,4 @@ def _space_end(buf: str, pos: int) -> int:
 def parse_reply(text: str, tool_names: Collection[str] = ()) -> list[Event]:
     """Parse a whole reply at once: ``feed(text) + close()`` of a fresh :class:`ReplyParser`."""
     parser = ReplyParser(tool_names)
-    return parser.feed(text) + parser.close()
+    return [*parser.feed(text), *parser.close()]

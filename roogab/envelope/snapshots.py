@@ -16,6 +16,7 @@ snapshot that is a prefix of what was already fed (an older one arriving late) c
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .events import End, Event, Reasoning, Text, ToolCall
@@ -64,7 +65,7 @@ class SnapshotFeeder:
         """Why the reply can no longer be trusted (a later snapshot contradicted what was given)."""
         return self._problem
 
-    def feed_delta(self, piece: str) -> list[Event]:
+    def feed_delta(self, piece: str) -> Sequence[Event]:
         """Append *piece* to the reply; return the events it completes.
 
         Raises:
@@ -77,7 +78,7 @@ class SnapshotFeeder:
             return self._give(self._parser.feed(piece))
         return self._update(final=False)
 
-    def feed_snapshot(self, full_text: str, *, rewrite: bool = False) -> list[Event]:
+    def feed_snapshot(self, full_text: str, *, rewrite: bool = False) -> Sequence[Event]:
         """Take the whole reply so far; return the events that its new meaning adds. A shorter
         snapshot is an older one arriving late, unless it is a *rewrite* (the service took text
         back: what was passed on of it makes the reply untrustworthy at its end).
@@ -91,7 +92,7 @@ class SnapshotFeeder:
         self._raw = [full_text]
         return self._update(final=False)
 
-    def close(self) -> list[Event]:
+    def close(self) -> Sequence[Event]:
         """The reply is complete: return the remaining events, ending with ``End``.
 
         Raises:
@@ -104,7 +105,7 @@ class SnapshotFeeder:
 
     # -- deciding what the reply means now -----------------------------------------------
 
-    def _update(self, final: bool) -> list[Event]:
+    def _update(self, final: bool) -> Sequence[Event]:
         raw = self.raw
         if self._html is None:
             verdict = looks_like_html(raw.lstrip(), 0, final)
@@ -130,17 +131,17 @@ class SnapshotFeeder:
             events = self._feed(self._parser, target, cut_off)
         self._fed, self._fed_len = [target], len(target)
         if final:
-            events += self._parser.close()
+            events = [*events, *self._parser.close()]
         return self._give(events, final)
 
-    def _feed(self, parser: ReplyParser, text: str, cut_off: bool = False) -> list[Event]:
+    def _feed(self, parser: ReplyParser, text: str, cut_off: bool = False) -> Sequence[Event]:
         if cut_off:  # said first: the last code block's closing fence is decode_html's, not the page's
             parser.note_cut_off()
         if not text:
             return []
         return parser.feed_decoded(text) if self._html else parser.feed(text)
 
-    def _give(self, events: list[Event], final: bool = False) -> list[Event]:
+    def _give(self, events: Sequence[Event], final: bool = False) -> Sequence[Event]:
         """Return what the agent may get of *events*, the current parser's new events."""
         if self._derived is None:
             self._given += events

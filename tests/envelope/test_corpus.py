@@ -76,7 +76,7 @@ def test_markdown_snapshots(name: str) -> None:
         events += feeder.feed_snapshot(reply[:cut])
     events += feeder.feed_snapshot(reply[: len(reply) // 2])  # a stale snapshot arriving late
     events += feeder.feed_snapshot(reply)
-    assert as_dicts(events + feeder.close()) == case["expected"]
+    assert as_dicts([*events, *feeder.close()]) == case["expected"]
 
 
 HTML_CASES = [name for name, case in CASES.items() if "html_code" in case]
@@ -91,4 +91,4 @@ def test_html_snapshots_with_changing_closing_tags(name: str) -> None:
     for cut in range(0, len(code) + 1, 2):
         events += feeder.feed_snapshot(f'<pre><code class="language-lua">{html.escape(code[:cut])}</code></pre>')
     events += feeder.feed_snapshot(case["reply"])
-    assert as_dicts(events + feeder.close()) == case["expected"]
+    assert as_dicts([*events, *feeder.close()]) == case["expected"]

@@ -68,7 +68,7 @@ def test_cut_off_opening_is_an_envelope_with_a_problem(reply: str) -> None:
 def test_cut_off_opening_split_anywhere(reply: str) -> None:
     for cut in range(len(reply) + 1):
         parser = ReplyParser()
-        end = _end(parser.feed(reply[:cut]) + parser.feed(reply[cut:]) + parser.close())
+        end = _end([*parser.feed(reply[:cut]), *parser.feed(reply[cut:]), *parser.close()])
         assert end.envelope and end.problem is not None, (reply, cut)
 
 
@@ -79,7 +79,7 @@ def test_cut_off_html_snapshots(reply: str) -> None:
     events: list[object] = []
     for cut in range(1, len(reply) + 1):
         events += feeder.feed_snapshot(reply[:cut])
-    end = _end(events + feeder.close())
+    end = _end([*events, *feeder.close()])
     assert end.envelope and end.problem is not None
 
 

@@ -91,9 +91,9 @@ def test_events_come_with_their_character(name: str) -> None:
 def test_a_quote_is_text_in_a_long_string_and_the_end_of_a_quoted_one() -> None:
     parser = ReplyParser()
     parser.feed('```lua\nreturn { text = [[')
-    assert [parser.feed(ch) for ch in 'a"b'] == [[Text("a")], [Text('"')], [Text("b")]]
-    assert parser.feed("]") == [] and parser.feed("]") == []
+    assert [list(parser.feed(ch)) for ch in 'a"b'] == [[Text("a")], [Text('"')], [Text("b")]]
+    assert not parser.feed("]") and not parser.feed("]")
     parser.feed(', content = "')
-    assert [parser.feed(ch) for ch in 'a"'] == [[Text("a")], []]  # the same quote ends this one
-    assert [parser.feed(ch) for ch in ' }'] == [[], []]
+    assert [list(parser.feed(ch)) for ch in 'a"'] == [[Text("a")], []]  # the same quote ends this one
+    assert [list(parser.feed(ch)) for ch in ' }'] == [[], []]
     assert parser.close()[-1] == End()

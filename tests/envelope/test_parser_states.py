@@ -109,8 +109,8 @@ def test_every_split_follows_the_table(reply: str, expected: list[State]) -> Non
 
 def test_the_html_page_is_decoded_at_close() -> None:
     parser = ReplyParser()
-    assert parser.feed(PAGE[:10]) == [] and parser.state is State.PAGE
-    assert parser.feed(PAGE[10:]) == [] and parser.state is State.PAGE
+    assert not parser.feed(PAGE[:10]) and parser.state is State.PAGE
+    assert not parser.feed(PAGE[10:]) and parser.state is State.PAGE
     events = parser.close()
     assert parser.state is State.CLOSED
     assert events == parse_reply(PAGE) and events[0] == Text("hi")
