@@ -104,7 +104,7 @@ def _serve_turn(protocol: WireProtocol) -> Response | tuple[dict[str, Any], int,
         return protocol.complete(answer, turn, exchange), 200, routing
     items = _held(slot, state.service.run(turn, client, note))
     first = next(items)  # errors before any output still get their real HTTP status
-    sse = protocol.stream(_chain(first, items), turn, exchange)
+    sse = protocol.stream(_bugs_as_errors(_chain(first, items)), turn, exchange)
     return Response(_with_request_id(exchange.id, sse, note, state.service.live), mimetype="text/event-stream",
                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **routing})
 
@@ -258,6 +258,25 @@ def _with_request_id(rid: str, body: Iterator[str], note: TurnNote, live: LiveTu
     for chunk in body:
         live.to_agent(note.turn_id, chunk)
         yield chunk
+
+
+def _bugs_as_errors(items: Iterator[Out]) -> Generator[Out, None, None]:
+    """*items*, with a bug in the turn engine after the stream began raised as a 500
+    ``RooGabError``: the protocol's stream then ends with its own error event, as a bug before
+    any output gets a 500 in the protocol's error shape (``_http_error``), instead of a body cut
+    off mid-chunk. The agent is told only the bug's type; the log has the traceback."""
+    try:
+        yield from items
+    except RooGabError:
+        raise
+    except Exception as exc:  # the request boundary (as Flask's own for a view): logged whole, then told
+        log.exception("turn failed mid-stream on a bug in RooGab")
+        raise RooGabError(f"internal error in RooGab ({type(exc).__name__}); "
+                          "the server log has the details") from exc
+    finally:
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _chain(first: Out, rest: Iterator[Out]) -> Generator[Out, None, None]:

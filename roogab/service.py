@@ -200,7 +200,7 @@ class _Turn:
             recorded = True
             self._log(started, clock, outcome_of(None, self.repairs), reply, None)
             yield finished
-        except RooGabError as exc:
+        except Exception as exc:  # noted for the turn log (a bug too, not "the agent went away"), then raised
             failure = exc
             raise
         finally:

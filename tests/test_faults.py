@@ -326,3 +326,68 @@ def test_agent_hanging_up_cancels_the_provider_turn(faulty: Running, demo: DemoC
     # The same task, asked again at once, is served promptly with the next reply.
     demo.push(ScriptedReply(envelope("Short answer this time.")))
     turn(faulty, task, stream=True).assert_complete("Short answer this time.")
+
+
+# -- a bug in RooGab itself, mid-turn -------------------------------------------------------------
+
+STREAM_ERRORS = {"/v1/chat/completions": 'data: {"error":{',  # each protocol's own error event
+                 "/v1/messages": "event: error\n",
+                 "/v1/responses": "event: response.failed\n"}
+
+
+def _bug(self: object) -> None:
+    raise KeyError("a bug")
+
+
+@pytest.mark.parametrize("path", list(STREAM_ERRORS))
+def test_a_bug_after_the_stream_began_ends_it_with_the_protocols_error_event(
+        faulty: Running, demo: DemoChatService, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    """A bug in RooGab after some text went out: the stream ends properly with the protocol's
+    error event (not a body cut off mid-chunk), says only the bug's type, and the turn log
+    names the bug (not "the agent went away")."""
+    demo.push(ScriptedReply(envelope("Some text that reaches the agent first.")))
+    monkeypatch.setattr("roogab.service._Turn._usage", _bug)  # after the answer, before it is finished
+    body = {"model": "demo/gab-1", "stream": True, "max_tokens": 100,
+            "messages": [{"role": "user", "content": _task("meet a bug")}]}
+    if path == "/v1/responses":
+        body = {"model": "demo/gab-1", "stream": True, "input": _task("meet a bug")}
+    parts = urlsplit(faulty.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        raw = response.read().decode()  # http.client raises IncompleteRead on a body cut off mid-chunk
+    finally:
+        conn.close()
+    assert response.status == 200 and "the agent first." in raw, raw  # the text went out before the bug
+    assert STREAM_ERRORS[path] in raw and "internal error in RooGab (KeyError)" in raw, raw
+    assert "a bug" not in raw and '"stop"' not in raw and "end_turn" not in raw, raw
+    if path == "/v1/chat/completions":
+        assert raw.endswith("data: [DONE]\n\n"), raw[-200:]
+    [logged] = faulty.registry.turns(limit=1)
+    assert logged.verdict == "failed" and (logged.error or "").startswith("KeyError"), logged
+    monkeypatch.undo()
+    _next_turn_works(faulty, True)
+
+
+@pytest.mark.parametrize("path", list(STREAM_ERRORS))
+def test_a_bug_in_a_json_turn_is_a_500_in_the_protocols_error_shape(
+        faulty: Running, demo: DemoChatService, monkeypatch: pytest.MonkeyPatch, path: str) -> None:
+    demo.push(ScriptedReply(envelope("An answer that never goes out.")))
+    monkeypatch.setattr("roogab.service._Turn._usage", _bug)
+    body: dict[str, Any] = {"model": "demo/gab-1", "max_tokens": 100,
+                            "messages": [{"role": "user", "content": _task("meet a bug")}]}
+    if path == "/v1/responses":
+        body = {"model": "demo/gab-1", "input": _task("meet a bug")}
+    parts = urlsplit(faulty.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        answer = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 500 and "error" in answer and "never goes out" not in json.dumps(answer), answer
+    assert "a bug" not in json.dumps(answer), answer
+    [logged] = faulty.registry.turns(limit=1)
+    assert logged.verdict == "failed" and (logged.error or "").startswith("KeyError"), logged
