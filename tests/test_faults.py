@@ -345,7 +345,8 @@ def test_a_bug_after_the_stream_began_ends_it_with_the_protocols_error_event(
     """A bug in RooGab after some text went out: the stream ends properly with the protocol's
     error event (not a body cut off mid-chunk), says only the bug's type, and the turn log
     names the bug (not "the agent went away")."""
-    demo.push(ScriptedReply(envelope("Some text that reaches the agent first.")))
+    # in one piece from the service, so the text reaches the agent in one delta
+    demo.push(ScriptedReply(envelope("Some text that reaches the agent first."), chunk=1 << 16))
     monkeypatch.setattr("roogab.service._Turn._usage", _bug)  # after the answer, before it is finished
     body = {"model": "demo/gab-1", "stream": True, "max_tokens": 100,
             "messages": [{"role": "user", "content": _task("meet a bug")}]}
