@@ -16,6 +16,8 @@ import json
 import re
 from typing import Any
 
+from .envelope.calls import json_values
+
 __all__ = ["fit_json", "schema_instruction"]
 
 FENCE = re.compile(r"```[a-zA-Z0-9_-]*\s*\n(.*?)```", re.DOTALL)
@@ -47,7 +49,7 @@ def _candidates(text: str) -> list[Any]:
     values = []
     for piece in pieces:
         try:
-            values.append(json.loads(piece))
+            values.append(json_values(json.loads(piece)))  # ValueError: NaN or a number too big for JSON
         except (ValueError, RecursionError):  # RecursionError: nested deeper than the interpreter recurses
             continue
     return values

@@ -392,3 +392,39 @@ def test_a_bug_in_a_json_turn_is_a_500_in_the_protocols_error_shape(
     assert "a bug" not in json.dumps(answer), answer
     [logged] = faulty.registry.turns(limit=1)
     assert logged.verdict == "failed" and (logged.error or "").startswith("KeyError"), logged
+
+
+# -- values JSON cannot carry, streamed --------------------------------------------------------------
+
+WRITE_TOOL = {"name": "write_to_file", "description": "Write a file.",
+              "parameters": {"type": "object", "properties": {"path": {"type": "string"}, "content": {"type": "string"}},
+                             "required": ["path", "content"]}}
+STREAM_CALLS = {"/v1/chat/completions": ('"finish_reason":"tool_calls"', "data: [DONE]\n\n"),
+                "/v1/messages": ('"stop_reason":"tool_use"', 'event: message_stop\ndata: {"type":"message_stop"}\n\n')}
+
+
+@pytest.mark.parametrize("path", list(STREAM_CALLS))
+def test_a_lone_utf16_half_in_streamed_arguments_reaches_the_agent_as_u_fffd(
+        faulty: Running, demo: DemoChatService, path: str) -> None:
+    """JSON-string arguments with ``\\ud83d`` alone: ``json.loads`` keeps the half, which no UTF-8
+    body can carry; it used to kill the stream after the call's header went out."""
+    demo.push(ScriptedReply('```lua\nreturn { tool_calls = { { name = "write_to_file", arguments = '
+                            '[==[{"path": "a.txt", "content": "smile \\ud83d end"}]==] } } }\n```', chunk=7))
+    body: dict[str, Any] = {"model": "demo/gab-1", "stream": True, "max_tokens": 100,
+                            "messages": [{"role": "user", "content": _task("write a smile")}],
+                            "tools": [{"type": "function", "function": WRITE_TOOL}]}
+    if path == "/v1/messages":
+        body["tools"] = [{"name": WRITE_TOOL["name"], "description": WRITE_TOOL["description"],
+                          "input_schema": WRITE_TOOL["parameters"]}]
+    parts = urlsplit(faulty.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        raw = response.read().decode()  # http.client raises IncompleteRead on a body cut off mid-chunk
+    finally:
+        conn.close()
+    finish, last = STREAM_CALLS[path]
+    assert response.status == 200 and finish in raw and raw.endswith(last), raw[-300:]
+    assert "smile \ufffd end" in raw.replace('\\"', '"'), raw
+    assert [r for r in demo.received if r.prompt and "write a smile" in r.prompt]  # the service got the turn

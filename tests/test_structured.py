@@ -47,3 +47,18 @@ def test_nested_arrays_share_the_bound() -> None:
                          ids=["string", "array", "deep array", "too deep to parse", "prose"])
 def test_a_schema_jsonschema_cannot_use_still_gets_json(schema: dict[str, Any], answer: str) -> None:
     json.loads(fit_json(answer, schema))
+
+
+@pytest.mark.parametrize("answer", ['{"title": NaN}', '{"title": "x", "n": Infinity}', '{"title": "x", "n": 1e999}'])
+def test_an_answer_with_a_number_json_cannot_carry_is_not_passed_on(answer: str) -> None:
+    """``json.loads`` reads NaN and Infinity; the agent's JSON parser would not: the answer is
+    not taken as the JSON value, and what comes back parses as strict JSON."""
+    out = fit_json(answer, TITLE)
+    value = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in {out}"))
+    assert isinstance(value["title"], str)
+
+
+def test_a_lone_utf16_half_in_the_answer_becomes_u_fffd() -> None:
+    out = fit_json('{"title": "smile \\ud83d"}', TITLE)
+    assert json.loads(out) == {"title": "smile \ufffd"}
+    out.encode()  # UTF-8 can carry it

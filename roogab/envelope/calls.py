@@ -12,11 +12,16 @@ Accepted shapes, all meaning the same call::
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from .events import ToolCall
 
-__all__ = ["to_tool_call"]
+__all__ = ["json_values", "to_tool_call"]
+
+#: A UTF-16 half in a Python string: JSON's ``\ud83d`` without its partner (``json.loads`` keeps it).
+_HALF = re.compile("[\ud800-\udfff]")
 
 _NAME_KEYS = ("name", "tool", "function", "tool_name")
 _ARG_KEYS = ("arguments", "args", "input", "parameters", "params")
@@ -65,3 +70,19 @@ def _with_args(name: str, args: Any) -> ToolCall | str:
     if not isinstance(args, dict):
         return f"tool call '{name}': arguments must be a table, got {type(args).__name__}"
     return ToolCall(name, {str(k): v for k, v in args.items()})
+
+
+def json_values(value: Any) -> Any:
+    """*value* as JSON can carry it to the agent: a lone UTF-16 half (a JSON string's ``\\ud83d``
+    without its partner, which no UTF-8 body can hold) becomes U+FFFD, as the lexer makes it in a
+    Lua string; a float with no JSON numeral (``1e999`` is infinite, JSON's ``NaN``) raises
+    ValueError. Recursive: give it only values ``nested_deeper`` has accepted."""
+    if isinstance(value, str):
+        return value if value.isascii() else _HALF.sub("\ufffd", value)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"an argument is {value}, which JSON has no number for")
+    if isinstance(value, dict):
+        return {json_values(k): json_values(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_values(item) for item in value]
+    return value

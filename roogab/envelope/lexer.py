@@ -7,6 +7,7 @@ will come. Nothing here keeps state; :mod:`roogab.envelope.tables` drives it.
 
 from __future__ import annotations
 
+import math
 import re
 
 __all__ = [
@@ -101,17 +102,27 @@ def _comment_end(buf: str, pos: int, final: bool) -> int:
 
 
 def number_value(token: str) -> int | float:
-    """Convert a Lua or JSON numeral (already matched by ``NUMBER_RE``) to int or float."""
+    """Convert a Lua or JSON numeral (already matched by ``NUMBER_RE``) to int or float.
+
+    As in Lua, a numeral too big for a float is infinite (``1e999``, ``0x1p99999``) and a decimal
+    integer too long for Python's int conversion (over 4 300 digits) is read as a float; tool
+    calls refuse what JSON cannot carry (``calls.json_values``)."""
     sign = -1 if token.startswith("-") else 1
     body = token.lstrip("-")
     if body[:2] in ("0x", "0X"):
         if "." in body or "p" in body or "P" in body:
             text = body if ("p" in body or "P" in body) else body + "p0"
-            return sign * float.fromhex(text)
+            try:
+                return sign * float.fromhex(text)
+            except OverflowError:
+                return sign * math.inf
         return sign * int(body, 16)
     if "." in body or "e" in body or "E" in body:
         return sign * float(body)
-    return sign * int(body)
+    try:
+        return sign * int(body)
+    except ValueError:  # over sys.get_int_max_str_digits()
+        return sign * float(body)
 
 
 def scan_escape(buf: str, pos: int, final: bool) -> tuple[str, int] | None:

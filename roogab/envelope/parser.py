@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import ParserClosedError
 from .bypass import Bypass
-from .calls import to_tool_call
+from .calls import json_values, to_tool_call
 from .depth import MAX_DEPTH, nested_deeper
 from .detect import Start, joined_prose, line_of, no_envelope_end, opening_after, probe
 from .events import End, Event, Reasoning, Text, ToolCall
@@ -421,7 +421,7 @@ class ReplyParser:
             for event in events:
                 if isinstance(event, Text):
                     self._emit_text(event.text)
-                else:
+                elif self._problem is None:  # as in call(): after a problem no call goes out
                     self._calls += 1
                     self._out.append(event)
 
@@ -437,6 +437,11 @@ class ReplyParser:
         if nested_deeper(result.arguments):
             self._note(f"tool call '{result.name}': arguments nested deeper than {MAX_DEPTH} levels "
                        "(table at {line})", offset)
+            return
+        try:
+            result = ToolCall(result.name, json_values(result.arguments))
+        except ValueError as exc:
+            self._note(f"tool call '{result.name}': {exc} (table at {{line}})", offset)
             return
         if self._page.decoded:
             trouble = self._page.trouble("".join(self._raw), result.arguments, offset)
@@ -482,7 +487,8 @@ class ReplyParser:
                 self._note(problem, -1)
             calls = [e for e in events if isinstance(e, ToolCall)]
             self._calls += len(calls)
-            self._out += calls
+            if self._problem is None:  # as in call(): after a problem no call goes out
+                self._out += calls
             prose = "".join(e.text for e in events if isinstance(e, Text)).strip()
         if prose and not self._has_text:
             self._out.append(Text(prose))

@@ -17,8 +17,9 @@ __all__ = ["arguments_json", "message_tool_calls", "tool_call_deltas"]
 
 
 def arguments_json(call: ToolCall) -> str:
-    """The call's arguments as the JSON string OpenAI clients expect."""
-    return json.dumps(call.arguments, ensure_ascii=False, separators=(",", ":"))
+    """The call's arguments as the JSON string OpenAI clients expect (strict JSON: no NaN or Infinity,
+    which the parser never lets into a call)."""
+    return json.dumps(call.arguments, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def tool_call_deltas(call: ToolCall, index: int, call_id: str) -> list[dict[str, Any]]:
