@@ -33,7 +33,7 @@ from .prompt import PromptBook
 from .providers.base import Created, Deadlines, Done, Health, Provider, well_formed
 from .redact import Redactor
 from .registry import Plan, Registry
-from .render import arguments_json, text_with_xml
+from .render import arguments_json, text_with_xml, xml_clash
 from .reply_reader import ReplyReader, Verdict
 from .turnlog import request_summary, turn_record
 from .usage import TokenCache, TokenCounter
@@ -359,6 +359,10 @@ class _Turn:
     def _accept_call(self, call: ToolCall, reply: _Reply) -> Iterator[Out]:
         reply.acted = True  # even a call dropped below: the reply meant a call
         if not self.request.offered_tools or not self.request.native_tools:
+            clash = xml_clash(call)
+            if clash is not None:
+                reply.problem = clash
+                return
             text = ("\n\n" if self.answer.texts else "") + text_with_xml("", [call])
             self.answer.texts.append(text)
             yield TextOut(text)

@@ -201,6 +201,39 @@ def test_text_protocol_client_gets_xml_tool_blocks() -> None:
     assert not any(isinstance(i, CallOut) for i in items)
 
 
+def _xml_era(*replies: str) -> tuple[list[Out], FakeProvider]:
+    service, fake = _service(*replies)
+    request = parse_chat_request({"model": "fake/model", "messages": [
+        {"role": "system", "content": "You are Roo (XML era)."}, {"role": "user", "content": "grep"}]})
+    return _run(service, request), fake
+
+
+@pytest.mark.parametrize("arguments, tag", [
+    ('{ command = [==[grep -n "</command>" notes.xml; rm -rf build]==] }', "</command>"),
+    ('{ command = [==[echo </execute_command> done]==] }', "</execute_command>"),
+    ('{ options = { flag = [==[a</flag><flag>b]==] } }', "</flag>"),
+    ('{ options = { flag = [==[a</options>]==] } }', "</options>"),
+])
+def test_a_value_that_would_end_its_xml_tag_early_is_repaired_not_sent(arguments: str, tag: str) -> None:
+    """Roo's and Cline's XML parsers end a value at its tag's first closing tag: sent as is, the
+    agent would run another command than the model wrote."""
+    bad = f'```lua\nreturn {{ tool_calls = {{ {{ name = "execute_command", arguments = {arguments} }} }} }}\n```'
+    good = '```lua\nreturn { tool_calls = { { name = "execute_command", arguments = { command = "ls" } } } }\n```'
+    items, fake = _xml_era(bad, good)
+    assert _text(items) == "<execute_command>\n<command>ls</command>\n</execute_command>"
+    assert len(fake.sent) == 2 and tag in fake.sent[1].text
+
+
+def test_an_xml_value_that_cannot_be_written_fails_after_one_repair() -> None:
+    bad = '```lua\nreturn { tool_calls = { { name = "execute_command", arguments = { ["a b"] = "x" } } } }\n```'
+    service, fake = _service(bad, bad)
+    request = parse_chat_request({"model": "fake/model", "stream": True, "messages": [
+        {"role": "user", "content": "go"}]})
+    with pytest.raises(ReplyFormatError, match="cannot be an XML tag name"):
+        list(service.run(request, "addr:test"))
+    assert len(fake.sent) == 2
+
+
 def _cline_second_turn() -> ChatRequest:
     """Cline's captured turn 2, echoing GOOD_CALL as the agent would (call_0, re-serialized)."""
     second = captured_bodies(CLINE)[1]
