@@ -6,7 +6,10 @@ returns a ``Turn`` at once; the client's handlers, registered once, route every 
 by conversation id to the turn in flight for that conversation.
 
 Event and field names all come from ``ProviderProfile.events``. A create is matched to its answer
-by a fresh ``ref``, never by order. Tokens are appended in the handler before any ``await``, so
+by a fresh ``ref``, never by order; a service that answers without the ref (the original target,
+providers.md §6) is matched only while one create is pending, so creates go one at a time until
+the service has been seen to echo the ref (``_Creates``). A create the service never answers is given up after the turn's
+first-token deadline, so it cannot hold up later ones. Tokens are appended in the handler before any ``await``, so
 they keep their arrival order (``AsyncClient`` starts its handler tasks in arrival order).
 
 Reconnection is python-socketio's own, on the bounded ``Reconnection`` schedule; after each
@@ -34,6 +37,7 @@ from ..errors import (
     ConversationGone,
     ProviderDisconnected,
     ProviderRejected,
+    ProviderTimeout,
     ProviderUnavailable,
     UpstreamError,
 )
@@ -74,6 +78,69 @@ class _Flight:
         return self.snapshot if self.snapshot is not None else "".join(self.parts)
 
 
+class _Creates:
+    """The creates sent and not yet answered, by ref (loop thread only).
+
+    A create whose request went away stays until its answer comes (that conversation is then
+    deleted again) or until it is given up (``expire``), so an answer without a ref is never
+    taken for another create's.
+    """
+
+    def __init__(self) -> None:
+        self.echoes_ref: bool | None = None  # does the service answer a create with its ref? (None: not seen yet)
+        self._by_ref: dict[str, _Flight] = {}
+        self._vacant: asyncio.Event | None = None  # set while nothing is pending
+
+    def __len__(self) -> int:
+        return len(self._by_ref)
+
+    def add(self, flight: _Flight) -> None:
+        self._by_ref[flight.ref] = flight
+        if self._vacant is not None:
+            self._vacant.clear()
+
+    def pop(self, ref: str) -> _Flight | None:
+        flight = self._by_ref.pop(ref, None)
+        self._note_vacancy()
+        return flight
+
+    def only(self) -> _Flight | None:
+        """An answer without a ref matches only when exactly one create is pending."""
+        if len(self._by_ref) != 1:
+            return None
+        return self.pop(next(iter(self._by_ref)))
+
+    def drop(self, flight: _Flight) -> bool:
+        """Forget *flight*'s create; True if it was pending."""
+        if self._by_ref.get(flight.ref) is not flight:
+            return False
+        self.pop(flight.ref)
+        return True
+
+    def take_all(self) -> list[_Flight]:
+        flights, self._by_ref = list(self._by_ref.values()), {}
+        self._note_vacancy()
+        return flights
+
+    async def wait_turn(self, limit: float) -> None:
+        """Unless the service is known to echo refs: wait (at most *limit* s) until no other
+        create is pending, so that an answer without a ref can only be this one's."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + limit
+        while self.echoes_ref is not True and self._by_ref and loop.time() < until:  # several may wake at once
+            if self._vacant is None:
+                self._vacant = asyncio.Event()
+            self._vacant.clear()
+            try:
+                await asyncio.wait_for(self._vacant.wait(), until - loop.time())
+            except asyncio.TimeoutError:
+                return  # the pending ones are given up by now (expire); matching stays strict anyway
+
+    def _note_vacancy(self) -> None:
+        if not self._by_ref and self._vacant is not None:
+            self._vacant.set()
+
+
 class MultiplexProvider:
     """A multiplexed Socket.IO chat service: one connection, many conversations.
 
@@ -100,7 +167,7 @@ class MultiplexProvider:
         self._socket = SocketSession(self.name, self._where, reconnection or Reconnection(), self._handlers(), on_connect=self._on_connect,
                                      on_disconnect=self._on_disconnect, on_failure=self._on_failure)
         self._connect_lock: asyncio.Lock | None = None
-        self._creating: dict[str, _Flight] = {}
+        self._creating = _Creates()
         self._flights: dict[str, _Flight] = {}
         self._known: set[str] = set()
         self._subscribed: set[str] = set()
@@ -202,8 +269,7 @@ class MultiplexProvider:
         self._set_health(connected=False, error=message)
 
     def _fail_all(self, error: Any) -> None:
-        flights = list(self._creating.values()) + list(self._flights.values())
-        self._creating.clear()
+        flights = self._creating.take_all() + list(self._flights.values())
         self._flights.clear()
         for flight in flights:
             flight.turn.put(error(flight))
@@ -219,16 +285,20 @@ class MultiplexProvider:
             if flight.turn.cancelled:
                 return
             if flight.conversation is None:
-                await self._create(flight, model, text)
+                await self._create(flight, model, text, deadlines.first_token)
             else:
                 await self._continue(flight, flight.conversation, text, deadlines)
         except UpstreamError as exc:
             self._discard(flight)
             flight.turn.put(exc)
 
-    async def _create(self, flight: _Flight, model: str, text: str) -> None:
+    async def _create(self, flight: _Flight, model: str, text: str, limit: float) -> None:
         ev = self._ev
-        self._creating[flight.ref] = flight
+        await self._creating.wait_turn(limit)
+        if flight.turn.cancelled:
+            return
+        self._creating.add(flight)
+        asyncio.get_running_loop().call_later(limit, self._expire, flight, limit)
         payload = {ev.prompt_field: text, ev.model_field: model, ev.ref_field: flight.ref}
         flight.turn.frame("out", WIRE, ev.create, payload)
         await self._socket.emit(ev.create, payload)
@@ -282,9 +352,15 @@ class MultiplexProvider:
         if flight.parts or flight.snapshot is not None:
             self._draining[cid] = asyncio.Event()
 
+    def _expire(self, flight: _Flight, limit: float) -> None:
+        """Give up a create the service has not answered in *limit* s (its turn fails with it)."""
+        if self._creating.drop(flight):
+            logger.info("%s: no answer to a create within %g s; given up", self.name, limit)
+            flight.turn.put(ProviderTimeout(f"{self.name}: the service did not open the conversation "
+                                            f"within {limit:g} s", provider=self.name))
+
     def _discard(self, flight: _Flight) -> None:
-        if self._creating.get(flight.ref) is flight:
-            del self._creating[flight.ref]
+        self._creating.drop(flight)
         cid = flight.conversation
         if cid is not None and self._flights.get(cid) is flight:
             del self._flights[cid]
@@ -304,7 +380,8 @@ class MultiplexProvider:
         ev = self._ev
         payload = data if isinstance(data, dict) else {}
         cid, ref = payload.get(ev.id_field), payload.get(ev.ref_field)
-        flight = self._creating.pop(ref, None) if isinstance(ref, str) else self._only_creating()
+        self._creating.echoes_ref = isinstance(ref, str)
+        flight = self._creating.pop(ref) if isinstance(ref, str) else self._creating.only()
         if flight is None or not isinstance(cid, str) or not cid:
             logger.debug("%s: %s for a create that is not ours (ref %r)", self.name, ev.created, ref)
             return
@@ -319,13 +396,6 @@ class MultiplexProvider:
         flight.turn.put(Created(cid))
         flight.turn.frame("out", WIRE, ev.subscribe, [self._room(cid)])
         await self._socket.emit_quietly(ev.subscribe, [self._room(cid)])
-
-    def _only_creating(self) -> _Flight | None:
-        """A ``created`` without a ref matches only when exactly one create is pending."""
-        if len(self._creating) != 1:
-            return None
-        ref = next(iter(self._creating))
-        return self._creating.pop(ref)
 
     def _flight_for(self, data: object) -> tuple[_Flight | None, str]:
         payload = data if isinstance(data, dict) else {}
@@ -373,7 +443,7 @@ class MultiplexProvider:
             if done is not None:
                 done.set()
         if flight is None and isinstance(ref, str):
-            flight = self._creating.pop(ref, None)
+            flight = self._creating.pop(ref)
         if code == ev.gone_code and isinstance(cid, str):
             self._known.discard(cid)
             self._subscribed.discard(cid)
