@@ -162,6 +162,7 @@ def count_tokens() -> dict[str, Any]:
     """Anthropic's ``count_tokens``: the request's tokens, by the counter that fills ``usage``."""
     state = _state()
     turn = parse_request(_json_body(state.config), count_only=True)
+    state.service.resolve_model(turn.model)  # ModelNotFound (404), as /v1/messages answers
     return {"input_tokens": sum(state.service.tokens.count(text) for text in count_texts(turn))}
 
 
@@ -361,7 +362,7 @@ def install_guards(app: Flask) -> None:
         check_origin(headers, request.host or "", config.allowed_hosts)
         if request.endpoint in INSPECTOR_FORMS:  # its own pages' forms post form-encoded
             check_own_form(request.method, headers, request.host or "")
-        else:
+        elif request.routing_exception is None:  # no such route or method: that 404 or 405 comes first
             check_content_type(request.method, headers)
         return _check_key(config)
 
@@ -373,7 +374,7 @@ def install_guards(app: Flask) -> None:
         return body, status_code
 
     @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> tuple[dict[str, Any], int]:
+    def _http_error(exc: HTTPException) -> tuple[dict[str, Any], int, dict[str, str]]:
         mapped: dict[int, RooGabError] = {404: NotFound(f"no route {request.method} {request.path}"),
                                           405: MethodNotAllowed(f"{request.method} is not allowed on {request.path}"),
                                           413: PayloadTooLarge("the request body is larger than max_body_bytes")}
@@ -382,4 +383,6 @@ def install_guards(app: Flask) -> None:
         if error is None:  # a 5xx (a bug Flask caught) is the server's fault, not the request's
             error = (RequestError if status < 500 else RooGabError)(exc.description or exc.name)
             error.status = status
-        return _roogab_error(error)
+        body, code = _roogab_error(error)
+        allowed = getattr(exc, "valid_methods", None)  # a 405 says what is allowed (RFC 9110 §15.5.6)
+        return body, code, {"Allow": ", ".join(allowed)} if allowed else {}

@@ -54,6 +54,7 @@ def create_app(config: Config, providers: Mapping[str, Provider], *,
     """A Flask app serving *providers* (already started) with the settings of *config*; the
     composition root gives it the *redactor* of the configured secrets."""
     app = Flask("roogab")
+    app.url_map.merge_slashes = False  # /v1//messages is a 404 in JSON, not an HTML redirect page
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     service = service or build_service(config, providers, registry=registry, live=live, redactor=redactor,

@@ -5,7 +5,9 @@ the request body limit is the configured ``max_body_bytes`` (waitress refuses a 
 body before reading it); a request whose headers and body are not all in after
 ``read_timeout`` seconds is dropped, and so is a connection idle for ``idle_timeout``; and when
 every connection slot is taken a new client gets a quick 503 instead of waiting unanswered in
-the listen backlog. Waitress's own error answers (400, 413, 431, 501 ...) are OpenAI error JSON.
+the listen backlog. Waitress's own error answers (400, 413, 431, 501 ...) are error JSON in the
+shape of the protocol the request's path is served by (OpenAI's, or Anthropic's under
+``/v1/messages``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
 from .dispatch import dispatcher
-from .errors import ConfigError
+from .errors import ConfigError, RequestError, RooGabError
+from .protocols import protocol_for
 
 __all__ = ["Server", "bind_sockets"]
 
@@ -37,13 +40,16 @@ IDLE_TIMEOUT_SECONDS = 60     # a keep-alive connection with no request is close
 CHECK_SECONDS = 1             # how often slow and idle connections are looked for
 
 
-def _error_json(code: int, reason: str, detail: str) -> bytes:
-    kind = "server_error" if code >= 500 else "invalid_request_error"
+def _error_json(code: int, reason: str, detail: str, path: str = "") -> bytes:
+    """Waitress's error *code* as the error body of the protocol served at *path* (OpenAI's when
+    the request line was never read)."""
     message = f"{reason}: {detail}" if detail else reason
     name = reason.lower().replace(" ", "_")
     if code == 413:  # as the app says it (errors.PayloadTooLarge)
         message, name = f"the request body is larger than max_body_bytes ({detail})", "request_too_large"
-    body = {"error": {"message": message, "type": kind, "param": None, "code": name}}
+    error = (RequestError if code < 500 else RooGabError)(message, code=name)
+    error.status = code
+    _, body = protocol_for(path).error(error)
     return json.dumps(body).encode()
 
 
@@ -52,7 +58,7 @@ class _JsonErrorTask(ErrorTask):  # type: ignore[misc]
 
     def execute(self) -> None:
         error = self.request.error
-        body = _error_json(error.code, error.reason, str(error.body))
+        body = _error_json(error.code, error.reason, str(error.body), getattr(self.request, "path", "") or "")
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
         self.set_close_on_finish()

@@ -147,6 +147,23 @@ def test_waitress_own_errors_are_openai_error_json(strict_server: Server, raw: b
     assert body is not None and set(body["error"]) == {"message", "type", "param", "code"}
 
 
+@pytest.mark.parametrize(("raw", "status", "kind"), [
+    (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 943718400\r\n\r\n{", 413,
+     "request_too_large"),
+    (b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: gzip\r\n\r\n", 501, "api_error"),
+    (b"POST /messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: x\r\n\r\n", 400, "invalid_request_error"),
+])
+def test_waitress_own_errors_on_messages_are_anthropic_error_json(
+        strict_server: Server, raw: bytes, status: int, kind: str) -> None:
+    """Claude Code reads Anthropic's error shape; the route's protocol decides, as in the app."""
+    with _connect(strict_server.port) as sock:
+        sock.sendall(raw)
+        got, body = _answer(sock)
+    assert got == status
+    assert body is not None and body["type"] == "error" and body["error"]["type"] == kind, body
+    assert set(body["error"]) == {"type", "message"}
+
+
 # -- item 5: streams held by a silent service -------------------------------------------------------
 
 @pytest.fixture(scope="module")

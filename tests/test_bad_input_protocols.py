@@ -150,3 +150,46 @@ def test_a_schema_jsonschema_cannot_use_still_ends_the_answer(route: str, stream
         assert "event: error" not in raw and "response.failed" not in raw, raw[-500:]
         assert "event: message_stop" in raw or "event: response.completed" in raw, raw[-500:]
     assert "a title" in raw, raw[-500:]
+
+
+# -- routing before content type; 405 says what is allowed; null stream; count_tokens' model ---------
+
+@pytest.mark.parametrize(("method", "path", "status"), [
+    ("DELETE", "/v1/chat/completions", 405),
+    ("PUT", "/v1/messages", 405),
+    ("POST", "/v1/models", 405),
+    ("POST", "/v1/nope", 404),
+    ("POST", "/v1//messages", 404),  # not Werkzeug's HTML redirect page to /v1/messages
+])
+def test_a_wrong_route_or_method_is_said_before_the_content_type(
+        app: Flask, method: str, path: str, status: int) -> None:
+    response = app.test_client().open(path, method=method, data=b"x")  # no Content-Type
+    assert response.status_code == status and response.is_json, response.get_data(as_text=True)[:200]
+    if status == 405:
+        assert "POST" in response.headers["Allow"] or "GET" in response.headers["Allow"]
+
+
+def test_a_405_names_the_allowed_methods(app: Flask) -> None:
+    response = app.test_client().get("/v1/chat/completions")
+    assert response.status_code == 405
+    assert {m.strip() for m in response.headers["Allow"].split(",")} >= {"POST"}
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/messages", MESSAGES),
+    ("/v1/responses", {"model": "fake/model", "input": "hi"}),
+])
+def test_stream_null_is_not_streamed(app: Flask, path: str, body: dict[str, Any]) -> None:
+    status, raw = _post(app.test_client(), path, {**body, "stream": None})
+    assert status == 200 and json.loads(raw)["type" if path == "/v1/messages" else "object"] in (
+        "message", "response"), raw[:300]
+
+
+def test_count_tokens_of_an_unknown_model_is_a_404(app: Flask) -> None:
+    status, raw = _post(app.test_client(), "/v1/messages/count_tokens",
+                        {"model": "nope", "messages": [{"role": "user", "content": "x"}]})
+    assert status == 404 and json.loads(raw)["error"]["type"] == "not_found_error", raw
+    status, raw = _post(app.test_client(), "/v1/messages/count_tokens",
+                        {"model": "fake/model", "messages": [{"role": "user", "content": "x"}]})
+    assert status == 200 and json.loads(raw)["input_tokens"] >= 1, raw

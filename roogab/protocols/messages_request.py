@@ -39,7 +39,7 @@ def parse_request(body: object, headers: Mapping[str, str] | None = None, *,
         raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
     if not count_only:
         _check_numbers(body)
-    stream = body.get("stream", False)
+    stream = body.get("stream") or False  # null: not streamed, as on chat completions
     if not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean", param="stream")
     messages = _system(body.get("system")) + _messages(body.get("messages"))

@@ -60,7 +60,7 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
         value = body.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InvalidRequest(f"'{key}' must be a number", param=key)
-    stream = body.get("stream", False)
+    stream = body.get("stream") or False  # "boolean or null" in OpenAI's reference
     if not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be of type bool", param="stream")
     earlier = _previous(body.get("previous_response_id"), lookup)
