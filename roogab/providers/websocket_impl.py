@@ -209,13 +209,27 @@ class _Connection:
 
     def _read(self, ws: websocket.WebSocket) -> None:
         while True:
-            with _websocket_errors(self.provider.name, "reading"):
-                opcode, data = ws.recv_data()
+            got = self._next_frame(ws)
+            if got is None:
+                if self.closing:
+                    return
+                continue
+            opcode, data = got
             if opcode == websocket.ABNF.OPCODE_CLOSE:
                 self._note("close", data)
                 self._lost("the service closed the connection")
                 return
             self._frame(data)
+
+    def _next_frame(self, ws: websocket.WebSocket) -> tuple[int, bytes] | None:
+        """The next frame, or None when none came within the socket's timeout (websocket-client
+        keeps a frame read in part and goes on with it on the next call)."""
+        with _websocket_errors(self.provider.name, "reading"):
+            try:
+                opcode, data = ws.recv_data()
+            except websocket.WebSocketTimeoutException:
+                return None
+        return opcode, data
 
     def _note(self, name: str, payload: object) -> None:
         """Note an incoming frame on the wire of the turn in flight (frames between turns go unseen)."""
@@ -404,7 +418,10 @@ class WebSocketProvider:
         with _websocket_errors(self.name, f"cannot connect to {self.where}"):
             ws = websocket.create_connection(self.url, timeout=self._connect_timeout, header=headers,
                                              cookie=cookie or None, enable_multithread=True)
-            ws.settimeout(None)  # the reader waits for as long as the turn's deadlines allow
+            # A send or a read that makes no progress for this long gives up: a service that stops
+            # reading cannot pin a request thread in send(), nor close() behind its lock. The
+            # reader just reads on (_next_frame): the turn's deadlines judge a silent reply.
+            ws.settimeout(self._connect_timeout)
         self._set_health(connected=True, error=None)
         return ws
 

@@ -10,7 +10,11 @@ In cumulative mode every token frame carries the whole reply so far.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
+import socket
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -27,6 +31,7 @@ from roogab.errors import (
     ProviderDisconnected,
     ProviderRejected,
     ProviderUnavailable,
+    UpstreamError,
 )
 from roogab.providers.base import Created, Deadlines, Delta, Done, ProviderEvent, Snapshot, Turn
 from roogab.providers.websocket_impl import WebSocketProvider, socket_url
@@ -78,6 +83,9 @@ class CatService:
             await ws.send_json({"type": "notification", "content": "thinking..."})
         if word == "deep":  # nested past what json can decode
             await ws.send_str("[" * 100_000 + "]" * 100_000)
+        if word == "pause":  # a first token after a silence longer than the socket's timeout
+            await ws.send_json({"type": "chat_token", "content": "wait"})
+            await asyncio.sleep(1.0)
         reply = f"you said: {prompt} (#{count})"
         if word == "slow":
             reply = "".join(f"s{i} " for i in range(40))
@@ -103,9 +111,9 @@ def cat() -> Iterator[tuple[CatService, str]]:
     server.stop()
 
 
-def make(url: str, **changes: object) -> WebSocketProvider:
+def make(url: str, connect_timeout: float = 2.0, **changes: object) -> WebSocketProvider:
     profile = replace(ProviderProfile(name="cat", kind="websocket", url=url, models=()), **changes)  # type: ignore[arg-type]
-    return WebSocketProvider(profile, connect_timeout=2.0)
+    return WebSocketProvider(profile, connect_timeout=connect_timeout)
 
 
 @pytest.fixture
@@ -282,3 +290,86 @@ def test_frame_names_come_from_the_profile(cat: tuple[CatService, str]) -> None:
     finally:
         p.close()
     assert got[-1] == Done("you said: hi (#1)")  # no final text field: the streamed reply stands
+
+
+def test_a_silence_longer_than_the_socket_timeout_is_not_a_drop(cat: tuple[CatService, str]) -> None:
+    """The socket's timeout bounds sends; a read that times out just reads on, and the turn's own
+    deadlines judge the silence."""
+    p = make(cat[1], connect_timeout=0.3)
+    p.start()
+    try:
+        _, got = create(p, "pause then answer")
+        reply = "".join(e.text for e in got if isinstance(e, Delta))
+        assert reply == "wait" + "you said: pause then answer (#1)" and isinstance(got[-1], Done), got
+    finally:
+        p.close()
+
+
+def _frame(text: str) -> bytes:
+    data = text.encode()
+    size = len(data)
+    head = bytes([0x81, size]) if size < 126 else bytes([0x81, 126]) + size.to_bytes(2, "big")
+    return head + data
+
+
+def _serve_stalling(listener: socket.socket, stop: threading.Event) -> None:
+    """A WebSocket service (by hand, on raw sockets) that answers each connection's first
+    prompt, then never reads again: its receive buffer fills and the client's send can make no
+    progress."""
+    listener.settimeout(0.1)
+    while not stop.is_set():
+        try:
+            conn, _ = listener.accept()
+        except TimeoutError:
+            continue
+        threading.Thread(target=_answer_once_then_stop_reading, args=(conn, stop), daemon=True).start()
+
+
+def _answer_once_then_stop_reading(conn: socket.socket, stop: threading.Event) -> None:
+    conn.settimeout(None)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    request = b""
+    while b"\r\n\r\n" not in request:
+        request += conn.recv(4096)
+    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key"))
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    conn.recv(65536)  # the first prompt
+    conn.sendall(_frame(json.dumps({"type": "chat", "content": "ok"})))
+    stop.wait(60)
+    conn.close()
+
+
+def test_a_service_that_stops_reading_fails_the_turn_and_close_returns() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    service = threading.Thread(target=_serve_stalling, args=(listener, stop), daemon=True)
+    service.start()
+    p = make(f"http://127.0.0.1:{listener.getsockname()[1]}", connect_timeout=0.5)
+    result: list[object] = []
+
+    def second_turn(handle: str) -> None:
+        try:
+            result.append(events(p.send(handle, "default", "x" * 8_000_000, QUICK)))  # more than the buffers hold
+        except UpstreamError as exc:
+            result.append(exc)
+
+    try:
+        p.start()
+        handle, got = create(p)
+        assert isinstance(got[-1], Done)
+        sender = threading.Thread(target=second_turn, args=(handle,), daemon=True)
+        sender.start()
+        sender.join(60)  # a hang detector, not a speed claim
+        assert not sender.is_alive(), "send() was pinned by a service that stopped reading"
+        assert isinstance(result[0], ConversationGone) and "timed out" in str(result[0]), result
+    finally:
+        closer = threading.Thread(target=p.close, daemon=True)
+        closer.start()
+        closer.join(60)
+        stop.set()
+        service.join(10)
+        listener.close()
+    assert not closer.is_alive(), "close() waited behind a stuck send"
