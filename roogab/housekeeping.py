@@ -1,6 +1,7 @@
 """The background thread that keeps the state layer tidy, off every request thread.
 
-Every ``expiry_every`` seconds it forgets idle conversations (``Registry.expire_idle``); with
+Every ``expiry_every`` seconds it forgets idle conversations (``Registry.expire_idle``) and tells
+their providers to let them go (*release*); with
 leases, every third of their ttl it renews this instance's leases (the heartbeat other instances
 judge it alive by); with a token counter that lets its tables go when idle, it does so once they
 are (``TokenCounter.release_if_idle``). The composition root starts it and stops it.
@@ -29,8 +30,10 @@ class Housekeeper:
     """Runs the registry's expiry and the leases' heartbeat on a thread of its own."""
 
     def __init__(self, registry: Registry, leases: Leases | None = None, *, tokens: TokenCounter | None = None,
+                 release: Callable[[str, str], None] | None = None,
                  expiry_every: float = EXPIRY_EVERY, clock: Callable[[], float] = time.monotonic) -> None:
         self._registry = registry
+        self._release = release
         self._leases = leases
         self._tokens = tokens
         self._expiry_every = expiry_every
@@ -61,7 +64,7 @@ class Housekeeper:
                 self.beats += 1
                 next_beat = self._clock() + self._leases.settings.ttl / 3
             if self._clock() >= next_expiry:
-                self._guarded("expire idle conversations", self._registry.expire_idle)
+                self._guarded("expire idle conversations", self.expire)
                 next_expiry = self._clock() + self._expiry_every
             if self._tokens is not None:
                 self._tokens.release_if_idle()
@@ -69,6 +72,11 @@ class Housekeeper:
             wait = min(max(next_beat - now, 0.0), max(next_expiry - now, 0.0), self._tokens_wait())
             if self._stop.wait(wait):
                 return
+
+    def expire(self) -> list[str]:
+        """Forget the idle conversations now and let their providers release them (the thread
+        does this every ``expiry_every`` seconds); their ids."""
+        return self._registry.expire_idle(self._release)
 
     def _tokens_wait(self) -> float:
         """Seconds until the token counter's tables may be let go; at most its idle time while

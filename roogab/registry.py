@@ -278,15 +278,22 @@ class Registry:
                         stored[conv.id] = conv
         return sorted(stored.values(), key=lambda c: c.updated, reverse=True)[:limit]
 
-    def expire_idle(self) -> list[str]:
-        """Forget conversations idle longer than ``idle_expiry`` (the housekeeper calls this)."""
+    def expire_idle(self, release: Callable[[str, str], None] | None = None) -> list[str]:
+        """Forget conversations idle longer than ``idle_expiry`` (the housekeeper calls this);
+        *release(provider, handle)* is told of each provider conversation held here that went."""
         gone = set(self.store.expire_conversations(self._clock() - self._idle_expiry))
+        released: list[tuple[str, str]] = []
         with self._lock:
             for key, convs in self._threads.items():
                 for conv in convs:
                     if conv.id in gone and not conv.claims and conv.id not in self._unsaved:
                         conv.dead = True
+                        if conv.handle is not None:
+                            released.append((conv.provider, conv.handle))
                 self._threads[key] = [c for c in convs if not c.dead]
+        if release is not None:
+            for provider, handle in released:  # outside the lock: a provider may take a moment
+                release(provider, handle)
         return sorted(gone)
 
     def _is_retry(self, conv: Conversation, asked: str) -> bool:

@@ -7,12 +7,13 @@ fixtures) build exactly the same stack; the demo also starts the bundled chat se
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 import re
 import socket
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
@@ -100,6 +101,12 @@ class Running:
             self.demo.stop()
 
 
+def _release(providers: Mapping[str, Provider], provider: str, handle: str) -> None:
+    """Tell *provider* that conversation *handle* will not be continued (expired here)."""
+    if provider in providers:
+        providers[provider].forget(handle)
+
+
 def build_provider(profile: ProviderProfile, loop: ProviderLoop, config: Config) -> Provider:
     """The provider for one profile, built by its kind's factory (``providers.kinds.KINDS``).
 
@@ -128,10 +135,10 @@ def start(config: Config, *, demo: DemoChatService | None = None,
     turn_log = TurnLogWriter(store, after_writes=give_back)  # memory freed by turns goes back
     registry = build_registry(config, store, turn_log)
     tokens = TokenCounter(idle_release=config.tokenizer_idle)
-    housekeeper = Housekeeper(registry, registry.leases, tokens=tokens)
+    providers: dict[str, Provider] = {}
+    housekeeper = Housekeeper(registry, registry.leases, tokens=tokens, release=functools.partial(_release, providers))
     loop = ProviderLoop(pace=config.stream_pace)
     loop.start()
-    providers: dict[str, Provider] = {}
     revival = Revival(max_delay=config.retry_max_delay)
     try:
         for profile in config.providers:

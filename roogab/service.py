@@ -173,6 +173,7 @@ class _Turn:
     answer: Accumulator = field(default_factory=Accumulator)
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
+    handles: list[str] = field(default_factory=list)  # the provider conversations this turn used
     repairs: int = 0
     accepted: Accepted | None = None  # the calls the agent has, once a reply is repaired
     usage: Usage | None = None
@@ -206,6 +207,8 @@ class _Turn:
         finally:
             if not recorded:
                 self.service.registry.drop(self.plan)
+                for handle in self.handles:  # never continued: the provider may let them go
+                    self.provider.forget(handle)
                 error = (f"{type(failure).__name__}: {failure}" if failure is not None
                          else "the agent went away before the turn ended")
                 self._log(started, clock, outcome_of(failure or _Gone(), self.repairs),
@@ -295,6 +298,8 @@ class _Turn:
         reader = ReplyReader([t.name for t in self.request.offered_tools], html=settings.html(self.provider.name))
         self.service.live.reply(self.id, lambda: reader.raw)
         reply = _Reply(handle)
+        if handle is not None and handle not in self.handles:
+            self.handles.append(handle)
         done = False
         try:
             for event in turn.events(settings.tick, merge=True):
@@ -303,6 +308,7 @@ class _Turn:
                     continue
                 if isinstance(event, Created):
                     reply.handle = event.handle
+                    self.handles.append(event.handle)
                     continue
                 done = isinstance(event, Done)
                 parsed = reader.feed(event)

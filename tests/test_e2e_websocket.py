@@ -77,3 +77,60 @@ def test_two_turns_over_one_websocket_conversation(cat: tuple[EnvelopeCat, Runni
     [conversation] = [p for p in service.prompts if p]  # one connection served both turns (start() probes once)
     assert len(conversation) == 2 and "what does a.py do?" in conversation[0]
     assert conversation[1].startswith("### tool result (read_file") and "print('hello')" in conversation[1]
+
+
+class FlakyCat:
+    """Answers each prompt with a text envelope, or with an error frame while ``failing``."""
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/ws", self.socket)
+        return app
+
+    async def socket(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            if msg.type != WSMsgType.TEXT:
+                continue
+            if self.failing:
+                await ws.send_json({"type": "error", "description": "overloaded"})
+                continue
+            reply = '```lua\nreturn { text = [==[hi]==] }\n```'
+            await ws.send_json({"type": "chat_token", "content": reply})
+            await ws.send_json({"type": "chat", "text": reply})
+        return ws
+
+
+def _connections(running: Running) -> int:
+    return len(running.providers["cat"]._connections)  # type: ignore[attr-defined]
+
+
+def test_failed_and_expired_conversations_let_their_connections_go() -> None:
+    """Each conversation is a connection and a reader thread: a failed turn's conversation is
+    never continued, nor an expired one, so the provider is told to close them."""
+    service = FlakyCat()
+    server = AiohttpServer(service.app())
+    url = server.start()
+    config = load_config(env={}, overrides={"port": 0, "store": "memory", "idle_expiry": 1e-6})
+    profile = ProviderProfile(name="cat", kind="websocket", url=url, models=("meow",))
+    running = start(dataclasses.replace(config, providers=(profile,)))
+    try:
+        client = openai.OpenAI(base_url=running.url + "/v1", api_key="x", max_retries=0, http_client=no_keepalive())
+        for i in range(3):
+            answer = client.chat.completions.create(model="cat/meow", messages=[{"role": "user", "content": f"task {i}"}])
+            assert answer.choices[0].message.content == "hi"
+        assert _connections(running) == 3  # the service got the turns, each on its own connection
+        service.failing = True
+        for _ in range(3):
+            with pytest.raises(openai.APIStatusError):
+                client.chat.completions.create(model="cat/meow", messages=[{"role": "user", "content": "failing task"}])
+        assert _connections(running) == 3  # each failed try's connection was closed
+        assert len(running.housekeeper.expire()) == 3
+        assert _connections(running) == 0
+    finally:
+        running.close()
+        server.stop()

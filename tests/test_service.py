@@ -266,8 +266,26 @@ def test_a_failed_turn_is_not_continued_next_time() -> None:
     service, fake = _service(ProviderDisconnected("dropped", provider="fake"), TEXT_ONLY)
     with pytest.raises(ProviderDisconnected):
         _run(service, _cline())
+    assert fake.forgotten == ["fake-1"]  # the provider may let the dropped conversation go
     _run(service, _cline())
     assert [s.handle for s in fake.sent] == [None, None]
+    assert fake.forgotten == ["fake-1"]  # the answered one stays
+
+
+def test_a_failed_continuation_lets_the_provider_forget_the_conversation() -> None:
+    service, fake = _service(GOOD_CALL, ProviderDisconnected("dropped", provider="fake"))
+    _run(service, _cline())
+    with pytest.raises(ProviderDisconnected):
+        _run(service, _cline_second_turn())
+    assert [s.handle for s in fake.sent] == [None, "fake-1"] and fake.forgotten == ["fake-1"]
+
+
+def test_an_agent_that_goes_away_lets_the_provider_forget_the_new_conversation() -> None:
+    service, fake = _service(TEXT_ONLY)
+    items = service.run(_cline(), "addr:test")
+    next(items)  # the reply has begun
+    items.close()  # the agent hung up
+    assert fake.forgotten == ["fake-1"]
 
 
 def test_roo_request_reaches_attempt_completion_validation() -> None:

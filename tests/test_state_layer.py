@@ -104,8 +104,10 @@ def test_idle_expiry_runs_when_asked_not_in_a_turn() -> None:
     registry.record(_turn(registry, first), "conv-1", _reply(), "{}")
     now[0] += 3600
     assert _turn(registry, second).conversation.handle == "conv-1"  # a turn expires nothing
-    assert len(registry.expire_idle()) == 1
+    released: list[tuple[str, str]] = []
+    assert len(registry.expire_idle(lambda provider, handle: released.append((provider, handle)))) == 1
     assert store.load_conversations() == []
+    assert [handle for _, handle in released] == ["conv-1"]  # its provider is told it may let it go
     assert _turn(registry, second).fresh  # gone: the next turn replays
 
 

@@ -34,6 +34,7 @@ class FakeProvider:
     max_message_chars: int = 0
     traits: Traits = field(default_factory=Traits)
     sent: list[SentPrompt] = field(default_factory=list)
+    forgotten: list[str] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def start(self) -> None:
@@ -64,7 +65,8 @@ class FakeProvider:
         return turn
 
     def forget(self, handle: str) -> None:
-        """Nothing to delete."""
+        """Note the handle (there is nothing to delete)."""
+        self.forgotten.append(handle)
 
     def health(self) -> Health:
         """Always ready."""

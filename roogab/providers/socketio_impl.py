@@ -368,6 +368,9 @@ class MultiplexProvider:
     async def _forget(self, handle: str) -> None:
         self._known.discard(handle)
         self._subscribed.discard(handle)
+        done = self._draining.pop(handle, None)  # nothing will wait for the rest of its reply
+        if done is not None:
+            done.set()
         if self._socket.connected.is_set():
             await self._socket.emit_quietly(self._ev.delete, {self._ev.conversation_field: handle})
 
