@@ -7,6 +7,11 @@ Accepted shapes, all meaning the same call::
     { name = "read_file", arguments = '{"path": "a.py"}' }      -- arguments as a JSON string
     { type = "function", ["function"] = { name = "read_file", arguments = "{...}" } }   -- OpenAI's shape
     read_file = { path = "a.py" }                               -- keyed by name inside tool_calls
+
+Keyed by name, the table is the arguments unless every key is one of the call shape's own
+(``read_file = { arguments = { path = "a.py" } }``): a tool's parameter may be called ``name`` or
+``tool_name`` (Roo's ``use_mcp_tool``), and must not be taken for the call's name. A call table
+keyed by one name that names another is refused, not guessed.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ _HALF = re.compile("[\ud800-\udfff]")
 
 _NAME_KEYS = ("name", "tool", "function", "tool_name")
 _ARG_KEYS = ("arguments", "args", "input", "parameters", "params")
+_CALL_KEYS = frozenset((*_NAME_KEYS, *_ARG_KEYS, "type", "id"))
 
 
 def to_tool_call(value: Any, name_hint: Any = None) -> ToolCall | str:
@@ -33,17 +39,19 @@ def to_tool_call(value: Any, name_hint: Any = None) -> ToolCall | str:
         if isinstance(value, list) and not value and isinstance(name_hint, str):
             return ToolCall(name_hint, {})
         return "a tool call must be a table with name and arguments"
+    keyed = isinstance(name_hint, str)
+    if keyed and not (value and value.keys() <= _CALL_KEYS):
+        return _with_args(name_hint, value)  # keyed by name: the table is the arguments
     fn = value.get("function")
     if isinstance(fn, dict) and "name" in fn:
         value = fn
     name = _first(value, _NAME_KEYS)
-    has_args = any(k in value for k in _ARG_KEYS)
-    if name is None and isinstance(name_hint, str):
+    if name is None and keyed:
         name = name_hint
-        if not has_args:
-            return _with_args(name, value)
     if not isinstance(name, str) or not name.strip():
         return "a tool call has no name"
+    if keyed and name.strip() != name_hint:
+        return f"the tool call keyed '{name_hint}' names another tool, '{name.strip()}'"
     return _with_args(name.strip(), _first(value, _ARG_KEYS))
 
 
