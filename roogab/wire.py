@@ -30,6 +30,7 @@ __all__ = [
     "check_schema",
     "chunk",
     "completion",
+    "forced_tool",
     "model_list",
     "parse_chat_request",
     "usage_chunk",
@@ -200,14 +201,15 @@ def parse_chat_request(body: object, known: tuple[Message, ...] = ()) -> ChatReq
     for key in ("temperature", "top_p", "max_tokens", "max_completion_tokens"):
         if body.get(key) is not None and not _is_number(body[key]):
             raise InvalidRequest(f"'{key}' must be a finite number", param=key)
+    tools = _tools(body.get("tools"))
     return ChatRequest(
         model=model.strip(),
         messages=_messages(history, known),
-        tools=_tools(body.get("tools")),
+        tools=tools,
         stream=stream,
         include_usage=bool(stream and include_usage),
         tool_choice=_tool_choice(body.get("tool_choice")),
-        forced_tool=_forced_tool(body.get("tool_choice")),
+        forced_tool=forced_tool(_forced_tool(body.get("tool_choice")), tools),
     )
 
 
@@ -411,6 +413,18 @@ def check_schema(schema: Mapping[str, Any], where: str) -> None:
         for j, sub in enumerate(branches if isinstance(branches, list) else []):
             if isinstance(sub, dict):
                 check_schema(sub, f"{where}.{key}[{j}]")
+
+
+def forced_tool(name: str | None, tools: tuple[ToolSpec, ...]) -> str | None:
+    """*name*, the tool a ``tool_choice`` names, checked against *tools* (as OpenAI and Anthropic
+    refuse a choice of a tool not offered: the model would be asked to call nothing).
+
+    Raises:
+        InvalidRequest: no tool has that name.
+    """
+    if name is not None and name not in {t.name for t in tools}:
+        raise InvalidRequest(f"'tool_choice' names the tool '{name}', which is not in 'tools'", param="tool_choice")
+    return name
 
 
 def _forced_tool(raw: object) -> str | None:

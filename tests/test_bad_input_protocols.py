@@ -193,3 +193,24 @@ def test_count_tokens_of_an_unknown_model_is_a_404(app: Flask) -> None:
     status, raw = _post(app.test_client(), "/v1/messages/count_tokens",
                         {"model": "fake/model", "messages": [{"role": "user", "content": "x"}]})
     assert status == 200 and json.loads(raw)["input_tokens"] >= 1, raw
+
+
+# -- a named tool_choice must name an offered tool ---------------------------------------------------
+
+READ = {"name": "read_file", "description": "Read a file.",
+        "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"model": "fake/model", "messages": [{"role": "user", "content": "hi"}],
+                              "tools": [{"type": "function", "function": READ}],
+                              "tool_choice": {"type": "function", "function": {"name": "write_file"}}}),
+    ("/v1/messages", {**MESSAGES, "tools": [{"name": READ["name"], "input_schema": READ["parameters"]}],
+                      "tool_choice": {"type": "tool", "name": "write_file"}}),
+    ("/v1/responses", {"model": "fake/model", "input": "hi", "tools": [{"type": "function", **READ}],
+                       "tool_choice": {"type": "function", "name": "write_file"}}),
+])
+def test_a_tool_choice_naming_a_tool_not_offered_is_a_400(app: Flask, path: str, body: dict[str, Any]) -> None:
+    """As OpenAI and Anthropic answer: the model would be asked to call a tool it does not have."""
+    status, raw = _post(app.test_client(), path, body)
+    assert status == 400 and "write_file" in raw and "tool_choice" in raw, raw

@@ -15,7 +15,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import InvalidRequest
-from ..wire import ChatRequest, Message, Thinking, ToolCallRef, ToolSpec, check_body_text, check_schema
+from ..wire import (
+    ChatRequest,
+    Message,
+    Thinking,
+    ToolCallRef,
+    ToolSpec,
+    check_body_text,
+    check_schema,
+    forced_tool,
+)
 
 __all__ = ["count_texts", "parse_request"]
 
@@ -43,9 +52,13 @@ def parse_request(body: object, headers: Mapping[str, str] | None = None, *,
     if not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean", param="stream")
     messages = _system(body.get("system")) + _messages(body.get("messages"))
+    tools = _tools(body.get("tools"), _referenced(body))
+    choice = body.get("tool_choice")
+    named = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "tool" else None
     return ChatRequest(
-        model=model.strip(), messages=messages, tools=_tools(body.get("tools"), _referenced(body)),
-        stream=stream and not count_only, tool_choice=_tool_choice(body.get("tool_choice")),
+        model=model.strip(), messages=messages, tools=tools,
+        stream=stream and not count_only, tool_choice=_tool_choice(choice),
+        forced_tool=forced_tool(named if isinstance(named, str) and named else None, tools),
         json_schema=_json_schema(body), affinity=_affinity(headers or {}, body), protocol="messages")
 
 

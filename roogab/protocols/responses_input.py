@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..errors import InvalidRequest, UnsupportedFeature
-from ..wire import ChatRequest, Message, ToolCallRef, ToolSpec, check_body_text, check_schema
+from ..wire import ChatRequest, Message, ToolCallRef, ToolSpec, check_body_text, check_schema, forced_tool
 
 __all__ = ["REASONING_PREFIX", "Lookup", "opaque_reasoning", "parse_responses_request"]
 
@@ -76,9 +76,12 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
     if not all_messages:
         raise InvalidRequest("'input' must hold at least one message", param="input")
     affinity = body.get("prompt_cache_key")
+    choice = body.get("tool_choice")
+    named = choice.get("name") if isinstance(choice, dict) and choice.get("type") == "function" else None
     return ChatRequest(
         model=model.strip(), messages=all_messages, tools=tools + extra, stream=stream,
-        include_usage=stream, tool_choice=_tool_choice(body.get("tool_choice")), protocol="responses",
+        include_usage=stream, tool_choice=_tool_choice(choice), protocol="responses",
+        forced_tool=forced_tool(named if isinstance(named, str) and named else None, tools + extra),
         affinity=affinity if isinstance(affinity, str) and affinity else session or None,
         unavailable=unavailable, include=_include(body.get("include")), json_schema=_text_format(body.get("text")))
 
