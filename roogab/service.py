@@ -243,8 +243,8 @@ class _Turn:
         while True:
             try:
                 reply = yield from self._attempt(handle, prompt)
-            except ConversationGone:
-                if self.plan.fresh or self.answer.calls or self.answer.texts:
+            except ConversationGone:  # replayed only while the agent has been given nothing
+                if self.plan.fresh or self.answer.calls or self.answer.texts or self.answer.reasoning:
                     raise
                 log.info("conversation %s is gone from %s: replaying", handle, self.provider.name)
                 self.plan = self.service.registry.restart(self.plan)

@@ -262,6 +262,17 @@ def test_gone_conversation_is_replayed_in_the_same_request() -> None:
     assert "You are Cline" in fake.sent[2].text and "Reading." in fake.sent[2].text
 
 
+def test_a_gone_conversation_is_not_replayed_once_reasoning_was_streamed() -> None:
+    """The streaming agent has the reasoning already: a replay would send it a second time."""
+    thinking = '```lua\nreturn { reasoning = [==[Let me think about the file.]==],'
+    service, fake = _service(GOOD_CALL, [Delta(thinking), ConversationGone("gone", provider="fake")], TEXT_ONLY)
+    _run(service, _cline(0))
+    request = dataclasses.replace(_cline_second_turn(), stream=True)
+    with pytest.raises(ConversationGone):
+        _run(service, request)
+    assert [s.handle for s in fake.sent] == [None, "fake-1"]  # no replay
+
+
 def test_a_failed_turn_is_not_continued_next_time() -> None:
     service, fake = _service(ProviderDisconnected("dropped", provider="fake"), TEXT_ONLY)
     with pytest.raises(ProviderDisconnected):

@@ -25,10 +25,11 @@ class FakeProvider:
     """Answers each ``send`` with the next scripted reply, delivered in ``chunk``-sized deltas.
 
     A reply that is an ``UpstreamError`` is raised from the turn instead; a list of ``Delta`` and
-    ``Snapshot`` events is delivered as it is (a page's exact frames), then ``Done()``.
+    ``Snapshot`` events is delivered as it is (a page's exact frames), then ``Done()``, unless it
+    ends with an ``UpstreamError`` (a failure mid-reply).
     """
 
-    replies: list[str | UpstreamError | list[Delta | Snapshot]] = field(default_factory=list)
+    replies: list[str | UpstreamError | list[Delta | Snapshot | UpstreamError]] = field(default_factory=list)
     chunk: int = 3
     name: str = "fake"
     max_message_chars: int = 0
@@ -57,7 +58,8 @@ class FakeProvider:
         if isinstance(reply, list):
             for event in reply:
                 turn.put(event)
-            turn.put(Done())
+            if not (reply and isinstance(reply[-1], UpstreamError)):  # a failure ends it instead
+                turn.put(Done())
             return turn
         for i in range(0, len(reply), max(1, self.chunk)):
             turn.put(Delta(reply[i:i + self.chunk]))
