@@ -307,6 +307,8 @@ class MultiplexProvider:
         ev = self._ev
         self._supersede(cid)
         await self._drained(cid, deadlines.silence)
+        if flight.turn.cancelled:  # the agent went away while the last reply drained
+            return
         self._flights[cid] = flight
         self._known.add(cid)
         if cid not in self._subscribed:

@@ -230,6 +230,24 @@ def test_cancel_stops_routing_and_the_rest_drains(provider: MultiplexProvider, d
     assert deltas(got) == "fresh reply"
 
 
+def test_a_turn_cancelled_while_the_last_reply_drains_sends_nothing(
+        provider: MultiplexProvider, demo: DemoChatService) -> None:
+    handle, _ = create(provider)
+    demo.push(ScriptedReply("x" * 200, chunk=2, delay_ms=20), ScriptedReply("fresh reply"))  # 2 s of reply
+    first = provider.send(handle, "gab-1", "long one", QUICK)
+    for e in first.events(tick=0.1):
+        if isinstance(e, Delta):
+            break
+    first.cancel()  # its reply drains: the next turn waits for its end
+    waiting = provider.send(handle, "gab-1", "never sent", QUICK)
+    time.sleep(0.3)  # into that wait (were it still starting, it would stop before it, and pass too)
+    waiting.cancel()  # the agent went away while it waited
+    assert eventually(lambda: any(r.prompt == "long one" for r in demo.received))
+    got = events(provider.send(handle, "gab-1", "next", QUICK))
+    assert deltas(got) == "fresh reply"
+    assert not [r for r in demo.received if r.prompt == "never sent"]
+
+
 def test_health_follows_the_connection(provider: MultiplexProvider) -> None:
     health = provider.health()
     assert health.ready and health.connected
