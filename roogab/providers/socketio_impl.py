@@ -110,9 +110,12 @@ class _Creates:
             return None
         return self.pop(next(iter(self._by_ref)))
 
+    def pending(self, flight: _Flight) -> bool:
+        return self._by_ref.get(flight.ref) is flight
+
     def drop(self, flight: _Flight) -> bool:
         """Forget *flight*'s create; True if it was pending."""
-        if self._by_ref.get(flight.ref) is not flight:
+        if not self.pending(flight):
             return False
         self.pop(flight.ref)
         return True
@@ -297,6 +300,7 @@ class MultiplexProvider:
         await self._creating.wait_turn(limit)
         if flight.turn.cancelled:
             return
+        await self._ensure_connected()  # a create given up meanwhile may have restarted the connection
         self._creating.add(flight)
         asyncio.get_running_loop().call_later(limit, self._expire, flight, limit)
         payload = {ev.prompt_field: text, ev.model_field: model, ev.ref_field: flight.ref}
@@ -355,11 +359,35 @@ class MultiplexProvider:
             self._draining[cid] = asyncio.Event()
 
     def _expire(self, flight: _Flight, limit: float) -> None:
-        """Give up a create the service has not answered in *limit* s (its turn fails with it)."""
-        if self._creating.drop(flight):
-            logger.info("%s: no answer to a create within %g s; given up", self.name, limit)
-            flight.turn.put(ProviderTimeout(f"{self.name}: the service did not open the conversation "
-                                            f"within {limit:g} s", provider=self.name))
+        """Give up a create the service has not answered in *limit* s (its turn fails with it).
+
+        Its answer may still come; without a ref it would be taken for the next create's (another
+        agent's task). So unless the service echoes refs, the connection starts over: on a new
+        one that answer cannot arrive."""
+        if not self._creating.pending(flight):
+            return
+        logger.info("%s: no answer to a create within %g s; given up", self.name, limit)
+        timeout = ProviderTimeout(f"{self.name}: the service did not open the conversation within {limit:g} s",
+                                  provider=self.name)
+        if self._creating.echoes_ref is True:
+            self._creating.drop(flight)
+            flight.turn.put(timeout)
+            return
+        why = f"a create went unanswered for {limit:g} s"
+        self._loop.fire(self._restart(why, {flight.ref: timeout}), f"{self.name}: restart")
+
+    async def _restart(self, why: str, errors: Mapping[str, UpstreamError]) -> None:
+        """Fail the turns on this connection (with *errors* by ref, else as dropped) and close
+        it, holding the connect lock: the next turn waits, then connects anew."""
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            self._subscribed.clear()
+            self._set_health(connected=False, error=why)
+            self._fail_all(lambda f: errors.get(f.ref) or ProviderDisconnected(
+                f"{self.name}: {why}, so the connection to {self._where} was started over",
+                provider=self.name, partial=f.text()))
+            await self._socket.drop()
 
     def _discard(self, flight: _Flight) -> None:
         self._creating.drop(flight)

@@ -51,6 +51,8 @@ class RefLess:
         await asyncio.sleep(delay)
         cid = uuid.uuid4().hex[:8]
         server = self.sio
+        if not server.manager.is_connected(sid, "/"):
+            return  # the client started over on a new connection meanwhile
         await server.enter_room(sid, f"c:{cid}")
         await server.emit("loadConversation", {"id": cid}, to=sid)  # no ref
         await server.emit("tokenDelta", {"c": cid, "content": "answer to " + data["prompt"]}, room=f"c:{cid}")
@@ -131,3 +133,17 @@ def test_a_create_the_service_never_answers_is_given_up(
     got = answer(provider.send(None, "m", "next", QUICK))
     assert got[-1] == Done("answer to next") and service.creates == ["never", "next"]
     assert pending(provider, provider_loop) == 0
+
+
+@pytest.mark.parametrize("served", [itertools.chain([2.5, 1.0], itertools.repeat(0.05))], indirect=True)
+def test_a_late_answer_to_a_given_up_create_is_never_taken_for_the_next_one(
+        served: tuple[MultiplexProvider, RefLess]) -> None:
+    """A's create is answered after its deadline; without a ref that answer would match B, the
+    create pending then, and B's agent would get A's conversation and reply. The connection
+    starts over when A is given up, so A's answer cannot arrive."""
+    provider, service = served
+    with pytest.raises(ProviderTimeout):
+        answer(provider.send(None, "m", "A", QUICK))
+    got = answer(provider.send(None, "m", "B", QUICK))
+    assert got[-1] == Done("answer to B"), got
+    assert service.creates == ["A", "B"]
