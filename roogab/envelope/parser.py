@@ -26,8 +26,7 @@ from typing import Any
 
 from ..errors import ParserClosedError
 from .bypass import Bypass
-from .calls import json_values, to_tool_call
-from .depth import MAX_DEPTH, nested_deeper
+from .calls import sendable, to_tool_call
 from .detect import Start, joined_prose, line_of, no_envelope_end, opening_after, probe
 from .events import End, Event, Reasoning, Text, ToolCall
 from .html import CODE_CLOSE, CODE_OPEN, decode_html, looks_like_html, strip_marks
@@ -415,13 +414,14 @@ class ReplyParser:
             if not self._tool_names:
                 self._emit_text(text)
                 return
+            earlier = self._problem is not None  # as in call(): after a problem no call goes out
             events, problem = prose_calls(text, self._tool_names)
             if problem is not None:
                 self._note(problem, -1)
             for event in events:
                 if isinstance(event, Text):
                     self._emit_text(event.text)
-                elif self._problem is None:  # as in call(): after a problem no call goes out
+                elif not earlier:
                     self._calls += 1
                     self._out.append(event)
 
@@ -431,17 +431,9 @@ class ReplyParser:
         if self._problem is not None:
             return
         result = to_tool_call(value, name_hint)
+        result = sendable(result) if isinstance(result, ToolCall) else result
         if isinstance(result, str):
             self._note(f"{result} (table at {{line}})", offset)
-            return
-        if nested_deeper(result.arguments):
-            self._note(f"tool call '{result.name}': arguments nested deeper than {MAX_DEPTH} levels "
-                       "(table at {line})", offset)
-            return
-        try:
-            result = ToolCall(result.name, json_values(result.arguments))
-        except ValueError as exc:
-            self._note(f"tool call '{result.name}': {exc} (table at {{line}})", offset)
             return
         if self._page.decoded:
             trouble = self._page.trouble("".join(self._raw), result.arguments, offset)
@@ -482,13 +474,13 @@ class ReplyParser:
     def _finish(self) -> None:
         prose = joined_prose(self._segments, self._after_envelope, self._page.decoded)
         if self._envelopes == 0 and self._tool_names and prose:
+            earlier = self._problem is not None  # as in call(): after a problem no call goes out
             events, problem = prose_calls(prose, self._tool_names)
             if problem is not None:
                 self._note(problem, -1)
             calls = [e for e in events if isinstance(e, ToolCall)]
             self._calls += len(calls)
-            if self._problem is None:  # as in call(): after a problem no call goes out
-                self._out += calls
+            self._out += [] if earlier else calls
             prose = "".join(e.text for e in events if isinstance(e, Text)).strip()
         if prose and not self._has_text:
             self._out.append(Text(prose))

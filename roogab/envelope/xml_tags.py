@@ -121,6 +121,8 @@ def prose_calls(prose: str, tool_names: Collection[str]) -> tuple[list[Event], s
     """The events of *prose*, a whole reply without an envelope, and the first problem found.
 
     XML tool blocks become calls only at the top level: fenced blocks and inline code are text.
+    No call after the first problem is given (as for envelope calls: not what the model meant
+    on its own); those before it are.
     """
     out: list[Event] = []
     problem: str | None = None
@@ -129,7 +131,8 @@ def prose_calls(prose: str, tool_names: Collection[str]) -> tuple[list[Event], s
             _flush_text([piece], out)
             continue
         xml = XmlToolFilter(tool_names)
-        out += xml.feed(piece) + xml.flush()
+        events = xml.feed(piece) + xml.flush()
+        out += [e for e in events if isinstance(e, Text)] if problem else events
         problem = problem or xml.problem
     merged: list[Event] = []
     for event in out:

@@ -9,7 +9,7 @@ import pytest
 
 from roogab.envelope import End, ReplyParser, ToolCall, parse_reply
 
-TOOLS = ["use_mcp_tool", "delete_all", "new_task", "read_file", "x"]
+TOOLS = ["use_mcp_tool", "delete_all", "new_task", "read_file", "x", "get_issue", "create_entity", "foo"]
 
 
 def _events(body: str) -> list[list[object]]:
@@ -28,6 +28,10 @@ def _events(body: str) -> list[list[object]]:
     ('read_file = { arguments = { path = "a.py" } }', ToolCall("read_file", {"path": "a.py"})),
     ('read_file = { name = "read_file", arguments = { path = "a.py" } }', ToolCall("read_file", {"path": "a.py"})),
     ('read_file = { path = "a.py" }', ToolCall("read_file", {"path": "a.py"})),
+    ('get_issue = { id = 42 }', ToolCall("get_issue", {"id": 42})),
+    ('get_issue = { id = 42, type = "bug" }', ToolCall("get_issue", {"id": 42, "type": "bug"})),
+    ('create_entity = { name = "foo" }', ToolCall("create_entity", {"name": "foo"})),
+    ('read_file = { name = "read_file" }', ToolCall("read_file", {})),
 ])
 def test_a_keyed_call_is_the_call_its_key_names(body: str, call: ToolCall) -> None:
     for events in _events(body):

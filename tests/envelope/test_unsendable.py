@@ -64,6 +64,13 @@ def test_a_lone_utf16_half_in_a_json_string_argument_becomes_u_fffd(escaped: str
         json.dumps(call.arguments, ensure_ascii=False).encode()  # UTF-8 can carry it
 
 
+def test_keys_that_differ_only_in_lone_halves_make_no_call() -> None:
+    for events in _split_everywhere(_call('[==[{"a\\ud800": 1, "a\\ud801": 2}]==]')):
+        assert not any(isinstance(e, ToolCall) for e in events)
+        end = events[-1]
+        assert isinstance(end, End) and end.problem is not None and "broken characters" in end.problem
+
+
 def test_no_legacy_print_call_goes_out_after_a_dropped_call() -> None:
     """The legacy ``print`` form after a call that was dropped (no name): as for any call after a
     problem, nothing goes out and the reply will be repaired."""
