@@ -79,9 +79,10 @@ class Outbox:
         return Slot(self, provider, prompt, tick)
 
     def send(self, provider: Provider, handle: str | None, model: str, prompt: str, deadlines: Deadlines,
-             tick: float) -> Generator[Ping, None, tuple[Turn, str | None]]:
+             tick: float, created: Callable[[str], None] | None = None) -> Generator[Ping, None, tuple[Turn, str | None]]:
         """Send *prompt* (in parts when it is long, each paced); return the last part's turn and
-        the conversation's handle (set by the first part when it created the conversation).
+        the conversation's handle (set by the first part when it created the conversation, which
+        *created* is told at once: a later part may fail).
 
         Raises:
             PromptTooLarge: before anything was sent.
@@ -91,7 +92,10 @@ class Outbox:
         pacer = self.pacer(provider.name)
         for index, part in enumerate(parts[:-1], start=1):
             yield from _pings(pacer.space(tick))
+            known = handle
             handle = yield from _acknowledged(provider.send(handle, model, part, deadlines), handle, tick)
+            if handle is not None and handle != known and created is not None:
+                created(handle)
             log.info("%s: part %d of %d delivered", provider.name, index, len(parts))
         yield from _pings(pacer.space(tick))
         return provider.send(handle, model, parts[-1], deadlines), handle

@@ -244,8 +244,10 @@ class _Turn:
             try:
                 reply = yield from self._attempt(handle, prompt)
             except ConversationGone:  # replayed only while the agent has been given nothing
-                if self.plan.fresh or self.answer.calls or self.answer.texts or self.answer.reasoning:
+                seen_reasoning = self.request.stream and self.answer.reasoning
+                if self.plan.fresh or self.answer.calls or self.answer.texts or seen_reasoning:
                     raise
+                self.answer.forget_unseen()  # reasoning a non-streaming agent never got: the replay's replaces it
                 log.info("conversation %s is gone from %s: replaying", handle, self.provider.name)
                 self.plan = self.service.registry.restart(self.plan)
                 prompt, handle = self._opening_prompt(), None
@@ -292,7 +294,7 @@ class _Turn:
     def _exchange(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
         settings = self.service.settings
         turn, handle = yield from self.service.outbox.send(self.provider, handle, self.model, prompt,
-                                                           settings.deadlines, settings.tick)
+                                                           settings.deadlines, settings.tick, self.handles.append)
         self.sent.append(prompt)
         self.service.live.sent(self.id, prompt, turn.wire)
         reader = ReplyReader([t.name for t in self.request.offered_tools], html=settings.html(self.provider.name))

@@ -9,7 +9,7 @@ import pytest
 from support import CLINE, ROO, captured_bodies
 
 from roogab.errors import ConversationGone, ProviderDisconnected, ReplyFormatError
-from roogab.outputs import CallOut, Finished, Out, TextOut
+from roogab.outputs import CallOut, Finished, Out, ReasoningOut, TextOut
 from roogab.prompt import PromptBook
 from roogab.providers.base import Created, Deadlines, Delta, Done, ModelInfo, Snapshot, Turn
 from roogab.providers.fake import FakeProvider
@@ -210,7 +210,7 @@ def _xml_era(*replies: str) -> tuple[list[Out], FakeProvider]:
 
 @pytest.mark.parametrize("arguments, tag", [
     ('{ command = [==[grep -n "</command>" notes.xml; rm -rf build]==] }', "</command>"),
-    ('{ command = [==[echo </execute_command> done]==] }', "</execute_command>"),
+    ('{ command = { "ls", "rm -rf build" } }', "is a list"),  # two <command> tags: the agent keeps one
     ('{ options = { flag = [==[a</flag><flag>b]==] } }', "</flag>"),
     ('{ options = { flag = [==[a</options>]==] } }', "</options>"),
 ])
@@ -222,6 +222,14 @@ def test_a_value_that_would_end_its_xml_tag_early_is_repaired_not_sent(arguments
     items, fake = _xml_era(bad, good)
     assert _text(items) == "<execute_command>\n<command>ls</command>\n</execute_command>"
     assert len(fake.sent) == 2 and tag in fake.sent[1].text
+
+
+def test_a_value_holding_the_tools_own_closing_tag_goes_out_as_xml() -> None:
+    """Inside a parameter the agent's parser looks only for that parameter's closing tag."""
+    call = '```lua\nreturn { tool_calls = { { name = "execute_command", arguments = { command = [==[echo </execute_command>]==] } } } }\n```'
+    items, fake = _xml_era(call)
+    assert _text(items) == "<execute_command>\n<command>echo </execute_command></command>\n</execute_command>"
+    assert len(fake.sent) == 1
 
 
 def test_an_xml_value_that_cannot_be_written_fails_after_one_repair() -> None:
@@ -273,6 +281,16 @@ def test_a_gone_conversation_is_not_replayed_once_reasoning_was_streamed() -> No
     assert [s.handle for s in fake.sent] == [None, "fake-1"]  # no replay
 
 
+def test_a_non_streaming_agent_gets_the_replay_and_only_its_reasoning() -> None:
+    thinking = '```lua\nreturn { reasoning = [==[First thoughts.]==],'
+    replayed = '```lua\nreturn { reasoning = [==[Second thoughts.]==], text = [==[All done.]==] }\n```'
+    service, fake = _service(GOOD_CALL, [Delta(thinking), ConversationGone("gone", provider="fake")], replayed)
+    _run(service, _cline(0))
+    items = _run(service, dataclasses.replace(_cline_second_turn(), stream=False))  # it has seen nothing yet
+    assert [s.handle for s in fake.sent] == [None, "fake-1", None] and _text(items) == "All done."
+    assert "".join(i.text for i in items if isinstance(i, ReasoningOut)) == "Second thoughts."
+
+
 def test_a_failed_turn_is_not_continued_next_time() -> None:
     service, fake = _service(ProviderDisconnected("dropped", provider="fake"), TEXT_ONLY)
     with pytest.raises(ProviderDisconnected):
@@ -289,6 +307,16 @@ def test_a_failed_continuation_lets_the_provider_forget_the_conversation() -> No
     with pytest.raises(ProviderDisconnected):
         _run(service, _cline_second_turn())
     assert [s.handle for s in fake.sent] == [None, "fake-1"] and fake.forgotten == ["fake-1"]
+
+
+def test_a_conversation_made_by_the_first_part_of_a_long_prompt_is_forgotten_when_a_later_part_fails() -> None:
+    fake = FakeProvider(['```lua\nreturn { text = [[got part 1]] }\n```', ProviderDisconnected("dropped", provider="fake")],
+                        chunk=5, max_message_chars=2000)
+    service = ChatService({"fake": fake}, Registry(), BOOK, TurnSettings(repair_attempts=1))
+    with pytest.raises(ProviderDisconnected):
+        _run(service, _cline())
+    assert [s.handle for s in fake.sent][:2] == [None, "fake-1"]  # part 1 made the conversation
+    assert fake.forgotten == ["fake-1"]
 
 
 def test_an_agent_that_goes_away_lets_the_provider_forget_the_new_conversation() -> None:

@@ -384,11 +384,15 @@ class WebSocketProvider:
         return turn
 
     def forget(self, handle: str) -> None:
-        """Close the conversation's connection (the service forgets it with the socket)."""
+        """Close the conversation's connection (the service forgets it with the socket), on a
+        thread of its own: never blocks (a service that stops reading holds a close up to
+        ``connect_timeout``), never raises."""
         with self._lock:
             conn = self._connections.pop(handle, None)
         if conn is not None:
-            conn.close(ProviderUnavailable(f"{self.name}: conversation {handle} was forgotten", provider=self.name))
+            error = ProviderUnavailable(f"{self.name}: conversation {handle} was forgotten", provider=self.name)
+            threading.Thread(target=conn.close, args=(error,), name=f"roogab-ws-forget-{handle[:8]}",
+                             daemon=True).start()
 
     def health(self) -> Health:
         """Readiness for ``/healthz``: the last handshake worked or not, and the last error."""

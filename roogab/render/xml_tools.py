@@ -7,9 +7,8 @@ The shape is the one Roo's and Cline's XML parsers read (clients.md §4)::
     </read_file>
 
 A nested table becomes nested tags; a list repeats its tag once per item. Values go in as they
-are (those parsers unescape nothing) and a value ends at its tag's first closing tag, so a call
-whose value holds the closing tag of its own tag or of one around it cannot be written so that it
-reads back the same: ``xml_clash`` says so before anything is rendered.
+are (those parsers unescape nothing), so some calls cannot be written so that they read back the
+same: ``xml_clash`` says which, before anything is rendered.
 """
 
 from __future__ import annotations
@@ -39,26 +38,42 @@ def text_with_xml(text: str, calls: Sequence[ToolCall]) -> str:
 
 
 def xml_clash(call: ToolCall) -> str | None:
-    """Why *call* has no XML block that an agent reads back as the same call (None: it has one):
-    a value holds ``</tag>`` for its own tag or one around it, where the agent's parser would end
-    it (``<command>grep "</command>" a; rm b</command>`` runs ``grep "``)."""
+    """Why *call* has no XML block that an agent reads back as the same call (None: it has one).
+
+    Roo's and Cline's parsers end a parameter at its first closing tag (``<command>grep
+    "</command>" a; rm b</command>`` runs ``grep "``) and look for nothing else inside it; a
+    parameter holding nested tags is read as its raw inner text, and a parameter given twice
+    keeps one value. So a value may not hold the closing tag of its own tag or of the parameter
+    it sits in, a parameter may not be a list, and every name must be a tag name.
+    """
     if not _TAG_NAME.fullmatch(call.name):
         return f"tool call {call.name!r}: the name cannot be an XML tag in the agent's tool format"
-    stack: list[tuple[tuple[str, ...], Any]] = [((call.name, str(k)), v) for k, v in call.arguments.items()]
+    for key, value in call.arguments.items():
+        if isinstance(value, list):
+            return (f"tool call '{call.name}': '{key}' is a list, and the agent's XML tool format has one "
+                    "value for each parameter")
+        clash = _value_clash(call.name, str(key), value)
+        if clash is not None:
+            return clash
+    return None
+
+
+def _value_clash(name: str, param: str, value: Any) -> str | None:
+    stack: list[tuple[str, Any]] = [(param, value)]
     while stack:
-        tags, value = stack.pop()
-        if not _TAG_NAME.fullmatch(tags[-1]):
-            return f"tool call '{call.name}': {tags[-1]!r} cannot be an XML tag name in the agent's tool format"
+        tag, value = stack.pop()
+        if not _TAG_NAME.fullmatch(tag):
+            return f"tool call '{name}': {tag!r} cannot be an XML tag name in the agent's tool format"
         if isinstance(value, dict):
-            stack.extend(((*tags, str(k)), v) for k, v in value.items())
+            stack.extend((str(k), v) for k, v in value.items())
         elif isinstance(value, list):
-            stack.extend((tags, item) for item in value)
+            stack.extend((tag, item) for item in value)
         else:
             text = _scalar(value)
-            for tag in tags:
-                if f"</{tag}>" in text:
-                    return (f"tool call '{call.name}': the value of '{tags[-1]}' holds </{tag}>, where the "
-                            "agent's XML tool format would end it; write the call without that text")
+            for closer in {f"</{tag}>", f"</{param}>"}:
+                if closer in text:
+                    return (f"tool call '{name}': the value of '{tag}' holds {closer}, where the agent's XML "
+                            "tool format would end it; write the call without that text")
     return None
 
 
