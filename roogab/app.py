@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 from flask import Flask
 
@@ -21,7 +23,26 @@ from .revival import Revival
 from .service import ChatService, TurnSettings
 from .usage import TokenCounter
 
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
+
 __all__ = ["build_service", "create_app"]
+
+_SLASHES = re.compile("//+")
+
+
+class _OneSlash:
+    """Serve ``/v1//chat/completions`` as ``/v1/chat/completions`` (a base URL that ends in ``/``
+    joined to a path that starts with one), where Werkzeug would answer an HTML redirect page."""
+
+    def __init__(self, app: WSGIApplication) -> None:
+        self._app = app
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if "//" in path:
+            environ["PATH_INFO"] = _SLASHES.sub("/", path)
+        return self._app(environ, start_response)
 
 
 def build_service(config: Config, providers: Mapping[str, Provider], *,
@@ -54,7 +75,7 @@ def create_app(config: Config, providers: Mapping[str, Provider], *,
     """A Flask app serving *providers* (already started) with the settings of *config*; the
     composition root gives it the *redactor* of the configured secrets."""
     app = Flask("roogab")
-    app.url_map.merge_slashes = False  # /v1//messages is a 404 in JSON, not an HTML redirect page
+    app.wsgi_app = _OneSlash(app.wsgi_app)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     service = service or build_service(config, providers, registry=registry, live=live, redactor=redactor,

@@ -12,7 +12,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -415,16 +415,19 @@ def check_schema(schema: Mapping[str, Any], where: str) -> None:
                 check_schema(sub, f"{where}.{key}[{j}]")
 
 
-def forced_tool(name: str | None, tools: tuple[ToolSpec, ...]) -> str | None:
+def forced_tool(name: str | None, tools: tuple[ToolSpec, ...], others: Collection[str] = ()) -> str | None:
     """*name*, the tool a ``tool_choice`` names, checked against *tools* (as OpenAI and Anthropic
-    refuse a choice of a tool not offered: the model would be asked to call nothing).
+    refuse a choice of a tool not offered: the model would be asked to call nothing); None for
+    one of *others*, tools the request has that RooGab cannot offer (a server tool): any call then.
 
     Raises:
         InvalidRequest: no tool has that name.
     """
-    if name is not None and name not in {t.name for t in tools}:
-        raise InvalidRequest(f"'tool_choice' names the tool '{name}', which is not in 'tools'", param="tool_choice")
-    return name
+    if name is None or name in {t.name for t in tools}:
+        return name
+    if name in others:
+        return None
+    raise InvalidRequest(f"'tool_choice' names the tool '{name}', which is not in 'tools'", param="tool_choice")
 
 
 def _forced_tool(raw: object) -> str | None:

@@ -16,6 +16,8 @@ from flask.testing import FlaskClient
 
 from roogab.app import create_app
 from roogab.config import Config
+from roogab.protocols.messages_request import parse_request
+from roogab.protocols.responses_input import parse_responses_request
 from roogab.providers.fake import FakeProvider
 
 MESSAGES: dict[str, Any] = {"model": "fake/model", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}
@@ -159,7 +161,6 @@ def test_a_schema_jsonschema_cannot_use_still_ends_the_answer(route: str, stream
     ("PUT", "/v1/messages", 405),
     ("POST", "/v1/models", 405),
     ("POST", "/v1/nope", 404),
-    ("POST", "/v1//messages", 404),  # not Werkzeug's HTML redirect page to /v1/messages
 ])
 def test_a_wrong_route_or_method_is_said_before_the_content_type(
         app: Flask, method: str, path: str, status: int) -> None:
@@ -214,3 +215,39 @@ def test_a_tool_choice_naming_a_tool_not_offered_is_a_400(app: Flask, path: str,
     """As OpenAI and Anthropic answer: the model would be asked to call a tool it does not have."""
     status, raw = _post(app.test_client(), path, body)
     assert status == 400 and "write_file" in raw and "tool_choice" in raw, raw
+
+
+@pytest.mark.parametrize("path", ["/v1//messages", "/v1///messages"])
+def test_a_doubled_slash_is_served_not_redirected(app: Flask, path: str) -> None:
+    """A base URL ending in '/' joined to '/messages': served, not Werkzeug's HTML 308 page."""
+    status, raw = _post(app.test_client(), path, MESSAGES)
+    assert status == 200 and json.loads(raw)["type"] == "message", raw[:300]
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/messages", {**MESSAGES, "stream": 0}),
+    ("/v1/responses", {"model": "fake/model", "input": "hi", "stream": ""}),
+])
+def test_stream_must_be_a_boolean_or_null(app: Flask, path: str, body: dict[str, Any]) -> None:
+    status, raw = _post(app.test_client(), path, body)
+    assert status == 400 and "stream" in raw, raw
+
+
+def test_a_named_tool_choice_narrows_the_tools_offered() -> None:
+    write = {"name": "write_file", "input_schema": READ["parameters"]}
+    read = {"name": READ["name"], "input_schema": READ["parameters"]}
+    messages = parse_request({**MESSAGES, "tools": [read, write], "tool_choice": {"type": "tool", "name": "write_file"}})
+    assert [t.name for t in messages.offered_tools] == ["write_file"] and messages.call_required
+    responses = parse_responses_request(
+        {"model": "m", "input": "hi", "tools": [{"type": "function", **READ}, {"type": "function", **READ, "name": "b"}],
+         "tool_choice": {"type": "function", "name": "b"}})
+    assert [t.name for t in responses.offered_tools] == ["b"]
+
+
+def test_a_tool_choice_naming_a_server_tool_asks_for_any_call() -> None:
+    """A server tool RooGab cannot run is in 'tools' but cannot be offered: not a 400."""
+    body = {**MESSAGES, "tools": [{"name": READ["name"], "input_schema": READ["parameters"]},
+                                  {"type": "web_search_20250305", "name": "web_search"}],
+            "tool_choice": {"type": "tool", "name": "web_search"}}
+    request = parse_request(body)
+    assert request.forced_tool is None and [t.name for t in request.offered_tools] == ["read_file"]

@@ -48,7 +48,8 @@ def parse_request(body: object, headers: Mapping[str, str] | None = None, *,
         raise InvalidRequest("'model' is required and must be a non-empty string", param="model")
     if not count_only:
         _check_numbers(body)
-    stream = body.get("stream") or False  # null: not streamed, as on chat completions
+    stream = body.get("stream")
+    stream = False if stream is None else stream  # null: not streamed, as on chat completions
     if not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be a boolean", param="stream")
     messages = _system(body.get("system")) + _messages(body.get("messages"))
@@ -58,7 +59,7 @@ def parse_request(body: object, headers: Mapping[str, str] | None = None, *,
     return ChatRequest(
         model=model.strip(), messages=messages, tools=tools,
         stream=stream and not count_only, tool_choice=_tool_choice(choice),
-        forced_tool=forced_tool(named if isinstance(named, str) and named else None, tools),
+        forced_tool=forced_tool(named if isinstance(named, str) and named else None, tools, _names(body.get("tools"))),
         json_schema=_json_schema(body), affinity=_affinity(headers or {}, body), protocol="messages")
 
 
@@ -263,6 +264,12 @@ def _tools(raw: object, loaded: set[str]) -> tuple[ToolSpec, ...]:
         check_schema(schema, f"{at}.input_schema")
         specs.append(ToolSpec(tool["name"], str(tool.get("description") or ""), schema))
     return tuple(specs)
+
+
+def _names(raw: object) -> set[str]:
+    """The names of every tool in the request (server and deferred ones too)."""
+    tools = raw if isinstance(raw, list) else []
+    return {t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)}
 
 
 def _tool_choice(raw: object) -> str:

@@ -60,7 +60,8 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
         value = body.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
             raise InvalidRequest(f"'{key}' must be a number", param=key)
-    stream = body.get("stream") or False  # "boolean or null" in OpenAI's reference
+    stream = body.get("stream")
+    stream = False if stream is None else stream  # "boolean or null" in OpenAI's reference
     if not isinstance(stream, bool):
         raise InvalidRequest("'stream' must be of type bool", param="stream")
     earlier = _previous(body.get("previous_response_id"), lookup)
@@ -81,7 +82,7 @@ def parse_responses_request(body: object, *, lookup: Lookup | None = None,
     return ChatRequest(
         model=model.strip(), messages=all_messages, tools=tools + extra, stream=stream,
         include_usage=stream, tool_choice=_tool_choice(choice), protocol="responses",
-        forced_tool=forced_tool(named if isinstance(named, str) and named else None, tools + extra),
+        forced_tool=forced_tool(named if isinstance(named, str) and named else None, tools + extra, unavailable),
         affinity=affinity if isinstance(affinity, str) and affinity else session or None,
         unavailable=unavailable, include=_include(body.get("include")), json_schema=_text_format(body.get("text")))
 
