@@ -335,6 +335,19 @@ STREAM_ERRORS = {"/v1/chat/completions": 'data: {"error":{',  # each protocol's 
                  "/v1/responses": "event: response.failed\n"}
 
 
+def _post_raw(running: Running, path: str, body: object) -> tuple[int, str]:
+    """POST *body* as JSON; the status and the whole body as read off the socket (http.client
+    raises IncompleteRead on a chunked body cut off mid-chunk)."""
+    parts = urlsplit(running.url)
+    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
+    try:
+        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
 def _bug(self: object) -> None:
     raise KeyError("a bug")
 
@@ -352,15 +365,8 @@ def test_a_bug_after_the_stream_began_ends_it_with_the_protocols_error_event(
             "messages": [{"role": "user", "content": _task("meet a bug")}]}
     if path == "/v1/responses":
         body = {"model": "demo/gab-1", "stream": True, "input": _task("meet a bug")}
-    parts = urlsplit(faulty.url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
-    try:
-        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        raw = response.read().decode()  # http.client raises IncompleteRead on a body cut off mid-chunk
-    finally:
-        conn.close()
-    assert response.status == 200 and "the agent first." in raw, raw  # the text went out before the bug
+    status, raw = _post_raw(faulty, path, body)
+    assert status == 200 and "the agent first." in raw, raw  # the text went out before the bug
     assert STREAM_ERRORS[path] in raw and "internal error in RooGab (KeyError)" in raw, raw
     assert "a bug" not in raw and '"stop"' not in raw and "end_turn" not in raw, raw
     if path == "/v1/chat/completions":
@@ -380,15 +386,9 @@ def test_a_bug_in_a_json_turn_is_a_500_in_the_protocols_error_shape(
                             "messages": [{"role": "user", "content": _task("meet a bug")}]}
     if path == "/v1/responses":
         body = {"model": "demo/gab-1", "input": _task("meet a bug")}
-    parts = urlsplit(faulty.url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
-    try:
-        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        answer = json.loads(response.read())
-    finally:
-        conn.close()
-    assert response.status == 500 and "error" in answer and "never goes out" not in json.dumps(answer), answer
+    status, raw = _post_raw(faulty, path, body)
+    answer = json.loads(raw)
+    assert status == 500 and "error" in answer and "never goes out" not in json.dumps(answer), answer
     assert "a bug" not in json.dumps(answer), answer
     [logged] = faulty.registry.turns(limit=1)
     assert logged.verdict == "failed" and (logged.error or "").startswith("KeyError"), logged
@@ -416,15 +416,8 @@ def test_a_lone_utf16_half_in_streamed_arguments_reaches_the_agent_as_u_fffd(
     if path == "/v1/messages":
         body["tools"] = [{"name": WRITE_TOOL["name"], "description": WRITE_TOOL["description"],
                           "input_schema": WRITE_TOOL["parameters"]}]
-    parts = urlsplit(faulty.url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=15)
-    try:
-        conn.request("POST", path, body=json.dumps(body), headers={"Content-Type": "application/json"})
-        response = conn.getresponse()
-        raw = response.read().decode()  # http.client raises IncompleteRead on a body cut off mid-chunk
-    finally:
-        conn.close()
+    status, raw = _post_raw(faulty, path, body)
     finish, last = STREAM_CALLS[path]
-    assert response.status == 200 and finish in raw and raw.endswith(last), raw[-300:]
+    assert status == 200 and finish in raw and raw.endswith(last), raw[-300:]
     assert "smile \ufffd end" in raw.replace('\\"', '"'), raw
     assert [r for r in demo.received if r.prompt and "write a smile" in r.prompt]  # the service got the turn
