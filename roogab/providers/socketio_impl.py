@@ -8,9 +8,11 @@ by conversation id to the turn in flight for that conversation.
 Event and field names all come from ``ProviderProfile.events``. A create is matched to its answer
 by a fresh ``ref``, never by order; a service that answers without the ref (the original target,
 providers.md §6) is matched only while one create is pending, so creates go one at a time until
-the service has been seen to echo the ref (``_Creates``). A create the service never answers is given up after the turn's
-first-token deadline, so it cannot hold up later ones. Tokens are appended in the handler before any ``await``, so
-they keep their arrival order (``AsyncClient`` starts its handler tasks in arrival order).
+the service has been seen to echo the ref (``_creates.Creates``). A create the service never
+answers is given up at the turn's first-token deadline (for a service without refs the
+connection then starts over, so its late answer cannot reach another create). Tokens are appended
+in the handler before any ``await``, so they keep their arrival order (``AsyncClient`` starts its
+handler tasks in arrival order).
 
 Reconnection is python-socketio's own, on the bounded ``Reconnection`` schedule; after each
 reconnect the known conversations are re-subscribed. A drop while turns are in flight fails each
@@ -41,6 +43,7 @@ from ..errors import (
     ProviderUnavailable,
     UpstreamError,
 )
+from ._creates import Creates
 from ._text import safe_url, short
 from .base import Created, Deadlines, Delta, Done, Health, ModelInfo, Snapshot, Traits, Turn
 from .kinds import Context, Kind, NoSettings
@@ -78,72 +81,6 @@ class _Flight:
         return self.snapshot if self.snapshot is not None else "".join(self.parts)
 
 
-class _Creates:
-    """The creates sent and not yet answered, by ref (loop thread only).
-
-    A create whose request went away stays until its answer comes (that conversation is then
-    deleted again) or until it is given up (``expire``), so an answer without a ref is never
-    taken for another create's.
-    """
-
-    def __init__(self) -> None:
-        self.echoes_ref: bool | None = None  # does the service answer a create with its ref? (None: not seen yet)
-        self._by_ref: dict[str, _Flight] = {}
-        self._vacant: asyncio.Event | None = None  # set while nothing is pending
-
-    def __len__(self) -> int:
-        return len(self._by_ref)
-
-    def add(self, flight: _Flight) -> None:
-        self._by_ref[flight.ref] = flight
-        if self._vacant is not None:
-            self._vacant.clear()
-
-    def pop(self, ref: str) -> _Flight | None:
-        flight = self._by_ref.pop(ref, None)
-        self._note_vacancy()
-        return flight
-
-    def only(self) -> _Flight | None:
-        """An answer without a ref matches only when exactly one create is pending."""
-        if len(self._by_ref) != 1:
-            return None
-        return self.pop(next(iter(self._by_ref)))
-
-    def pending(self, flight: _Flight) -> bool:
-        return self._by_ref.get(flight.ref) is flight
-
-    def drop(self, flight: _Flight) -> bool:
-        """Forget *flight*'s create; True if it was pending."""
-        if not self.pending(flight):
-            return False
-        self.pop(flight.ref)
-        return True
-
-    def take_all(self) -> list[_Flight]:
-        flights, self._by_ref = list(self._by_ref.values()), {}
-        self._note_vacancy()
-        return flights
-
-    async def wait_turn(self, limit: float) -> None:
-        """Unless the service is known to echo refs: wait (at most *limit* s) until no other
-        create is pending, so that an answer without a ref can only be this one's."""
-        loop = asyncio.get_running_loop()
-        until = loop.time() + limit
-        while self.echoes_ref is not True and self._by_ref and loop.time() < until:  # several may wake at once
-            if self._vacant is None:
-                self._vacant = asyncio.Event()
-            self._vacant.clear()
-            try:
-                await asyncio.wait_for(self._vacant.wait(), until - loop.time())
-            except asyncio.TimeoutError:
-                return  # the pending ones are given up by now (expire); matching stays strict anyway
-
-    def _note_vacancy(self) -> None:
-        if not self._by_ref and self._vacant is not None:
-            self._vacant.set()
-
-
 class MultiplexProvider:
     """A multiplexed Socket.IO chat service: one connection, many conversations.
 
@@ -170,7 +107,7 @@ class MultiplexProvider:
         self._socket = SocketSession(self.name, self._where, reconnection or Reconnection(), self._handlers(), on_connect=self._on_connect,
                                      on_disconnect=self._on_disconnect, on_failure=self._on_failure)
         self._connect_lock: asyncio.Lock | None = None
-        self._creating = _Creates()
+        self._creating: Creates[_Flight] = Creates()
         self._flights: dict[str, _Flight] = {}
         self._known: set[str] = set()
         self._subscribed: set[str] = set()
