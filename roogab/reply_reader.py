@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .envelope import End, Event, ReplyParser, SnapshotFeeder
-from .providers.base import Delta, Done, Snapshot, is_high_surrogate, well_formed
+from .providers.base import Delta, Done, Snapshot
+from .utf16 import is_high_surrogate, well_formed
 
 __all__ = ["ReplyReader", "Verdict", "error_page_title"]
 

@@ -30,13 +30,14 @@ from .errors import (
 from .live import LiveTurn, LiveTurns, TurnNote
 from .outputs import Answer, CallOut, Finished, Out, Ping, ReasoningOut, TextOut, from_json
 from .prompt import PromptBook
-from .providers.base import Created, Deadlines, Done, Health, Provider, well_formed
+from .providers.base import Created, Deadlines, Done, Health, Provider
 from .redact import Redactor
 from .registry import Plan, Registry
 from .render import arguments_json, text_with_xml, xml_clash
 from .reply_reader import ReplyReader, Verdict
 from .turnlog import request_summary, turn_record
 from .usage import TokenCache, TokenCounter
+from .utf16 import well_formed
 from .wire import ChatRequest, Usage
 
 __all__ = ["ChatService", "TurnSettings", "published_id"]
@@ -173,7 +174,7 @@ class _Turn:
     answer: Accumulator = field(default_factory=Accumulator)
     raws: list[str] = field(default_factory=list)
     sent: list[str] = field(default_factory=list)
-    handles: list[str] = field(default_factory=list)  # the provider conversations this turn used
+    handles: set[str] = field(default_factory=set)  # the provider conversations this turn used
     repairs: int = 0
     accepted: Accepted | None = None  # the calls the agent has, once a reply is repaired
     usage: Usage | None = None
@@ -294,14 +295,14 @@ class _Turn:
     def _exchange(self, handle: str | None, prompt: str) -> Generator[Out, None, _Reply]:
         settings = self.service.settings
         turn, handle = yield from self.service.outbox.send(self.provider, handle, self.model, prompt,
-                                                           settings.deadlines, settings.tick, self.handles.append)
+                                                           settings.deadlines, settings.tick, self.handles.add)
         self.sent.append(prompt)
         self.service.live.sent(self.id, prompt, turn.wire)
         reader = ReplyReader([t.name for t in self.request.offered_tools], html=settings.html(self.provider.name))
         self.service.live.reply(self.id, lambda: reader.raw)
         reply = _Reply(handle)
-        if handle is not None and handle not in self.handles:
-            self.handles.append(handle)
+        if handle is not None:
+            self.handles.add(handle)
         done = False
         try:
             for event in turn.events(settings.tick, merge=True):
@@ -310,7 +311,7 @@ class _Turn:
                     continue
                 if isinstance(event, Created):
                     reply.handle = event.handle
-                    self.handles.append(event.handle)
+                    self.handles.add(event.handle)
                     continue
                 done = isinstance(event, Done)
                 parsed = reader.feed(event)

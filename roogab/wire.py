@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import json
 import math
-import re
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from .errors import InvalidRequest, UnsupportedFeature
+from .utf16 import HALF
 
 __all__ = [
     "ChatRequest",
@@ -242,16 +242,13 @@ def _is_number(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def check_body_text(body: dict[str, Any]) -> None:
     """Refuse strings holding a lone surrogate (``"\\ud800"`` is valid JSON syntax but no
     Unicode text): they cannot be encoded as UTF-8 to be hashed, stored or sent on."""
     if _encodable(body):
         return
     for where, text in _strings(body, ""):
-        if _LONE_SURROGATE.search(text):
+        if HALF.search(text):
             raise InvalidRequest(f"'{where or 'body'}' holds an unpaired surrogate escape; "
                                  "it is not valid Unicode text", param=where or None)
 

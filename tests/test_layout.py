@@ -11,7 +11,7 @@ import pytest
 
 import roogab
 
-PURE = ["roogab.wire", "roogab.prompt", "roogab.envelope", "roogab.render", "roogab.errors",
+PURE = ["roogab.wire", "roogab.utf16", "roogab.prompt", "roogab.envelope", "roogab.render", "roogab.errors",
         "roogab.config", "roogab.outputs", "roogab.offline", "roogab.protocols", "roogab.protocols.chat",
         "roogab.protocols.messages", "roogab.structured", "roogab.store", "roogab.store_memory",
         "roogab.registry", "roogab.turnlog", "roogab.service", "roogab.leases", "roogab.housekeeping",

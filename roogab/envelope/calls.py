@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
+from ..utf16 import well_formed
 from .depth import MAX_DEPTH, nested_deeper
 from .events import ToolCall
 
 __all__ = ["json_values", "sendable", "to_tool_call"]
-
-#: A UTF-16 half in a Python string: JSON's ``\ud83d`` without its partner (``json.loads`` keeps it).
-_HALF = re.compile("[\ud800-\udfff]")
 
 _NAME_KEYS = ("name", "tool", "function", "tool_name")
 _ARG_KEYS = ("arguments", "args", "input", "parameters", "params")
@@ -107,7 +104,7 @@ def json_values(value: Any) -> Any:
     ValueError, and so do two keys that differ only in such halves. Recursive: give it values
     ``nested_deeper`` has accepted, or catch RecursionError."""
     if isinstance(value, str):
-        return value if value.isascii() else _HALF.sub("\ufffd", value)
+        return well_formed(value)
     if isinstance(value, float) and not math.isfinite(value):
         raise ValueError(f"an argument is {value}, which JSON has no number for")
     if isinstance(value, dict):

@@ -10,7 +10,6 @@ queued at once and wakes the reader only when it waits.
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from typing import Literal, Protocol
 
 from ..errors import ProviderTimeout, UpstreamError
 from ..redact import REDACTED
+from ..utf16 import well_formed
 
 __all__ = [
     "Created",
@@ -35,27 +35,7 @@ __all__ = [
     "Snapshot",
     "Traits",
     "Turn",
-    "is_high_surrogate",
-    "well_formed",
 ]
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def well_formed(text: str) -> str:
-    """*text* as valid Unicode. A chat service's JSON may spell a character as UTF-16 halves
-    (``"\\ud83d\\ude00"``, or one half per frame when it cut its reply between them), which
-    ``json`` decodes to lone surrogates that no encoder takes: adjacent halves are joined into
-    their character, a half without its partner becomes U+FFFD."""
-    if text.isascii() or _SURROGATE.search(text) is None:
-        return text
-    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
-
-
-def is_high_surrogate(char: str) -> bool:
-    """Whether *char* is the first half of a UTF-16 pair (its partner may come in the next piece)."""
-    return "\ud800" <= char <= "\udbff"
 
 
 @dataclass(frozen=True)
