@@ -2,12 +2,15 @@
 
 A service that answers a create with the create's ref is matched by ref; one that answers
 without it (providers.md §6) only while a single create is pending, so until a service has been
-seen to echo a ref its creates go one at a time (``wait_turn``).
+seen to echo a ref its creates go one at a time (``wait_turn``). Each pending create has a
+timer that gives it up at its deadline; an answer, a drop or the connection's end cancels it (an
+uncancelled timer would keep the turn, its prompt and its frames alive until the deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Generic, Protocol, TypeVar
 
 __all__ = ["Creates"]
@@ -33,18 +36,25 @@ class Creates(Generic[F]):
     def __init__(self) -> None:
         self.echoes_ref: bool | None = None  # does the service answer with the ref? None: not seen yet
         self._by_ref: dict[str, F] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
         self._vacant: asyncio.Event | None = None  # set while nothing is pending
 
     def __len__(self) -> int:
         return len(self._by_ref)
 
-    def add(self, flight: F) -> None:
+    def add(self, flight: F, limit: float, expire: Callable[[F, float], None]) -> None:
+        """*flight*'s create is sent; ``expire(flight, limit)`` runs in *limit* s unless it is
+        answered, dropped or taken before."""
         self._by_ref[flight.ref] = flight
+        self._timers[flight.ref] = asyncio.get_running_loop().call_later(limit, expire, flight, limit)
         if self._vacant is not None:
             self._vacant.clear()
 
     def pop(self, ref: str) -> F | None:
         flight = self._by_ref.pop(ref, None)
+        timer = self._timers.pop(ref, None)
+        if timer is not None:
+            timer.cancel()
         self._note_vacancy()
         return flight
 
@@ -66,6 +76,9 @@ class Creates(Generic[F]):
 
     def take_all(self) -> list[F]:
         flights, self._by_ref = list(self._by_ref.values()), {}
+        timers, self._timers = self._timers.values(), {}
+        for timer in timers:
+            timer.cancel()
         self._note_vacancy()
         return flights
 

@@ -238,8 +238,7 @@ class MultiplexProvider:
         if flight.turn.cancelled:
             return
         await self._ensure_connected()  # a create given up meanwhile may have restarted the connection
-        self._creating.add(flight)
-        asyncio.get_running_loop().call_later(limit, self._expire, flight, limit)
+        self._creating.add(flight, limit, self._expire)
         payload = {ev.prompt_field: text, ev.model_field: model, ev.ref_field: flight.ref}
         flight.turn.frame("out", WIRE, ev.create, payload)
         await self._socket.emit(ev.create, payload)

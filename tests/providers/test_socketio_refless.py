@@ -9,10 +9,12 @@ first-token deadline and holds up nothing after it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -147,3 +149,19 @@ def test_a_late_answer_to_a_given_up_create_is_never_taken_for_the_next_one(
     got = answer(provider.send(None, "m", "B", QUICK))
     assert got[-1] == Done("answer to B"), got
     assert service.creates == ["A", "B"]
+
+
+@pytest.mark.parametrize("served", [itertools.repeat(0.05)], indirect=True)
+def test_an_answered_create_leaves_nothing_that_keeps_its_turn(
+        served: tuple[MultiplexProvider, RefLess], provider_loop: ProviderLoop) -> None:
+    """The timer that would give a create up is cancelled once it is answered: left to run to
+    the deadline, it kept the turn, its prompt and its frames alive (about 100 KiB a turn of a
+    40 KB request, measured by bench/bench_startup.py)."""
+    provider, _ = served
+    turn = provider.send(None, "m", "kept?", QUICK)
+    assert answer(turn)[-1] == Done("answer to kept?")
+    gone = weakref.ref(turn)
+    del turn
+    provider_loop.run(asyncio.sleep(0), 2)  # the loop has run what the answer scheduled
+    gc.collect()
+    assert gone() is None
