@@ -18,7 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol
 
 from .bpe import CompactBPE
 from .memo import Memo
@@ -123,6 +123,7 @@ class TokenCounter:
                 return False
             self._encoding = None
             _compact_encoding.cache_clear()  # the table's last reference (a running count holds its own)
+            _rust_encoding.cache_clear()  # and tiktoken's, if a long piece needed it
         give_back()
         logger.info("token counter: let the tokenizer go after %.0f s unused; the next count loads it again",
                     self.idle_release)
@@ -201,17 +202,52 @@ def _compact_encoding(name: str) -> tuple[_Encoding, int]:
     its parent's).
 
     tiktoken's own encoder would hold about 23 MiB of Rust tables, and ``tiktoken.get_encoding``
-    16 MiB more of Python rank table beside them; the compact table holds about 2 MiB and
-    counts the same (``tests/test_bpe.py`` checks it against tiktoken's encoder). The plugin's
-    rank table is let go once the compact one is built.
+    16 MiB more of Python rank table beside them; the compact table holds about 2 MiB and counts
+    the same (``tests/test_bpe.py`` checks it against tiktoken's encoder). The plugin's rank
+    table is let go once the compact one is built. A piece too long to merge in Python
+    (``bpe.LONG_PIECE``) goes to tiktoken's encoder, built for it (``_long_piece``).
     """
+    spec = _plugin_spec(name)
+    long_piece = functools.partial(_long_piece, name, threading.Lock())  # one build at a time
+    encoding = CompactBPE(spec["mergeable_ranks"], spec["pat_str"], long_piece)
+    del spec
+    return encoding, os.getpid()
+
+
+def _plugin_spec(name: str) -> dict[str, Any]:
+    """The ``tiktoken.Encoding`` arguments of encoding *name*, from its plugin (KeyError: no
+    plugin has it); its ``mergeable_ranks`` is a fresh table of about 16 MiB."""
     # Imported here, not at module level: tiktoken is optional and costs time to import.
     import tiktoken
     import tiktoken.registry
 
     tiktoken.list_encoding_names()  # finds the tiktoken_ext plugins' constructors
     constructors = tiktoken.registry.ENCODING_CONSTRUCTORS or {}
-    spec = constructors[name]()  # KeyError: no plugin has it
-    encoding = CompactBPE(spec["mergeable_ranks"], spec["pat_str"])
-    del spec
-    return encoding, os.getpid()
+    spec: dict[str, Any] = constructors[name]()
+    return spec
+
+
+def _long_piece(name: str, building: threading.Lock, data: bytes) -> int | None:
+    """The tokens of one long piece by tiktoken's own encoder (with the GIL let go), or None
+    when it cannot be built now (the compact table then merges the piece itself). *building*
+    keeps concurrent long pieces from building an encoder each (~40 MiB at once apiece)."""
+    try:
+        with building:
+            encoding = _rust_encoding(name)
+    except (ImportError, ValueError, KeyError, OSError) as exc:  # as _load_encoding: the plugin or its file
+        logger.warning("token counter: no tokenizer for a %d-byte piece (%s); it is merged slowly", len(data), exc)
+        return None
+    return len(encoding._encode_single_piece(data))
+
+
+@functools.cache  # built the first time a long piece is counted; let go with the compact table
+def _rust_encoding(name: str) -> Any:
+    """tiktoken's ``Encoding`` of *name* with only its Rust tables (about 23 MiB): its Python
+    rank table, which it keeps for decoding and pickling, is emptied once the encoder is built."""
+    import tiktoken
+
+    spec = _plugin_spec(name)
+    ranks = spec["mergeable_ranks"]
+    encoding = tiktoken.Encoding(**spec)
+    ranks.clear()
+    return encoding

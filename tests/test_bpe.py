@@ -133,3 +133,40 @@ def test_equal_pairs_merge_from_the_left() -> None:
     assert CompactBPE(ranks, r"\S+").count("aaab") == 2  # "aa" "ab"; from the right: "a" "aa" "b"
     ranks = dict(_BYTES) | {b"aa": 300, b"ab": 299}
     assert CompactBPE(ranks, r"\S+").count("aab") == 2  # "a" "ab": the lower rank wins over the left
+
+
+# -- pieces too long to merge in Python go to tiktoken's own encoder ------------------------------
+
+def test_a_long_piece_goes_to_the_long_piece_counter_and_a_short_one_never_does() -> None:
+    asked: list[bytes] = []
+
+    def long_piece(data: bytes) -> int:
+        asked.append(data)
+        return 7
+
+    ranks, pattern = _tiktoken()._mergeable_ranks, _tiktoken()._pat_str
+    table = CompactBPE(ranks, pattern, long_piece)
+    run = "qwxzjk" * (bpe.LONG_PIECE // 6 + 1)  # one piece, over LONG_PIECE bytes
+    at_the_line = "short words\n" + "q" * bpe.LONG_PIECE  # a piece of exactly LONG_PIECE bytes: merged here
+    assert table.count(at_the_line) == _expected(at_the_line) and asked == []
+    assert table.count(f"a {run} b") == 1 + 7 + 1 and asked == [(" " + run).encode()]
+
+
+def test_a_long_piece_is_merged_here_when_its_counter_cannot_help() -> None:
+    ranks, pattern = _tiktoken()._mergeable_ranks, _tiktoken()._pat_str
+    table = CompactBPE(ranks, pattern, lambda data: None)
+    run = "qwxzjk" * (bpe.LONG_PIECE // 6 + 1)
+    assert table.count(run) == _expected(run)
+
+
+def test_the_counter_counts_long_pieces_with_tiktoken_built_only_for_them() -> None:
+    from roogab import usage
+
+    usage._rust_encoding.cache_clear()
+    text = "  ".join(json.dumps(m["content"]) for body in captured_bodies(ROO)[:2] for m in body["messages"])
+    assert _compact().count(text) == _expected(text)
+    assert usage._rust_encoding.cache_info().currsize == 0  # real requests: no piece that long
+    runs = ["x" * 5000, "qwxzjk" * 2000, " " * 9000 + "end", "=" * 6000 + "\n\n", "é" * 3000]
+    for run in runs:
+        assert _compact().count(run) == _expected(run), run[:10]
+    assert usage._rust_encoding.cache_info().currsize == 1
