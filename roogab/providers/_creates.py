@@ -35,8 +35,7 @@ class Creates(Generic[F]):
 
     def __init__(self) -> None:
         self.echoes_ref: bool | None = None  # does the service answer with the ref? None: not seen yet
-        self._by_ref: dict[str, F] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._by_ref: dict[str, tuple[F, asyncio.TimerHandle]] = {}  # each create, and its give-up timer
         self._vacant: asyncio.Event | None = None  # set while nothing is pending
 
     def __len__(self) -> int:
@@ -45,17 +44,18 @@ class Creates(Generic[F]):
     def add(self, flight: F, limit: float, expire: Callable[[F, float], None]) -> None:
         """*flight*'s create is sent; ``expire(flight, limit)`` runs in *limit* s unless it is
         answered, dropped or taken before."""
-        self._by_ref[flight.ref] = flight
-        self._timers[flight.ref] = asyncio.get_running_loop().call_later(limit, expire, flight, limit)
+        timer = asyncio.get_running_loop().call_later(limit, expire, flight, limit)
+        self._by_ref[flight.ref] = (flight, timer)
         if self._vacant is not None:
             self._vacant.clear()
 
     def pop(self, ref: str) -> F | None:
-        flight = self._by_ref.pop(ref, None)
-        timer = self._timers.pop(ref, None)
-        if timer is not None:
-            timer.cancel()
+        found = self._by_ref.pop(ref, None)
         self._note_vacancy()
+        if found is None:
+            return None
+        flight, timer = found
+        timer.cancel()
         return flight
 
     def only(self) -> F | None:
@@ -65,7 +65,8 @@ class Creates(Generic[F]):
         return self.pop(next(iter(self._by_ref)))
 
     def pending(self, flight: F) -> bool:
-        return self._by_ref.get(flight.ref) is flight
+        found = self._by_ref.get(flight.ref)
+        return found is not None and found[0] is flight
 
     def drop(self, flight: F) -> bool:
         """Forget *flight*'s create; True if it was pending."""
@@ -75,12 +76,11 @@ class Creates(Generic[F]):
         return True
 
     def take_all(self) -> list[F]:
-        flights, self._by_ref = list(self._by_ref.values()), {}
-        timers, self._timers = self._timers.values(), {}
-        for timer in timers:
+        taken, self._by_ref = list(self._by_ref.values()), {}
+        for _, timer in taken:
             timer.cancel()
         self._note_vacancy()
-        return flights
+        return [flight for flight, _ in taken]
 
     async def wait_turn(self, limit: float) -> None:
         """Unless the service is known to echo refs: wait (at most *limit* s) until no other
