@@ -6,16 +6,19 @@ sorted list, each with a heap block per token): about 23 MiB for cl100k's 100 25
 Here a table is four flat arrays: the tokens' bytes end to end, ordered by a bucket of each
 one's ``hash``, with their offsets, their ranks, and where each bucket starts (about 2 MiB for
 cl100k). Finding a token is one hash and a comparison of the bytes of each token in its bucket
-(0.76 on average), so a hash that two byte strings share can never change a rank. The arrays are a few objects, not 100 256: a forked worker reading them
-dirties no page of its parent's copy.
+(0.76 on average), so a hash that two byte strings share can never change a rank. The arrays
+are a few objects, not 100 256: a forked worker reading them dirties almost no page of its
+parent's copy (a few objects' reference counts, not one per token).
 
 The count is tiktoken's ``encode_ordinary`` counted, step for step: the encoding's own split
 pattern (``regex``: it needs ``\\p{L}`` and possessive quantifiers), a piece that is a token is one,
 and any other piece is merged as tiktoken's ``byte_pair_merge`` does, the adjacent pair of lowest
 rank first and the leftmost among equals. A heap holds the pairs, so a piece of n bytes costs
-n log n, but in Python: ~10 µs a token, 30 times tiktoken's. A piece over ``LONG_PIECE`` bytes (a
-line of letters with no space; real requests have none) is handed to the caller's *long_piece*
-counter instead (``usage`` gives it tiktoken's own encoder, built the first time one comes).
+n log n, but in Python: ~10 µs a token (on one long run of letters, 24–44 times tiktoken's
+time; on ordinary text, where most pieces are tokens, counting takes 2–3 times tiktoken's). A
+piece over ``LONG_PIECE`` bytes (a line of letters with no space; real requests have none) is
+handed to the caller's *long_piece* counter instead (``usage`` gives it tiktoken's own encoder,
+built for the count that needs it).
 ``tests/test_bpe.py`` checks the counts against tiktoken's own encoder. Pure: no I/O.
 """
 
@@ -28,15 +31,19 @@ from collections.abc import Callable, Mapping
 
 from .utf16 import well_formed
 
-__all__ = ["LONG_PIECE", "CompactBPE"]
+__all__ = ["LONG_PIECE", "PAUSE_CHARS", "CompactBPE"]
 
 #: The rank of a byte string that is no token (above every real rank).
 _NO_RANK = 1 << 32
 
 #: A piece of more bytes than this (one run of letters, of spaces or of punctuation) goes to the
-#: table's *long_piece* counter when it has one: merging here costs ~10 µs a token, so one run the
-#: size of a whole request body (32 MiB allowed) would hold a request thread for minutes.
-LONG_PIECE = 4096
+#: count's *long_piece* counter when it has one: merging here costs ~10 µs a token (a run of
+#: 16 KiB: ~80 ms), so one run the size of a whole request body (32 MiB allowed) would hold a
+#: request thread for minutes.
+LONG_PIECE = 16384
+
+#: A count calls its *pause* about every this many characters.
+PAUSE_CHARS = 2048
 
 #: Tokens are found by their hash's bucket (2**17 buckets: cl100k puts 0.76 tokens in each).
 _BUCKET_BITS = 17
@@ -51,15 +58,13 @@ _MEMO_SIZE = 8192
 
 class CompactBPE:
     """Counts the tokens of a byte-pair encoding given its *ranks* (token bytes → rank, as in a
-    ``.tiktoken`` file) and its split *pattern* (tiktoken's ``pat_str``). A piece over
-    ``LONG_PIECE`` bytes is counted by *long_piece* when given (None from it: merged here).
-    Thread-safe: the table is read-only once built, and the memo of piece counts is a dict
-    changed one item at a time."""
+    ``.tiktoken`` file) and its split *pattern* (tiktoken's ``pat_str``). Thread-safe: the table
+    is read-only once built, and the memo of piece counts is a dict changed one item at a time.
+    Not picklable: ``hash`` is salted per process, so the buckets hold only where they were built."""
 
-    __slots__ = ("_blob", "_buckets", "_long", "_memo", "_ranks", "_split", "_starts")
+    __slots__ = ("_blob", "_buckets", "_memo", "_ranks", "_split", "_starts")
 
-    def __init__(self, ranks: Mapping[bytes, int], pattern: str,
-                 long_piece: Callable[[bytes], int | None] | None = None) -> None:
+    def __init__(self, ranks: Mapping[bytes, int], pattern: str) -> None:
         import regex  # boundary: the pattern's \p{L} and possessive quantifiers are not re's
 
         order = sorted(ranks, key=_bucket)
@@ -72,23 +77,34 @@ class CompactBPE:
         self._buckets = array("I", itertools.accumulate(sizes))  # bucket b: tokens [b] to [b + 1]
         self._split = regex.compile(pattern)
         self._memo: dict[str, int] = {}
-        self._long = long_piece
+
+    def __reduce__(self) -> str | tuple[object, ...]:
+        raise TypeError("a CompactBPE is only valid in the process that built it (and its forks)")
 
     @property
     def size(self) -> int:
         """The number of tokens in the table."""
         return len(self._ranks)
 
-    def count(self, text: str) -> int:
+    def count(self, text: str, long_piece: Callable[[bytes], int | None] | None = None,
+              pause: Callable[[], object] | None = None) -> int:
         """The number of tokens tiktoken's ``encode_ordinary(text)`` returns: special tokens'
-        text is counted as text, and a lone UTF-16 half as U+FFFD (tiktoken's own repair)."""
-        memo, total = self._memo, 0
+        text is counted as text, and a lone UTF-16 half as U+FFFD (tiktoken's own repair).
+
+        A piece over ``LONG_PIECE`` bytes is counted by *long_piece* when given (None from it:
+        merged here). *pause* is called about every ``PAUSE_CHARS`` characters, between pieces:
+        the caller's chance to let other threads run."""
+        memo, total, mark = self._memo, 0, 0
         try:
-            for piece in self._split.findall(text):
+            for match in self._split.finditer(text):  # no list of the pieces: a prompt may be 8 MiB
+                piece = match[0]
                 known = memo.get(piece)  # most pieces are words seen before: no call
-                total += self._piece(piece) if known is None else known
+                total += self._piece(piece, long_piece) if known is None else known
+                if pause is not None and match.end() - mark >= PAUSE_CHARS:
+                    mark = match.end()
+                    pause()
         except UnicodeEncodeError:
-            return self.count(well_formed(text))
+            return self.count(well_formed(text), long_piece, pause)
         return total
 
     def rank(self, token: bytes) -> int | None:
@@ -96,12 +112,12 @@ class CompactBPE:
         found = self._rank(token)
         return None if found == _NO_RANK else found
 
-    def _piece(self, piece: str) -> int:
+    def _piece(self, piece: str, long_piece: Callable[[bytes], int | None] | None) -> int:
         """The tokens of one piece the pattern split off (remembered if it is short)."""
         memo = self._memo
         data = piece.encode("utf-8")  # UnicodeEncodeError: a lone half (count() repairs the text)
-        if len(data) > LONG_PIECE and self._long is not None:
-            tokens = self._long(data)
+        if len(data) > LONG_PIECE and long_piece is not None:
+            tokens = long_piece(data)
             if tokens is not None:
                 return tokens
         tokens = 1 if len(data) == 1 or self._rank(data) != _NO_RANK else self._merged(data)

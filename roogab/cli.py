@@ -111,7 +111,7 @@ def _serve_workers(config: Config) -> NoReturn:
     try:
         # create and migrate the store once, here: workers opening a new file together race
         open_store(config.store, config.data_dir, dsn=config.dsn).close()
-        # the tokenizer's tables (~3 MiB) are never written once built: built here, before the
+        # the tokenizer's tables (~2 MiB) are never written once built: built here, before the
         # fork, they are one copy the workers share instead of one per worker
         TokenCounter().warm()
         status = supervise(config, run)

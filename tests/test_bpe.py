@@ -144,29 +144,41 @@ def test_a_long_piece_goes_to_the_long_piece_counter_and_a_short_one_never_does(
         asked.append(data)
         return 7
 
-    ranks, pattern = _tiktoken()._mergeable_ranks, _tiktoken()._pat_str
-    table = CompactBPE(ranks, pattern, long_piece)
-    run = "qwxzjk" * (bpe.LONG_PIECE // 6 + 1)  # one piece, over LONG_PIECE bytes
+    table = _compact()
     at_the_line = "short words\n" + "q" * bpe.LONG_PIECE  # a piece of exactly LONG_PIECE bytes: merged here
-    assert table.count(at_the_line) == _expected(at_the_line) and asked == []
-    assert table.count(f"a {run} b") == 1 + 7 + 1 and asked == [(" " + run).encode()]
+    assert table.count(at_the_line, long_piece) == _expected(at_the_line) and asked == []
+    run = "qwxzjk" * (bpe.LONG_PIECE // 6 + 1)  # one piece, over LONG_PIECE bytes
+    assert table.count(f"a {run} b", long_piece) == 1 + 7 + 1 and asked == [(" " + run).encode()]
 
 
 def test_a_long_piece_is_merged_here_when_its_counter_cannot_help() -> None:
-    ranks, pattern = _tiktoken()._mergeable_ranks, _tiktoken()._pat_str
-    table = CompactBPE(ranks, pattern, lambda data: None)
     run = "qwxzjk" * (bpe.LONG_PIECE // 6 + 1)
-    assert table.count(run) == _expected(run)
+    assert _compact().count(run, lambda data: None) == _compact().count(run) == _expected(run)
 
 
-def test_the_counter_counts_long_pieces_with_tiktoken_built_only_for_them() -> None:
+def test_the_counter_builds_tiktoken_only_for_a_count_with_a_long_piece(monkeypatch: pytest.MonkeyPatch) -> None:
     from roogab import usage
 
-    usage._rust_encoding.cache_clear()
+    built: list[object] = []
+    build = usage._rust_encoding
+
+    def counted(name: str) -> Any:
+        built.append(name)
+        return build(name)
+
+    monkeypatch.setattr(usage, "_rust_encoding", counted)
+    counter = usage.TokenCounter()
     text = "  ".join(json.dumps(m["content"]) for body in captured_bodies(ROO)[:2] for m in body["messages"])
-    assert _compact().count(text) == _expected(text)
-    assert usage._rust_encoding.cache_info().currsize == 0  # real requests: no piece that long
-    runs = ["x" * 5000, "qwxzjk" * 2000, " " * 9000 + "end", "=" * 6000 + "\n\n", "é" * 3000]
+    assert counter.count(text) == _expected(text) and built == []  # real requests: no piece that long
+    runs = ["x" * (bpe.LONG_PIECE + 1), "qwxzjk" * 5000, " " * 40_000 + "end", "=" * 20_000 + "\n\n", "é" * 9000]
+    assert counter.count("\n\n".join(runs)) == _expected("\n\n".join(runs)) and len(built) == 1  # once a count
     for run in runs:
-        assert _compact().count(run) == _expected(run), run[:10]
-    assert usage._rust_encoding.cache_info().currsize == 1
+        assert counter.count(run) == _expected(run), run[:10]
+    assert len(built) == 1 + len(runs)  # and let go after it: no process keeps tiktoken's 23 MiB
+
+
+def test_the_table_refuses_to_be_pickled() -> None:
+    """``hash`` is salted per process: a copy in another process would find no token."""
+    import pickle
+    with pytest.raises(TypeError, match="only valid in the process that built it"):
+        pickle.dumps(_compact())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import subprocess
@@ -18,9 +17,9 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import CLINE, ROO, captured_bodies
 
-from roogab.usage import OFFLINE_ENCODING, PIECE_CHARS, TokenCache, TokenCounter, _compact_encoding, pieces
+from roogab.bpe import PAUSE_CHARS
+from roogab.usage import OFFLINE_ENCODING, TokenCache, TokenCounter, _compact_encoding
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,46 +181,9 @@ def test_the_counter_counts_with_the_compact_table(counter: TokenCounter) -> Non
     assert counter.count("hello world") == 2
 
 
-# Counting a piece at a time (issue 13: an 8 MiB prompt counted whole held 95 MiB of ints).
-# cl100k's pattern treats these very differently: letters, digits, apostrophes (contractions),
-# punctuation, every kind of whitespace (Unicode spaces, separators Python calls space), emoji.
-_TRICKY = " \n\r\t\x0b\x0c\x1c\x1f\x85\xa0\u2028\u3000'sdmtlvre aZé9٣.,!?#(){}<>|_-\"\\😀中"
+# Counting a big text (issue 13: an 8 MiB prompt counted whole held 95 MiB of ints), and pausing.
 
-
-_RUNS = [" ", "  ", "\n", " \n", "\n\n", "\r\n", "\t", "\xa0", "\x1c", "\u3000", "ab", "Zé", "'s", "'ll",
-         "1234", "٣", ".", "?!", "(", "😀", "中文", "<|endoftext|>"]
-_TEXTS = st.one_of(st.text(alphabet=_TRICKY, max_size=60),
-                   st.lists(st.sampled_from(_RUNS), max_size=24).map("".join))
-
-
-@settings(max_examples=300, deadline=None)
-@given(text=_TEXTS)
-def test_pieces_count_what_the_whole_counts(counter: TokenCounter, text: str) -> None:
-    whole = _whole(counter, text)
-    for size in range(1, len(text) + 1):  # every place pieces() may cut
-        parts = list(pieces(text, size))
-        assert "".join(parts) == text
-        assert sum(_whole(counter, p) for p in parts) == whole, parts
-    assert counter.count(text) == whole
-
-
-@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 64])
-def test_pieces_of_real_agent_requests_count_the_same(counter: TokenCounter, size: int) -> None:
-    for body in captured_bodies(ROO)[:3] + captured_bodies(CLINE)[:3]:
-        for message in body["messages"]:
-            text = message["content"] if isinstance(message["content"], str) else json.dumps(message["content"])
-            assert sum(_whole(counter, p) for p in pieces(text, size)) == _whole(counter, text)
-
-
-def test_pieces_cut_big_text_and_keep_lines_without_a_cut_whole() -> None:
-    text = "word " * 100_000
-    parts = list(pieces(text))
-    assert len(parts) > 5 and all(len(p) >= PIECE_CHARS for p in parts[:-1]) and "".join(parts) == text
-    assert list(pieces("x" * (3 * PIECE_CHARS))) == ["x" * (3 * PIECE_CHARS)]  # nowhere to cut
-    assert list(pieces("")) == [""]
-
-
-def test_counting_a_big_text_never_holds_all_its_tokens(counter: TokenCounter) -> None:
+def test_counting_a_big_text_never_holds_all_its_pieces(counter: TokenCounter, reference: Any) -> None:
     text = "x = 1  # a line of a big pasted file\n" * 100_000  # 3.7 MB, about a million tokens
     counter.count("warm")
     tracemalloc.start()
@@ -230,15 +192,25 @@ def test_counting_a_big_text_never_holds_all_its_tokens(counter: TokenCounter) -
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert tokens == _whole(counter, text)
-    assert peak < 2 << 20  # counted whole: a list of a million ints, 36 MB
+    assert tokens == len(reference.encode_ordinary(text))
+    assert peak < 2 << 20  # the split pattern's pieces listed at once: a million strings, ~60 MB
 
 
-def _whole(counter: TokenCounter, text: str) -> int:
-    """The count of *text* in one call to the counter's table, whatever its length (no pieces)."""
-    encoding = counter._load()
-    assert encoding is not None
-    return encoding.count(text)
+def test_a_count_pauses_every_few_thousand_characters_even_in_text_with_no_space(reference: Any) -> None:
+    """base64 has no space or line break to cut at; the split pattern's own pieces still come
+    every few characters, and the count lets the lock and the GIL go every PAUSE_CHARS."""
+    import base64
+
+    from roogab import bpe
+
+    fresh = TokenCounter()
+    text = base64.b64encode(os.urandom(60_000)).decode()  # 80 000 characters
+    held: list[bool] = []
+    pause = fresh._pause
+    fresh._pause = lambda: (held.append(fresh._counting.locked()), pause())  # type: ignore[method-assign]
+    assert fresh.count(text) == len(reference.encode_ordinary(text))
+    assert len(held) >= len(text) // (bpe.PAUSE_CHARS + 64) and all(held)
+    assert not fresh._counting.locked()  # let go when the count ends
 
 
 # -- letting the tables go when idle (tokenizer_idle) ------------------------------------------------
@@ -303,11 +275,11 @@ def test_tables_are_kept_without_an_idle_release(counter: TokenCounter) -> None:
 
 def test_a_count_running_while_the_tables_are_let_go_stays_exact(counter: TokenCounter) -> None:
     """Every count begins at a later time than the last, and each release finds the tables
-    idle: releases race the counts (each counted in several pieces, so a release can come
+    idle: releases race the counts (each pauses several times, so a release can come
     between two), and every count must still be tiktoken's, never the estimate."""
     ticks = iter(range(0, 10 ** 9, 1000))
     racy = TokenCounter(idle_release=1, clock=lambda: float(next(ticks)))
-    texts = [f"item {i}: " + "naïve café — Привет 🙂 " * (PIECE_CHARS // 8 + i) for i in range(6)]
+    texts = [f"item {i}: " + "naïve café — Привет 🙂 " * (PAUSE_CHARS // 8 + i) for i in range(6)]
     expected = [counter.count(t) for t in texts]
     released, done = 0, threading.Event()
 
